@@ -1,0 +1,387 @@
+"""Frozen data containers passed between the pipeline stages.
+
+Every container is a frozen dataclass of numpy arrays and plain values with a
+lossless ``to_dict``/``from_dict`` pair and ``save_npz``/``load_npz``. Pixel
+positions are (row, col) throughout; physical units are in the field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+T = TypeVar("T", bound="_Struct")
+
+#: Phase label codes used by :class:`PhaseLabels` (index = code).
+LABELS: tuple[str, ...] = ("ordered", "uniform")
+#: Column contrast codes used by :class:`PhaseLabels` (index = code).
+CONTRASTS: tuple[str, ...] = ("bright", "dim", "uniform")
+#: Region-map codes: 0 outside the crystal, then 1 + label code.
+REGION_OUTSIDE, REGION_ORDERED, REGION_UNIFORM = 0, 1, 2
+
+
+def _encode(value: Any) -> Any:
+    """Make a field value storable (dataclasses become dicts)."""
+    if isinstance(value, _Struct):
+        return value.to_dict()
+    return value
+
+
+class _Struct:
+    """Mixin giving a frozen dataclass dict and ``.npz`` round trips."""
+
+    #: Names of fields holding nested structs, mapped to their types.
+    _nested: ClassVar[dict[str, str]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a dict (nested containers become dicts)."""
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """Rebuild the container from :meth:`to_dict` output."""
+        kwargs = dict(data)
+        for name, type_name in cls._nested.items():
+            if kwargs.get(name) is not None and isinstance(kwargs[name], dict):
+                kwargs[name] = _STRUCTS[type_name].from_dict(kwargs[name])
+        return cls(**kwargs)
+
+    def save_npz(self, path: str | os.PathLike) -> Path:
+        """Write the container to ``path`` (``.npz``) atomically.
+
+        Arrays are stored as arrays; everything else as JSON.
+        """
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {}
+        plain: dict[str, Any] = {}
+        _flatten(self.to_dict(), "", arrays, plain)
+        arrays["__plain__"] = np.frombuffer(json.dumps(plain).encode(), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
+        os.close(fd)
+        try:
+            np.savez_compressed(tmp, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load_npz(cls: type[T], path: str | os.PathLike) -> T:
+        """Read a container written by :meth:`save_npz`."""
+        with np.load(path, allow_pickle=False) as npz:
+            plain = json.loads(npz["__plain__"].tobytes().decode())
+            arrays = {k: npz[k] for k in npz.files if k != "__plain__"}
+        return cls.from_dict(_unflatten(arrays, plain))
+
+
+def _flatten(d: dict, prefix: str, arrays: dict, plain: dict) -> None:
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        elif isinstance(value, dict) and value and all(isinstance(k, str) for k in value) and any(
+            isinstance(v, (np.ndarray, dict)) for v in value.values()
+        ):
+            plain[name] = {"__nested__": True}
+            _flatten(value, f"{name}/", arrays, plain)
+        else:
+            plain[name] = value
+
+
+def _unflatten(arrays: dict, plain: dict) -> dict:
+    out: dict = {}
+
+    def put(name: str, value: Any) -> None:
+        parts = name.split("/")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        if isinstance(value, dict) and value.get("__nested__"):
+            node.setdefault(parts[-1], {})
+        else:
+            node[parts[-1]] = value
+
+    for name in sorted(plain, key=lambda s: s.count("/")):
+        put(name, plain[name])
+    for name, value in arrays.items():
+        put(name, value)
+    return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Micrograph(_Struct):
+    """A 2-D image with its calibration.
+
+    Parameters
+    ----------
+    data : (M, N) ndarray of float32
+        The image, rows first.
+    pixel_size_nm : float or None
+        Pixel size [nm]; None when the file carries no calibration.
+    source : str or None
+        Where the image came from (a path, or a description).
+    metadata : dict
+        Original units and calibration, and microscope fields where known
+        (``voltage_kv``, ``convergence_mrad``, ``detector``, ``dwell_time_s``).
+    """
+
+    data: np.ndarray
+    pixel_size_nm: float | None = None
+    source: str | None = None
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        data = np.asarray(self.data)
+        if data.ndim != 2:
+            raise ValueError(f"Micrograph data must be 2-D, got shape {data.shape}")
+        if data.dtype != np.float32:
+            data = data.astype(np.float32)
+        object.__setattr__(self, "data", data)
+        if self.pixel_size_nm is not None:
+            object.__setattr__(self, "pixel_size_nm", float(self.pixel_size_nm))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Image shape (rows, cols)."""
+        return self.data.shape  # type: ignore[return-value]
+
+    def replace(self, **changes: Any) -> Micrograph:
+        """Return a copy with some fields changed (e.g. denoised ``data``)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_signal(self):
+        """Return a calibrated HyperSpy ``Signal2D`` (see :func:`stem_pipeline.io.to_signal`)."""
+        from .io import to_signal
+
+        return to_signal(self)
+
+    @classmethod
+    def from_signal(cls, signal, *, source: str | None = None) -> Micrograph:
+        """Build from a HyperSpy ``Signal2D`` (see :func:`stem_pipeline.io.from_signal`)."""
+        from .io import from_signal
+
+        return from_signal(signal, source=source)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Columns(_Struct):
+    """Atom columns as a struct of arrays (one entry per column).
+
+    Parameters
+    ----------
+    rc : (N, 2) ndarray of float64
+        Column positions (row, col) [px].
+    amplitude : (N,) ndarray, optional
+        Gaussian peak height above the local background [counts].
+    sigma : (N, 2) ndarray, optional
+        Gaussian widths along rows and cols [px].
+    background : (N,) ndarray, optional
+        Local background level at the column centre [counts].
+    volume : (N,) ndarray, optional
+        Gaussian volume ``2 pi A s_r s_c`` (scattering cross-section) [counts px^2].
+    cell_intensity : (N,) ndarray, optional
+        Background-subtracted intensity integrated over the Voronoi cell
+        clipped to the fit window [counts].
+    peak : (N,) ndarray, optional
+        Raw image value at the nearest pixel [counts].
+    rc_std : (N, 2) ndarray, optional
+        Position uncertainty (row, col) [px].
+    fit_ok : (N,) ndarray of bool, optional
+        False where the refinement failed (the column keeps its input position).
+    pixel_size_nm : float or None
+        Pixel size [nm], for conversion to physical units.
+    """
+
+    rc: np.ndarray
+    amplitude: np.ndarray | None = None
+    sigma: np.ndarray | None = None
+    background: np.ndarray | None = None
+    volume: np.ndarray | None = None
+    cell_intensity: np.ndarray | None = None
+    peak: np.ndarray | None = None
+    rc_std: np.ndarray | None = None
+    fit_ok: np.ndarray | None = None
+    pixel_size_nm: float | None = None
+
+    def __post_init__(self) -> None:
+        rc = np.asarray(self.rc, dtype=np.float64).reshape(-1, 2)
+        object.__setattr__(self, "rc", rc)
+        n = len(rc)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("rc", "pixel_size_nm") or value is None:
+                continue
+            value = np.asarray(value)
+            if len(value) != n:
+                raise ValueError(f"Columns.{f.name} has {len(value)} entries, rc has {n}")
+            object.__setattr__(self, f.name, value)
+
+    def __len__(self) -> int:
+        return len(self.rc)
+
+    @property
+    def intensity(self) -> np.ndarray:
+        """The intensity used for classification: Gaussian volume if fitted, else cell or peak."""
+        for name in ("volume", "cell_intensity", "peak"):
+            value = getattr(self, name)
+            if value is not None:
+                return value
+        raise ValueError("Columns carry no intensity yet; run stem_pipeline.columns.measure_intensities")
+
+    def replace(self, **changes: Any) -> Columns:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def subset(self, index: np.ndarray) -> Columns:
+        """Return the columns selected by a boolean mask or an index array."""
+        changes = {
+            f.name: getattr(self, f.name)[index]
+            for f in dataclasses.fields(self)
+            if f.name != "pixel_size_nm" and getattr(self, f.name) is not None
+        }
+        return self.replace(**changes)
+
+    def to_dataframe(self):
+        """Return a pandas DataFrame with ``x_px, y_px`` (x = col, y = row), nm columns and fields."""
+        import pandas as pd
+
+        df = pd.DataFrame({"x_px": self.rc[:, 1], "y_px": self.rc[:, 0]})
+        scale = self.pixel_size_nm if self.pixel_size_nm is not None else np.nan
+        df["x_nm"] = df["x_px"] * scale
+        df["y_nm"] = df["y_px"] * scale
+        try:
+            df["intensity"] = self.intensity
+        except ValueError:
+            df["intensity"] = np.nan
+        for name in ("amplitude", "background", "volume", "cell_intensity", "peak", "fit_ok"):
+            value = getattr(self, name)
+            if value is not None:
+                df[name] = value
+        if self.sigma is not None:
+            df["sigma_x_px"], df["sigma_y_px"] = self.sigma[:, 1], self.sigma[:, 0]
+        if self.rc_std is not None:
+            df["x_std_px"], df["y_std_px"] = self.rc_std[:, 1], self.rc_std[:, 0]
+        return df
+
+    def to_atomap(self, image: np.ndarray | Micrograph):
+        """Return an atomap ``Sublattice`` of these columns on ``image``.
+
+        atomap stores x/y; the (row, col) to (x, y) swap happens here.
+        """
+        from atomap.sublattice import Sublattice
+
+        data = image.data if isinstance(image, Micrograph) else np.asarray(image)
+        return Sublattice(atom_position_list=self.rc[:, ::-1].copy(), image=data)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PhaseLabels(_Struct):
+    """Per-column phase labels and the pixel region map.
+
+    Parameters
+    ----------
+    label : (N,) ndarray of int8
+        Index into :data:`LABELS` (0 ``ordered``, 1 ``uniform``).
+    contrast : (N,) ndarray of int8
+        Index into :data:`CONTRASTS` (0 ``bright``, 1 ``dim``, 2 ``uniform``).
+    order_parameter : (N,) ndarray of float
+        Local bright/dim alternation strength the labels were derived from.
+    region_map : (M, K) ndarray of int8
+        0 outside the crystal, 1 ordered, 2 uniform.
+    """
+
+    label: np.ndarray
+    contrast: np.ndarray
+    order_parameter: np.ndarray
+    region_map: np.ndarray
+
+    @property
+    def label_names(self) -> np.ndarray:
+        """Labels as strings."""
+        return np.asarray(LABELS, dtype=object)[self.label]
+
+    @property
+    def contrast_names(self) -> np.ndarray:
+        """Contrasts as strings."""
+        return np.asarray(CONTRASTS, dtype=object)[self.contrast]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AreaFractions(_Struct):
+    """Phase area fractions of the crystal area with a 95 % interval.
+
+    Parameters
+    ----------
+    ordered, uniform : float
+        Area fractions (sum to 1 over the crystal area).
+    uniform_ci95 : tuple of float
+        95 % interval of ``uniform``.
+    crystal_area_nm2 : float or None
+        Crystal area [nm^2] (None without calibration).
+    method : str
+        How the interval was obtained.
+    """
+
+    ordered: float
+    uniform: float
+    uniform_ci95: tuple[float, float]
+    crystal_area_nm2: float | None = None
+    method: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uniform_ci95", tuple(float(v) for v in self.uniform_ci95))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Comparison(_Struct):
+    """One simulated model compared with one experimental region."""
+
+    model: str
+    region: str
+    ncc: float
+    ssim: float
+    rmse: float
+    chi2: float | None
+    thickness_nm: float | None
+    thickness_nm_std: float | None
+    source_size_nm: float | None
+    source_size_nm_std: float | None
+    column_ratio_exp: float | None
+    column_ratio_sim: float | None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PipelineResult(_Struct):
+    """Everything :func:`stem_pipeline.pipeline.analyze` produced for one image."""
+
+    _nested: ClassVar[dict[str, str]] = {
+        "micrograph": "Micrograph",
+        "columns": "Columns",
+        "labels": "PhaseLabels",
+        "fractions": "AreaFractions",
+    }
+
+    micrograph: Micrograph
+    status: str
+    denoised: np.ndarray | None = None
+    crystal_mask: np.ndarray | None = None
+    columns: Columns | None = None
+    labels: PhaseLabels | None = None
+    fractions: AreaFractions | None = None
+    lattice: dict = dataclasses.field(default_factory=dict)
+    config_hash: str = ""
+    timings_s: dict = dataclasses.field(default_factory=dict)
+    message: str | None = None
+
+
+_STRUCTS: dict[str, type[_Struct]] = {
+    c.__name__: c for c in (Micrograph, Columns, PhaseLabels, AreaFractions, Comparison, PipelineResult)
+}

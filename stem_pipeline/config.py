@@ -1,0 +1,65 @@
+"""Validated, named configuration: the base model, YAML loading and hashing.
+
+Each stage defines its own model (``DenoiseConfig``, ``ColumnsConfig``, ...)
+by subclassing :class:`StrictModel`; unknown keys are errors and every model is
+immutable, so a config hash identifies the results it produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound="StrictModel")
+
+
+class StrictModel(BaseModel):
+    """Base for every configuration model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def config_hash(self) -> str:
+        """Return a short, stable hash of the full configuration (defaults included)."""
+        return config_hash(self)
+
+    @classmethod
+    def from_yaml(cls: type[M], path: str | os.PathLike) -> M:
+        """Load and validate a YAML file; errors name the file and the bad key."""
+        return load_yaml(cls, path)
+
+
+def config_hash(model: BaseModel) -> str:
+    """Return the first 16 hex digits of the SHA-256 of the model's canonical JSON."""
+    text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_yaml(model: type[M], path: str | os.PathLike) -> M:
+    """Read ``path`` as YAML and validate it as ``model``.
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read or parsed, or does not validate; the
+        message names the file and every offending key.
+    """
+    path = Path(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the configuration: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the configuration must be a mapping of keys to values")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"{path}: invalid configuration: {problems}") from exc

@@ -1,0 +1,38 @@
+"""Exceptions raised by stem_pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """An input image cannot be analysed.
+
+    The message names the file, the problem and the fix.
+
+    Parameters
+    ----------
+    source : str or Path or None
+        The file the problem is with (None for in-memory arrays).
+    problem : str
+        What is wrong, e.g. ``"the image has 12 NaN pixels"``.
+    fix : str, optional
+        What the user can do about it.
+    """
+
+    def __init__(self, source: str | Path | None, problem: str, fix: str = "") -> None:
+        self.source = None if source is None else str(source)
+        self.problem = problem
+        self.fix = fix
+        where = f"{self.source}: " if self.source else ""
+        message = f"{where}{problem}"
+        if fix:
+            message += f". {fix}"
+        super().__init__(message)
+
+    def __reduce__(self):  # keep pickling (Dask workers) working
+        return (type(self), (self.source, self.problem, self.fix))
+
+
+class NoCrystalError(ValueError):
+    """No crystal lattice was found in the image (e.g. amorphous carbon only)."""
