@@ -36,3 +36,7 @@ class InputError(ValueError):
 
 class NoCrystalError(ValueError):
     """No crystal lattice was found in the image (e.g. amorphous carbon only)."""
+
+
+class UsageError(ValueError):
+    """Bad command-line usage (exit status 2)."""

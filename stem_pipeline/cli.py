@@ -1,0 +1,133 @@
+"""The ``stem-pipeline`` command: a thin layer over the library.
+
+Exit status: 0 when every input was processed (``ok`` or ``no_crystal``),
+1 when any input failed (the others are still processed), 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UsageError
+
+logger = logging.getLogger("stem_pipeline")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML configuration file (see README: Configuration)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``stem-pipeline`` command."""
+    parser = argparse.ArgumentParser(
+        prog="stem-pipeline",
+        description=(
+            "Atom columns, phase maps and phase fractions from HAADF-STEM micrographs of "
+            "halide-perovskite quantum dots, and quantitative comparison with abTEM simulations."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "analyze",
+        help="find columns, classify phases and report fractions for images and folders",
+        description="Analyse micrographs (files, or folders searched recursively) and write the output "
+        "contract to OUT: OUT/<image stem>/{summary.json, columns.csv, overlay.png} and "
+        "OUT/report.{csv,json,html}. Images already done with the same config are skipped.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_config(p)
+    p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] for every input (overrides files)")
+    p.add_argument("--frame", help="for stacks: frame index, 'sum' or 'mean'")
+    workers = p.add_mutually_exclusive_group()
+    workers.add_argument("--workers", type=int, help="local worker processes (default: number of cores)")
+    workers.add_argument("--scheduler", help="address of a dask.distributed scheduler, e.g. tcp://host:8786")
+    p.add_argument("--overwrite", action="store_true", help="redo images that are already done")
+
+    p = sub.add_parser(
+        "denoise",
+        help="denoise one image (spatial filter, FFT filter, deconvolution) keeping its calibration",
+        description="Denoise INPUT and write it to FILE (.tif, .hspy or .npy) with its calibration.",
+    )
+    p.add_argument("input", type=Path, metavar="INPUT")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE")
+    _add_config(p)
+    p.add_argument("--steps", help="comma-separated chain, e.g. gaussian,wiener,rl (overrides --config)")
+    p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
+
+    p = sub.add_parser(
+        "simulate",
+        help="simulate a calibrated HAADF image of a model structure with abTEM",
+        description="Simulate CONFIG.yaml (see sim_configs/) and write a calibrated image to FILE.",
+    )
+    p.add_argument("config", type=Path, metavar="CONFIG.yaml")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE")
+    p.add_argument("--thickness-nm", type=float, help="override the config's thickness [nm]")
+    method = p.add_mutually_exclusive_group()
+    method.add_argument("--fast", dest="method", action="store_const", const="fast", help="PRISM/tiled fast path")
+    method.add_argument("--exact", dest="method", action="store_const", const="exact", help="plain multislice")
+    p.add_argument("--dose", type=float, help="add Poisson noise at this dose")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
+
+    p = sub.add_parser(
+        "compare",
+        help="rank simulated models against an experimental image",
+        description="Find columns and phases in IMAGE, simulate each model (through the cache) and rank "
+        "them by their match to the experimental mean cell; writes comparison.json and comparison.png.",
+    )
+    p.add_argument("image", type=Path, metavar="IMAGE")
+    p.add_argument("--models", type=Path, nargs="+", required=True, metavar="CONFIG.yaml")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--region", choices=("ordered", "uniform", "all"), default="all")
+    _add_config(p)
+    p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
+
+    p = sub.add_parser(
+        "demo",
+        help="analyse the embedded example dot and say where the report is",
+        description="Run `analyze` on a small synthetic mixed-phase dot made by the package.",
+    )
+    p.add_argument("--out", type=Path, default=Path("stem_pipeline_demo"), help="output folder")
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose, args.quiet)
+    from . import commands
+
+    handler = getattr(commands, f"run_{args.command}")
+    try:
+        return handler(args)
+    except UsageError as exc:
+        parser.error(str(exc))  # exits with status 2
+    except KeyboardInterrupt:
+        logger.error("interrupted; a re-run resumes where this one stopped")
+        return 130
+    return EXIT_OK  # pragma: no cover  (parser.error does not return)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
