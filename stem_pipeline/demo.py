@@ -1,0 +1,49 @@
+"""The embedded example: a small synthetic Cs0.5FA0.5PbI3-like dot, generated on first use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .paths import cache_dir
+
+#: Parameters of the demo dot (changing them changes the file name, so a stale cache is never used).
+DEMO_PARAMS = {
+    "shape": [512, 512],
+    "pixel_size_nm": 0.035,
+    "dot_size_nm": 12.0,
+    "rotation_deg": 7.0,
+    "uniform_fraction": 0.5,
+    "domain_size_nm": 4.0,
+    "thickness_gradient": 0.15,
+    "dose": 200.0,
+    "rng": 2024,
+}
+_VERSION = 1
+
+
+def demo_image() -> Path:
+    """Path of the demo micrograph (a calibrated TIFF), generated into the cache folder on first use.
+
+    The true uniform area fraction and the generator parameters are written
+    beside it as ``<name>.truth.json``.
+    """
+    from . import io
+    from .synthetic import make_dot
+
+    folder = cache_dir("demo")
+    path = folder / f"qd_cs50fa50_demo_v{_VERSION}.tif"
+    truth = path.with_suffix(".truth.json")
+    if path.is_file() and truth.is_file():
+        return path
+    params = dict(DEMO_PARAMS)
+    dot = make_dot(tuple(params.pop("shape")), **params)
+    io.save(dot.micrograph(source="stem_pipeline demo dot"), path)
+    info = {"uniform_fraction": dot.uniform_fraction, "n_columns": int(len(dot.rc)), "params": DEMO_PARAMS}
+    truth.write_text(json.dumps(info, indent=2))
+    return path
+
+
+def demo_truth() -> dict:
+    """The ground truth of the demo image (true uniform fraction, column count, parameters)."""
+    return json.loads(demo_image().with_suffix(".truth.json").read_text())

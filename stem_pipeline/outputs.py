@@ -1,0 +1,252 @@
+"""The per-image output contract, written atomically, and the one-file analysis unit.
+
+For an image ``IMG`` the folder ``OUT/<IMG stem>/`` holds ``columns.csv``,
+``overlay.png`` and, written last, ``summary.json``: a summary on disk means
+the image is done, so an interrupted run redoes only the unfinished images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._types import PipelineResult
+from .errors import InputError
+
+logger = logging.getLogger("stem_pipeline")
+
+SUMMARY, COLUMNS_CSV, OVERLAY = "summary.json", "columns.csv", "overlay.png"
+#: Statuses that count as processed (not retried by a re-run).
+DONE_STATUSES = ("ok", "no_crystal")
+_VERSIONED = ("stem-pipeline", "numpy", "scipy", "scikit-image", "scikit-learn", "hyperspy", "rosettasciio")
+
+
+def versions() -> dict[str, str]:
+    """Versions of stem_pipeline and the libraries its numbers depend on."""
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = _metadata.version(name)
+        except _metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    A reader never sees a half-written ``path``; on failure the temporary
+    file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_summary(folder: str | os.PathLike) -> dict | None:
+    """The summary of a finished image folder, or None if absent or unreadable."""
+    try:
+        return json.loads((Path(folder) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_done(folder: str | os.PathLike, *, config_hash: str, input_hash: str) -> bool:
+    """True when ``folder`` holds a finished result of the same input and config."""
+    summary = read_summary(folder)
+    return bool(
+        summary
+        and summary.get("status") in DONE_STATUSES
+        and summary.get("config_hash") == config_hash
+        and summary.get("input_hash") == input_hash
+    )
+
+
+def _round(x: float | None, digits: int = 6) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), digits)
+
+
+def build_summary(
+    source: str,
+    *,
+    status: str,
+    error: str | None = None,
+    result: PipelineResult | None = None,
+    config_hash: str,
+    input_hash: str | None,
+    timings_s: dict | None = None,
+) -> dict[str, Any]:
+    """The ``summary.json`` mapping of the output contract."""
+    fractions = result.fractions if result is not None else None
+    summary: dict[str, Any] = {
+        "file": str(source),
+        "status": status,
+        "error": error,
+        "message": result.message if result is not None else None,
+        "pixel_size_nm": result.micrograph.pixel_size_nm if result is not None else None,
+        "shape": list(result.micrograph.shape) if result is not None else None,
+        "n_columns": len(result.columns) if result is not None and result.columns is not None else 0,
+        "fractions": (
+            {"ordered": _round(fractions.ordered), "uniform": _round(fractions.uniform)} if fractions else None
+        ),
+        "uniform_fraction_ci95": [_round(v) for v in fractions.uniform_ci95] if fractions else None,
+        "ci_method": fractions.method if fractions else None,
+        "crystal_area_nm2": _round(fractions.crystal_area_nm2, 3) if fractions else None,
+        "lattice": result.lattice if result is not None else None,
+        "config_hash": config_hash,
+        "input_hash": input_hash,
+        "versions": versions(),
+        "timings_s": timings_s or (result.timings_s if result is not None else {}),
+    }
+    return summary
+
+
+def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dict) -> None:
+    """Write ``columns.csv`` and ``overlay.png``, then ``summary.json``, each atomically."""
+    from .report.overlay import save_overlay
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if result.columns is not None and result.labels is not None:
+        df = result.columns.to_dataframe()
+        df["label"] = result.labels.label_names
+        df["contrast"] = result.labels.contrast_names
+        df["order_parameter"] = result.labels.order_parameter
+        atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+    display = result.denoised if result.denoised is not None else result.micrograph.data
+    save_overlay(
+        folder / OVERLAY,
+        display,
+        result.columns if result.labels is not None else None,
+        result.labels,
+        result.fractions,
+        pixel_size_nm=result.micrograph.pixel_size_nm,
+        title=f"{Path(str(result.micrograph.source)).name}: {result.status}"
+        + (f" ({result.message})" if result.message else ""),
+    )
+    atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def analyze_file(
+    path: str | os.PathLike,
+    folder: str | os.PathLike,
+    config=None,
+    *,
+    pixel_size_nm: float | None = None,
+    frame: int | str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Analyse one file into ``folder`` and return its summary; never raises for bad input.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The image file (read only; never modified).
+    folder : str or PathLike
+        Its output folder (``OUT/<stem>``).
+    config : PipelineConfig, optional
+        The pipeline configuration (defaults when None).
+    pixel_size_nm : float, optional
+        Overrides the file's calibration [nm].
+    frame : int or {"sum", "mean"}, optional
+        Frame of a stack.
+    overwrite : bool
+        Redo the image even if ``folder`` already holds a finished result
+        of the same input and config.
+
+    Returns
+    -------
+    dict
+        The summary (also written to ``folder/summary.json``), with
+        ``"skipped": True`` added when an earlier result was reused.
+    """
+    import warnings
+
+    from . import io
+    from .pipeline import PipelineConfig, analyze
+
+    config = config or PipelineConfig()
+    chash = config.config_hash()
+    folder = Path(folder)
+    start = time.perf_counter()
+    try:
+        input_hash = file_hash(path)
+    except OSError as exc:
+        input_hash = None
+        error = str(InputError(path, f"cannot read the file ({exc.strerror or exc})", "Check the path"))
+        return _write_error(path, folder, error, chash, input_hash, start)
+    if not overwrite and is_done(folder, config_hash=chash, input_hash=input_hash):
+        summary = read_summary(folder) or {}
+        return {**summary, "skipped": True}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", io.MissingCalibrationWarning)  # summary shows pixel_size_nm null
+            micrograph = io.load(path, pixel_size_nm=pixel_size_nm, frame=frame)
+    except InputError as exc:
+        return _write_error(path, folder, str(exc), chash, input_hash, start)
+    try:
+        result = analyze(micrograph, config)
+    except Exception as exc:  # a bug or a pathological image: recorded, the batch goes on
+        logger.exception("%s: analysis failed", path)
+        error = f"{path}: analysis failed: {type(exc).__name__}: {exc}"
+        return _write_error(path, folder, error, chash, input_hash, start)
+    timings = {**result.timings_s, "total": round(time.perf_counter() - start, 4)}
+    summary = build_summary(
+        str(path), status=result.status, result=result, config_hash=chash, input_hash=input_hash, timings_s=timings
+    )
+    write_result(result, folder, summary)
+    return summary
+
+
+def _write_error(path, folder: Path, error: str, chash: str, input_hash: str | None, start: float) -> dict:
+    logger.error("%s", error)
+    summary = build_summary(
+        str(path),
+        status="error",
+        error=error,
+        config_hash=chash,
+        input_hash=input_hash,
+        timings_s={"total": round(time.perf_counter() - start, 4)},
+    )
+    atomic_write_text(Path(folder) / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
+    return summary
