@@ -111,3 +111,52 @@ def run_demo(args: argparse.Namespace) -> int:
     args.inputs, args.config, args.pixel_size_nm, args.frame = [path], None, None, None
     args.workers, args.scheduler, args.overwrite = 1, None, False
     return run_analyze(args)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """``stem-pipeline simulate CONFIG.yaml --out FILE [...]``: a calibrated simulated image."""
+    from . import io
+    from .simulate import load_config, simulate
+
+    if args.out.suffix.lower() not in io.WRITE_EXTENSIONS:
+        raise UsageError(f"--out must end in one of {', '.join(sorted(io.WRITE_EXTENSIONS))}")
+    if args.thickness_nm is not None and args.thickness_nm <= 0:
+        raise UsageError("--thickness-nm must be positive")
+    try:
+        config = load_config(args.config)
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    image = simulate(
+        config,
+        thickness_nm=args.thickness_nm,
+        method=args.method or "fast",
+        dose=args.dose,
+        cache=not args.no_cache,
+        progress=not args.quiet,
+    )
+    io.save(image, args.out)
+    print(f"simulated {args.config} -> {args.out} ({image.shape[0]}x{image.shape[1]} px, {image.pixel_size_nm:.4f} nm/px)")
+    return EXIT_OK
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``stem-pipeline compare IMAGE --models CONFIG.yaml... --out DIR``: rank models against IMAGE."""
+    from . import io
+    from .compare import compare_models
+
+    missing = [str(p) for p in args.models if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such model config: {', '.join(missing)}")
+    config = _pipeline_config(args.config)
+    try:
+        micrograph = io.load(args.image, pixel_size_nm=args.pixel_size_nm)
+    except InputError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILED
+    results = compare_models(
+        micrograph, args.models, region=args.region, out=args.out, config=config, progress=not args.quiet
+    )
+    for rank, r in enumerate(results, 1):
+        print(f"{rank}. {r.model} ({r.region}): NCC {r.ncc:.3f}, SSIM {r.ssim:.3f}, thickness {r.thickness_nm} nm")
+    print(f"ranking: {args.out / 'comparison.json'}")
+    return EXIT_OK
