@@ -1,0 +1,95 @@
+"""Batched fit windows: square pixel patches around every column, Voronoi-masked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .._types import Micrograph
+from ..lattice import Lattice
+
+
+def as_image(image: np.ndarray | Micrograph, name: str = "image") -> tuple[np.ndarray, float | None]:
+    """Return the 2-D array (not copied) and the pixel size of an ndarray or Micrograph."""
+    if isinstance(image, Micrograph):
+        data, pixel_size_nm = image.data, image.pixel_size_nm
+    else:
+        data, pixel_size_nm = np.asarray(image), None
+    if data.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {data.dtype}")
+    return data, pixel_size_nm
+
+
+def spacing_from(lattice: Lattice | None, rc: np.ndarray) -> float:
+    """Lattice spacing [px], or the median nearest-neighbour distance of the columns."""
+    if lattice is not None:
+        return float(lattice.spacing_px)
+    if len(rc) < 2:
+        raise ValueError("cannot size the fit windows from fewer than 2 columns; pass lattice= or window_px=")
+    d, _ = cKDTree(rc).query(rc, k=2)
+    return float(np.median(d[:, 1]))
+
+
+@dataclasses.dataclass
+class Windows:
+    """Pixels of the square windows around N columns (P pixels each)."""
+
+    centre: np.ndarray  # (N, 2) int, the window centre pixel
+    dr: np.ndarray  # (P,) row offsets of the window pixels
+    dc: np.ndarray  # (P,) col offsets
+    valid: np.ndarray  # (N, P) bool, inside the image
+    flat: np.ndarray  # (N, P) int, flat image index (clipped)
+
+    def values(self, image: np.ndarray) -> np.ndarray:
+        """(N, P) float64 pixel values (0 outside the image)."""
+        out = image.ravel()[self.flat].astype(np.float64)
+        out[~self.valid] = 0.0
+        return out
+
+
+def windows(shape: tuple[int, int], rc: np.ndarray, half_px: int) -> Windows:
+    """Square windows of half-width ``half_px`` centred on the nearest pixel of each column."""
+    off = np.arange(-half_px, half_px + 1)
+    dr, dc = (a.ravel() for a in np.meshgrid(off, off, indexing="ij"))
+    centre = np.rint(rc).astype(np.int64)
+    rows = centre[:, :1] + dr[None, :]
+    cols = centre[:, 1:] + dc[None, :]
+    valid = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    flat = np.clip(rows, 0, shape[0] - 1) * shape[1] + np.clip(cols, 0, shape[1] - 1)
+    return Windows(centre=centre, dr=dr, dc=dc, valid=valid, flat=flat)
+
+
+def neighbour_index(rc: np.ndarray, k: int = 8) -> np.ndarray:
+    """(N, K) indices of the K nearest other columns (K < k when N <= k)."""
+    n = len(rc)
+    k = min(k, n - 1)
+    if k < 1:
+        return np.zeros((n, 0), np.int64)
+    _, idx = cKDTree(rc).query(rc, k=k + 1)
+    return np.asarray(idx[:, 1:], dtype=np.int64)
+
+
+def voronoi_mask(win: Windows, rc: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """(N, P) bool: window pixels closer to their own column than to any of its neighbours.
+
+    ``rc`` is (N, 2), ``neighbours`` (N, K, 2) the neighbours' positions.
+    """
+    pr = win.centre[:, :1] + win.dr[None, :] - rc[:, :1]  # pixel minus own position
+    pc = win.centre[:, 1:] + win.dc[None, :] - rc[:, 1:]
+    own = pr * pr + pc * pc
+    inside = np.ones(own.shape, bool)
+    for j in range(neighbours.shape[1]):
+        qr = win.centre[:, :1] + win.dr[None, :] - neighbours[:, j, :1]
+        qc = win.centre[:, 1:] + win.dc[None, :] - neighbours[:, j, 1:]
+        inside &= own <= qr * qr + qc * qc
+    return inside
+
+
+def batches(n: int, size: int):
+    """Slices covering range(n) in chunks of ``size``."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))

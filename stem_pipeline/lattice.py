@@ -1,0 +1,358 @@
+"""Lattice of the atom-column grid from the Fourier transform, and the crystal mask.
+
+:func:`find_lattice` finds the two shortest real-space vectors of the column
+grid from the strong Bragg peaks of the power spectrum (or returns None on
+amorphous images); :func:`crystal_mask` maps where that lattice is present by
+demodulating the image at the lattice frequencies.
+
+In CsPbI3 [001] the columns sit on a square grid of spacing a/2 and the
+bright/dim ordering adds weak superlattice peaks at 1/a; the lattice returned
+is the column grid (the strong fundamental peaks), not the superlattice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ._types import Micrograph
+
+logger = logging.getLogger("stem_pipeline")
+
+__all__ = ["Lattice", "crystal_mask", "find_lattice", "reduce_basis"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Lattice:
+    """The column grid of a crystal image.
+
+    Parameters
+    ----------
+    vectors_px : (2, 2) ndarray
+        The two shortest grid vectors, one per row, each (row, col) [px].
+    spacing_px : float
+        Length of the shortest vector [px].
+    angle_deg : float
+        Angle between the two vectors [deg] (between 60 and 90 for a reduced basis).
+    strength : float
+        How crystalline the image is: the smaller peak-to-background ratio of
+        the two fundamental Bragg peaks of the power spectrum.
+    """
+
+    vectors_px: np.ndarray
+    spacing_px: float
+    angle_deg: float
+    strength: float
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.vectors_px, dtype=np.float64).reshape(2, 2)
+        object.__setattr__(self, "vectors_px", v)
+        for name in ("spacing_px", "angle_deg", "strength"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @property
+    def reciprocal_px(self) -> np.ndarray:
+        """(2, 2) reciprocal vectors (row, col) [cycles/px], ``g_i . v_j = delta_ij``."""
+        return np.linalg.inv(self.vectors_px).T
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict (vectors as nested lists)."""
+        return {
+            "vectors_px": self.vectors_px.tolist(),
+            "spacing_px": self.spacing_px,
+            "angle_deg": self.angle_deg,
+            "strength": self.strength,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lattice:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(**data)
+
+
+def reduce_basis(vectors: np.ndarray) -> np.ndarray:
+    """Lagrange-Gauss reduction of a 2-D lattice basis.
+
+    Parameters
+    ----------
+    vectors : (2, 2) ndarray
+        Two basis vectors, one per row.
+
+    Returns
+    -------
+    (2, 2) ndarray
+        The two shortest vectors of the same lattice, shortest first, with an
+        angle between them of at most 90 degrees.
+    """
+    a, b = (np.asarray(v, dtype=np.float64).copy() for v in vectors)
+    if a @ a > b @ b:
+        a, b = b, a
+    for _ in range(100):
+        mu = np.round((a @ b) / (a @ a))
+        b = b - mu * a
+        if b @ b >= a @ a:
+            break
+        a, b = b, a
+    if a @ b < 0:
+        b = -b
+    return np.stack([a, b])
+
+
+def _as_image(image: np.ndarray | Micrograph) -> np.ndarray:
+    data = image.data if isinstance(image, Micrograph) else np.asarray(image)
+    if data.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("image contains NaN or inf pixels; replace them (e.g. with the median) first")
+    return data
+
+
+def _power_spectrum(image: np.ndarray) -> np.ndarray:
+    """Hann-windowed, centred power spectrum (float64)."""
+    img = image.astype(np.float32, copy=True)
+    img -= img.mean(dtype=np.float64)
+    win_r = np.hanning(img.shape[0]).astype(np.float32)
+    win_c = np.hanning(img.shape[1]).astype(np.float32)
+    img *= win_r[:, None]
+    img *= win_c[None, :]
+    spec = np.fft.fftshift(np.fft.fft2(img))
+    del img
+    power = (spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2)
+    return power
+
+
+def _radial_median(power: np.ndarray, radius: np.ndarray, n_bins: int) -> np.ndarray:
+    """Median of ``power`` in unit-width annuli; returns the profile per pixel."""
+    rbin = np.minimum(radius.astype(np.int64), n_bins - 1)
+    index = np.arange(n_bins)
+    # Subsample large spectra for speed: the median of an annulus is robust.
+    step = max(1, int(np.sqrt(power.size / 1_000_000)))
+    sub_p, sub_r = power[::step, ::step], rbin[::step, ::step]
+    prof = np.asarray(ndimage.median(sub_p, labels=sub_r + 1, index=index + 1), dtype=np.float64)
+    prof = np.where(np.isfinite(prof) & (prof > 0), prof, np.nan)
+    # Fill empty bins and smooth slightly.
+    good = np.isfinite(prof)
+    if not good.any():
+        return np.ones_like(power)
+    prof = np.interp(index, index[good], prof[good])
+    prof = np.exp(ndimage.uniform_filter1d(np.log(prof), 3, mode="nearest"))
+    return prof[rbin]
+
+
+def find_lattice(
+    image: np.ndarray | Micrograph,
+    *,
+    min_spacing_px: float = 3.0,
+    max_spacing_px: float | None = None,
+    min_strength: float = 25.0,
+    strong_fraction: float = 0.15,
+) -> Lattice | None:
+    """Find the column grid from the Bragg peaks of the power spectrum.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray or Micrograph
+        The (preferably denoised) image. Not modified.
+    min_spacing_px : float
+        Smallest column spacing considered [px]; higher frequencies are ignored.
+    max_spacing_px : float or None
+        Largest column spacing considered [px]; default a quarter of the
+        smaller image side.
+    min_strength : float
+        Smallest peak-to-background ratio (power over the median power at the
+        same spatial frequency) for a Bragg peak. An amorphous image has no
+        peak above it and gives None.
+    strong_fraction : float
+        Peaks weaker than this fraction of the strongest peak's ratio are
+        ignored when choosing the grid, so that weak superlattice peaks (the
+        bright/dim ordering of CsPbI3) do not halve the grid.
+
+    Returns
+    -------
+    Lattice or None
+        None when no two independent Bragg peaks are found (no crystal).
+
+    Examples
+    --------
+    >>> from stem_pipeline.synthetic import make_dot
+    >>> dot = make_dot((256, 256), dot_size_nm=7, rng=0)
+    >>> lat = find_lattice(dot.image)
+    >>> round(lat.spacing_px, 1)
+    9.0
+    """
+    data = _as_image(image)
+    shape = np.array(data.shape)
+    if shape.min() < 16:
+        raise ValueError(f"image of shape {tuple(shape)} is too small for lattice finding (need >= 16 px)")
+    if max_spacing_px is None:
+        max_spacing_px = float(shape.min()) / 4
+    power = _power_spectrum(data)
+    centre = shape // 2
+    fr = (np.arange(shape[0]) - centre[0]) / shape[0]  # cycles/px
+    fc = (np.arange(shape[1]) - centre[1]) / shape[1]
+    kk = np.hypot(fr[:, None], fc[None, :])
+    # Radius in units of the frequency step of the larger side.
+    step = 1.0 / shape.max()
+    radius = kk / step
+    n_bins = int(radius.max()) + 2
+    background = _radial_median(power, radius, n_bins)
+    ratio = power / np.maximum(background, 1e-300)
+    del background
+    band = (kk >= 1.0 / max_spacing_px) & (kk <= 1.0 / min_spacing_px)
+    local_max = ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio
+    cand = band & local_max & (ratio >= min_strength)
+    # Keep one of each +-g pair (upper half plane).
+    rr, cc = np.nonzero(cand)
+    gr, gc = fr[rr], fc[cc]
+    half = (gr > 0) | ((gr == 0) & (gc > 0))
+    rr, cc, gr, gc = rr[half], cc[half], gr[half], gc[half]
+    if len(rr) < 2:
+        logger.info("find_lattice: %d Bragg peak(s) above strength %.1f: no lattice", len(rr), min_strength)
+        return None
+    strength = ratio[rr, cc]
+    strong = strength >= strong_fraction * strength.max()
+    rr, cc, gr, gc, strength = rr[strong], cc[strong], gr[strong], gc[strong], strength[strong]
+    # Sub-pixel peak positions: centroid of the ratio in a 3x3 neighbourhood.
+    g = np.empty((len(rr), 2))
+    for i, (r, c) in enumerate(zip(rr, cc)):
+        r0, r1 = max(r - 1, 0), min(r + 2, shape[0])
+        c0, c1 = max(c - 1, 0), min(c + 2, shape[1])
+        w = power[r0:r1, c0:c1]
+        g[i, 0] = (w.sum(axis=1) @ fr[r0:r1]) / w.sum()
+        g[i, 1] = (w.sum(axis=0) @ fc[c0:c1]) / w.sum()
+    norm = np.hypot(g[:, 0], g[:, 1])
+    order = np.argsort(norm)
+    g, norm, strength = g[order], norm[order], strength[order]
+    g1 = g[0]
+    sines = np.abs(g1[0] * g[:, 1] - g1[1] * g[:, 0]) / (norm * norm[0])
+    second = np.nonzero(sines > 0.25)[0]
+    if len(second) == 0:
+        logger.info("find_lattice: only collinear Bragg peaks (1-D fringes): no 2-D lattice")
+        return None
+    G = reduce_basis(np.stack([g1, g[second[0]]]))
+    # Least-squares refinement of the reciprocal basis on every strong peak it indexes.
+    hk = g @ np.linalg.inv(G)
+    hk_int = np.round(hk)
+    indexed = np.all(np.abs(hk - hk_int) < 0.15, axis=1) & np.any(hk_int != 0, axis=1)
+    if indexed.sum() >= 2 and np.linalg.matrix_rank(hk_int[indexed]) == 2:
+        G = np.linalg.lstsq(hk_int[indexed], g[indexed], rcond=None)[0]
+    vectors = reduce_basis(np.linalg.inv(G).T)
+    # Strength: the weaker of the two peaks that define the basis.
+    basis_strength = float(min(strength[0], strength[second[0]]))
+    lengths = np.hypot(vectors[:, 0], vectors[:, 1])
+    cosang = float(vectors[0] @ vectors[1] / (lengths[0] * lengths[1]))
+    lattice = Lattice(
+        vectors_px=vectors,
+        spacing_px=float(lengths.min()),
+        angle_deg=float(np.degrees(np.arccos(np.clip(cosang, -1, 1)))),
+        strength=basis_strength,
+    )
+    logger.info(
+        "find_lattice: spacing %.2f px, angle %.1f deg, strength %.1f (%d strong peaks)",
+        lattice.spacing_px,
+        lattice.angle_deg,
+        lattice.strength,
+        len(g),
+    )
+    return lattice
+
+
+def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: float) -> np.ndarray:
+    """Local amplitude of the Fourier component ``g`` [cycles/px], on a block-reduced grid."""
+    rows = np.arange(image.shape[0], dtype=np.float64)[:, None]
+    cols = np.arange(image.shape[1], dtype=np.float64)[None, :]
+    phase = np.exp(-2j * np.pi * (g[0] * rows + g[1] * cols)).astype(np.complex64)
+    z = image * phase
+    m, n = (image.shape[0] // block) * block, (image.shape[1] // block) * block
+    z = z[:m, :n].reshape(m // block, block, n // block, block).mean(axis=(1, 3))
+    re = ndimage.gaussian_filter(z.real, sigma_blocks, mode="nearest")
+    im = ndimage.gaussian_filter(z.imag, sigma_blocks, mode="nearest")
+    return re * re + im * im
+
+
+def crystal_mask(
+    image: np.ndarray | Micrograph,
+    lattice: Lattice,
+    *,
+    smoothing_spacings: float = 1.5,
+    noise_factor: float = 3.0,
+    edge_fraction: float = 0.35,
+    dilate_spacings: float = 0.5,
+    min_area_cells: float = 16.0,
+) -> np.ndarray:
+    """Where the lattice is: the crystal (the dot), not the amorphous support.
+
+    The image is demodulated at the lattice frequencies ``g1, g2, g1+g2,
+    g1-g2``; the low-passed local amplitude is compared with the amplitude at
+    off-lattice reference frequencies of the same length (the noise level).
+
+    Parameters
+    ----------
+    image : (M, N) ndarray or Micrograph
+        The image (denoised or raw). Not modified.
+    lattice : Lattice
+        From :func:`find_lattice`.
+    smoothing_spacings : float
+        Width (sigma) of the local averaging, in lattice spacings.
+    noise_factor : float
+        A pixel can only be crystal where the local lattice amplitude exceeds
+        this many times the median off-lattice (noise) amplitude.
+    edge_fraction : float
+        The crystal edge is where the amplitude drops below this fraction of
+        its median over the crystal.
+    dilate_spacings : float
+        The mask is grown by this many spacings so that edge columns are kept.
+    min_area_cells : float
+        Connected crystal regions smaller than this many unit cells are dropped.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+        True on the crystal. All False when nothing exceeds the noise level.
+    """
+    data = _as_image(image)
+    spacing = lattice.spacing_px
+    # High-pass (remove the local mean) so that the support level and the
+    # image borders do not leak into the demodulated amplitudes.
+    img = data.astype(np.float32, copy=True)
+    img -= ndimage.gaussian_filter(img, spacing, mode="reflect")
+    block = max(1, int(spacing // 3))
+    sigma_blocks = max(smoothing_spacings * spacing / block, 1.0)
+    G = lattice.reciprocal_px
+    g1, g2 = G[0], G[1]
+    signal_g = [g1, g2, g1 + g2, g1 - g2]
+    # Reference frequencies: bisectors of the first two peaks at the same length.
+    refs = []
+    for a, b in ((g1, g2), (g1, -g2)):
+        d = a / np.linalg.norm(a) + b / np.linalg.norm(b)
+        refs.append(d / np.linalg.norm(d) * 0.5 * (np.linalg.norm(a) + np.linalg.norm(b)))
+    amp = np.sqrt(np.mean([_demodulate(img, g, block, sigma_blocks) for g in signal_g], axis=0))
+    noise = np.sqrt(np.mean([_demodulate(img, g, block, sigma_blocks) for g in refs], axis=0))
+    del img
+    noise_level = float(np.median(noise))
+    candidate = amp > noise_factor * noise_level
+    small = np.zeros(amp.shape, bool)
+    if candidate.any():
+        level = float(np.median(amp[candidate]))
+        small = amp > max(noise_factor * noise_level, edge_fraction * level)
+        small = ndimage.binary_fill_holes(small)
+        labels, n = ndimage.label(small)
+        if n:
+            cell_area = abs(np.linalg.det(lattice.vectors_px)) / block**2
+            sizes = ndimage.sum_labels(small, labels, np.arange(1, n + 1))
+            keep = np.concatenate([[False], sizes >= min_area_cells * cell_area])
+            small = keep[labels]
+    # Back to full resolution (nearest block), edge pixels take the last block.
+    ri = np.minimum(np.arange(data.shape[0]) // block, small.shape[0] - 1)
+    ci = np.minimum(np.arange(data.shape[1]) // block, small.shape[1] - 1)
+    mask = small[ri[:, None], ci[None, :]]
+    if mask.any() and dilate_spacings > 0:
+        radius = dilate_spacings * spacing
+        dist = ndimage.distance_transform_edt(~mask)
+        mask = dist <= radius
+    logger.info("crystal_mask: %.1f %% of the image is crystal", 100.0 * mask.mean())
+    return mask
