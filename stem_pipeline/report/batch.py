@@ -1,0 +1,371 @@
+"""The batch report: ``report.csv``, ``report.json`` and ``report.html`` over many images.
+
+Every file is written atomically. The HTML report (a jinja2 template) links
+each image's thumbnail and overlay by relative paths, so the output folder can
+be moved or shared as a whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io as _io
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger("stem_pipeline")
+
+REPORT_CSV, REPORT_JSON, REPORT_HTML = "report.csv", "report.json", "report.html"
+#: The histogram of per-image uniform fractions linked from the HTML report.
+HISTOGRAM = "uniform_fraction_histogram.png"
+#: Columns of ``report.csv``, one row per input image.
+CSV_COLUMNS = (
+    "file",
+    "folder",
+    "status",
+    "error",
+    "message",
+    "n_columns",
+    "ordered_fraction",
+    "uniform_fraction",
+    "uniform_ci95_low",
+    "uniform_ci95_high",
+    "ci_method",
+    "crystal_area_nm2",
+    "pixel_size_nm",
+    "config_hash",
+    "input_hash",
+    "skipped",
+    "time_s",
+)
+_EXTRA_VERSIONS = ("dask", "distributed", "matplotlib", "jinja2")
+
+
+def save_thumbnail(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    *,
+    max_size_px: int = 192,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+) -> Path:
+    """Write a small grey-scale PNG of ``image`` atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The PNG file.
+    image : (M, N) ndarray or Micrograph
+        The image (not modified).
+    max_size_px : int
+        Longest edge of the thumbnail [px]; smaller images keep their size.
+    percentiles : (float, float)
+        Intensity percentiles mapped to black and white.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from matplotlib.image import imsave
+    from skimage.transform import resize
+
+    from ..outputs import atomic_write
+
+    data = np.asarray(getattr(image, "data", image), dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {data.shape}")
+    scale = min(1.0, max_size_px / max(data.shape))
+    if scale < 1.0:
+        shape = tuple(max(1, round(s * scale)) for s in data.shape)
+        data = resize(data, shape, anti_aliasing=True, preserve_range=True).astype(np.float32)
+    finite = data[np.isfinite(data)]
+    lo, hi = np.percentile(finite, percentiles) if finite.size else (0.0, 1.0)
+    scaled = np.clip((np.nan_to_num(data, nan=lo) - lo) / max(float(hi - lo), 1e-12), 0.0, 1.0)
+    return atomic_write(path, lambda tmp: imsave(tmp, scaled, cmap="gray", vmin=0.0, vmax=1.0, format="png"))
+
+
+def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95) -> dict[str, Any]:
+    """Counts of statuses and the batch mean of the uniform fraction with its interval.
+
+    The mean is the unweighted mean over the images with status ``"ok"`` of
+    their uniform fractions; its interval is the Student-t interval of that
+    mean (``mean +- t_{(1+confidence)/2, n-1} * sd / sqrt(n)``), i.e. it
+    describes the image-to-image spread, not the per-image counting
+    uncertainty (given per image as ``uniform_fraction_ci95``). The
+    crystal-area-weighted pooled fraction is given beside it.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Image summaries (the output of :func:`stem_pipeline.batch.run_batch`).
+    confidence : float
+        Confidence level of the interval, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``n_images``, ``counts`` (per status), ``n_skipped``, ``n_fractions``,
+        ``mean_uniform_fraction``, ``mean_ci`` (``[lo, hi]``, None for fewer
+        than two images), ``sd_uniform_fraction``, ``pooled_uniform_fraction``,
+        ``confidence`` and ``method`` (a sentence saying how).
+    """
+    from scipy import stats
+
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    counts = {status: 0 for status in ("ok", "no_crystal", "error")}
+    for row in rows:
+        counts[row.get("status", "error")] = counts.get(row.get("status", "error"), 0) + 1
+    fractions = [_uniform(r) for r in rows if r.get("status") == "ok" and _uniform(r) is not None]
+    values = np.asarray(fractions, dtype=np.float64)
+    n = values.size
+    mean = float(values.mean()) if n else None
+    sd = float(values.std(ddof=1)) if n > 1 else None
+    ci = None
+    if n > 1:
+        half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+        ci = [max(0.0, mean - half), min(1.0, mean + half)]
+    areas = [(r.get("crystal_area_nm2"), _uniform(r)) for r in rows if r.get("status") == "ok"]
+    areas = [(a, f) for a, f in areas if a and f is not None]
+    pooled = sum(a * f for a, f in areas) / sum(a for a, _ in areas) if areas else None
+    return {
+        "n_images": len(rows),
+        "counts": counts,
+        "n_skipped": sum(bool(r.get("skipped")) for r in rows),
+        "n_fractions": n,
+        "mean_uniform_fraction": mean,
+        "mean_ci": ci,
+        "sd_uniform_fraction": sd,
+        "pooled_uniform_fraction": pooled,
+        "confidence": confidence,
+        "method": (
+            f"unweighted mean over the {n} images with status ok of their uniform fractions; "
+            f"{confidence:.0%} Student-t interval of the mean (image-to-image spread, n-1 = {max(n - 1, 0)} "
+            "degrees of freedom; needs at least 2 images); pooled = weighted by crystal area"
+        ),
+    }
+
+
+def _uniform(row: dict[str, Any]) -> float | None:
+    fractions = row.get("fractions") or {}
+    value = fractions.get("uniform")
+    return None if value is None else float(value)
+
+
+def csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Flatten one image summary into the columns of ``report.csv`` (:data:`CSV_COLUMNS`)."""
+    fractions = row.get("fractions") or {}
+    ci = row.get("uniform_fraction_ci95") or [None, None]
+    timings = row.get("timings_s") or {}
+    flat = {
+        **{key: row.get(key) for key in CSV_COLUMNS},
+        "ordered_fraction": fractions.get("ordered"),
+        "uniform_fraction": fractions.get("uniform"),
+        "uniform_ci95_low": ci[0],
+        "uniform_ci95_high": ci[1],
+        "skipped": bool(row.get("skipped", False)),
+        "time_s": timings.get("total"),
+    }
+    return {key: "" if flat[key] is None else flat[key] for key in CSV_COLUMNS}
+
+
+def _versions() -> dict[str, str]:
+    """:func:`stem_pipeline.outputs.versions` and those of the batch machinery."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ..outputs import versions
+
+    def find(name: str) -> str:
+        with contextlib.suppress(PackageNotFoundError):
+            return version(name)
+        return "not installed"
+
+    return {**versions(), **{name: find(name) for name in _EXTRA_VERSIONS}}
+
+
+def write_reports(
+    rows: Sequence[dict[str, Any]], out: str | os.PathLike, *, config=None, html: bool = True
+) -> dict[str, Path]:
+    """Write ``report.csv`` and ``report.json`` (and ``report.html``) into ``out``, atomically.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        One image summary per input, with ``folder`` the name of its output
+        folder inside ``out`` (as returned by :func:`stem_pipeline.batch.run_batch`).
+    out : str or PathLike
+        The batch output folder.
+    config : PipelineConfig, optional
+        The configuration, dumped into the JSON and HTML reports.
+    html : bool
+        Also write the HTML report and its histogram (slower: matplotlib).
+
+    Returns
+    -------
+    dict of str to Path
+        The files written, keyed ``"csv"``, ``"json"`` and ``"html"``, ``"histogram"``.
+    """
+    from ..outputs import _json_default, atomic_write_text
+
+    out = Path(out)
+    rows = list(rows)
+    stats = batch_statistics(rows)
+    config_dump = config.model_dump(mode="json") if config is not None else None
+    versions = _versions()
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(csv_row(r) for r in rows)
+    written = {"csv": atomic_write_text(out / REPORT_CSV, buffer.getvalue())}
+    document = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "statistics": stats,
+        "config_hash": config.config_hash() if config is not None else None,
+        "config": config_dump,
+        "versions": versions,
+        "images": rows,
+    }
+    written["json"] = atomic_write_text(out / REPORT_JSON, json.dumps(document, indent=2, default=_json_default))
+    if html:
+        histogram = save_histogram(out / HISTOGRAM, rows) if stats["n_fractions"] else None
+        text = render_html(rows, out=out, stats=stats, config=config_dump, versions=versions, histogram=histogram)
+        written["html"] = atomic_write_text(out / REPORT_HTML, text)
+        if histogram is not None:
+            written["histogram"] = histogram
+    return written
+
+
+def save_histogram(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write a histogram of the per-image uniform fractions (PNG) atomically, with the batch mean.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The PNG file.
+    rows : sequence of dict
+        Image summaries; those with status ``"ok"`` are counted.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from ..outputs import atomic_write
+
+    values = [_uniform(r) for r in rows if r.get("status") == "ok" and _uniform(r) is not None]
+    stats = batch_statistics(rows)
+    fig = Figure(figsize=(5.0, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.hist(values, bins=np.linspace(0.0, 1.0, 21), color="tab:green", edgecolor="black")
+    if stats["mean_uniform_fraction"] is not None:
+        ax.axvline(stats["mean_uniform_fraction"], color="black", label="batch mean")
+    if stats["mean_ci"] is not None:
+        ax.axvspan(*stats["mean_ci"], color="grey", alpha=0.3, label="95% CI of the mean")
+    ax.set_xlim(0.0, 1.0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("uniform (PbI2/FAPbI3-like) area fraction")
+    ax.set_ylabel("images")
+    ax.set_title(f"{len(values)} images")
+    if values:
+        ax.legend(loc="best", fontsize="small", framealpha=0.9)
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+
+
+def render_html(
+    rows: Sequence[dict[str, Any]],
+    *,
+    out: str | os.PathLike,
+    stats: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    versions: dict[str, str] | None = None,
+    histogram: str | os.PathLike | None = None,
+) -> str:
+    """The HTML batch report (jinja2 template ``templates/report.html.j2``).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Image summaries with their ``folder`` names.
+    out : str or PathLike
+        The batch output folder; links are relative to it.
+    stats : dict, optional
+        :func:`batch_statistics` of ``rows`` (computed when None).
+    config : dict, optional
+        The configuration as plain data, shown as YAML.
+    versions : dict, optional
+        Package versions.
+    histogram : str or PathLike, optional
+        The histogram PNG inside ``out``.
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
+    import jinja2
+    import yaml
+
+    out = Path(out)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["fmt"] = _fmt
+    images = []
+    for row in rows:
+        folder = out / row["folder"]
+        images.append(
+            {
+                **{key: None for key in ("error", "message", "fractions", "n_columns", "skipped")},
+                **row,
+                "name": Path(str(row["file"])).name,
+                "thumbnail": _link(out, folder / "thumbnail.png"),
+                "overlay": _link(out, folder / "overlay.png"),
+                "summary_link": _link(out, folder / "summary.json"),
+                "columns_link": _link(out, folder / "columns.csv"),
+                "uniform": _uniform(row),
+                "ci": row.get("uniform_fraction_ci95"),
+            }
+        )
+    return env.get_template("report.html.j2").render(
+        title=f"stem_pipeline batch report: {out.name}",
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        images=images,
+        failed=[i for i in images if i["status"] == "error"],
+        stats=stats or batch_statistics(rows),
+        histogram=_link(out, Path(histogram)) if histogram else None,
+        config_yaml=yaml.safe_dump(config, sort_keys=False) if config is not None else "(defaults)",
+        versions=versions or _versions(),
+    )
+
+
+def _link(out: Path, target: Path) -> str | None:
+    """URL of ``target`` relative to ``out``, or None when it does not exist."""
+    from urllib.parse import quote
+
+    if not target.is_file():
+        return None
+    return quote(target.relative_to(out).as_posix())
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
