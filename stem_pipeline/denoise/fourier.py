@@ -1,0 +1,405 @@
+"""Fourier-space filters: automatic Bragg-peak masks, Kilaas-style Wiener and ABSF filters.
+
+All filters work on the periodic component of the image (Moisan's
+periodic-plus-smooth decomposition), so the image edges add no streaks to
+the spectrum and no ringing to the result; the smooth component is added back
+unchanged.
+
+The background of the power spectrum is a *fitted noise floor*: for every
+radius, the mean of the log-power over the annulus (winsorised so that Bragg
+peaks do not pull it up, and corrected for the exponential distribution of
+periodogram values), smoothed along the radius. Bragg peaks are local maxima
+of the lightly smoothed power spectrum that stand ``threshold`` times above
+that floor and are consistent with a lattice: each must be the sum or the
+difference of two other detected peaks (a 2-D lattice, its higher orders and
+its superlattice spots all pass; isolated noise maxima and most truncation
+side lobes do not).
+
+Frequencies are (row, col) in cycles per pixel, in [-0.5, 0.5).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from ._common import FFT_WORKERS, check_image, logger
+
+FourierMode = Literal["bragg", "wiener", "absf"]
+MODES: tuple[str, ...] = ("bragg", "wiener", "absf")
+_EULER_GAMMA = 0.5772156649015329
+
+
+@functools.lru_cache(maxsize=8)
+def _radial_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centred frequency radius [cycles/px], integer radial bin and per-bin pixel count."""
+    fr = sfft.fftshift(sfft.fftfreq(shape[0]))
+    fc = sfft.fftshift(sfft.fftfreq(shape[1]))
+    f = np.hypot(fr[:, None], fc[None, :])
+    bins = np.rint(f * max(shape)).astype(np.intp)
+    counts = np.bincount(bins.ravel()).astype(float)
+    for a in (f, bins, counts):
+        a.setflags(write=False)
+    return f, bins, counts
+
+
+def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FFT of the periodic component (unshifted) and the smooth component (Moisan 2011)."""
+    m, n = arr.shape
+    v = np.zeros_like(arr)
+    dr = arr[-1, :] - arr[0, :]
+    dc = arr[:, -1] - arr[:, 0]
+    v[0, :] += dr
+    v[-1, :] -= dr
+    v[:, 0] += dc
+    v[:, -1] -= dc
+    q = np.cos(2 * np.pi * np.arange(m) / m)[:, None]
+    r = np.cos(2 * np.pi * np.arange(n) / n)[None, :]
+    denom = 2 * q + 2 * r - 4
+    denom[0, 0] = 1.0
+    s_hat = sfft.fft2(v, workers=FFT_WORKERS) / denom.astype(arr.dtype)
+    s_hat[0, 0] = 0
+    smooth = sfft.ifft2(s_hat, workers=FFT_WORKERS).real.astype(arr.dtype, copy=False)
+    spectrum = sfft.fft2(arr, workers=FFT_WORKERS) - s_hat
+    return spectrum, smooth
+
+
+def _radial_floor(power: np.ndarray, *, smooth_bins: float = 1.0) -> np.ndarray:
+    """Fitted background of a centred power spectrum: one value per pixel, from its radius."""
+    _, bins, counts = _radial_bins(power.shape)
+    logp = np.log(np.maximum(power, np.finfo(np.float32).tiny)).ravel()
+    b = bins.ravel()
+    mean = np.bincount(b, logp) / counts
+    # Winsorise: peaks (far above the exponential noise tail) must not lift the floor.
+    mean = np.bincount(b, np.minimum(logp, mean[b] + np.log(20.0))) / counts
+    if smooth_bins > 0 and len(mean) > 4:
+        mean[1:] = ndimage.gaussian_filter1d(mean[1:], smooth_bins, mode="nearest")
+    return np.exp(mean + _EULER_GAMMA)[bins]
+
+
+def _white_level(power: np.ndarray, *, f_min: float = 0.3) -> float:
+    """Mean noise power of a centred power spectrum, from the frequencies above ``f_min`` [cycles/px]."""
+    f, _, _ = _radial_bins(power.shape)
+    logp = np.log(np.maximum(power[f >= f_min], np.finfo(np.float32).tiny))
+    mean = logp.mean()
+    mean = np.minimum(logp, mean + np.log(20.0)).mean()
+    return float(np.exp(mean + _EULER_GAMMA))
+
+
+def white_noise_power(image: np.ndarray) -> float:
+    """Estimate the white-noise power per Fourier coefficient of an unfiltered image.
+
+    Uses the periodogram above 0.3 cycles/px, where an adequately sampled
+    HAADF image carries little signal. Pass the result (scaled by the power
+    transfer of any linear filter applied since) as ``noise_power`` to
+    :func:`fourier_filter`.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        The raw image.
+
+    Returns
+    -------
+    float
+        Expected ``|FFT|**2`` of the noise (unnormalised FFT) [counts^2].
+    """
+    arr, _ = check_image(image)
+    spectrum, _ = _periodic_spectrum(arr)
+    return _white_level(sfft.fftshift(np.abs(spectrum) ** 2))
+
+
+def _detect(
+    power: np.ndarray,
+    floor: np.ndarray,
+    *,
+    threshold: float,
+    min_spacing_px: float,
+    max_spacing_px: float | None,
+    separation: float,
+    lattice_tolerance_px: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bragg peaks of a centred power spectrum: integer (row, col) indices, strengths, half-max radii [px]."""
+    shape = power.shape
+    f, _, _ = _radial_bins(shape)
+    ratio = ndimage.gaussian_filter(power, 1.0, mode="wrap") / floor
+    f_max = 1.0 / min_spacing_px
+    f_min = 1.0 / (max_spacing_px if max_spacing_px else min(shape) / 8.0)
+    is_max = ratio == ndimage.maximum_filter(ratio, size=5, mode="wrap")
+    cand = np.argwhere(is_max & (ratio > threshold) & (f >= f_min) & (f <= f_max))
+    if len(cand) == 0:
+        return np.zeros((0, 2), int), np.zeros(0), np.zeros(0)
+    strength = ratio[cand[:, 0], cand[:, 1]]
+    order = np.argsort(-strength)[:400]
+    cand, strength = cand[order], strength[order]
+    centre = np.array(shape) // 2
+    rel = (cand - centre).astype(float)
+    radius = np.hypot(*rel.T)
+    # Greedy suppression of side lobes: a weaker maximum closer to a stronger kept peak than
+    # `separation` times the smaller of their distances from the origin is dropped.
+    keep: list[int] = []
+    for i in range(len(cand)):
+        if keep:
+            d = np.hypot(*(rel[keep] - rel[i]).T)
+            if np.any(d < separation * np.minimum(radius[keep], radius[i])):
+                continue
+        keep.append(i)
+    cand, strength, rel = cand[keep], strength[keep], rel[keep]
+    # Lattice consistency: g must equal a + b or a - b for two other peaks a, b.
+    if len(cand) >= 3:
+        tree = cKDTree(rel)
+        consistent = np.zeros(len(cand), bool)
+        sums = rel[:, None, :] + rel[None, :, :]
+        ia, ib = np.triu_indices(len(cand), k=0)
+        s = sums[ia, ib]
+        nonzero = np.hypot(*s.T) > lattice_tolerance_px
+        hits = tree.query_ball_point(s[nonzero], r=lattice_tolerance_px + 0.02 * np.hypot(*s[nonzero].T))
+        for a, b, hit in zip(ia[nonzero], ib[nonzero], hits):
+            for k in hit:
+                if k != a and k != b:
+                    # g_k = g_a + g_b: all three belong to the lattice.
+                    consistent[[a, b, k]] = True
+        cand, strength = cand[consistent], strength[consistent]
+    else:
+        cand, strength = cand[:0], strength[:0]
+    # Half-maximum radius of each peak above the floor.
+    excess = power - floor
+    widths = np.empty(len(cand))
+    for i, (r, c) in enumerate(cand):
+        h = int(np.clip(0.25 * np.hypot(r - centre[0], c - centre[1]), 2, 24))
+        rows = np.arange(r - h, r + h + 1) % shape[0]
+        cols = np.arange(c - h, c + h + 1) % shape[1]
+        win = ndimage.gaussian_filter(excess[np.ix_(rows, cols)], 0.7)
+        top = win[h, h]
+        widths[i] = np.sqrt(np.count_nonzero(win > 0.5 * top) / np.pi) if top > 0 else 1.0
+    return cand, strength, widths
+
+
+def _subpixel(power: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Centroid of the 3x3 neighbourhood (above its minimum) around each peak [px]."""
+    out = idx.astype(float)
+    for i, (r, c) in enumerate(idx):
+        rows = np.arange(r - 1, r + 2) % power.shape[0]
+        cols = np.arange(c - 1, c + 2) % power.shape[1]
+        w = power[np.ix_(rows, cols)]
+        w = w - w.min()
+        total = w.sum()
+        if total > 0:
+            off = np.arange(-1, 2)
+            out[i, 0] += (w.sum(axis=1) * off).sum() / total
+            out[i, 1] += (w.sum(axis=0) * off).sum() / total
+    return out
+
+
+def find_bragg_peaks(
+    image: np.ndarray,
+    *,
+    threshold: float = 8.0,
+    min_spacing_px: float = 2.5,
+    max_spacing_px: float | None = None,
+    separation: float = 0.35,
+    lattice_tolerance_px: float = 1.5,
+) -> np.ndarray:
+    """Find the Bragg peaks of an image's power spectrum automatically.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        The image.
+    threshold : float
+        A peak must exceed the fitted noise floor by this factor (in the power
+        spectrum smoothed by a 1-px Gaussian, where pure noise has mean 1 and
+        standard deviation ~0.3 in these units).
+    min_spacing_px, max_spacing_px : float
+        Range of real-space periods searched [px]; ``max_spacing_px`` defaults
+        to 1/8 of the smaller image edge.
+    separation : float
+        Side-lobe suppression: a weaker maximum closer to a stronger peak than
+        this fraction of their distance from the origin is dropped.
+    lattice_tolerance_px : float
+        Tolerance of the lattice-consistency test [FFT px] (plus 2 % of the
+        vector length).
+
+    Returns
+    -------
+    (K, 2) ndarray of float64
+        Peak frequencies (row, col) [cycles/px], strongest first, in Friedel
+        pairs. Empty (0, 2) when the image shows no lattice.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 2-D or has non-finite pixels.
+
+    Examples
+    --------
+    >>> from stem_pipeline.synthetic import make_dot
+    >>> peaks = find_bragg_peaks(make_dot((256, 256), dose=400, rng=0).image)
+    >>> bool(len(peaks) >= 4)
+    True
+    """
+    arr, _ = check_image(image)
+    spectrum, _ = _periodic_spectrum(arr)
+    power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
+    floor = _radial_floor(power)
+    idx, _, _ = _detect(
+        power,
+        floor,
+        threshold=threshold,
+        min_spacing_px=min_spacing_px,
+        max_spacing_px=max_spacing_px,
+        separation=separation,
+        lattice_tolerance_px=lattice_tolerance_px,
+    )
+    pos = _subpixel(power, idx) - np.array(arr.shape) // 2
+    return pos / np.array(arr.shape, float)
+
+
+def _soft_disc_mask(
+    shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    """Max over soft discs: 1 within ``radius``, raised-cosine fall-off to 0 over ``edge`` [px]."""
+    mask = np.zeros(shape, np.float32)
+    for (r0, c0), rad, edge in zip(centres, radii, edges):
+        h = int(np.ceil(rad + edge)) + 1
+        rows = np.arange(int(round(r0)) - h, int(round(r0)) + h + 1)
+        cols = np.arange(int(round(c0)) - h, int(round(c0)) + h + 1)
+        d = np.hypot(rows[:, None] - r0, cols[None, :] - c0)
+        t = np.clip((d - rad) / max(edge, 1e-6), 0, 1)
+        val = (0.5 * (1 + np.cos(np.pi * t))).astype(np.float32)
+        ix = np.ix_(rows % shape[0], cols % shape[1])
+        mask[ix] = np.maximum(mask[ix], val)
+    return mask
+
+
+def fourier_filter(
+    image: np.ndarray,
+    *,
+    mode: FourierMode = "wiener",
+    noise_power: float | np.ndarray | None = None,
+    strength: float = 1.0,
+    spectrum_smoothing_px: float = 3.0,
+    threshold: float = 8.0,
+    radius_factor: float = 2.0,
+    low_frequency_fraction: float = 0.5,
+    min_spacing_px: float = 2.5,
+    gain_floor: float = 0.2,
+) -> np.ndarray:
+    """Filter an image in Fourier space.
+
+    Modes
+    -----
+    ``bragg``
+        Digital Micrograph-style periodic mask, automatic: pass soft-edged
+        discs around the detected Bragg peaks (radius ``radius_factor`` times
+        the peak's half-maximum radius, raised-cosine edge of the same width)
+        plus a low-frequency disc of radius ``low_frequency_fraction`` times
+        the shortest peak frequency. Everything non-periodic (domain
+        boundaries, amorphous regions, defects) is averaged away. Falls back
+        to ``wiener`` (with a warning) when no lattice is found.
+    ``wiener``
+        Kilaas-style Wiener filter: ``W = max(0, 1 - strength * N / P)``
+        with ``P`` the power spectrum (smoothed by ``spectrum_smoothing_px``)
+        and ``N`` the noise power. Keeps whatever stands above the noise,
+        periodic or not.
+    ``absf``
+        Average background subtraction filter: subtract ``strength`` times
+        the mean noise amplitude from every Fourier amplitude (clipped at 0),
+        keeping the phases.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        The image.
+    mode : {'bragg', 'wiener', 'absf'}
+        The filter.
+    noise_power : float or (M, N) ndarray or None
+        Noise power per Fourier coefficient (unnormalised FFT) [counts^2],
+        a constant or a centred (fftshift-ed) map. None: white noise at the
+        level of the spectrum above 0.3 cycles/px (right for an unfiltered
+        image; after a linear filter pass its transfer, as the chain in
+        :func:`stem_pipeline.denoise.denoise` does). Always capped by the
+        fitted radial floor of the spectrum.
+    strength : float
+        Over-subtraction factor for ``wiener`` and ``absf``.
+    spectrum_smoothing_px : float
+        Gaussian smoothing of the power spectrum before the Wiener ratio [FFT px].
+    threshold : float
+        Bragg-peak threshold over the floor (``bragg``; see :func:`find_bragg_peaks`).
+    radius_factor : float
+        Mask radius over the measured half-maximum radius of each peak (``bragg``).
+    low_frequency_fraction : float
+        Radius of the low-frequency pass disc as a fraction of the shortest
+        Bragg-peak frequency (``bragg``).
+    min_spacing_px : float
+        Smallest real-space period searched for Bragg peaks [px] (``bragg``).
+    gain_floor : float
+        Smallest gain of the ``wiener`` and ``absf`` filters, in [0, 1). A
+        little noise is left everywhere so that the few noise coefficients
+        that happen to survive the subtraction do not stand out as spurious
+        spots (a fabricated lattice) in the filtered image's spectrum.
+
+    Returns
+    -------
+    (M, N) ndarray
+        The filtered image, float32 unless the input was float64.
+
+    Raises
+    ------
+    ValueError
+        If ``image`` is not 2-D or has non-finite pixels, or ``mode`` is unknown.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    arr, dtype = check_image(image)
+    shape = arr.shape
+    spectrum, smooth = _periodic_spectrum(arr)
+    power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
+    floor = _radial_floor(power)
+    if mode == "bragg":
+        idx, _, widths = _detect(
+            power,
+            floor,
+            threshold=threshold,
+            min_spacing_px=min_spacing_px,
+            max_spacing_px=None,
+            separation=0.35,
+            lattice_tolerance_px=1.5,
+        )
+        if len(idx) == 0:
+            logger.warning("bragg filter: no lattice found in the power spectrum; using the wiener filter instead")
+            mode = "wiener"
+        else:
+            centre = np.array(shape) // 2
+            rad = np.maximum(radius_factor * widths, 1.0)
+            f_min = np.hypot(*(idx - centre).T).min()
+            lf = max(low_frequency_fraction * f_min, 1.0)
+            mask = _soft_disc_mask(
+                shape,
+                np.vstack([idx, centre[None, :]]).astype(float),
+                np.append(rad, 0.5 * lf),
+                np.append(rad, 0.5 * lf),
+            )
+            logger.debug("bragg filter: %d peaks, mask area %.3f %%", len(idx), 100 * mask.mean())
+    if mode != "bragg":
+        if noise_power is None:
+            noise_power = _white_level(power)
+        noise = np.minimum(np.broadcast_to(noise_power, shape), floor)
+        if mode == "wiener":
+            smoothed = ndimage.gaussian_filter(power, spectrum_smoothing_px, mode="wrap") if spectrum_smoothing_px else power
+            mask = np.clip(1.0 - strength * noise / np.maximum(smoothed, 1e-30), 0.0, 1.0)
+        else:  # absf: E|F| of complex Gaussian noise with power N is sqrt(pi N) / 2
+            amp = np.sqrt(power)
+            mask = np.clip(1.0 - strength * 0.5 * np.sqrt(np.pi * noise) / np.maximum(amp, 1e-30), 0.0, 1.0)
+        if not 0 <= gain_floor < 1:
+            raise ValueError(f"gain_floor must be in [0, 1), got {gain_floor}")
+        mask = gain_floor + (1.0 - gain_floor) * mask
+        centre = tuple(np.array(shape) // 2)
+        mask[centre] = 1.0  # keep the mean
+    out = sfft.ifft2(spectrum * sfft.ifftshift(mask).astype(spectrum.real.dtype), workers=FFT_WORKERS).real
+    return (out + smooth).astype(dtype, copy=False)
