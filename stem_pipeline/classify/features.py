@@ -200,10 +200,12 @@ def column_features(
     k = min(9, n)
     dist, idx = cKDTree(rc).query(rc, k=k)
     near = dist[:, 1:5] if k > 1 else np.full((n, 1), np.nan)
-    spacing_px = np.median(np.where(near < 1.25 * spacing, near, np.nan), axis=1)
+    near = np.where(near < 1.25 * spacing, near, np.nan)
+    has = ~np.isnan(near).all(axis=1)
+    spacing_px = np.full(n, np.nan)
+    spacing_px[has] = np.nanmedian(near[has], axis=1)
     neigh = np.where(dist[:, 1:] < 1.6 * spacing, inten[idx[:, 1:]], np.nan) if k > 1 else np.full((n, 1), np.nan)
-    with np.errstate(invalid="ignore"):
-        med = np.nanmedian(np.where(np.isnan(neigh).all(axis=1)[:, None], inten[:, None], neigh), axis=1)
+    med = np.nanmedian(np.where(np.isnan(neigh).all(axis=1)[:, None], inten[:, None], neigh), axis=1)
     relative = inten / med
 
     # Local fit of the superlattice pattern.
