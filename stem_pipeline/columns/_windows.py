@@ -93,3 +93,17 @@ def batches(n: int, size: int):
     """Slices covering range(n) in chunks of ``size``."""
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
+
+
+def solve_batched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve the (N, K, K) systems ``a x = b`` for (N, K) ``b``; singular ones give NaN."""
+    try:
+        return np.linalg.solve(a, b[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        out = np.full(b.shape, np.nan)
+        for i in range(len(a)):
+            try:
+                out[i] = np.linalg.solve(a[i], b[i])
+            except np.linalg.LinAlgError:
+                pass
+        return out

@@ -40,7 +40,7 @@ class ColumnsConfig(StrictModel):
         "below this fraction of the lower one (heights above the local background).",
     )
     threshold_fraction: float = Field(
-        0.35,
+        0.42,
         ge=0,
         le=1,
         description="A maximum is a column when its height above the local background exceeds this "

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 
 from .._types import Columns, Micrograph
-from ._windows import as_image, batches, neighbour_index, spacing_from, voronoi_mask, windows
+from ._windows import as_image, batches, neighbour_index, solve_batched, spacing_from, voronoi_mask, windows
 from .config import ColumnsConfig
 
 logger = logging.getLogger("stem_pipeline")
@@ -75,7 +75,7 @@ def linear_fit(
         ata = np.matmul(dw.transpose(0, 2, 1), design)
         atb = np.einsum("npk,np->nk", dw, vals)
         ata += 1e-9 * np.einsum("nkk->nk", ata).max(axis=1)[:, None, None] * np.eye(4)
-        coef = np.linalg.solve(ata, atb[..., None])[..., 0]
+        coef = solve_batched(ata, atb)
         plane = coef[:, 1:2] + coef[:, 2:3] * u + coef[:, 3:4] * v
         out["amplitude"][sl] = coef[:, 0]
         out["background"][sl] = coef[:, 1]

@@ -18,7 +18,16 @@ import numpy as np
 
 from .._types import Columns, Micrograph
 from ..lattice import Lattice
-from ._windows import Windows, as_image, batches, neighbour_index, spacing_from, voronoi_mask, windows
+from ._windows import (
+    Windows,
+    as_image,
+    batches,
+    neighbour_index,
+    solve_batched,
+    spacing_from,
+    voronoi_mask,
+    windows,
+)
 from .config import ColumnsConfig
 
 logger = logging.getLogger("stem_pipeline")
@@ -84,9 +93,21 @@ def _normal_equations(jac: np.ndarray, w: np.ndarray, res: np.ndarray) -> tuple[
 
 
 def _levenberg_marquardt(
-    vals: np.ndarray, w: np.ndarray, p0: np.ndarray, dr: np.ndarray, dc: np.ndarray, config: ColumnsConfig
+    vals: np.ndarray,
+    w: np.ndarray,
+    p0: np.ndarray,
+    dr: np.ndarray,
+    dc: np.ndarray,
+    config: ColumnsConfig,
+    *,
+    max_shift: float,
+    sigma_range: tuple[float, float],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit all windows at once.
+
+    Steps that would move the centre more than ``max_shift`` from ``p0``,
+    take a width outside ``sigma_range`` or make the height negative are
+    rejected like steps that raise the cost (bounded Levenberg-Marquardt).
 
     Returns params (N, K), residual sum of squares (N,) and the (N, 2)
     variances of the centre from the heteroscedasticity-consistent (sandwich)
@@ -109,12 +130,18 @@ def _levenberg_marquardt(
         jtj, grad = _normal_equations(jac[idx], w[idx], res[idx])
         diag = np.einsum("nkk->nk", jtj)
         aug = jtj + (lam[idx, None] * diag + 1e-12 * diag.max(axis=1, keepdims=True) + 1e-30)[:, :, None] * eye
-        step = np.linalg.solve(aug, grad[..., None])[..., 0]
+        step = solve_batched(aug, grad)
         p_new = p[idx] + step
         m_new, j_new = gaussian_model(p_new, dr, dc, elliptical=el)
         r_new = vals[idx] - m_new
         c_new = np.sum(w[idx] * r_new * r_new, axis=1)
-        better = np.isfinite(c_new) & (c_new <= cost[idx])
+        sig = np.abs(p_new[:, 3 : 5 if el else 4])
+        inside = (
+            (np.hypot(p_new[:, 0] - p0[idx, 0], p_new[:, 1] - p0[idx, 1]) <= max_shift)
+            & np.all((sig >= sigma_range[0]) & (sig <= sigma_range[1]), axis=1)
+            & (p_new[:, 2] > 0)
+        )
+        better = np.isfinite(c_new) & (c_new <= cost[idx]) & inside
         good = idx[better]
         p[good], jac[good], res[good], cost[good] = p_new[better], j_new[better], r_new[better], c_new[better]
         lam[good] = np.maximum(lam[good] / 3.0, 1e-9)
@@ -166,11 +193,13 @@ def _initial_params(vals: np.ndarray, w: np.ndarray, win: Windows, rc: np.ndarra
     """Starting values of the Gaussian fit from the window pixels."""
     r0 = rc[:, 0] - win.centre[:, 0]
     c0 = rc[:, 1] - win.centre[:, 1]
-    masked = np.where(w, vals, np.nan)
-    b0 = np.nanpercentile(masked, 20, axis=1)
-    b0 = np.where(np.isfinite(b0), b0, 0.0)
+    # 20th percentile of the window's own pixels (0 when none is inside the image).
+    count = w.sum(axis=1)
+    ranked = np.sort(np.where(w, vals, np.inf), axis=1)
+    b0 = ranked[np.arange(len(vals)), np.maximum((0.2 * (count - 1)).astype(int), 0)]
+    b0 = np.where(count > 0, b0, 0.0)
     d2 = (win.dr[None, :] - r0[:, None]) ** 2 + (win.dc[None, :] - c0[:, None]) ** 2
-    near = w & (d2 <= 1.0)
+    near = w & (d2 <= max(1.0, (0.1 * spacing) ** 2))
     amp = np.where(near, vals, 0.0).sum(axis=1) / np.maximum(near.sum(axis=1), 1) - b0
     amp = np.maximum(amp, 1e-6 * (np.abs(b0) + 1))
     wt = np.where(w & (d2 <= (0.35 * spacing) ** 2), np.clip(vals - b0[:, None], 0, None), 0.0)
@@ -244,6 +273,7 @@ def refine_columns(
     half = int(window_px) if window_px is not None else max(2, int(round(config.window_fraction * spacing)))
     img = data if data.dtype == np.float64 else data.astype(np.float32, copy=False)
     max_shift = config.max_shift_fraction * spacing
+    sigma_range = (config.min_sigma_px, config.max_sigma_fraction * spacing)
     nbr = neighbour_index(rc_in)
 
     rc_com, com_ok = _centre_of_mass(img, rc_in, nbr, half, config.com_radius_fraction * spacing, config)
@@ -278,7 +308,8 @@ def refine_columns(
                 params[sl] = p0
                 continue
             params[sl], rss[sl], cov_rc[sl] = _levenberg_marquardt(
-                vals, w.astype(np.float64), p0, win.dr, win.dc, config
+                vals, w.astype(np.float64), p0, win.dr, win.dc, config,
+                max_shift=max_shift, sigma_range=sigma_range,
             )
         if pass_index + 1 < passes:
             subtract = _render(img.shape, params, centres, half, el)
@@ -302,6 +333,7 @@ def refine_columns(
             & np.all(sigma >= config.min_sigma_px, axis=1)
             & np.all(sigma <= config.max_sigma_fraction * spacing, axis=1)
             & (shift <= max_shift)
+            & np.all((rc_fit >= -0.5) & (rc_fit <= np.array(img.shape) - 0.5), axis=1)
             & (n_pix >= params.shape[1] + 3)
         )
         rc_out = np.where(ok[:, None], rc_fit, rc_in)

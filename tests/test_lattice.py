@@ -1,0 +1,74 @@
+"""Lattice finding and crystal mask against synthetic ground truth."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from stem_pipeline.lattice import Lattice, crystal_mask, find_lattice, reduce_basis
+from stem_pipeline.synthetic import make_carbon, make_dot
+
+
+def _same_lattice(found: np.ndarray, truth: np.ndarray, rtol: float) -> bool:
+    """True when each true vector is an integer combination of the found ones (and vice versa)."""
+    for a, b in ((found, truth), (truth, found)):
+        coef = b @ np.linalg.inv(a)
+        if not np.allclose(coef, np.round(coef), atol=rtol * 3) or abs(abs(np.linalg.det(np.round(coef))) - 1) > 0:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("rotation_deg", [0.0, 17.0, 33.0])
+def test_find_lattice_returns_column_grid_not_superlattice(rotation_deg):
+    dot = make_dot((384, 384), dot_size_nm=10, rotation_deg=rotation_deg, uniform_fraction=0.0, rng=1)
+    lat = find_lattice(dot.image)
+    assert lat is not None
+    true_spacing = np.linalg.norm(dot.lattice_vectors_px[0])
+    # The column grid a/2 (~9 px), not the bright-site superlattice a (~18 px).
+    assert lat.spacing_px == pytest.approx(true_spacing, rel=0.01)
+    assert lat.angle_deg == pytest.approx(90.0, abs=1.0)
+    assert _same_lattice(lat.vectors_px, dot.lattice_vectors_px, rtol=0.02)
+    assert lat.strength > 25
+
+
+def test_find_lattice_low_dose_and_float32_input_unchanged():
+    dot = make_dot((256, 256), dot_size_nm=7, dose=30, rng=3)
+    image = dot.image.copy()
+    assert image.dtype == np.float32
+    lat = find_lattice(image)
+    np.testing.assert_array_equal(image, dot.image)
+    assert lat.spacing_px == pytest.approx(np.linalg.norm(dot.lattice_vectors_px[0]), rel=0.02)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_amorphous_carbon_has_no_lattice(seed):
+    assert find_lattice(make_carbon((256, 256), rng=seed).data) is None
+    assert find_lattice(make_carbon((256, 256), dose=30, rng=seed).data) is None
+
+
+def test_lattice_dict_round_trip_and_reduction():
+    lat = Lattice(vectors_px=[[0.0, 9.0], [9.0, 0.0]], spacing_px=9.0, angle_deg=90.0, strength=50.0)
+    again = Lattice.from_dict(lat.to_dict())
+    np.testing.assert_array_equal(again.vectors_px, lat.vectors_px)
+    np.testing.assert_allclose(lat.reciprocal_px @ lat.vectors_px.T, np.eye(2), atol=1e-12)
+    red = reduce_basis(np.array([[9.0, 0.0], [27.0, 9.0]]))
+    np.testing.assert_allclose(np.sort(np.linalg.norm(red, axis=1)), [9.0, 9.0])
+
+
+def test_crystal_mask_covers_dot_not_carbon():
+    dot = make_dot((384, 384), dot_size_nm=8, rng=4)
+    lat = find_lattice(dot.image)
+    mask = crystal_mask(dot.image, lat)
+    inside = dot.region_map > 0
+    # Pixels deeper than one spacing inside the dot are crystal ...
+    deep_in = ndimage.distance_transform_edt(inside) > lat.spacing_px
+    assert mask[deep_in].mean() > 0.99
+    # ... and carbon farther than two spacings from the dot is not.
+    far_out = ndimage.distance_transform_edt(~inside) > 2 * lat.spacing_px
+    assert mask[far_out].mean() < 0.01
+    assert mask.dtype == bool and mask.shape == dot.image.shape
+
+
+def test_crystal_mask_empty_on_carbon_with_any_lattice():
+    carbon = make_carbon((256, 256), rng=5).data
+    lat = Lattice(vectors_px=[[0.0, 9.0], [9.0, 0.0]], spacing_px=9.0, angle_deg=90.0, strength=50.0)
+    assert crystal_mask(carbon, lat).mean() < 0.02
