@@ -83,11 +83,11 @@ class WienerStep(StrictModel):
 
     name: Literal["wiener"] = "wiener"
     #: Over-subtraction of the noise power.
-    strength: float = Field(1.5, gt=0)
+    strength: float = Field(1.2, gt=0)
     #: Smoothing of the power spectrum [FFT px].
     spectrum_smoothing_px: float = Field(3.0, ge=0)
     #: Smallest gain (a little noise is kept so no isolated spots survive alone).
-    gain_floor: float = Field(0.2, ge=0, lt=1)
+    gain_floor: float = Field(0.3, ge=0, lt=1)
 
 
 class ABSFStep(StrictModel):
@@ -95,7 +95,7 @@ class ABSFStep(StrictModel):
 
     name: Literal["absf"] = "absf"
     strength: float = Field(1.0, gt=0)
-    gain_floor: float = Field(0.2, ge=0, lt=1)
+    gain_floor: float = Field(0.3, ge=0, lt=1)
 
 
 class RLStep(StrictModel):
@@ -138,7 +138,7 @@ class DenoiseConfig(StrictModel):
     The default follows the paper's DigitalMicrograph recipe (spatial filter,
     then FFT filter, then deconvolution) with parameters chosen by
     ``benchmarks/denoise.py``: ``gaussian(sigma_px=0.8)``,
-    ``wiener(strength=1.5, spectrum_smoothing_px=3, gain_floor=0.2)``,
+    ``wiener(strength=1.2, spectrum_smoothing_px=3, gain_floor=0.3)``,
     ``rl(iterations=5, source_size_nm=0.04)``; each step model's defaults are
     these, so ``from_steps("gaussian,wiener,rl")`` is the default chain.
     """

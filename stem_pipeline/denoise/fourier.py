@@ -288,7 +288,7 @@ def fourier_filter(
     radius_factor: float = 2.0,
     low_frequency_fraction: float = 0.5,
     min_spacing_px: float = 2.5,
-    gain_floor: float = 0.2,
+    gain_floor: float = 0.3,
 ) -> np.ndarray:
     """Filter an image in Fourier space.
 
