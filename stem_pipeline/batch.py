@@ -121,7 +121,7 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
 
 
 def analyze_task(path: str | os.PathLike, folder: str | os.PathLike, config=None, **options: Any) -> dict[str, Any]:
-    """The unit of work of a batch: a thumbnail of the input, then :func:`~stem_pipeline.outputs.analyze_file`.
+    """The unit of work of a batch: :func:`~stem_pipeline.outputs.analyze_file`, then a thumbnail of the input.
 
     Parameters
     ----------
@@ -143,9 +143,11 @@ def analyze_task(path: str | os.PathLike, folder: str | os.PathLike, config=None
     from .outputs import analyze_file
 
     remove_stale_temporaries(folder)
+    summary = analyze_file(path, folder, config, **options)
     thumbnail = Path(folder) / THUMBNAIL
-    _write_thumbnail(path, thumbnail, pixel_size_nm=options.get("pixel_size_nm"), frame=options.get("frame"))
-    return analyze_file(path, folder, config, **options)
+    if summary["status"] != "error" and not (summary.get("skipped") and thumbnail.is_file()):
+        _write_thumbnail(path, thumbnail, pixel_size_nm=options.get("pixel_size_nm"), frame=options.get("frame"))
+    return summary
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
@@ -171,7 +173,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 
 
 def _write_thumbnail(path, target: Path, *, pixel_size_nm, frame) -> None:
-    """Best effort: a file that cannot be read gets no thumbnail (its summary says why)."""
+    """Best effort: the thumbnail is for the report only; failing to make one is logged, not fatal."""
     from . import io
     from .errors import InputError
     from .report.batch import save_thumbnail
@@ -180,9 +182,9 @@ def _write_thumbnail(path, target: Path, *, pixel_size_nm, frame) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             micrograph = io.load(path, pixel_size_nm=pixel_size_nm, frame=frame)
-    except (InputError, OSError):
-        return
-    save_thumbnail(target, micrograph.data)
+        save_thumbnail(target, micrograph.data)
+    except (InputError, OSError, ValueError) as exc:
+        logger.warning("%s: no thumbnail (%s)", path, exc)
 
 
 def run_batch(
@@ -256,7 +258,7 @@ def run_batch(
     rows: list[dict[str, Any] | None] = [None] * len(files)
     todo = []
     for i, (path, name) in enumerate(zip(files, names)):
-        done = None if overwrite else _finished(path, out / name, config.config_hash())
+        done = None if overwrite else _finished(path, out / name, config.config_hash(), options)
         if done is not None:
             rows[i] = {**done, "skipped": True}
         else:
@@ -281,17 +283,24 @@ def run_batch(
     return report
 
 
-def _finished(path: Path, folder: Path, config_hash: str) -> dict[str, Any] | None:
-    """The summary of an image already done with this config and these bytes, else None."""
+def _finished(path: Path, folder: Path, config_hash: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of an image already done with this config and these bytes, else None.
+
+    A run killed after the summary was written may have left a temporary
+    file or no thumbnail: both are put right here.
+    """
     from .outputs import file_hash, is_done, read_summary
 
     try:
         input_hash = file_hash(path)
     except OSError:
         return None
-    if is_done(folder, config_hash=config_hash, input_hash=input_hash):
-        return read_summary(folder)
-    return None
+    if not is_done(folder, config_hash=config_hash, input_hash=input_hash):
+        return None
+    remove_stale_temporaries(folder)
+    if not (folder / THUMBNAIL).is_file():
+        _write_thumbnail(path, folder / THUMBNAIL, pixel_size_nm=options["pixel_size_nm"], frame=options["frame"])
+    return read_summary(folder)
 
 
 def _complete(rows: list[dict[str, Any] | None], names: list[str]) -> list[dict[str, Any]]:
