@@ -130,7 +130,7 @@ def _radial_median(power: np.ndarray, radius: np.ndarray, n_bins: int) -> np.nda
     rbin = np.minimum(radius.astype(np.int64), n_bins - 1)
     index = np.arange(n_bins)
     # Subsample large spectra for speed: the median of an annulus is robust.
-    step = max(1, int(np.sqrt(power.size / 1_000_000)))
+    step = max(1, int(np.ceil(np.sqrt(power.size / 250_000))))
     sub_p, sub_r = power[::step, ::step], rbin[::step, ::step]
     prof = np.asarray(ndimage.median(sub_p, labels=sub_r + 1, index=index + 1), dtype=np.float64)
     prof = np.where(np.isfinite(prof) & (prof > 0), prof, np.nan)
@@ -263,10 +263,10 @@ def find_lattice(
 
 def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: float) -> np.ndarray:
     """Local amplitude of the Fourier component ``g`` [cycles/px], on a block-reduced grid."""
-    rows = np.arange(image.shape[0], dtype=np.float64)[:, None]
-    cols = np.arange(image.shape[1], dtype=np.float64)[None, :]
-    phase = np.exp(-2j * np.pi * (g[0] * rows + g[1] * cols)).astype(np.complex64)
-    z = image * phase
+    # The phase ramp is separable: an outer product of two 1-D ramps.
+    ramp_r = np.exp(-2j * np.pi * g[0] * np.arange(image.shape[0])).astype(np.complex64)
+    ramp_c = np.exp(-2j * np.pi * g[1] * np.arange(image.shape[1])).astype(np.complex64)
+    z = (image * ramp_c[None, :]) * ramp_r[:, None]
     m, n = (image.shape[0] // block) * block, (image.shape[1] // block) * block
     z = z[:m, :n].reshape(m // block, block, n // block, block).mean(axis=(1, 3))
     re = ndimage.gaussian_filter(z.real, sigma_blocks, mode="nearest")
@@ -319,7 +319,7 @@ def crystal_mask(
     # High-pass (remove the local mean) so that the support level and the
     # image borders do not leak into the demodulated amplitudes.
     img = data.astype(np.float32, copy=True)
-    img -= ndimage.gaussian_filter(img, spacing, mode="reflect")
+    img -= ndimage.uniform_filter(img, 2 * int(spacing) + 1, mode="reflect")
     block = max(1, int(spacing // 3))
     sigma_blocks = max(smoothing_spacings * spacing / block, 1.0)
     G = lattice.reciprocal_px
@@ -346,13 +346,12 @@ def crystal_mask(
             sizes = ndimage.sum_labels(small, labels, np.arange(1, n + 1))
             keep = np.concatenate([[False], sizes >= min_area_cells * cell_area])
             small = keep[labels]
+    if small.any() and dilate_spacings > 0:
+        radius = dilate_spacings * spacing / block
+        small = ndimage.distance_transform_edt(~small) <= radius
     # Back to full resolution (nearest block), edge pixels take the last block.
     ri = np.minimum(np.arange(data.shape[0]) // block, small.shape[0] - 1)
     ci = np.minimum(np.arange(data.shape[1]) // block, small.shape[1] - 1)
     mask = small[ri[:, None], ci[None, :]]
-    if mask.any() and dilate_spacings > 0:
-        radius = dilate_spacings * spacing
-        dist = ndimage.distance_transform_edt(~mask)
-        mask = dist <= radius
     logger.info("crystal_mask: %.1f %% of the image is crystal", 100.0 * mask.mean())
     return mask

@@ -62,7 +62,12 @@ class ColumnsConfig(StrictModel):
     )
     elliptical: bool = Field(False, description="Fit separate widths along rows and cols.")
     max_iterations: int = Field(30, ge=1, le=500, description="Levenberg-Marquardt iterations.")
-    tolerance: float = Field(1e-6, gt=0, description="Relative parameter change at convergence.")
+    tolerance: float = Field(
+        1e-3,
+        gt=0,
+        description="Convergence: the centre moves less than this [px] and the other parameters "
+        "change by less than this fraction.",
+    )
     max_shift_fraction: float = Field(
         0.35, gt=0, le=1, description="Fits that move a column further than this fail [spacings]."
     )

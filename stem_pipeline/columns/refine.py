@@ -87,9 +87,15 @@ def gaussian_model(
     return model, jac
 
 
-def _normal_equations(jac: np.ndarray, w: np.ndarray, res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    jw = jac * w[..., None]
-    return np.matmul(jw.transpose(0, 2, 1), jac), np.einsum("npk,np->nk", jw, res)
+def _normal_equations(
+    jac: np.ndarray, w: np.ndarray, res: np.ndarray, dtype: type = np.float64
+) -> tuple[np.ndarray, np.ndarray]:
+    """``J^T W J`` (N, K, K) and ``J^T W r`` (N, K); ``dtype=float32`` halves the cost of the
+    search direction (the accepted steps are still judged by the float64 cost)."""
+    jac = jac.astype(dtype, copy=False)
+    jw = jac * w[..., None].astype(dtype, copy=False)
+    jtj = np.matmul(jw.transpose(0, 2, 1), jac).astype(np.float64)
+    return jtj, np.einsum("npk,np->nk", jw, res.astype(dtype, copy=False)).astype(np.float64)
 
 
 def _levenberg_marquardt(
@@ -127,7 +133,9 @@ def _levenberg_marquardt(
         idx = np.nonzero(active)[0]
         if idx.size == 0:
             break
-        jtj, grad = _normal_equations(jac[idx], w[idx], res[idx])
+        if idx.size == n:
+            idx = slice(None)  # no copies while every column is still active
+        jtj, grad = _normal_equations(jac[idx], w[idx], res[idx], np.float32)
         diag = np.einsum("nkk->nk", jtj)
         aug = jtj + (lam[idx, None] * diag + 1e-12 * diag.max(axis=1, keepdims=True) + 1e-30)[:, :, None] * eye
         step = solve_batched(aug, grad)
@@ -142,11 +150,18 @@ def _levenberg_marquardt(
             & (p_new[:, 2] > 0)
         )
         better = np.isfinite(c_new) & (c_new <= cost[idx]) & inside
+        if isinstance(idx, slice):
+            idx = np.arange(n)
         good = idx[better]
         p[good], jac[good], res[good], cost[good] = p_new[better], j_new[better], r_new[better], c_new[better]
         lam[good] = np.maximum(lam[good] / 3.0, 1e-9)
         lam[idx[~better]] *= 4.0
-        small = np.all(np.abs(step) <= config.tolerance * (np.abs(p_new) + 1e-3), axis=1)
+        # Converged: the centre moves less than `tolerance` px, the other parameters by less
+        # than `tolerance` relative to their size (background slopes relative to the height).
+        scale = np.abs(p_new)
+        scale[:, :2] = 1.0
+        scale[:, -2:] = np.abs(p_new[:, 2:3])
+        small = np.all(np.abs(step) <= config.tolerance * (scale + 1e-12), axis=1)
         done = (better & small) | (lam[idx] > 1e8)
         active[idx[done]] = False
     jtj, _ = _normal_equations(jac, w, res)
