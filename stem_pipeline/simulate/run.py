@@ -1,0 +1,565 @@
+"""abTEM HAADF/BF simulation: exact multislice and the tiled one-cell fast path.
+
+``import abtem`` happens inside the functions (it costs seconds); abTEM is
+called with keyword arguments only. Lengths are nm outside, Angstrom inside.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from stem_pipeline._types import Micrograph
+
+from . import cache as _cache
+from .config import DEBYE_WALLER_B, SimulationConfig, sigma_from_b
+from .structures import as_generator, unit_cell, zone_axis_cell
+
+logger = logging.getLogger("stem_pipeline")
+
+METHODS = ("fast", "exact")
+DETECTORS = ("haadf", "bf")
+
+
+def _wavelength_angstrom(energy_kv: float) -> float:
+    """Relativistic electron wavelength [Angstrom]."""
+    e = energy_kv * 1e3
+    return 12.2643 / math.sqrt(e * (1 + 0.97845e-6 * e))
+
+
+def build_structure(config: SimulationConfig, *, thickness_nm: float | None = None):
+    """Build the atoms described by ``config``.
+
+    Parameters
+    ----------
+    config : SimulationConfig
+        The simulation configuration.
+    thickness_nm : float, optional
+        Overrides ``config.thickness_nm`` (crystals only; a dot's thickness is its edge).
+
+    Returns
+    -------
+    atoms : ase.Atoms
+        Crystals: the orthogonal repeat cell along the zone axis (abTEM
+        ``orthogonalize_cell``), repeated along z to the thickness (whole
+        cells, at least one); ``info["n_cells_z"]``, ``info["thickness_nm"]``.
+        Dots: the whole dot model (see :func:`stem_pipeline.simulate.models.alloy_dot`).
+    """
+    s = config.structure
+    rng = as_generator(s.seed)
+    if s.kind == "dot":
+        from .models import alloy_dot
+
+        d = config.dot
+        atoms = alloy_dot(
+            edge_nm=d.edge_nm,
+            fa_fraction=d.fa_fraction,
+            unit_cells=d.unit_cells,
+            decomposed=d.decomposed,
+            pbi2_zone_axis=d.pbi2_zone_axis,
+            carbon_nm=d.carbon_nm,
+            margin_nm=d.margin_nm,
+            fa_orientation=s.fa_orientation,
+            rng=rng,
+        )
+        atoms.info["thickness_nm"] = float(atoms.cell[2, 2] / 10)
+        atoms.info["n_cells_z"] = 1
+        return atoms
+    cell = zone_axis_cell(
+        unit_cell(s.kind, a_angstrom=None if s.a_nm is None else s.a_nm * 10, fa_orientation=s.fa_orientation, rng=rng),
+        s.zone_axis,
+    )
+    t = config.thickness_nm if thickness_nm is None else thickness_nm
+    nz = max(1, round(t * 10 / cell.cell[2, 2]))
+    atoms = cell * (1, 1, nz)
+    atoms.info.update(cell.info)
+    atoms.info["n_cells_z"] = nz
+    atoms.info["repeat_angstrom"] = tuple(float(x) for x in np.diag(cell.cell))
+    atoms.info["thickness_nm"] = float(nz * cell.cell[2, 2] / 10)
+    return atoms
+
+
+def _sigmas(config: SimulationConfig, symbols: set[str]) -> dict[str, float]:
+    if config.phonons.sigmas_angstrom is not None:
+        missing = symbols - set(config.phonons.sigmas_angstrom)
+        if missing:
+            raise ValueError(f"phonons.sigmas_angstrom: no value for {sorted(missing)}")
+        return dict(config.phonons.sigmas_angstrom)
+    table: dict[str, float] = {}
+    for kind in ("carbon", "pbi2", "fapbi3", "cspbi3"):  # later kinds win
+        table.update(DEBYE_WALLER_B[kind])
+    if config.structure.kind != "dot":
+        table.update(DEBYE_WALLER_B[config.structure.kind])
+    return {el: sigma_from_b(table[el]) for el in symbols}
+
+
+@contextlib.contextmanager
+def _abtem_settings(num_workers: int):
+    import abtem
+    import dask
+
+    with abtem.config.set({"device": "cpu", "fftw.threads": 1}), dask.config.set(
+        scheduler="threads", num_workers=num_workers
+    ):
+        yield
+
+
+def probe_fwhm_nm(config: SimulationConfig, *, sampling_nm: float = 0.002) -> dict[str, float]:
+    """Intrinsic (coherent) and effective (with source size) probe FWHM [nm].
+
+    The intrinsic FWHM is measured on abTEM's probe intensity; the effective
+    one adds the Gaussian source FWHM in quadrature.
+    """
+    import abtem
+
+    m = config.microscope
+    with _abtem_settings(1):
+        probe = abtem.Probe(
+            energy=m.energy_kv * 1e3,
+            semiangle_cutoff=m.convergence_mrad,
+            extent=20.0,
+            sampling=sampling_nm * 10,
+            aberrations={"defocus": m.defocus_nm * 10, "Cs": m.cs_um * 1e4},
+        )
+        intensity = probe.build().intensity().compute(progress_bar=False).array
+    intensity = np.asarray(intensity)
+    peak = np.unravel_index(np.argmax(intensity), intensity.shape)
+    profile = np.roll(intensity[:, peak[1]], intensity.shape[0] // 2 - peak[0])  # peak at the centre
+    half = profile.max() / 2
+    above = np.nonzero(profile >= half)[0]
+    # linear interpolation at both half-maximum crossings
+    lo, hi = above[0], above[-1]
+    left = lo - 1 + (half - profile[lo - 1]) / (profile[lo] - profile[lo - 1])
+    right = hi + (profile[hi] - half) / (profile[hi] - profile[hi + 1])
+    intrinsic = float((right - left) * sampling_nm)
+    return {"intrinsic": intrinsic, "effective": math.hypot(intrinsic, m.source_fwhm_nm)}
+
+
+def _plan(config: SimulationConfig, atoms, method: str) -> dict:
+    """Tiling, scan grid and engine for a run (crystals)."""
+    lx, ly, lz = atoms.info["repeat_angstrom"]
+    rows, cols = config.scan.field_cells
+    min_ext = config.scan.min_supercell_nm * 10
+    tiles_min = (math.ceil(min_ext / lx), math.ceil(min_ext / ly))
+    if method == "exact":
+        tiles = (max(cols, tiles_min[0]), max(rows, tiles_min[1]))
+        scan_cells = (cols, rows)
+    else:
+        tiles = tiles_min
+        scan_cells = (1, 1)
+    step = config.scan.sampling_nm * 10
+    n_cell = (max(1, math.ceil(lx / step)), max(1, math.ceil(ly / step)))
+    engine = "multislice"
+    interpolation = 1
+    if method == "fast":
+        interpolation = max(1, min(int(t * l // (config.fast.prism_window_nm * 10)) for t, l in zip(tiles, (lx, ly))))
+        k_max = config.microscope.convergence_mrad * 1e-3 / _wavelength_angstrom(config.microscope.energy_kv)
+        n_beams = math.pi * k_max**2 * (tiles[0] * lx / interpolation) * (tiles[1] * ly / interpolation)
+        n_positions = n_cell[0] * n_cell[1]
+        if config.fast.engine == "prism" or (
+            config.fast.engine == "auto" and interpolation >= 2 and n_beams < 0.7 * n_positions
+        ):
+            engine = "prism"
+    slices_per_cell = max(1, round(lz / (config.potential.slice_thickness_nm * 10)))
+    return {
+        "tiles": tiles,
+        "scan_cells": scan_cells,
+        "n_cell": n_cell,
+        "engine": engine,
+        "interpolation": interpolation,
+        "slices_per_cell": slices_per_cell,
+        "slice_thickness": lz / slices_per_cell,
+        "repeat": (lx, ly, lz),
+    }
+
+
+def _run_abtem(config: SimulationConfig, atoms, *, plan: dict, exit_every: int | None, progress: bool):
+    """Run abTEM once; return {detector: array (T?, nx, ny)} and the effective detector angles."""
+    import abtem
+
+    m = config.microscope
+    energy = m.energy_kv * 1e3
+    symbols = set(atoms.get_chemical_symbols())
+    if config.phonons.num_configs > 0:
+        specimen = abtem.FrozenPhonons(
+            atoms=atoms,
+            num_configs=config.phonons.num_configs,
+            sigmas=_sigmas(config, symbols),
+            seed=config.phonons.seed,
+        )
+    else:
+        specimen = atoms
+    step = config.potential.sampling_nm * 10
+    # PRISM needs gpts divisible by the interpolation factor
+    q = plan["interpolation"] if plan["engine"] == "prism" else 1
+    if "repeat" in plan:  # crystals: the same whole number of grid points in every repeat cell
+        gpts = tuple(
+            int(t * math.ceil(r / step / q) * q) for t, r in zip(plan["tiles"], plan["repeat"][:2])
+        )
+    else:
+        gpts = tuple(int(math.ceil(length / step / q) * q) for length in np.diag(atoms.cell)[:2])
+    potential = abtem.Potential(
+        atoms=specimen,
+        gpts=gpts,
+        slice_thickness=plan["slice_thickness"],
+        parametrization=config.potential.parametrization,
+        exit_planes=exit_every,
+    )
+    lx, ly = plan["extent"]
+    scan = abtem.GridScan(
+        start=(0.0, 0.0),
+        end=(lx, ly),
+        gpts=plan["scan_gpts"],
+        endpoint=False,
+    )
+    aberrations = {"defocus": m.defocus_nm * 10, "Cs": m.cs_um * 1e4}
+    detector = abtem.FlexibleAnnularDetector()
+    if plan["engine"] == "prism":
+        s_matrix = abtem.SMatrix(
+            potential=potential,
+            energy=energy,
+            semiangle_cutoff=m.convergence_mrad,
+            interpolation=plan["interpolation"],
+        )
+        ctf = abtem.CTF(semiangle_cutoff=m.convergence_mrad, energy=energy, aberration_coefficients=aberrations)
+        lazy = s_matrix.scan(scan=scan, detectors=detector, ctf=ctf)
+    else:
+        probe = abtem.Probe(energy=energy, semiangle_cutoff=m.convergence_mrad, aberrations=aberrations)
+        lazy = probe.scan(potential=potential, scan=scan, detectors=detector)
+    measurement = lazy.compute(progress_bar=progress)
+    outer_max = float(measurement.outer_angle)
+    out, angles = {}, {}
+    for name, (inner, outer) in (("haadf", m.haadf_mrad), ("bf", m.bf_mrad)):
+        eff_outer = min(outer, outer_max)
+        if eff_outer < outer:
+            logger.warning(
+                "%s outer angle %.0f mrad exceeds the simulated maximum %.0f mrad (potential sampling "
+                "%.4f nm); integrating to %.0f mrad",
+                name, outer, outer_max, config.potential.sampling_nm, eff_outer,
+            )
+        if eff_outer <= inner:
+            raise ValueError(
+                f"microscope.{name}_mrad={[inner, outer]}: the potential sampling "
+                f"{config.potential.sampling_nm} nm only reaches {outer_max:.0f} mrad; use a finer potential.sampling_nm"
+            )
+        out[name] = np.asarray(measurement.integrate_radial(inner=inner, outer=eff_outer).array, dtype=np.float32)
+        angles[name] = (float(inner), eff_outer)
+    return out, angles
+
+
+def _fourier_resample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resample a periodic image to ``shape`` by zero-padding/cropping its spectrum."""
+    if image.shape == tuple(shape):
+        return image
+    f = np.fft.fftshift(np.fft.fft2(image))
+    out = np.zeros(shape, dtype=complex)
+    src, dst = [], []
+    for n0, n1 in zip(image.shape, shape):
+        r = min(n0, n1)
+        # keep the zero frequency at index n // 2 in both spectra
+        src.append(slice(n0 // 2 - r // 2, n0 // 2 - r // 2 + r))
+        dst.append(slice(n1 // 2 - r // 2, n1 // 2 - r // 2 + r))
+    out[tuple(dst)] = f[tuple(src)]
+    m0, n0 = image.shape
+    m1, n1 = shape
+    res = np.fft.ifft2(np.fft.ifftshift(out)).real * (m1 * n1) / (m0 * n0)
+    return res.astype(np.float32)
+
+
+def _postprocess(image: np.ndarray, *, pixel_nm: float, config: SimulationConfig, periodic: bool) -> tuple[np.ndarray, float]:
+    """Source-size blur, then optional resampling; image is (rows, cols)."""
+    from scipy import ndimage
+
+    fwhm = config.microscope.source_fwhm_nm
+    if fwhm > 0:
+        sigma_px = fwhm / (2 * math.sqrt(2 * math.log(2))) / pixel_nm
+        image = ndimage.gaussian_filter(image, sigma=sigma_px, mode="wrap" if periodic else "nearest")
+    if config.scan.pixel_size_nm is not None:
+        shape = tuple(max(1, round(s * pixel_nm / config.scan.pixel_size_nm)) for s in image.shape)
+        new_pixel = image.shape[0] * pixel_nm / shape[0]
+        image = _fourier_resample(image, shape) if periodic else _zoom(image, shape)
+        pixel_nm = new_pixel
+    return np.asarray(image, dtype=np.float32), pixel_nm
+
+
+def _zoom(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.zoom(image, (shape[0] / image.shape[0], shape[1] / image.shape[1]), order=3)
+
+
+def _simulate_raw(
+    config: SimulationConfig,
+    *,
+    thicknesses_nm: Sequence[float] | None,
+    method: str,
+    progress: bool,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Simulate; arrays are (T, rows, cols) per detector, before blur/tiling for the fast path."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: use 'fast' or 'exact'")
+    tmax = max(thicknesses_nm) if thicknesses_nm else None
+    atoms = build_structure(config, thickness_nm=tmax)
+    meta: dict = {"n_atoms": len(atoms), "zone_axis": list(config.structure.zone_axis)}
+    t0 = time.perf_counter()
+    with _abtem_settings(config.num_workers):
+        if config.structure.kind == "dot":
+            lx, ly, lz = np.diag(atoms.cell)
+            step = config.scan.sampling_nm * 10
+            plan = {
+                "engine": "prism" if method == "fast" else "multislice",
+                "interpolation": max(1, int(min(lx, ly) // (config.fast.prism_window_nm * 10))) if method == "fast" else 1,
+                "slice_thickness": config.potential.slice_thickness_nm * 10,
+                "extent": (lx, ly),
+                "scan_gpts": (math.ceil(lx / step), math.ceil(ly / step)),
+            }
+            raw, angles = _run_abtem(config, atoms, plan=plan, exit_every=None, progress=progress)
+            raw = {k: v[None] for k, v in raw.items()}
+            thick_cells = [1]
+            pixel_nm = lx / plan["scan_gpts"][0] / 10
+            meta["thickness_nm"] = [atoms.info["thickness_nm"]]
+        else:
+            plan = _plan(config, atoms, method)
+            lx, ly, lz = plan["repeat"]
+            nz = atoms.info["n_cells_z"]
+            supercell = atoms * (plan["tiles"][0], plan["tiles"][1], 1)
+            plan["extent"] = (plan["scan_cells"][0] * lx, plan["scan_cells"][1] * ly)
+            plan["scan_gpts"] = (plan["scan_cells"][0] * plan["n_cell"][0], plan["scan_cells"][1] * plan["n_cell"][1])
+            series = thicknesses_nm is not None and len(thicknesses_nm) > 1
+            thick_cells = (
+                sorted({max(1, min(nz, round(t * 10 / lz))) for t in thicknesses_nm}) if thicknesses_nm else [nz]
+            )
+            raw, angles = _run_abtem(
+                config, supercell, plan=plan, exit_every=plan["slices_per_cell"] if series else None, progress=progress
+            )
+            if series:  # exit planes: (T, nx, ny); index 0 is after the first exit plane
+                n_planes = next(iter(raw.values())).shape[0]
+                first = n_planes - nz  # abTEM may include the entrance plane
+                raw = {k: np.stack([v[first + c - 1] for c in thick_cells]) for k, v in raw.items()}
+            else:
+                raw = {k: v[None] for k, v in raw.items()}
+            pixel_nm = lx / plan["n_cell"][0] / 10
+            meta["thickness_nm"] = [c * lz / 10 for c in thick_cells]
+            meta["tiles"] = list(plan["tiles"])
+    meta.update(
+        engine=plan["engine"],
+        interpolation=plan["interpolation"],
+        slice_thickness_nm=plan["slice_thickness"] / 10,
+        scan_pixel_size_nm=pixel_nm,
+        detector_mrad=angles,
+        runtime_s=time.perf_counter() - t0,
+    )
+    # abTEM arrays are (x, y): transpose to (rows=y, cols=x)
+    return {k: np.ascontiguousarray(np.swapaxes(v, -1, -2)) for k, v in raw.items()}, meta
+
+
+def _finish(stack: np.ndarray, *, config: SimulationConfig, meta: dict, method: str) -> tuple[np.ndarray, float]:
+    """Blur, resample and (fast path) tile each image of a (T, rows, cols) stack."""
+    # a crystal field is a whole number of repeat cells, so its image is periodic
+    periodic = config.structure.kind != "dot"
+    reps = config.scan.field_cells if (method == "fast" and config.structure.kind != "dot") else (1, 1)
+    out, pixel = [], meta["scan_pixel_size_nm"]
+    for img in stack:
+        im, pixel = _postprocess(img, pixel_nm=meta["scan_pixel_size_nm"], config=config, periodic=periodic)
+        out.append(np.tile(im, reps))
+    return np.stack(out).astype(np.float32), pixel
+
+
+def _cached_raw(config, *, thicknesses_nm, method, cache, progress):
+    key = _cache.cache_key(
+        config.config_hash(), method=method, thicknesses=None if thicknesses_nm is None else [round(t, 4) for t in thicknesses_nm]
+    )
+    if cache:
+        hit = _cache.load(key)
+        if hit is not None:
+            arrays, meta = hit
+            meta["cache"] = "hit"
+            return arrays, meta
+    arrays, meta = _simulate_raw(config, thicknesses_nm=thicknesses_nm, method=method, progress=progress)
+    meta["cache"] = "miss" if cache else "disabled"
+    if cache:
+        _cache.save(key, arrays, meta)
+    return arrays, meta
+
+
+def _add_noise(image: np.ndarray, dose: float, rng) -> np.ndarray:
+    if dose <= 0:
+        raise ValueError(f"dose={dose}: must be positive (counts at the brightest pixel)")
+    peak = float(image.max())
+    scaled = np.clip(image, 0, None) * (dose / peak) if peak > 0 else np.zeros_like(image)
+    return as_generator(rng).poisson(scaled).astype(np.float32)
+
+
+def simulate_detectors(
+    config: SimulationConfig,
+    *,
+    thickness_nm: float | None = None,
+    method: str = "fast",
+    dose: float | None = None,
+    cache: bool = True,
+    progress: bool = True,
+    rng: np.random.Generator | int | None = None,
+) -> dict[str, Micrograph]:
+    """HAADF and BF images from one abTEM run (a ``FlexibleAnnularDetector``).
+
+    Parameters
+    ----------
+    config : SimulationConfig
+        The simulation (see :func:`load_config`).
+    thickness_nm : float, optional
+        Overrides ``config.thickness_nm`` [nm] (rounded to whole repeat cells).
+    method : {"fast", "exact"}
+        ``"exact"``: multislice scan of the whole field of view.
+        ``"fast"`` (crystals): one repeat cell is scanned (multislice, or PRISM
+        ``SMatrix`` with interpolation when that is cheaper or requested) and
+        the cell image is tiled over the field. For dots, ``"fast"`` is PRISM.
+    dose : float, optional
+        Poisson noise: expected counts at the brightest pixel (the images are
+        then in counts). None = noiseless.
+    cache : bool
+        Read and write the cache (keyed by config hash, method, thickness).
+    progress : bool
+        Show abTEM's progress bar.
+    rng : Generator, int or None
+        Random source for the noise.
+
+    Returns
+    -------
+    images : dict of {"haadf", "bf"} to Micrograph
+        float32 images, ``pixel_size_nm`` from the scan step (or
+        ``scan.pixel_size_nm``), metadata with the optics, detector angles,
+        thickness, method, engine and config hash.
+    """
+    t = config.thickness_nm if thickness_nm is None else float(thickness_nm)
+    if t <= 0:
+        raise ValueError(f"thickness_nm={thickness_nm}: must be positive")
+    raw, meta = _cached_raw(config, thicknesses_nm=[t], method=method, cache=cache, progress=progress)
+    rng = as_generator(rng)
+    result = {}
+    for name in DETECTORS:
+        stack, pixel = _finish(raw[name], config=config, meta=meta, method=method)
+        image = stack[0]
+        if dose is not None:
+            image = _add_noise(image, dose, rng)
+        m = config.microscope
+        metadata = {
+            "simulated": True,
+            "config_name": config.name,
+            "config_hash": config.config_hash(),
+            "structure": config.structure.kind,
+            "zone_axis": list(config.structure.zone_axis),
+            "voltage_kv": m.energy_kv,
+            "convergence_mrad": m.convergence_mrad,
+            "detector": name.upper(),
+            "detector_mrad": list(meta["detector_mrad"][name]),
+            "source_fwhm_nm": m.source_fwhm_nm,
+            "defocus_nm": m.defocus_nm,
+            "cs_um": m.cs_um,
+            "thickness_nm": meta["thickness_nm"][0],
+            "method": method,
+            "engine": meta["engine"],
+            "frozen_phonons": config.phonons.num_configs,
+            "dose": dose,
+            "cache": meta.get("cache"),
+            "runtime_s": meta.get("runtime_s"),
+        }
+        result[name] = Micrograph(data=image, pixel_size_nm=float(pixel), source=f"simulate:{config.name}", metadata=metadata)
+    return result
+
+
+def simulate(
+    config: SimulationConfig,
+    *,
+    thickness_nm: float | None = None,
+    method: str = "fast",
+    dose: float | None = None,
+    cache: bool = True,
+    progress: bool = True,
+    rng: np.random.Generator | int | None = None,
+    detector: str = "haadf",
+) -> Micrograph:
+    """Simulate one calibrated image (HAADF by default) of ``config``.
+
+    Parameters are those of :func:`simulate_detectors`, plus ``detector`` in
+    {"haadf", "bf"}. Both detectors come from the same (cached) run.
+
+    Returns
+    -------
+    image : Micrograph
+        float32 (M, N) image with ``pixel_size_nm`` and simulation metadata.
+
+    Examples
+    --------
+    >>> from stem_pipeline.simulate import load_config, simulate
+    >>> img = simulate(load_config("sim_configs/cspbi3_001.yaml"), thickness_nm=6.29)  # doctest: +SKIP
+    """
+    if detector not in DETECTORS:
+        raise ValueError(f"detector={detector!r}: use one of {DETECTORS}")
+    return simulate_detectors(
+        config, thickness_nm=thickness_nm, method=method, dose=dose, cache=cache, progress=progress, rng=rng
+    )[detector]
+
+
+def simulate_thickness_series(
+    config: SimulationConfig,
+    thicknesses_nm: Sequence[float],
+    *,
+    method: str = "fast",
+    detector: str = "haadf",
+    cache: bool = True,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images at several thicknesses from one multislice run (exit planes every cell).
+
+    Parameters
+    ----------
+    config : SimulationConfig
+        A crystal configuration (not a dot).
+    thicknesses_nm : sequence of float
+        Requested thicknesses [nm]; each is rounded to whole repeat cells.
+    method : {"fast", "exact"}
+    detector : {"haadf", "bf"}
+    cache, progress : bool
+
+    Returns
+    -------
+    images : (T, M, N) ndarray of float32
+        One image per distinct rounded thickness, thinnest first.
+    thicknesses_nm : (T,) ndarray
+        The actual thicknesses [nm].
+    """
+    if config.structure.kind == "dot":
+        raise ValueError("simulate_thickness_series: a dot has a single thickness (its edge)")
+    if detector not in DETECTORS:
+        raise ValueError(f"detector={detector!r}: use one of {DETECTORS}")
+    ts = [float(t) for t in thicknesses_nm]
+    if not ts or min(ts) <= 0:
+        raise ValueError(f"thicknesses_nm={thicknesses_nm}: need positive values")
+    if len(ts) == 1:
+        ts = ts * 2  # force the exit-plane path so the series and a single run share code
+    raw, meta = _cached_raw(config, thicknesses_nm=ts, method=method, cache=cache, progress=progress)
+    stack, _ = _finish(raw[detector], config=config, meta=meta, method=method)
+    return stack, np.asarray(meta["thickness_nm"], dtype=float)
+
+
+def run_config(
+    path,
+    *,
+    thickness_nm: float | None = None,
+    method: str = "fast",
+    dose: float | None = None,
+    cache: bool = True,
+    progress: bool = True,
+    rng: np.random.Generator | int | None = None,
+) -> Micrograph:
+    """Load a YAML config and simulate its HAADF image (what the CLI does before writing)."""
+    from .config import load_config
+
+    return simulate(
+        load_config(path), thickness_nm=thickness_nm, method=method, dose=dose, cache=cache, progress=progress, rng=rng
+    )
