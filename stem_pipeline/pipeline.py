@@ -106,7 +106,7 @@ def analyze(
     with _timed(timings, "refine_columns"):
         columns = refine_columns(denoised, columns, lattice=lattice, config=config.columns)
     with _timed(timings, "intensities"):
-        columns = measure_intensities(raw, columns, lattice=lattice, config=config.columns)
+        columns = measure_intensities(raw, columns, config=config.columns)
     columns = columns.replace(pixel_size_nm=micrograph.pixel_size_nm)
     with _timed(timings, "classify"):
         labels, fractions = classify_columns(

@@ -1,0 +1,116 @@
+"""End to end: one micrograph through every stage, the per-image output contract, the demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stem_pipeline import io
+from stem_pipeline.outputs import COLUMNS_CSV, OVERLAY, SUMMARY, analyze_file
+from stem_pipeline.pipeline import PipelineConfig, analyze
+from stem_pipeline.synthetic import make_carbon, make_dot
+
+# Dots whose size, rotation, domain layout and seed were not used to choose the defaults.
+HELD_OUT = dict(shape=(384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, rotation_deg=-23.0, domain_size_nm=3.0)
+
+
+@pytest.fixture(scope="module")
+def held_out_dot():
+    return make_dot(**HELD_OUT, uniform_fraction=0.5, dose=300, rng=987)
+
+
+@pytest.fixture(scope="module")
+def held_out_result(held_out_dot):
+    return analyze(held_out_dot.micrograph())
+
+
+def test_analyze_finds_the_columns(held_out_dot, held_out_result):
+    from scipy.spatial import cKDTree
+
+    r = held_out_result
+    assert r.status == "ok"
+    spacing = np.linalg.norm(held_out_dot.lattice_vectors_px[0])
+    d, _ = cKDTree(r.columns.rc).query(held_out_dot.rc)
+    recall = np.mean(d < 0.3 * spacing)
+    d2, _ = cKDTree(held_out_dot.rc).query(r.columns.rc)
+    precision = np.mean(d2 < 0.3 * spacing)
+    assert recall >= 0.97, recall
+    assert precision >= 0.97, precision
+
+
+def test_analyze_fraction_matches_truth_within_interval_scale(held_out_dot, held_out_result):
+    f = held_out_result.fractions
+    truth = held_out_dot.uniform_fraction
+    assert abs(f.uniform - truth) <= 0.05, (f.uniform, truth)
+    assert f.ordered + f.uniform == pytest.approx(1.0)
+    lo, hi = f.uniform_ci95
+    assert lo <= f.uniform <= hi and hi - lo < 0.5
+
+
+def test_analyze_carbon_is_no_crystal():
+    result = analyze(make_carbon((256, 256), rng=5))
+    assert result.status == "no_crystal" and result.columns is None and result.message
+
+
+def test_config_hash_changes_with_config():
+    default = PipelineConfig()
+    assert default.config_hash() == PipelineConfig().config_hash()
+    assert PipelineConfig(min_columns=5).config_hash() != default.config_hash()
+
+
+def test_analyze_file_writes_the_output_contract_and_resumes(tmp_path, held_out_dot):
+    src = io.save(held_out_dot.micrograph(), tmp_path / "dot.tif")
+    before = src.read_bytes()
+    folder = tmp_path / "out" / "dot"
+    summary = analyze_file(src, folder)
+    assert summary["status"] == "ok"
+    on_disk = json.loads((folder / SUMMARY).read_text())
+    for key in ("file", "status", "error", "pixel_size_nm", "n_columns", "fractions", "uniform_fraction_ci95",
+                "config_hash", "versions", "timings_s"):
+        assert key in on_disk
+    assert on_disk["pixel_size_nm"] == pytest.approx(held_out_dot.pixel_size_nm)
+    assert set(on_disk["fractions"]) == {"ordered", "uniform"}
+    df = pd.read_csv(folder / COLUMNS_CSV)
+    assert len(df) == on_disk["n_columns"] > 0
+    assert {"x_px", "y_px", "x_nm", "y_nm", "intensity", "label", "contrast"} <= set(df.columns)
+    assert set(df["label"]) <= {"ordered", "uniform"} and set(df["contrast"]) <= {"bright", "dim", "uniform"}
+    np.testing.assert_allclose(df["x_nm"], df["x_px"] * held_out_dot.pixel_size_nm, rtol=1e-5)  # %.6g in the CSV
+    assert (folder / OVERLAY).stat().st_size > 10_000
+    assert not list(folder.glob(".*tmp*"))
+    assert src.read_bytes() == before
+    again = analyze_file(src, folder)
+    assert again.get("skipped") is True and again["fractions"] == summary["fractions"]
+    redone = analyze_file(src, folder, PipelineConfig(min_columns=5))
+    assert "skipped" not in redone and redone["config_hash"] != summary["config_hash"]
+
+
+def test_analyze_file_records_bad_input_without_raising(tmp_path):
+    bad = tmp_path / "nan.npy"
+    np.save(bad, np.full((100, 100), np.nan))
+    summary = analyze_file(bad, tmp_path / "out" / "nan")
+    assert summary["status"] == "error" and "nan.npy" in summary["error"] and "NaN" in summary["error"]
+    assert json.loads((tmp_path / "out" / "nan" / SUMMARY).read_text())["status"] == "error"
+
+
+def test_demo_runs_under_a_minute_and_reports_fractions(tmp_path):
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "stem_pipeline.cli", "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=300,
+    )
+    elapsed = time.perf_counter() - start
+    assert out.returncode == 0, out.stderr
+    assert "uniform" in out.stdout and "report.html" in out.stdout
+    summaries = list((tmp_path / "demo").glob("*/summary.json"))
+    assert len(summaries) == 1
+    summary = json.loads(summaries[0].read_text())
+    from stem_pipeline.demo import demo_truth
+
+    assert abs(summary["fractions"]["uniform"] - demo_truth()["uniform_fraction"]) <= 0.05
+    assert elapsed < 60, f"demo took {elapsed:.0f} s"
