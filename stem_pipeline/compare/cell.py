@@ -173,6 +173,7 @@ def cell_origins(
     *,
     intensity: np.ndarray | None = None,
     supercell: tuple[int, int] = (2, 2),
+    complete: bool = True,
 ) -> np.ndarray:
     """Pick the columns that start a supercell: one sublattice of the column grid.
 
@@ -191,6 +192,10 @@ def cell_origins(
         Column intensities; without them the sublattice of the reference column is used.
     supercell : tuple of int
         Supercell multiples along the two grid vectors.
+    complete : bool
+        Keep only origins whose cell lies within the given columns: the other
+        three corners of the cell must be columns too (so cells at a region
+        or particle edge, with missing columns, are left out).
 
     Returns
     -------
@@ -209,7 +214,19 @@ def cell_origins(
         intensity = np.asarray(intensity, dtype=np.float64)
         means = [np.nanmean(intensity[coset == k]) if np.any(coset == k) else -np.inf for k in range(s1 * s2)]
         best = int(np.argmax(means))
-    return rc[coset == best]
+    origins = rc[coset == best]
+    if complete and len(origins):
+        from scipy.spatial import cKDTree
+
+        grid = np.asarray(vectors_px, dtype=np.float64)
+        cell = grid * np.array([[s1], [s2]], dtype=np.float64)
+        tol = 0.3 * float(np.min(np.linalg.norm(grid, axis=1)))
+        tree = cKDTree(rc)
+        ok = np.ones(len(origins), bool)
+        for corner in (cell[0], cell[1], cell[0] + cell[1]):
+            ok &= tree.query(origins + corner, distance_upper_bound=tol)[0] < np.inf
+        origins = origins[ok]
+    return origins
 
 
 def mean_cell(

@@ -23,7 +23,10 @@ from .register import Registration, blur_periodic, register_cell, render, simula
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["CellFit", "fit_cell", "profile_minimum"]
+__all__ = ["SOURCE_SIZES_NM", "CellFit", "fit_cell", "profile_minimum"]
+
+#: Default trial source sizes (Gaussian sigma) [nm].
+SOURCE_SIZES_NM: tuple[float, ...] = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -103,13 +106,15 @@ def profile_minimum(x: np.ndarray, profile: np.ndarray, *, n_data: float) -> tup
         step = abs(x[1] - x[0]) if k == 0 else abs(x[-1] - x[-2])
         logger.info("chi2 minimum at the edge of the grid (%.4g); widen the grid", x[k])
         return float(x[k]), float(step)
-    scaled = n_data * p / max(p[k], 1e-300)
-    xs, ys = x[k - 1 : k + 2], scaled[k - 1 : k + 2]
-    a, b, _ = np.polyfit(xs, ys, 2)
+    xs, ys = x[k - 1 : k + 2], p[k - 1 : k + 2]
+    a, b, c = np.polyfit(xs, ys, 2)
     if a <= 0:
         return float(x[k]), float(max(x[k + 1] - x[k], x[k] - x[k - 1]))
     vertex = float(np.clip(-b / (2 * a), xs[0], xs[-1]))
-    return vertex, float(min(1 / np.sqrt(a), x[-1] - x[0]))
+    p_min = max(float(c - b**2 / (4 * a)), 1e-300)
+    # Rescaled chi2 n_data * p / p_min rises by 1 at +-sqrt(p_min / (n_data a)).
+    std = float(np.sqrt(p_min / (n_data * a)))
+    return vertex, float(min(std, x[-1] - x[0]))
 
 
 def fit_cell(
@@ -118,7 +123,7 @@ def fit_cell(
     sim_pixel_size_nm: float | tuple[float, float],
     *,
     thicknesses_nm: Sequence[float] | None = None,
-    source_sizes_nm: Sequence[float] = (0.0, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1),
+    source_sizes_nm: Sequence[float] = SOURCE_SIZES_NM,
     reps: tuple[int, int] = (2, 2),
     variance: str = "sem",
     max_scale_change: float = 0.05,

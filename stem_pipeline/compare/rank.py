@@ -22,7 +22,7 @@ from .._types import Comparison, Micrograph
 from ..config import StrictModel
 from ..errors import InputError, NoCrystalError
 from .cell import MeanCell, cell_origins, mean_cell, region_select
-from .fit import CellFit, fit_cell
+from .fit import SOURCE_SIZES_NM, CellFit, fit_cell
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -67,7 +67,7 @@ class CompareConfig(StrictModel):
     thicknesses_nm: list[float] | None = None
     thickness_range_nm: tuple[float, float] = (2.0, 16.0)
     thickness_steps: int = Field(8, ge=1)
-    source_sizes_nm: list[float] = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1]
+    source_sizes_nm: list[float] = list(SOURCE_SIZES_NM)
     supercell: tuple[int, int] = (2, 2)
     reps: tuple[int, int] = (2, 2)
     oversample: float = Field(2.0, gt=0)

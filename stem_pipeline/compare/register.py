@@ -4,9 +4,10 @@ The simulation is a periodic image (one or more repeats of its cell, as a
 unit-cell scan gives). Registration maps the experimental cell frame onto the
 simulation frame:
 
-- rotation (and mirror) and scale from the lattice vectors: the experimental
-  (super)cell vectors are paired with the simulation's repeat vectors; every
-  symmetry-equivalent pairing is tried and the best kept; the
+- rotation (and mirror) and scale from the lattice vectors: the first
+  experimental cell vector is aligned, with and without a mirror, with each
+  short lattice vector of the simulation (``i A + j B``, ``|i|, |j| <= 2``),
+  and the candidate with the best NCC is kept; the
   scale is taken from the lattices only when it is within ``max_scale_change``
   of the calibration (a calibration correction), otherwise the calibration is
   trusted, so a model with another period scores lower instead of being
@@ -24,12 +25,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 
 import numpy as np
 from scipy import ndimage
 
 from .cell import MeanCell
-from .metrics import affine_match, ncc
+from .metrics import ncc
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -123,23 +125,29 @@ def simulation_cell_vectors(image: np.ndarray, pixel_size_nm: float | tuple[floa
     return np.diag(np.asarray(np.shape(image)[:2], dtype=np.float64) * _pixel_sizes(pixel_size_nm))
 
 
-def _candidates(exp_cell_nm: np.ndarray, sim_cell_nm: np.ndarray, max_scale_change: float):
-    """Similarity maps from every symmetry-equivalent pairing of the cell vectors."""
-    a, b = sim_cell_nm
-    inv = np.linalg.inv(exp_cell_nm)
-    seen: list[np.ndarray] = []
-    for (p, q), s1, s2 in itertools.product(((a, b), (b, a)), (1, -1), (1, -1)):
-        t = inv @ np.stack([s1 * p, s2 * q])
-        w, _, vt = np.linalg.svd(t)
-        u = w @ vt
-        scale = float(np.sqrt(abs(np.linalg.det(t))))
-        if abs(scale - 1) > max_scale_change:
-            scale = 1.0
-        m = scale * u
-        if any(np.allclose(m, s, atol=1e-6) for s in seen):
-            continue
-        seen.append(m)
-        yield m, scale, u
+def _candidates(exp_cell_nm: np.ndarray, sim_cell_nm: np.ndarray, max_scale_change: float, max_index: int = 2):
+    """Similarity maps (rows convention ``d_sim = d_exp @ m``) aligning the first
+    experimental cell vector, optionally mirrored, with each short simulation lattice vector."""
+    e = np.asarray(exp_cell_nm[0], dtype=np.float64)
+    a, b = np.asarray(sim_cell_nm, dtype=np.float64)
+    seen: set[tuple] = set()
+    for mirrored in (False, True):
+        flip = np.diag([1.0, -1.0]) if mirrored else np.eye(2)
+        ef = e @ flip
+        for i, j in itertools.product(range(-max_index, max_index + 1), repeat=2):
+            if (i, j) == (0, 0) or math.gcd(abs(i), abs(j)) != 1:
+                continue
+            target = i * a + j * b
+            phi = math.atan2(target[0], target[1]) - math.atan2(ef[0], ef[1])
+            scale = float(np.linalg.norm(target) / np.linalg.norm(e))
+            if abs(scale - 1) > max_scale_change:
+                scale = 1.0
+            key = (mirrored, round(math.degrees(phi) % 360, 1) % 360, round(scale, 4))
+            if key in seen:
+                continue
+            seen.add(key)
+            rot = np.array([[math.cos(phi), -math.sin(phi)], [math.sin(phi), math.cos(phi)]])
+            yield flip @ rot * scale, scale, math.degrees(phi), mirrored
 
 
 def render(
@@ -217,26 +225,23 @@ def register_cell(
     exp_patch = np.asarray(exp_patch, dtype=np.float64)
     n1, n2 = cell.shape
     step = cell.vectors_nm / np.array([[n1], [n2]])  # nm per patch pixel along each axis
-    best: Registration | None = None
-    for m, scale, u in _candidates(cell.vectors_nm, np.asarray(sim_cell_vectors_nm, float), max_scale_change):
-        trial = Registration(m, np.zeros(2), scale, 0.0, False, 0.0)
-        moving = render(sim_image, sim_pixel_size_nm, trial, positions, order=1)
-        shift, _, _ = phase_cross_correlation(
-            exp_patch - exp_patch.mean(),
-            moving - moving.mean(),
-            upsample_factor=upsample_factor,
-            normalization=None,
-        )
-        d_exp = shift[0] * step[0] + shift[1] * step[1]
-        shift_nm = -(d_exp @ m)
-        trial = dataclasses.replace(trial, shift_nm=shift_nm)
-        matched, _, _ = affine_match(render(sim_image, sim_pixel_size_nm, trial, positions), exp_patch)
-        score = ncc(exp_patch, matched)
-        if best is None or score > best.ncc:
-            det = np.linalg.det(u)
-            angle = float(np.degrees(np.arctan2(u[0, 1], u[0, 0])))
-            best = Registration(m, shift_nm, scale, angle, bool(det < 0), score)
-    assert best is not None
+    reference = exp_patch - exp_patch.mean()
+
+    def align(m: np.ndarray, upsample: int, order: int) -> tuple[np.ndarray, float]:
+        """Shift for the map ``m`` by phase correlation, and the NCC it reaches."""
+        moving = render(sim_image, sim_pixel_size_nm, Registration(m, np.zeros(2), 1.0, 0.0, False, 0.0), positions, order=order)
+        shift, _, _ = phase_cross_correlation(reference, moving - moving.mean(), upsample_factor=upsample, normalization=None)
+        shift_nm = -((shift[0] * step[0] + shift[1] * step[1]) @ m)
+        trial = Registration(m, shift_nm, 1.0, 0.0, False, 0.0)
+        return shift_nm, ncc(exp_patch, render(sim_image, sim_pixel_size_nm, trial, positions, order=order))
+
+    # Coarse pass over all candidates, then a sub-pixel pass on the best.
+    scored = []
+    for m, scale, angle, mirrored in _candidates(cell.vectors_nm, np.asarray(sim_cell_vectors_nm, float), max_scale_change):
+        scored.append((align(m, 2, 1)[1], m, scale, angle, mirrored))
+    _, m, scale, angle, mirrored = max(scored, key=lambda x: x[0])
+    shift_nm, score = align(m, upsample_factor, 3)
+    best = Registration(m, shift_nm, scale, float(angle), bool(mirrored), score)
     logger.debug(
         "registered: scale %.4f, rotation %.1f deg, mirrored %s, NCC %.4f",
         best.scale,
