@@ -276,6 +276,7 @@ class Columns(_Struct):
 
         atomap stores x/y; the (row, col) to (x, y) swap happens here.
         """
+        import atomap.api  # noqa: F401  (atomap 0.4.2: importing sublattice alone is circular)
         from atomap.sublattice import Sublattice
 
         data = image.data if isinstance(image, Micrograph) else np.asarray(image)
