@@ -547,19 +547,12 @@ def simulate_thickness_series(
     return stack, np.asarray(meta["thickness_nm"], dtype=float)
 
 
-def run_config(
-    path,
-    *,
-    thickness_nm: float | None = None,
-    method: str = "fast",
-    dose: float | None = None,
-    cache: bool = True,
-    progress: bool = True,
-    rng: np.random.Generator | int | None = None,
-) -> Micrograph:
-    """Load a YAML config and simulate its HAADF image (what the CLI does before writing)."""
+def run_config(path, **options) -> Micrograph:
+    """Load a YAML config and simulate its HAADF image (what the CLI does before writing).
+
+    ``options`` are the keyword options of :func:`simulate` (``thickness_nm``,
+    ``method``, ``dose``, ``cache``, ``progress``, ``rng``, ``detector``).
+    """
     from .config import load_config
 
-    return simulate(
-        load_config(path), thickness_nm=thickness_nm, method=method, dose=dose, cache=cache, progress=progress, rng=rng
-    )
+    return simulate(load_config(path), **options)
