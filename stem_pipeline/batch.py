@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -120,7 +121,9 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
             yield cluster
 
 
-def analyze_task(path: str | os.PathLike, folder: str | os.PathLike, config=None, **options: Any) -> dict[str, Any]:
+def analyze_task(
+    path: str | os.PathLike, folder: str | os.PathLike, config=None, *, log_level: int | None = None, **options: Any
+) -> dict[str, Any]:
     """The unit of work of a batch: :func:`~stem_pipeline.outputs.analyze_file`, then a thumbnail of the input.
 
     Parameters
@@ -131,6 +134,9 @@ def analyze_task(path: str | os.PathLike, folder: str | os.PathLike, config=None
         Its output folder; temporary files a killed run left there are removed first.
     config : PipelineConfig, optional
         The pipeline configuration.
+    log_level : int, optional
+        Level of the ``stem_pipeline`` logger in this process (so that a
+        worker process logs like the command that started it).
     **options
         Keyword options of :func:`~stem_pipeline.outputs.analyze_file`
         (``pixel_size_nm``, ``frame``, ``overwrite``).
@@ -142,6 +148,8 @@ def analyze_task(path: str | os.PathLike, folder: str | os.PathLike, config=None
     """
     from .outputs import analyze_file
 
+    if log_level is not None:
+        logger.setLevel(log_level)
     remove_stale_temporaries(folder)
     summary = analyze_file(path, folder, config, **options)
     thumbnail = Path(folder) / THUMBNAIL
@@ -309,7 +317,7 @@ def _complete(rows: list[dict[str, Any] | None], names: list[str]) -> list[dict[
 
 
 def _progress_bar(total: int, *, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="image", desc="analyze", file=sys.stderr, disable=not enabled)
 
@@ -354,6 +362,7 @@ def _run_dask(todo, files, names, out, config, options, finish, bar, *, workers,
         else:
             client = stack.enter_context(Client(scheduler))
         logger.info("dask: %s", client)
+        run_id = uuid.uuid4().hex[:12]  # keys unique to this run: batches may share a cluster
         futures = {}
         for i in todo:
             future = client.submit(
@@ -362,7 +371,8 @@ def _run_dask(todo, files, names, out, config, options, finish, bar, *, workers,
                 str(out / names[i]),
                 config,
                 **options,
-                key=f"stem-pipeline-{names[i]}-{_token(files[i], out)}",
+                log_level=logger.getEffectiveLevel(),
+                key=f"stem-pipeline-{names[i]}-{run_id}",
                 pure=False,
                 retries=WORKER_RETRIES,
             )
@@ -376,8 +386,3 @@ def _run_dask(todo, files, names, out, config, options, finish, bar, *, workers,
             finish(i, summary)
             bar.update()
             future.release()
-
-
-def _token(path: Path, out: Path) -> str:
-    """A key part unique to this file and output folder (two batches may share a cluster)."""
-    return hashlib.sha1(f"{os.path.abspath(path)}|{os.path.abspath(out)}|{os.getpid()}".encode()).hexdigest()[:10]
