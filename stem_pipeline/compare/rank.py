@@ -224,7 +224,8 @@ def plot_comparison(entries: Sequence[tuple[Comparison, CellFit]]):
         t = "?" if comp.thickness_nm is None else f"{comp.thickness_nm:.1f}"
         panels = (
             (exp, f"experiment ({comp.region})", "gray", (lo, hi)),
-            (sim, f"{comp.model}: t={t} nm", "gray", (lo, hi)),
+            # The simulation on its own range: a poorly matching model is nearly flat after the affine fit.
+            (sim, f"{comp.model}: t={t} nm", "gray", (float(sim.min()), float(sim.max()))),
             (diff, f"difference, chi2={comp.chi2:.3g}, NCC={comp.ncc:.3f}", "RdBu_r", (-lim, lim)),
         )
         for ax, (img, title, cmap, (vmin, vmax)) in zip(axes[row], panels):
