@@ -39,6 +39,7 @@ from .chain import (
 )
 from .deconvolve import electron_wavelength_nm, probe_psf, richardson_lucy
 from .fourier import MODES, find_bragg_peaks, fourier_filter, white_noise_power
+from .metrics import psnr_affine
 from .spatial import anscombe, bm3d, gaussian, inverse_anscombe, median, nlm
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "median",
     "nlm",
     "probe_psf",
+    "psnr_affine",
     "richardson_lucy",
     "white_noise_power",
 ]
