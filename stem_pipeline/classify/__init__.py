@@ -7,21 +7,24 @@ the pixels and returns the crystal-area fractions with a 95 % interval.
 """
 
 from ._core import ClassifyConfig, classify_columns
-from .features import ColumnFeatures, column_features, estimate_lattice_vectors, neighbour_pairs
-from .model import mixture_posterior, regularise_posterior
-from .regions import area_fractions, domain_size_px, hull_mask, region_map_from_columns
+from .features import ColumnFeatures, column_features, estimate_lattice_vectors, indexed_pairs, neighbour_pairs
+from .model import mixture_posterior, refine_boundaries, regularise_posterior
+from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
 
 __all__ = [
     "ClassifyConfig",
     "ColumnFeatures",
     "area_fractions",
+    "boundary_length_px",
     "classify_columns",
     "column_features",
     "domain_size_px",
     "estimate_lattice_vectors",
+    "indexed_pairs",
     "hull_mask",
     "mixture_posterior",
     "neighbour_pairs",
     "region_map_from_columns",
+    "refine_boundaries",
     "regularise_posterior",
 ]

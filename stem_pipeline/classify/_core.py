@@ -11,7 +11,7 @@ from .._types import CONTRASTS, LABELS, AreaFractions, Columns, PhaseLabels
 from ..config import StrictModel
 from ..errors import NoCrystalError
 from .features import column_features
-from .model import mixture_posterior, regularise_posterior
+from .model import mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, hull_mask, region_map_from_columns
 
 __all__ = ["ClassifyConfig", "classify_columns"]
@@ -51,13 +51,20 @@ class ClassifyConfig(StrictModel):
         nearest columns).
     mrf_iterations : int
         Mean-field iterations.
+    boundary_iterations : int
+        Mean-field iterations of the second pass that re-decides the
+        columns at domain boundaries from their own intensity against
+        one-sided predictions of both phases
+        (:func:`~stem_pipeline.classify.refine_boundaries`); 0 switches it
+        off.
     hull_margin_spacings : float
         When no crystal mask is given, the columns' convex hull is grown by
         this many column spacings.
-    block_size_nm : float or None
-        Edge of the bootstrap blocks [nm]; None uses the typical domain size.
-    n_bootstrap : int
-        Bootstrap replicates of the interval.
+    boundary_sd_spacings : float
+        Standard deviation of the residual shift of the domain boundaries, in
+        column spacings, that enters the 95 % interval of the uniform fraction
+        (measured on simulated dots through the columns module; see
+        ``benchmarks/results/classify.md``).
     min_columns : int
         Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`.
     seed : int or None
@@ -74,9 +81,9 @@ class ClassifyConfig(StrictModel):
     mrf_beta: float = Field(3.0, ge=0.0)
     mrf_radius_spacings: float = Field(2.3, gt=1.0, le=4.0)
     mrf_iterations: int = Field(10, ge=0)
+    boundary_iterations: int = Field(8, ge=0)
     hull_margin_spacings: float = Field(0.5, ge=0.0)
-    block_size_nm: float | None = Field(None, gt=0.0)
-    n_bootstrap: int = Field(1000, ge=0)
+    boundary_sd_spacings: float = Field(0.3, ge=0.0)
     min_columns: int = Field(10, ge=1)
     seed: int | None = 0
 
@@ -104,8 +111,8 @@ def classify_columns(
     config : ClassifyConfig, optional
         Options; defaults when None.
     rng : Generator, int or None
-        Random source (mixture initialisation, bootstrap); None uses
-        ``config.seed``.
+        Random source; the classification is deterministic, so it is only
+        kept for compatibility (None uses ``config.seed``).
 
     Returns
     -------
@@ -114,8 +121,10 @@ def classify_columns(
         (bright/dim/uniform), ``order_parameter`` (adjusted R^2 of the local
         bright/dim superlattice fit) and the pixel ``region_map``.
     fractions : AreaFractions
-        Fractions of the crystal area with a 95 % block-bootstrap interval of
-        the uniform fraction (see ``fractions.method``).
+        Fractions of the crystal area with the 95 % measurement interval of
+        the uniform fraction (column-label posteriors and boundary placement,
+        see :func:`~stem_pipeline.classify.area_fractions` and
+        ``fractions.method``).
 
     Raises
     ------
@@ -168,6 +177,12 @@ def classify_columns(
             confidence=completeness**2,
             n_iter=config.mrf_iterations,
         )
+    band = np.zeros(len(rc), bool)
+    if n_classes == 2 and config.boundary_iterations > 0:
+        p_ord, band = refine_boundaries(
+            rc, feats.alternation, p_ord, mrf_radius_px=config.mrf_radius_spacings * spacing_px,
+            confidence=completeness**2, beta=config.mrf_beta, n_iter=config.boundary_iterations,
+        )
     label = np.where(p_ord >= 0.5, _ORDERED, _UNIFORM).astype(np.int8)
     contrast = np.where(
         label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)
@@ -182,14 +197,8 @@ def classify_columns(
     region, cell_area = region_map_from_columns(mask, rc, label)
     px = columns.pixel_size_nm
     fractions = area_fractions(
-        region,
-        rc,
-        1.0 - p_ord,
-        cell_area,
-        pixel_size_nm=px,
-        block_size_px=None if config.block_size_nm is None or px is None else config.block_size_nm / px,
-        n_bootstrap=config.n_bootstrap,
-        rng=rng,
+        region, 1.0 - p_ord, cell_area, pixel_size_nm=px,
+        boundary_sd_px=config.boundary_sd_spacings * spacing_px,
     )
     log.info(
         "classify: %d columns, %d class(es), uniform fraction %.3f [%.3f, %.3f]",

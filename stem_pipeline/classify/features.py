@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["ColumnFeatures", "column_features", "estimate_lattice_vectors", "neighbour_pairs"]
+__all__ = ["ColumnFeatures", "column_features", "estimate_lattice_vectors", "indexed_pairs", "neighbour_pairs"]
 
 # Parity hypotheses (p, q) in the order bright, dim, dim, dim: sign vectors of (c1, c2, c3).
 _PARITY_SIGNS = np.array([[1, 1, 1], [-1, 1, -1], [1, -1, -1], [-1, -1, 1]], dtype=float)
@@ -135,11 +135,97 @@ def neighbour_pairs(rc: np.ndarray, radius_px: float) -> tuple[np.ndarray, np.nd
         Pair indices, sorted by ``i``.
     """
     rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
-    lists = cKDTree(rc).query_ball_point(rc, r=radius_px)
-    counts = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
-    i = np.repeat(np.arange(len(rc)), counts)
-    j = np.fromiter((v for x in lists for v in x), dtype=np.int64, count=int(counts.sum()))
-    return i, j
+    pairs = cKDTree(rc).query_pairs(radius_px, output_type="ndarray")
+    n = len(rc)
+    i = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(n)])
+    j = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(n)])
+    order = np.argsort(i, kind="stable")
+    return i[order].astype(np.int64), j[order].astype(np.int64)
+
+
+def indexed_pairs(
+    rc: np.ndarray, vectors: np.ndarray, radius_px: float, *, max_index_residual: float = 0.3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Neighbour pairs with integer lattice coordinates of ``j`` relative to ``i``.
+
+    Parameters
+    ----------
+    rc : (N, 2) ndarray
+        Column positions (row, col) [px].
+    vectors : (2, 2) ndarray
+        Primitive column-grid vectors (row, col) [px].
+    radius_px : float
+        Neighbourhood radius [px].
+    max_index_residual : float
+        Pairs whose lattice coordinates are further than this from integers
+        are dropped.
+
+    Returns
+    -------
+    i, j : (P,) ndarray of int64
+        Pair indices (self pairs included), sorted by ``i``.
+    nint : (P, 2) ndarray of int64
+        Integer lattice coordinates of ``j`` relative to ``i``.
+    d2 : (P,) ndarray of float64
+        Squared pair distance in units of the mean vector length.
+    """
+    i, j = neighbour_pairs(rc, radius_px)
+    delta = rc[j] - rc[i]
+    frac = delta @ np.linalg.inv(vectors)
+    nint = np.round(frac)
+    ok = np.abs(frac - nint).max(axis=1) <= max_index_residual
+    spacing = float(np.mean(np.linalg.norm(vectors, axis=1)))
+    d2 = (delta[ok] ** 2).sum(axis=1) / spacing**2
+    return i[ok], j[ok], nint[ok].astype(np.int64), d2
+
+
+def superlattice_design(nint: np.ndarray) -> np.ndarray:
+    """Design matrix ``[1, (-1)^n1, (-1)^n2, (-1)^(n1+n2)]`` of the three superlattice patterns.
+
+    Parameters
+    ----------
+    nint : (P, 2) ndarray of int
+        Integer lattice coordinates of the neighbours.
+
+    Returns
+    -------
+    (P, 4) ndarray of float64
+    """
+    s1 = 1.0 - 2.0 * (nint[:, 0] % 2)
+    s2 = 1.0 - 2.0 * (nint[:, 1] % 2)
+    return np.stack([np.ones_like(s1), s1, s2, s1 * s2], axis=1)
+
+
+def normal_equations(
+    i: np.ndarray, n: int, design: np.ndarray, w: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column weighted least-squares normal equations, summed over the pairs of each column.
+
+    Parameters
+    ----------
+    i : (P,) ndarray of int
+        Column of each pair.
+    n : int
+        Number of columns.
+    design : (P, K) ndarray
+        Design rows of the pairs.
+    w, y : (P,) ndarray
+        Weights and values of the pairs.
+
+    Returns
+    -------
+    gram : (n, K, K) ndarray of float64
+    rhs : (n, K) ndarray of float64
+    """
+    k = design.shape[1]
+    gram = np.empty((n, k, k))
+    rhs = np.empty((n, k))
+    for a in range(k):
+        wa = w * design[:, a]
+        rhs[:, a] = np.bincount(i, weights=wa * y, minlength=n)
+        for b in range(a, k):
+            gram[:, a, b] = gram[:, b, a] = np.bincount(i, weights=wa * design[:, b], minlength=n)
+    return gram, rhs
 
 
 def column_features(
@@ -209,25 +295,15 @@ def column_features(
     relative = inten / med
 
     # Local fit of the superlattice pattern.
-    i, j = neighbour_pairs(rc, radius_spacings * spacing)
-    frac = (rc[j] - rc[i]) @ np.linalg.inv(vectors)
-    nint = np.round(frac)
-    ok = np.abs(frac - nint).max(axis=1) <= max_index_residual
-    i, j, nint = i[ok], j[ok], nint[ok].astype(np.int64)
-    d2 = (((rc[j] - rc[i]) ** 2).sum(axis=1)) / spacing**2
+    i, j, nint, d2 = indexed_pairs(rc, vectors, radius_spacings * spacing, max_index_residual=max_index_residual)
     w = np.ones(len(i)) if weight_sigma_spacings is None else np.exp(-0.5 * d2 / weight_sigma_spacings**2)
     count = np.bincount(i, minlength=n)
     wsum = np.bincount(i, weights=w, minlength=n)
     n_eff = wsum**2 / np.maximum(np.bincount(i, weights=w**2, minlength=n), 1e-12)
     mean = np.bincount(i, weights=w * inten[j], minlength=n) / np.maximum(wsum, 1e-12)
     x = inten[j] / mean[i] - 1.0
-    s1 = 1.0 - 2.0 * (nint[:, 0] % 2)
-    s2 = 1.0 - 2.0 * (nint[:, 1] % 2)
-    design = np.stack([np.ones_like(s1), s1, s2, s1 * s2], axis=1)  # (P, 4)
-    gram = np.zeros((n, 4, 4))
-    np.add.at(gram, i, w[:, None, None] * design[:, :, None] * design[:, None, :])
-    rhs = np.zeros((n, 4))
-    np.add.at(rhs, i, design * (w * x)[:, None])
+    design = superlattice_design(nint)  # (P, 4)
+    gram, rhs = normal_equations(i, n, design, w, x)
     fit_ok = (count >= 6) & (n_eff > 4.5)
     gram[~fit_ok] = np.eye(4)
     coef = np.linalg.solve(gram + 1e-9 * np.eye(4), rhs[..., None])[..., 0]

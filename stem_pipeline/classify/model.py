@@ -36,6 +36,9 @@ def mixture_posterior(
 ) -> tuple[np.ndarray, int]:
     """Probability of the ordered class for every column from a BIC-selected mixture.
 
+    A one- and a two-component Gaussian mixture with a tied covariance are
+    fitted by EM (numpy); BIC picks one.
+
     Parameters
     ----------
     feature : (N,) or (N, D) array_like
@@ -52,7 +55,8 @@ def mixture_posterior(
         Columns the mixture is fitted on (e.g. those with complete
         neighbourhoods); every column gets a posterior.
     rng : Generator, int or None
-        Random source for the mixture initialisation.
+        Kept for compatibility; the EM starts from quantile splits and is
+        deterministic.
 
     Returns
     -------
@@ -61,8 +65,6 @@ def mixture_posterior(
     n_classes : int
         Number of classes kept (1 or 2).
     """
-    from sklearn.mixture import GaussianMixture  # heavy import, only here
-
     x = np.asarray(feature, dtype=np.float64)
     x = x.reshape(len(x), -1)
     n = len(x)
@@ -73,21 +75,77 @@ def mixture_posterior(
     single = np.full(n, 1.0 if (n and np.median(xf[:, 0]) > pure_threshold) else 0.0)
     if len(xf) < 10 or max_components < 2:
         return single, 1
-    seed = int(_as_rng(rng).integers(2**31 - 1))
-    fits = []
-    for k in (1, 2):
-        gm = GaussianMixture(n_components=k, covariance_type="tied", n_init=2, random_state=seed, reg_covar=1e-4)
-        gm.fit(xf)
-        fits.append((gm.bic(xf), gm))
-    bic1, bic2 = fits[0][0], fits[1][0]
-    gm = fits[1][1]
-    means = gm.means_[:, 0]
-    hi, lo = int(np.argmax(means)), int(np.argmin(means))
-    separated = (means[hi] - means[lo] >= min_separation) and means[lo] < pure_threshold < means[hi]
-    log.debug("classify mixture: BIC1=%.1f BIC2=%.1f means=%s", bic1, bic2, np.round(means, 3))
+    _as_rng(rng)  # the EM below is deterministic (quantile initialisations)
+    bic1 = _tied_bic(xf, *_fit_one(xf), 1)
+    means, cov, weights, loglik = _fit_two(xf)
+    bic2 = -2.0 * loglik + _n_params(2, xf.shape[1]) * np.log(len(xf))
+    hi, lo = int(np.argmax(means[:, 0])), int(np.argmin(means[:, 0]))
+    m = means[:, 0]
+    separated = (m[hi] - m[lo] >= min_separation) and m[lo] < pure_threshold < m[hi]
+    log.debug("classify mixture: BIC1=%.1f BIC2=%.1f means=%s", bic1, bic2, np.round(m, 3))
     if bic2 >= bic1 or not separated:
         return single, 1
-    return gm.predict_proba(x)[:, hi], 2
+    return _responsibilities(x, means, cov, weights)[0][:, hi], 2
+
+
+def _n_params(k: int, d: int) -> int:
+    return k * d + d * (d + 1) // 2 + (k - 1)
+
+
+def _fit_one(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    cov = np.atleast_2d(np.cov(x, rowvar=False, bias=True)) + 1e-4 * np.eye(x.shape[1])
+    return mean, cov
+
+
+def _tied_bic(x: np.ndarray, mean: np.ndarray, cov: np.ndarray, k: int) -> float:
+    loglik = float(_log_gauss(x, mean[None], cov)[:, 0].sum())
+    return -2.0 * loglik + _n_params(k, x.shape[1]) * np.log(len(x))
+
+
+def _log_gauss(x: np.ndarray, means: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Log densities (N, K) of the rows of ``x`` under Gaussians with a tied covariance."""
+    chol = np.linalg.cholesky(cov)
+    d = x[:, None, :] - means[None, :, :]  # (N, K, D)
+    z = np.linalg.solve(chol, d.reshape(-1, x.shape[1]).T).T.reshape(d.shape)
+    logdet = 2.0 * np.log(np.diag(chol)).sum()
+    return -0.5 * ((z**2).sum(axis=2) + logdet + x.shape[1] * np.log(2 * np.pi))
+
+
+def _responsibilities(
+    x: np.ndarray, means: np.ndarray, cov: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, float]:
+    logp = _log_gauss(x, means, cov) + np.log(weights)[None, :]
+    top = logp.max(axis=1, keepdims=True)
+    norm = top[:, 0] + np.log(np.exp(logp - top).sum(axis=1))
+    return np.exp(logp - norm[:, None]), float(norm.sum())
+
+
+def _fit_two(x: np.ndarray, *, n_iter: int = 200, tol: float = 1e-7):
+    """EM of a two-component tied-covariance Gaussian mixture, best of two quantile starts."""
+    best = None
+    for q in (50.0, None):
+        split = np.percentile(x[:, 0], q) if q is not None else 0.5 * sum(np.percentile(x[:, 0], [10, 90]))
+        resp = np.stack([x[:, 0] <= split, x[:, 0] > split], axis=1).astype(float)
+        if resp.sum(axis=0).min() < 2:
+            continue
+        old = -np.inf
+        for _ in range(n_iter):
+            nk = resp.sum(axis=0) + 1e-10
+            weights = nk / nk.sum()
+            means = (resp.T @ x) / nk[:, None]
+            d = x[:, None, :] - means[None]
+            cov = np.einsum("nk,nki,nkj->ij", resp, d, d) / len(x) + 1e-4 * np.eye(x.shape[1])
+            resp, loglik = _responsibilities(x, means, cov, weights)
+            if loglik - old < tol * abs(loglik):
+                break
+            old = loglik
+        if best is None or loglik > best[3]:
+            best = (means, cov, weights, loglik)
+    if best is None:
+        mean, cov = _fit_one(x)
+        return np.stack([mean, mean]), cov, np.array([0.5, 0.5]), -np.inf
+    return best
 
 
 def regularise_posterior(
@@ -139,3 +197,103 @@ def regularise_posterior(
         field = np.bincount(i, weights=2 * q[j] - 1, minlength=len(p)) / count
         q = 1.0 / (1.0 + np.exp(-(unary + 2 * beta * field)))
     return q
+
+
+def refine_boundaries(
+    rc: np.ndarray,
+    amplitude: np.ndarray,
+    p_ordered: np.ndarray,
+    *,
+    mrf_radius_px: float,
+    confidence: np.ndarray | None = None,
+    beta: float = 3.0,
+    n_iter: int = 8,
+    max_evidence: float = 12.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-decide the columns at domain boundaries at the midpoint of a linear order feature.
+
+    The first-pass order parameter (the adjusted R^2 of the local
+    superlattice fit) falls steeply as soon as a few columns of the other
+    phase enter the neighbourhood, so the R^2 threshold puts domain
+    boundaries inside the ordered domains. The fitted superlattice
+    *amplitude* instead falls about linearly with the share of ordered
+    columns in the (symmetric) neighbourhood; its midpoint between the
+    interior levels of the two phases is reached where half the weight is on
+    each side, which is where the boundary is. Every column with both labels
+    among its neighbours is re-decided from the Gaussian log-likelihood
+    ratio of its amplitude against the two interior levels (pooled robust
+    variance, equal for both, so neither phase is favoured) plus a Potts
+    coupling to its neighbours (mean-field iterations).
+
+    Parameters
+    ----------
+    rc : (N, 2) array_like
+        Column positions (row, col) [px].
+    amplitude : (N,) array_like
+        Linear order feature (e.g. ``ColumnFeatures.alternation``).
+    p_ordered : (N,) array_like
+        First-pass probabilities of ``ordered``.
+    mrf_radius_px : float
+        Neighbourhood of the Potts coupling and of the boundary band [px].
+    confidence : (N,) array_like, optional
+        Weight in [0, 1] of each column's own evidence (lower at the crystal
+        edge); 1 when None.
+    beta : float
+        Potts coupling per unit of mean neighbour agreement.
+    n_iter : int
+        Mean-field iterations.
+    max_evidence : float
+        Clip of the per-column log-likelihood ratio.
+
+    Returns
+    -------
+    p_ordered : (N,) ndarray of float64
+        Refined probabilities (unchanged outside the boundary band).
+    band : (N,) ndarray of bool
+        The columns that were re-decided.
+    """
+    rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
+    n = len(rc)
+    p0 = np.clip(np.asarray(p_ordered, dtype=np.float64).ravel(), 1e-6, 1 - 1e-6)
+    a = np.asarray(amplitude, dtype=np.float64).ravel()
+    conf = np.ones(n) if confidence is None else np.clip(np.asarray(confidence, dtype=np.float64).ravel(), 0, 1)
+    band = np.zeros(n, bool)
+    if n < 10:
+        return p0.copy(), band
+    mi, mj = neighbour_pairs(rc, mrf_radius_px)
+    keep = mi != mj
+    mi, mj = mi[keep], mj[keep]
+    hard = p0 >= 0.5
+    n_o = np.bincount(mi, weights=hard[mj], minlength=n) + hard
+    n_u = np.bincount(mi, weights=~hard[mj], minlength=n) + ~hard
+    band = (n_o > 0) & (n_u > 0)
+    levels = _interior_levels(a, hard, band, conf)
+    if not band.any() or levels is None:
+        return p0.copy(), band
+    mu_o, mu_u, var_o, var_u = levels
+    llr = 0.5 * ((a - mu_u) ** 2 / var_u - (a - mu_o) ** 2 / var_o + np.log(var_u / var_o))
+    llr = np.clip(llr, -max_evidence, max_evidence) * conf
+    count = np.maximum(np.bincount(mi, minlength=n), 1)
+    q = p0.copy()
+    for _ in range(n_iter):
+        field = np.bincount(mi, weights=2 * q[mj] - 1, minlength=n) / count
+        q_new = 1.0 / (1.0 + np.exp(-(llr + 2 * beta * field)))
+        q = np.where(band, 0.5 * q + 0.5 * q_new, p0)
+    return q, band
+
+
+def _interior_levels(a: np.ndarray, hard: np.ndarray, band: np.ndarray, conf: np.ndarray):
+    """Median feature of the interior columns of each phase and their robust variances."""
+    out = []
+    for phase in (hard, ~hard):
+        sel = phase & ~band & (conf >= 0.9)
+        if sel.sum() < 10:
+            sel = phase & (conf >= 0.9)
+        if sel.sum() < 5:
+            return None
+        med = float(np.median(a[sel]))
+        out.append((med, float(np.median(np.abs(a[sel] - med))) * 1.4826, int(sel.sum())))
+    (mu_o, s_o, n_o), (mu_u, s_u, n_u) = out
+    if mu_o <= mu_u or min(s_o, s_u) <= 0:
+        return None
+    return mu_o, mu_u, s_o**2, s_u**2
