@@ -317,3 +317,31 @@ def make_carbon(
     clean = amorphous_background(shape, pixel_size_nm=pixel_size_nm, rng=rng, **background_kwargs)
     image = clean if dose is None else rng.poisson(clean * dose).astype(np.float64)
     return Micrograph(image, pixel_size_nm=pixel_size_nm, source="synthetic carbon")
+
+
+def disc_intensity(image: np.ndarray, rc: np.ndarray, *, radius_px: float = 2.5) -> np.ndarray:
+    """Raw counts summed in a disc around each position: a simple stand-in for measured column intensities.
+
+    Parameters
+    ----------
+    image : (M, N) array_like
+        Image [counts].
+    rc : (K, 2) array_like
+        Positions (row, col) [px]; rounded to the nearest pixel.
+    radius_px : float
+        Disc radius [px].
+
+    Returns
+    -------
+    (K,) ndarray
+        Sums [counts]; pixels beyond the image edge are clamped to it.
+    """
+    image = np.asarray(image)
+    rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
+    half = int(np.ceil(radius_px))
+    off = np.arange(-half, half + 1)
+    dr, dc = np.meshgrid(off, off, indexing="ij")
+    sel = dr**2 + dc**2 <= radius_px**2
+    r = np.clip(np.round(rc[:, 0]).astype(int)[:, None] + dr[sel], 0, image.shape[0] - 1)
+    c = np.clip(np.round(rc[:, 1]).astype(int)[:, None] + dc[sel], 0, image.shape[1] - 1)
+    return image[r, c].sum(axis=1)
