@@ -242,9 +242,10 @@ def test_fast_matches_exact_within_2_percent():
 
 def test_thickness_series_matches_separate_runs():
     cfg = as_config(tiny(phonons={"num_configs": 0}))
-    stack, thick = simulate_thickness_series(cfg, [0.629, 1.258], cache=False, progress=False)
+    stack, thick, pixel = simulate_thickness_series(cfg, [0.629, 1.258], cache=False, progress=False)
     assert stack.shape == (2, 8, 8) and stack.dtype == np.float32
     np.testing.assert_allclose(thick, [0.629, 1.258], atol=1e-3)
+    np.testing.assert_allclose(pixel, (0.629 / 8, 0.629 / 8))
     single = simulate(cfg, thickness_nm=1.258, cache=False, progress=False).data
     np.testing.assert_allclose(stack[1], single, rtol=0, atol=1e-3 * single.max())
     assert not np.allclose(stack[0], stack[1], rtol=0.05)
@@ -277,3 +278,50 @@ def test_import_is_light():
     code = "import sys, stem_pipeline.simulate; print('abtem' in sys.modules, 'ase' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_series_pixel_size_is_row_col_for_non_square_cells():
+    # CsPbI3 [110]: 0.629 nm (x, columns) x 0.890 nm (y, rows) repeat cell, tiled 1 x 2
+    cfg = as_config(
+        tiny(structure={"zone_axis": [1, 1, 0]}, scan={"field_cells": [1, 2]}, phonons={"num_configs": 0})
+    )
+    stack, _, pixel = simulate_thickness_series(cfg, [0.89], cache=False, progress=False)
+    ly, lx = 0.629 * np.sqrt(2), 0.629  # rows along y, cols along x
+    assert stack.shape[1:] == (int(np.ceil(ly / 0.08)), 2 * 8)
+    np.testing.assert_allclose(pixel, (ly / stack.shape[1], 2 * lx / stack.shape[2]), rtol=1e-6)
+
+
+def test_cache_is_reused_across_post_processing():
+    # source blur, field tiling and resampling are applied after the cached run
+    base = tiny(phonons={"num_configs": 0})
+    first = simulate(as_config(base), progress=False)
+    assert first.metadata["cache"] == "miss"
+    post = as_config(
+        tiny(
+            name="renamed",
+            phonons={"num_configs": 0},
+            microscope={"source_fwhm_nm": 0.05},
+            scan={"field_cells": [2, 3]},
+            num_workers=2,
+        )
+    )
+    again = simulate(post, progress=False)
+    assert again.metadata["cache"] == "hit"
+    assert again.shape == (16, 24)
+    assert not np.allclose(again.data[:8, :8], first.data)  # a different blur was applied
+    # ... but anything that changes the multislice is a new run
+    changed = simulate(as_config(tiny(phonons={"num_configs": 0}, microscope={"convergence_mrad": 20})), progress=False)
+    assert changed.metadata["cache"] == "miss"
+    exact = simulate(post, method="exact", progress=False)  # the exact field is part of the run
+    assert exact.metadata["cache"] == "miss"
+
+
+def test_prism_is_opt_in():
+    from stem_pipeline.simulate.run import _plan
+
+    cfg = as_config(tiny(fast={"engine": "auto"}))
+    atoms = build_structure(cfg)
+    assert _plan(cfg, atoms, "fast")["engine"] == "multislice"
+    prism = as_config(tiny(fast={"engine": "prism"}))
+    plan = _plan(prism, atoms, "fast")
+    assert plan["engine"] == "prism" and plan["interpolation"] == plan["tiles"] == (3, 3)

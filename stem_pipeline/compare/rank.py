@@ -142,7 +142,7 @@ def experimental_cell(
 
 def _simulation_series(path: Path, options: CompareConfig, *, progress: bool):
     """Unblurred one-cell thickness series of a model config, with its pixel size (row, col) [nm]."""
-    from ..simulate import build_structure, load_config, simulate_thickness_series
+    from ..simulate import load_config, simulate_thickness_series
 
     config = load_config(path)
     if config.structure.kind == "dot":
@@ -154,12 +154,9 @@ def _simulation_series(path: Path, options: CompareConfig, *, progress: bool):
             "scan": config.scan.model_copy(update={"field_cells": (1, 1)}),
         }
     )
-    images, thicknesses = simulate_thickness_series(
+    images, thicknesses, pixel = simulate_thickness_series(
         config, options.thickness_series(), method=options.method, cache=True, progress=progress
     )
-    lx, ly, _ = build_structure(config, thickness_nm=float(thicknesses[0])).info["repeat_angstrom"]
-    # abTEM x runs along the image columns, y along the rows.
-    pixel = (ly / 10 / images.shape[1], lx / 10 / images.shape[2])
     return images, np.asarray(thicknesses, dtype=np.float64), pixel
 
 

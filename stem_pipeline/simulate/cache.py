@@ -18,7 +18,7 @@ import numpy as np
 logger = logging.getLogger("stem_pipeline")
 
 #: Bump when the simulation code changes what a config produces.
-CACHE_VERSION = "sim-v1"
+CACHE_VERSION = "sim-v2"
 
 
 def cache_dir() -> Path:
@@ -32,7 +32,7 @@ def cache_dir() -> Path:
 
 
 def cache_key(config_hash: str, **parts: object) -> str:
-    """Key from the config hash plus the run options (method, thickness, ...)."""
+    """Key from a config hash (or a label) plus JSON-able run options (method, thickness, ...)."""
     text = json.dumps({"config": config_hash, "version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

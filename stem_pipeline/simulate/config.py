@@ -187,11 +187,15 @@ class FastConfig(StrictModel):
     Attributes
     ----------
     engine : {"auto", "multislice", "prism"}
-        How the one-cell scan is computed. ``"prism"`` uses ``abtem.SMatrix``
-        with ``interpolation``; ``"auto"`` picks PRISM only when it needs
-        fewer plane waves than there are probe positions.
+        How the one-cell scan of a crystal is computed. ``"multislice"`` (and
+        ``"auto"``, kept for old files) scans probes over one repeat cell inside
+        the supercell. ``"prism"`` (opt-in) uses ``abtem.SMatrix`` with
+        ``interpolation`` = the repeats of the cell in the supercell; it is
+        slower than the one-cell multislice for these cells and fails in abTEM
+        for some (see sim_configs/README.md, "PRISM").
     prism_window_nm : float
-        Smallest PRISM probe window [nm]: interpolation = floor(supercell / window).
+        Dots only: smallest PRISM probe window [nm], interpolation =
+        floor(dot extent / window).
     """
 
     engine: Literal["auto", "multislice", "prism"] = "auto"

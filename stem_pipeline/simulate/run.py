@@ -155,16 +155,12 @@ def _plan(config: SimulationConfig, atoms, method: str) -> dict:
     step = config.scan.sampling_nm * 10
     n_cell = (max(1, math.ceil(lx / step)), max(1, math.ceil(ly / step)))
     engine = "multislice"
-    interpolation = 1
-    if method == "fast":
-        interpolation = max(1, min(int(t * l // (config.fast.prism_window_nm * 10)) for t, l in zip(tiles, (lx, ly))))
-        k_max = config.microscope.convergence_mrad * 1e-3 / _wavelength_angstrom(config.microscope.energy_kv)
-        n_beams = math.pi * k_max**2 * (tiles[0] * lx / interpolation) * (tiles[1] * ly / interpolation)
-        n_positions = n_cell[0] * n_cell[1]
-        if config.fast.engine == "prism" or (
-            config.fast.engine == "auto" and interpolation >= 2 and n_beams < 0.7 * n_positions
-        ):
-            engine = "prism"
+    interpolation: int | tuple[int, int] = 1
+    if method == "fast" and config.fast.engine == "prism":
+        # PRISM (opt-in): the S-matrix plane waves are spaced by 1 / cell, so the
+        # probe window is one repeat cell (see sim_configs/README.md, "PRISM").
+        engine = "prism"
+        interpolation = (int(tiles[0]), int(tiles[1]))
     slices_per_cell = max(1, round(lz / (config.potential.slice_thickness_nm * 10)))
     return {
         "tiles": tiles,
@@ -195,13 +191,12 @@ def _run_abtem(config: SimulationConfig, atoms, *, plan: dict, exit_every: int |
     else:
         specimen = atoms
     step = config.potential.sampling_nm * 10
-    # PRISM needs gpts divisible by the interpolation factor
-    q = plan["interpolation"] if plan["engine"] == "prism" else 1
-    if "repeat" in plan:  # crystals: the same whole number of grid points in every repeat cell
-        gpts = tuple(
-            int(t * math.ceil(r / step / q) * q) for t, r in zip(plan["tiles"], plan["repeat"][:2])
-        )
-    else:
+    if "repeat" in plan:
+        # crystals: the same whole number of grid points in every repeat cell (so the
+        # supercell's gpts are also divisible by a PRISM interpolation = repeats)
+        gpts = tuple(int(t * math.ceil(r / step)) for t, r in zip(plan["tiles"], plan["repeat"][:2]))
+    else:  # dots: PRISM needs gpts divisible by the interpolation factor
+        q = plan["interpolation"] if plan["engine"] == "prism" else 1
         gpts = tuple(int(math.ceil(length / step / q) * q) for length in np.diag(atoms.cell)[:2])
     potential = abtem.Potential(
         atoms=specimen,
@@ -231,7 +226,16 @@ def _run_abtem(config: SimulationConfig, atoms, *, plan: dict, exit_every: int |
     else:
         probe = abtem.Probe(energy=energy, semiangle_cutoff=m.convergence_mrad, aberrations=aberrations)
         lazy = probe.scan(potential=potential, scan=scan, detectors=detector)
-    measurement = lazy.compute(progress_bar=progress)
+    try:
+        measurement = lazy.compute(progress_bar=progress)
+    except ValueError as exc:
+        if plan["engine"] != "prism":
+            raise
+        raise ValueError(
+            f"abTEM PRISM (SMatrix, interpolation={plan['interpolation']}) failed for "
+            f"{config.name!r}: {exc}. This is a known abTEM failure for some cells (e.g. PbI2 [-4 4 1]); "
+            "use fast.engine: multislice"
+        ) from exc
     outer_max = float(measurement.outer_angle)
     out, angles = {}, {}
     for name, (inner, outer) in (("haadf", m.haadf_mrad), ("bf", m.bf_mrad)):
@@ -338,6 +342,8 @@ def _simulate_raw(
                 config, supercell, plan=plan, exit_every=plan["slices_per_cell"] if series else None, progress=progress
             )
             if series:  # exit planes: (T, nx, ny); index 0 is after the first exit plane
+                # abTEM drops the exit-plane axis when there is a single plane (one cell thick)
+                raw = {k: v if v.ndim == 3 else v[None] for k, v in raw.items()}
                 n_planes = next(iter(raw.values())).shape[0]
                 first = n_planes - nz  # abTEM may include the entrance plane
                 raw = {k: np.stack([v[first + c - 1] for c in thick_cells]) for k, v in raw.items()}
@@ -351,6 +357,7 @@ def _simulate_raw(
         interpolation=plan["interpolation"],
         slice_thickness_nm=plan["slice_thickness"] / 10,
         scan_pixel_size_nm=pixel_nm,
+        extent_nm=[plan["extent"][1] / 10, plan["extent"][0] / 10],  # scanned (rows, cols) before tiling
         detector_mrad=angles,
         runtime_s=time.perf_counter() - t0,
     )
@@ -370,9 +377,37 @@ def _finish(stack: np.ndarray, *, config: SimulationConfig, meta: dict, method: 
     return np.stack(out).astype(np.float32), pixel
 
 
+def run_key_parts(config: SimulationConfig, *, method: str) -> dict:
+    """The parts of ``config`` that change the multislice result of a ``method`` run.
+
+    Post-processing applied to the cached run is left out, so runs that differ
+    only in it share a cache entry: ``microscope.source_fwhm_nm`` (blur),
+    ``scan.pixel_size_nm`` (resampling), ``scan.field_cells`` for the fast path
+    on crystals (tiling), and ``name`` / ``num_workers``. The ``fast`` block only
+    matters for fast runs.
+    """
+    parts = config.model_dump(mode="json")
+    for key in ("name", "num_workers"):
+        parts.pop(key)
+    parts["microscope"].pop("source_fwhm_nm")
+    parts["scan"].pop("pixel_size_nm")
+    crystal = config.structure.kind != "dot"
+    if crystal:
+        parts.pop("dot")
+    if method == "fast" and crystal:
+        parts["scan"].pop("field_cells")
+        parts["fast"].pop("prism_window_nm")  # crystals: the window is one repeat cell
+    if method != "fast":
+        parts.pop("fast")
+    return parts
+
+
 def _cached_raw(config, *, thicknesses_nm, method, cache, progress):
     key = _cache.cache_key(
-        config.config_hash(), method=method, thicknesses=None if thicknesses_nm is None else [round(t, 4) for t in thicknesses_nm]
+        "run",
+        run=run_key_parts(config, method=method),
+        method=method,
+        thicknesses=None if thicknesses_nm is None else [round(t, 4) for t in thicknesses_nm],
     )
     if cache:
         hit = _cache.load(key)
@@ -415,14 +450,18 @@ def simulate_detectors(
         Overrides ``config.thickness_nm`` [nm] (rounded to whole repeat cells).
     method : {"fast", "exact"}
         ``"exact"``: multislice scan of the whole field of view.
-        ``"fast"`` (crystals): one repeat cell is scanned (multislice, or PRISM
-        ``SMatrix`` with interpolation when that is cheaper or requested) and
-        the cell image is tiled over the field. For dots, ``"fast"`` is PRISM.
+        ``"fast"`` (crystals): one repeat cell is scanned by multislice inside
+        a supercell of at least ``scan.min_supercell_nm`` (or, with
+        ``fast.engine: prism``, by PRISM ``SMatrix`` with interpolation = the
+        repeats of the cell in the supercell) and the cell image is tiled over
+        the field. For dots, ``"fast"`` is PRISM.
     dose : float, optional
         Poisson noise: expected counts at the brightest pixel (the images are
         then in counts). None = noiseless.
     cache : bool
-        Read and write the cache (keyed by config hash, method, thickness).
+        Read and write the cache, keyed by what changes the multislice run
+        (:func:`run_key_parts`), the method and the thickness; the source blur,
+        resampling and (fast path) tiling are applied after it.
     progress : bool
         Show abTEM's progress bar.
     rng : Generator, int or None
@@ -513,7 +552,7 @@ def simulate_thickness_series(
     detector: str = "haadf",
     cache: bool = True,
     progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """Images at several thicknesses from one multislice run (exit planes every cell).
 
     Parameters
@@ -532,6 +571,9 @@ def simulate_thickness_series(
         One image per distinct rounded thickness, thinnest first.
     thicknesses_nm : (T,) ndarray
         The actual thicknesses [nm].
+    pixel_size_nm : (2,) tuple of float
+        Pixel size (row, col) [nm] of the images (they differ for non-square
+        repeat cells, e.g. CsPbI3 [110]).
     """
     if config.structure.kind == "dot":
         raise ValueError("simulate_thickness_series: a dot has a single thickness (its edge)")
@@ -544,7 +586,10 @@ def simulate_thickness_series(
         ts = ts * 2  # force the exit-plane path so the series and a single run share code
     raw, meta = _cached_raw(config, thicknesses_nm=ts, method=method, cache=cache, progress=progress)
     stack, _ = _finish(raw[detector], config=config, meta=meta, method=method)
-    return stack, np.asarray(meta["thickness_nm"], dtype=float)
+    thick = np.asarray(meta["thickness_nm"], dtype=float)
+    reps = config.scan.field_cells if method == "fast" else (1, 1)
+    pixel = tuple(float(e * r / n) for e, r, n in zip(meta["extent_nm"], reps, stack.shape[1:]))
+    return stack, thick, pixel
 
 
 def run_config(path, **options) -> Micrograph:
