@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    saved = logger.handlers[:], logger.level, logger.propagate
     _setup_logging(args.verbose, args.quiet)
     from . import commands
 
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; a re-run resumes where this one stopped")
         return 130
+    finally:  # leave the caller's logging as it was (main() may run inside a notebook or a test)
+        logger.handlers[:], logger.level, logger.propagate = saved
     return EXIT_OK  # pragma: no cover  (parser.error does not return)
 
 
