@@ -86,6 +86,7 @@ def test_output_names_are_unique_and_deterministic():
     assert names[3] == "other"  # unique stems are kept
     assert all("img" in n for n in names[:3])
     assert batch.output_names(files[::-1]) == names[::-1]  # independent of the order
+    assert len({n.lower() for n in batch.output_names(["d/Scan.tif", "d/scan.tif"])}) == 2  # case-insensitive disks
 
 
 def test_mixed_folder_statuses_and_exit_status(mixed_run, mixed_folder):
