@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+from ._atomic import atomic_write
 
 T = TypeVar("T", bound="_Struct")
 
@@ -62,16 +63,7 @@ class _Struct:
         plain: dict[str, Any] = {}
         _flatten(self.to_dict(), "", arrays, plain)
         arrays["__plain__"] = np.frombuffer(json.dumps(plain).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
     @classmethod
     def load_npz(cls: type[T], path: str | os.PathLike) -> T:

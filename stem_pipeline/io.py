@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from ._atomic import atomic_write
 from ._types import Micrograph
 from .errors import InputError
 
@@ -391,21 +391,16 @@ def save(micrograph: Micrograph, path: str | os.PathLike) -> Path:
     ext = path.suffix.lower()
     if ext not in WRITE_EXTENSIONS:
         raise ValueError(f"{path}: cannot write {path.suffix!r}; use one of {', '.join(sorted(WRITE_EXTENSIONS))}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=ext)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         if ext == ".npy":
             np.save(tmp, micrograph.data)
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 to_signal(micrograph).save(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return atomic_write(path, write)
 
 
 def find_images(inputs: list[str | os.PathLike]) -> list[Path]:

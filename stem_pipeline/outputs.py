@@ -11,15 +11,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_write, atomic_write_text
 from ._types import PipelineResult
 from .errors import InputError
 
@@ -49,30 +48,6 @@ def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()[:16]
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    A reader never sees a half-written ``path``; on failure the temporary
-    file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_summary(folder: str | os.PathLike) -> dict | None:

@@ -10,9 +10,6 @@ from scipy import ndimage
 
 from stem_pipeline.denoise import (
     DenoiseConfig,
-    GaussianStep,
-    RLStep,
-    WienerStep,
     bm3d,
     denoise,
     electron_wavelength_nm,

@@ -41,6 +41,7 @@ __all__ = [
     "render",
     "rmse",
     "sample_periodic",
+    "write_comparison",
     "simulation_cell_vectors",
     "site_intensities",
     "ssim",

@@ -10,11 +10,11 @@ imported inside the functions (Agg backend, no display needed).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .._atomic import atomic_write
 from .._types import CONTRASTS, REGION_ORDERED, REGION_UNIFORM, AreaFractions, Columns, Micrograph, PhaseLabels
 
 __all__ = ["plot_overlay", "save_overlay"]
@@ -74,11 +74,6 @@ def plot_overlay(
     matplotlib.figure.Figure
         The figure holding the axes.
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Rectangle
@@ -194,13 +189,4 @@ def save_overlay(
     path = Path(path)
     fig = plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title)
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))
