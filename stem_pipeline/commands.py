@@ -104,13 +104,15 @@ def _print_report(summaries: list[dict], out) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``stem-pipeline demo``: analyse the embedded example dot."""
-    from .demo import demo_image
+    from .demo import demo_image, demo_truth
 
     path = demo_image()
-    print(f"demo image: {path} (a synthetic Cs0.5FA0.5PbI3-like dot, true uniform fraction in its metadata)")
+    print(f"demo image: {path} (a synthetic Cs0.5FA0.5PbI3-like dot made by stem_pipeline.synthetic)")
     args.inputs, args.config, args.pixel_size_nm, args.frame = [path], None, None, None
     args.workers, args.scheduler, args.overwrite = 1, None, False
-    return run_analyze(args)
+    status = run_analyze(args)
+    print(f"ground truth of the demo dot: uniform fraction {demo_truth()['uniform_fraction']:.3f}")
+    return status
 
 
 def run_simulate(args: argparse.Namespace) -> int:

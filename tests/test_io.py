@@ -42,8 +42,13 @@ def test_hspy_round_trip_keeps_microscope_metadata(tmp_path):
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
-    io.save(Micrograph(IMAGE, pixel_size_nm=0.02), tmp_path / "a.tif")
+    import os
+
+    path = io.save(Micrograph(IMAGE, pixel_size_nm=0.02), tmp_path / "a.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the 0600 of a temporary file
 
 
 @pytest.mark.parametrize(
