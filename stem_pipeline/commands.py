@@ -46,7 +46,7 @@ def run_denoise(args: argparse.Namespace) -> int:
         logger.error("%s", exc)
         return EXIT_FAILED
     data = denoise(micrograph.data, config, pixel_size_nm=micrograph.pixel_size_nm)
-    metadata = {**micrograph.metadata, "denoise_config": config.model_dump(mode="json")}
+    metadata = {**micrograph.metadata, "denoise_config": config.model_dump_json()}
     io.save(micrograph.replace(data=data, metadata=metadata), args.out)
     print(f"denoised {args.input} -> {args.out} (config {config.config_hash()})")
     return EXIT_OK
