@@ -102,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
         print(f"{n} images of {size}x{size}: in-process ...", file=sys.stderr)
         runs["in-process (workers=1), baseline"] = run_in_process(folder, tmp / "out0")
+        runs["in-process (workers=1), baseline"]["load"] = os.getloadavg()[0]
         for workers in (1, 2):
             print(f"local cluster, {workers} worker(s) ...", file=sys.stderr)
-            runs[f"local cluster, {workers} worker process(es)"] = run_cluster(folder, tmp / f"out{workers}", workers)
+            name = f"local cluster, {workers} worker process(es)"
+            runs[name] = run_cluster(folder, tmp / f"out{workers}", workers)
+            runs[name]["load"] = os.getloadavg()[0]
         start = time.perf_counter()
         run_in_process(folder, tmp / "out0")  # every image already done
         rerun = time.perf_counter() - start
@@ -127,8 +130,8 @@ def _table(runs: dict, *, n: int, size: int, rerun_s: float) -> str:
         "the ratio is against the in-process baseline of the same run.",
         "",
         "| mode | cluster start [s] | total [s] | images/min (end to end) | images/min (after start) "
-        "| ratio vs baseline | peak memory per worker [MB] | statuses |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ratio vs baseline | peak memory per worker [MB] | statuses | machine load after (1-min avg) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in runs.items():
         rate = n / r["elapsed"] * 60
@@ -137,7 +140,7 @@ def _table(runs: dict, *, n: int, size: int, rerun_s: float) -> str:
         rss = " / ".join(f"{m:.0f}" for m in r["rss_mb"])
         lines.append(
             f"| {name} | {r['startup']:.1f} | {r['elapsed']:.1f} | {rate:.1f} | {steady:.1f} "
-            f"| {rate / base_rate:.2f}x | {rss} | {statuses} |"
+            f"| {rate / base_rate:.2f}x | {rss} | {statuses} | {r['load']:.1f} |"
         )
     lines += [
         "",
@@ -145,7 +148,9 @@ def _table(runs: dict, *, n: int, size: int, rerun_s: float) -> str:
         f"{rerun_s:.1f} s.",
         "",
         "Peak memory is each worker process's maximum resident set size (`ru_maxrss`), which includes "
-        "the Python interpreter and the imported libraries.",
+        "the Python interpreter and the imported libraries. The in-process baseline lets numpy/scipy use "
+        "every core; each Dask worker runs one thread. A machine load near or above 2 means other jobs held "
+        "the cores, and 2 workers cannot beat 1 then.",
         "",
     ]
     return "\n".join(lines)
