@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 import warnings
@@ -31,6 +32,8 @@ logger = logging.getLogger("stem_pipeline")
 
 #: How many times a task whose worker died is run again before it is recorded as failed.
 WORKER_RETRIES = 1
+#: Names of the temporary files of :func:`stem_pipeline._atomic.atomic_write`.
+TEMPORARY = re.compile(r"\..+\.tmp(\.[^.]+)?")
 #: File name of the input thumbnail written into each image folder.
 THUMBNAIL = "thumbnail.png"
 
@@ -167,7 +170,7 @@ def analyze_task(
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the ``.<name>.<random>.tmp`` files a killed run left in ``folder``.
+    """Delete the ``.<name>.<random>.tmp[.ext]`` files a killed run left in ``folder``.
 
     Atomic writes go through such temporary files; a process killed (e.g. by
     SIGKILL) during a write leaves one behind. Call only when no other
@@ -179,7 +182,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         The files removed.
     """
     removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
+    for tmp in Path(folder).glob(".*.tmp*"):
+        if not TEMPORARY.fullmatch(tmp.name):
+            continue
         with contextlib.suppress(OSError):
             tmp.unlink()
             removed.append(tmp)
@@ -335,7 +340,8 @@ def _progress_bar(total: int, *, initial: int, enabled: bool):
 
 def _failed_row(path: Path, folder: Path, config, exc: BaseException) -> dict[str, Any]:
     """Record a task that raised or whose worker died as an ``error`` summary in its folder."""
-    from .outputs import SUMMARY, atomic_write_text, build_summary
+    from ._atomic import atomic_write_text
+    from .outputs import SUMMARY, build_summary
 
     if type(exc).__name__ == "KilledWorker":
         error = (

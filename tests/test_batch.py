@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from stem_pipeline import batch, cli, io
+from stem_pipeline.batch import TEMPORARY
 from stem_pipeline.synthetic import make_carbon, make_dot
 
 N_GOOD = 3
@@ -63,6 +64,11 @@ def _reader_leaks_ignored():
         warnings.simplefilter("ignore", ResourceWarning)
         yield
         gc.collect()
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    """Temporary files of atomic writes (``.<name>.<random>.tmp[.ext]``) left anywhere under ``folder``."""
+    return [p for p in folder.rglob(".*") if TEMPORARY.fullmatch(p.name)]
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -128,7 +134,7 @@ def test_inputs_are_never_modified(mixed_run, mixed_folder):
 
 def test_no_temporaries_and_every_json_parses(mixed_run):
     out = mixed_run["out"]
-    assert not list(out.rglob("*.tmp"))
+    assert not _temporaries(out)
     for path in out.rglob("*.json"):
         json.loads(path.read_text())
 
@@ -155,6 +161,18 @@ def test_overwrite_redoes_an_image(mixed_folder, tmp_path):
     first = batch.run_batch([good], tmp_path, workers=1, progress=False)
     again = batch.run_batch([good], tmp_path, workers=1, progress=False, overwrite=True)
     assert not again[0]["skipped"] and first[0]["fractions"] == again[0]["fractions"]
+
+
+def test_temporaries_of_a_killed_run_are_removed(mixed_folder, tmp_path):
+    inputs = [mixed_folder / "carbon.tif", mixed_folder / "stack.npy"]  # one finished, one to redo
+    batch.run_batch(inputs, tmp_path, workers=1, progress=False)
+    left = [tmp_path / "carbon" / ".thumbnail.png.x1.tmp.png", tmp_path / "stack" / ".summary.json.x2.tmp.json"]
+    left.append(tmp_path / ".report.csv.x3.tmp.csv")
+    for path in left:
+        path.write_bytes(b"half a fi")
+    report = batch.run_batch(inputs, tmp_path, workers=1, progress=False)
+    assert [r["skipped"] for r in report] == [True, False]
+    assert not _temporaries(tmp_path)
 
 
 def test_colliding_stems_get_separate_folders(tmp_path, mixed_folder):
@@ -203,7 +221,7 @@ def test_kill_and_resume(tmp_path, mixed_folder):
         assert row["skipped"] == (row["folder"] in first)
     for name, mtime in first.items():
         assert (out / name / "summary.json").stat().st_mtime_ns == mtime
-    assert not list(out.rglob("*.tmp"))
+    assert not _temporaries(out)
     for path in out.rglob("*.json"):
         json.loads(path.read_text())
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stem_pipeline.batch import TEMPORARY
 from stem_pipeline.report.batch import (
     CSV_COLUMNS,
     batch_statistics,
@@ -46,6 +47,11 @@ class LinkParser(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    """Temporary files of atomic writes (``.<name>.<random>.tmp[.ext]``) left anywhere under ``folder``."""
+    return [p for p in folder.rglob(".*") if TEMPORARY.fullmatch(p.name)]
 
 
 def parse_html(path: Path) -> LinkParser:
@@ -147,7 +153,7 @@ def test_write_reports_files_and_html(tmp_path):
     text = "".join(parser.text)
     assert "<truncated> & unreadable" in text  # escaped in the source, shown as written
     assert "<truncated>" not in written["html"].read_text()
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not _temporaries(tmp_path)
 
 
 def test_incremental_reports_skip_the_html(tmp_path):

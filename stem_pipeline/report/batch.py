@@ -77,7 +77,7 @@ def save_thumbnail(
     from matplotlib.image import imsave
     from skimage.transform import resize
 
-    from ..outputs import atomic_write
+    from .._atomic import atomic_write
 
     data = np.asarray(getattr(image, "data", image), dtype=np.float32)
     if data.ndim != 2:
@@ -213,7 +213,8 @@ def write_reports(
     dict of str to Path
         The files written, keyed ``"csv"``, ``"json"`` and ``"html"``, ``"histogram"``.
     """
-    from ..outputs import _json_default, atomic_write_text
+    from .._atomic import atomic_write_text
+    from ..outputs import _json_default
 
     out = Path(out)
     rows = list(rows)
@@ -262,7 +263,7 @@ def save_histogram(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> P
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from ..outputs import atomic_write
+    from .._atomic import atomic_write
 
     values = [_uniform(r) for r in rows if r.get("status") == "ok" and _uniform(r) is not None]
     stats = batch_statistics(rows)
