@@ -162,6 +162,93 @@ def _grid(center: np.ndarray, v1: np.ndarray, v2: np.ndarray, half_extent_px: fl
     return center + i[:, None] * v1 + j[:, None] * v2, i, j
 
 
+def dot_frame(
+    shape: tuple[int, int],
+    *,
+    pixel_size_nm: float = 0.035,
+    dot_size_nm: float = 12.0,
+    rotation_deg: float = 0.0,
+    center_offset_nm: tuple[float, float] = (0.0, 0.0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The square dot's frame in the image, as :func:`make_dot` places it.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape (rows, cols).
+    pixel_size_nm, dot_size_nm, rotation_deg, center_offset_nm
+        As in :func:`make_dot`.
+
+    Returns
+    -------
+    center : (2,) ndarray
+        Dot centre (row, col) [px].
+    u, w : (2,) ndarray
+        Unit vectors (row, col) of the dot's (and lattice's) two edge directions.
+    half : float
+        Half the dot edge [px].
+    """
+    theta = np.deg2rad(rotation_deg)
+    u = np.array([np.cos(theta), np.sin(theta)])  # (row, col) unit vector
+    w = np.array([-np.sin(theta), np.cos(theta)])
+    center = np.array(shape, float) / 2 + np.asarray(center_offset_nm) / pixel_size_nm
+    return center, u, w, dot_size_nm / pixel_size_nm / 2
+
+
+def domain_map(
+    shape: tuple[int, int],
+    *,
+    pixel_size_nm: float = 0.035,
+    dot_size_nm: float = 12.0,
+    rotation_deg: float = 0.0,
+    uniform_fraction: float = 0.5,
+    domain_size_nm: float = 3.5,
+    center_offset_nm: tuple[float, float] = (0.0, 0.0),
+    rng: np.random.Generator | int | None = None,
+) -> np.ndarray:
+    """Region map of a square two-phase dot: Voronoi domains of random seeds.
+
+    This is the domain layout of :func:`make_dot` (same parameters, same use
+    of ``rng``), usable on its own to place other images of the two phases.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape (rows, cols).
+    pixel_size_nm, dot_size_nm, rotation_deg, uniform_fraction, domain_size_nm, center_offset_nm
+        As in :func:`make_dot`.
+    rng : Generator, int or None
+        Random source (seeds and their phases).
+
+    Returns
+    -------
+    (M, N) ndarray of int8
+        0 outside the dot, 1 ordered, 2 uniform.
+    """
+    rng = _as_rng(rng)
+    shape = (int(shape[0]), int(shape[1]))
+    center, u, w, half = dot_frame(
+        shape, pixel_size_nm=pixel_size_nm, dot_size_nm=dot_size_nm, rotation_deg=rotation_deg,
+        center_offset_nm=center_offset_nm,
+    )
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    rel = np.stack([rows - center[0], cols - center[1]], axis=-1).astype(float)
+    pu, pw = rel @ u, rel @ w
+    inside = (np.abs(pu) <= half) & (np.abs(pw) <= half)
+
+    # Domains: Voronoi cells of random seeds, each uniform with probability uniform_fraction.
+    n_seeds = max(1, int(round((dot_size_nm / max(domain_size_nm, 1e-6)) ** 2)))
+    seeds = center + rng.uniform(-half, half, size=(n_seeds, 2)) @ np.stack([u, w])
+    seed_uniform = rng.random(n_seeds) < uniform_fraction
+    if uniform_fraction in (0.0, 1.0):
+        seed_uniform[:] = uniform_fraction == 1.0
+    tree = cKDTree(seeds)
+    _, nearest = tree.query(np.stack([rows.ravel(), cols.ravel()], axis=1))
+    region = np.where(seed_uniform[nearest].reshape(shape), REGION_UNIFORM, REGION_ORDERED).astype(np.int8)
+    region[~inside] = REGION_OUTSIDE
+    return region
+
+
 def make_dot(
     shape: tuple[int, int] = (512, 512),
     *,
@@ -227,27 +314,21 @@ def make_dot(
     """
     rng = _as_rng(rng)
     shape = (int(shape[0]), int(shape[1]))
-    theta = np.deg2rad(rotation_deg)
-    u = np.array([np.cos(theta), np.sin(theta)])  # (row, col) unit vector
-    w = np.array([-np.sin(theta), np.cos(theta)])
-    center = np.array(shape, float) / 2 + np.asarray(center_offset_nm) / pixel_size_nm
-    half = dot_size_nm / pixel_size_nm / 2
-
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
-    rel = np.stack([rows - center[0], cols - center[1]], axis=-1).astype(float)
-    pu, pw = rel @ u, rel @ w
-    inside = (np.abs(pu) <= half) & (np.abs(pw) <= half)
-
-    # Domains: Voronoi cells of random seeds, each uniform with probability uniform_fraction.
-    n_seeds = max(1, int(round((dot_size_nm / max(domain_size_nm, 1e-6)) ** 2)))
-    seeds = center + rng.uniform(-half, half, size=(n_seeds, 2)) @ np.stack([u, w])
-    seed_uniform = rng.random(n_seeds) < uniform_fraction
-    if uniform_fraction in (0.0, 1.0):
-        seed_uniform[:] = uniform_fraction == 1.0
-    tree = cKDTree(seeds)
-    _, nearest = tree.query(np.stack([rows.ravel(), cols.ravel()], axis=1))
-    region = np.where(seed_uniform[nearest].reshape(shape), REGION_UNIFORM, REGION_ORDERED).astype(np.int8)
-    region[~inside] = REGION_OUTSIDE
+    region = domain_map(
+        shape,
+        pixel_size_nm=pixel_size_nm,
+        dot_size_nm=dot_size_nm,
+        rotation_deg=rotation_deg,
+        uniform_fraction=uniform_fraction,
+        domain_size_nm=domain_size_nm,
+        center_offset_nm=center_offset_nm,
+        rng=rng,
+    )
+    inside = region != REGION_OUTSIDE
+    center, u, w, half = dot_frame(
+        shape, pixel_size_nm=pixel_size_nm, dot_size_nm=dot_size_nm, rotation_deg=rotation_deg,
+        center_offset_nm=center_offset_nm,
+    )
 
     def phase_at(points: np.ndarray) -> np.ndarray:
         r, c = np.round(points).astype(int).T
