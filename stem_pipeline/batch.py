@@ -234,8 +234,9 @@ def run_batch(
     config : PipelineConfig, optional
         The pipeline configuration (defaults when None).
     workers : int, optional
-        Local worker processes (the number of cores when None). With 1 the
-        images are analysed one after another in this process.
+        Local worker processes (the number of cores when None). With 1, or
+        when only one image is to be analysed, the images are analysed one
+        after another in this process.
     scheduler : str, optional
         Address of a running ``dask.distributed`` scheduler (e.g.
         ``"tcp://host:8786"``); its workers need stem_pipeline installed and
@@ -296,7 +297,9 @@ def run_batch(
     bar = _progress_bar(len(files), initial=len(files) - len(todo), enabled=progress)
     try:
         if todo:
-            run = _run_local if scheduler is None and workers == 1 else _run_dask
+            # A cluster costs seconds to start: not worth it for one image or one worker.
+            in_process = scheduler is None and (workers == 1 or len(todo) == 1)
+            run = _run_local if in_process else _run_dask
             run(todo, files, names, out, config, options, finish, bar, workers=workers, scheduler=scheduler)
     finally:
         bar.close()

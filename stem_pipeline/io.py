@@ -11,6 +11,7 @@ This is the only module that imports hyperspy/rsciio.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import warnings
@@ -125,6 +126,7 @@ def load(
         raise InputError(path, "no such file", "Check the path")
     if path.stat().st_size == 0:
         raise InputError(path, "the file is empty (0 bytes)", "Re-export or re-copy the image")
+    failure = None
     try:
         if ext == ".npy":
             data, calibration = np.load(path, allow_pickle=False), {}
@@ -135,11 +137,16 @@ def load(
     except InputError:
         raise
     except Exception as exc:  # every reader has its own exception types
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is not None:
+        # Some readers (tifffile through rsciio) leave their file open when they fail; the
+        # traceback is gone now, so collect the handle here instead of warning somewhere later.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
         raise InputError(
-            path,
-            f"cannot read the file, it may be corrupt or truncated ({type(exc).__name__}: {exc})",
-            "Re-export or re-copy the image",
-        ) from exc
+            path, f"cannot read the file, it may be corrupt or truncated ({failure})", "Re-export or re-copy the image"
+        )
     data = _validate(path, np.asarray(data), frame)
     scale_nm = calibration.get("pixel_size_nm")
     if pixel_size_nm is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import os
 import shutil
@@ -11,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +53,6 @@ EXPECTED = {
 }
 
 
-@contextlib.contextmanager
-def _reader_leaks_ignored():
-    """Reading the truncated TIFF fails inside tifffile (through rsciio), which leaves its file handle open;
-    the ResourceWarning of the handle's finaliser is not the batch's to fix."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        yield
-        gc.collect()
-
-
 def _temporaries(folder: Path) -> list[Path]:
     """Temporary files of atomic writes (``.<name>.<random>.tmp[.ext]``) left anywhere under ``folder``."""
     return [p for p in folder.rglob(".*") if TEMPORARY.fullmatch(p.name)]
@@ -80,8 +67,7 @@ def mixed_run(mixed_folder, tmp_path_factory):
     """The mixed folder analysed in-process through the command line."""
     before = _snapshot(mixed_folder)
     out = tmp_path_factory.mktemp("mixed_out")
-    with _reader_leaks_ignored():
-        status = cli.main(["-q", "analyze", str(mixed_folder), "--out", str(out), "--workers", "1"])
+    status = cli.main(["-q", "analyze", str(mixed_folder), "--out", str(out), "--workers", "1"])
     return {"out": out, "status": status, "before": before}
 
 
@@ -143,8 +129,7 @@ def test_second_run_skips_finished_images(mixed_run, mixed_folder):
     out = mixed_run["out"]
     summaries = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
     start = time.perf_counter()
-    with _reader_leaks_ignored():
-        report = batch.run_batch([mixed_folder], out, workers=1, progress=False)
+    report = batch.run_batch([mixed_folder], out, workers=1, progress=False)
     elapsed = time.perf_counter() - start
     done = {r["file"]: r["skipped"] for r in report}
     for r in report:  # finished images are reused; failed ones are tried again
