@@ -316,13 +316,14 @@ def _finished(path: Path, folder: Path, config_hash: str, options: dict[str, Any
     A run killed after the summary was written may have left a temporary
     file or no thumbnail: both are put right here.
     """
-    from .outputs import file_hash, is_done, read_summary
+    from .outputs import file_hash, is_done, read_summary, run_options
 
     try:
         input_hash = file_hash(path)
     except OSError:
         return None
-    if not is_done(folder, config_hash=config_hash, input_hash=input_hash):
+    key = run_options(pixel_size_nm=options["pixel_size_nm"], frame=options["frame"])
+    if not is_done(folder, config_hash=config_hash, input_hash=input_hash, options=key):
         return None
     remove_stale_temporaries(folder)
     if not (folder / THUMBNAIL).is_file():

@@ -58,14 +58,27 @@ def read_summary(folder: str | os.PathLike) -> dict | None:
         return None
 
 
-def is_done(folder: str | os.PathLike, *, config_hash: str, input_hash: str) -> bool:
-    """True when ``folder`` holds a finished result of the same input and config."""
+def run_options(*, pixel_size_nm: float | None = None, frame: int | str | None = None) -> dict[str, Any]:
+    """What besides the config and the input bytes decides a result: overrides and the code version."""
+    from . import __version__
+
+    return {"pixel_size_nm": pixel_size_nm, "frame": frame, "stem_pipeline": __version__}
+
+
+def is_done(
+    folder: str | os.PathLike, *, config_hash: str, input_hash: str, options: dict[str, Any] | None = None
+) -> bool:
+    """True when ``folder`` holds a finished result of the same input, config and run options.
+
+    ``options`` defaults to :func:`run_options` without overrides.
+    """
     summary = read_summary(folder)
     return bool(
         summary
         and summary.get("status") in DONE_STATUSES
         and summary.get("config_hash") == config_hash
         and summary.get("input_hash") == input_hash
+        and summary.get("run_options") == (options if options is not None else run_options())
     )
 
 
@@ -81,6 +94,7 @@ def build_summary(
     result: PipelineResult | None = None,
     config_hash: str,
     input_hash: str | None,
+    options: dict[str, Any] | None = None,
     timings_s: dict | None = None,
 ) -> dict[str, Any]:
     """The ``summary.json`` mapping of the output contract."""
@@ -102,6 +116,7 @@ def build_summary(
         "lattice": result.lattice if result is not None else None,
         "config_hash": config_hash,
         "input_hash": input_hash,
+        "run_options": options if options is not None else run_options(),
         "versions": versions(),
         "timings_s": timings_s or (result.timings_s if result is not None else {}),
     }
@@ -182,6 +197,7 @@ def analyze_file(
 
     config = config or PipelineConfig()
     chash = config.config_hash()
+    options = run_options(pixel_size_nm=pixel_size_nm, frame=frame)
     folder = Path(folder)
     start = time.perf_counter()
     try:
@@ -189,8 +205,8 @@ def analyze_file(
     except OSError as exc:
         input_hash = None
         error = str(InputError(path, f"cannot read the file ({exc.strerror or exc})", "Check the path"))
-        return _write_error(path, folder, error, chash, input_hash, start)
-    if not overwrite and is_done(folder, config_hash=chash, input_hash=input_hash):
+        return _write_error(path, folder, error, chash, input_hash, options, start)
+    if not overwrite and is_done(folder, config_hash=chash, input_hash=input_hash, options=options):
         summary = read_summary(folder) or {}
         return {**summary, "skipped": True}
     try:
@@ -198,22 +214,30 @@ def analyze_file(
             warnings.simplefilter("ignore", io.MissingCalibrationWarning)  # summary shows pixel_size_nm null
             micrograph = io.load(path, pixel_size_nm=pixel_size_nm, frame=frame)
     except InputError as exc:
-        return _write_error(path, folder, str(exc), chash, input_hash, start)
+        return _write_error(path, folder, str(exc), chash, input_hash, options, start)
     try:
         result = analyze(micrograph, config)
     except Exception as exc:  # a bug or a pathological image: recorded, the batch goes on
         logger.exception("%s: analysis failed", path)
         error = f"{path}: analysis failed: {type(exc).__name__}: {exc}"
-        return _write_error(path, folder, error, chash, input_hash, start)
+        return _write_error(path, folder, error, chash, input_hash, options, start)
     timings = {**result.timings_s, "total": round(time.perf_counter() - start, 4)}
     summary = build_summary(
-        str(path), status=result.status, result=result, config_hash=chash, input_hash=input_hash, timings_s=timings
+        str(path),
+        status=result.status,
+        result=result,
+        config_hash=chash,
+        input_hash=input_hash,
+        options=options,
+        timings_s=timings,
     )
     write_result(result, folder, summary)
     return summary
 
 
-def _write_error(path, folder: Path, error: str, chash: str, input_hash: str | None, start: float) -> dict:
+def _write_error(
+    path, folder: Path, error: str, chash: str, input_hash: str | None, options: dict, start: float
+) -> dict:
     logger.error("%s", error)
     summary = build_summary(
         str(path),
@@ -221,6 +245,7 @@ def _write_error(path, folder: Path, error: str, chash: str, input_hash: str | N
         error=error,
         config_hash=chash,
         input_hash=input_hash,
+        options=options,
         timings_s={"total": round(time.perf_counter() - start, 4)},
     )
     atomic_write_text(Path(folder) / SUMMARY, json.dumps(summary, indent=2, default=_json_default))

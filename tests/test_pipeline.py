@@ -88,6 +88,8 @@ def test_analyze_file_writes_the_output_contract_and_resumes(tmp_path, held_out_
     assert again.get("skipped") is True and again["fractions"] == summary["fractions"]
     redone = analyze_file(src, folder, PipelineConfig(min_columns=5))
     assert "skipped" not in redone and redone["config_hash"] != summary["config_hash"]
+    recalibrated = analyze_file(src, folder, PipelineConfig(min_columns=5), pixel_size_nm=0.05)
+    assert "skipped" not in recalibrated and recalibrated["pixel_size_nm"] == 0.05
 
 
 def test_analyze_file_records_bad_input_without_raising(tmp_path):
