@@ -214,7 +214,11 @@ def find_lattice(
         logger.info("find_lattice: %d Bragg peak(s) above strength %.1f: no lattice", len(rr), min_strength)
         return None
     strength = ratio[rr, cc]
-    strong = strength >= strong_fraction * strength.max()
+    # "Strong" by the excess power over the background at the same frequency, not by the ratio:
+    # the ratio favours high frequencies (the background falls off), which can make the (1,1)
+    # reflections look stronger than the (1,0) ones and turn the square grid into a centred one.
+    excess = power[rr, cc] * (1.0 - 1.0 / strength)
+    strong = excess >= strong_fraction * excess.max()
     rr, cc, gr, gc, strength = rr[strong], cc[strong], gr[strong], gc[strong], strength[strong]
     # Sub-pixel peak positions: centroid of the ratio in a 3x3 neighbourhood.
     g = np.empty((len(rr), 2))

@@ -72,3 +72,18 @@ def test_crystal_mask_empty_on_carbon_with_any_lattice():
     carbon = make_carbon((256, 256), rng=5).data
     lat = Lattice(vectors_px=[[0.0, 9.0], [9.0, 0.0]], spacing_px=9.0, angle_deg=90.0, strength=50.0)
     assert crystal_mask(carbon, lat).mean() < 0.02
+
+
+@pytest.mark.parametrize(("rotation_deg", "dose", "seed"), [(20.0, 100.0, 5), (70.0, 400.0, 70), (0.0, 30.0, 1)])
+def test_rotated_pure_ordered_dot_gives_the_square_column_grid_not_a_centred_one(rotation_deg, dose, seed):
+    """The (1,1) reflections of the a/2 grid must not out-rank the (1,0) ones (a centred cell of spacing a/2/sqrt(2))."""
+    from stem_pipeline.denoise import denoise
+
+    dot = make_dot(
+        (384, 384), pixel_size_nm=0.03, dot_size_nm=9, uniform_fraction=0.0, rotation_deg=rotation_deg, dose=dose,
+        rng=seed,
+    )
+    lattice = find_lattice(denoise(dot.image, pixel_size_nm=dot.pixel_size_nm))
+    true_spacing = np.linalg.norm(dot.lattice_vectors_px[0])
+    assert lattice.spacing_px == pytest.approx(true_spacing, rel=0.03)
+    assert lattice.angle_deg == pytest.approx(90.0, abs=3.0)
