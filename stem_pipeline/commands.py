@@ -89,7 +89,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 def _print_report(summaries: list[dict], out) -> None:
     for s in summaries:
         name = s["file"]
-        if s["status"] == "ok":
+        if s["status"] == "ok" and s["fractions"] is None:
+            print(f"{name}: {s['n_columns']} columns; {s.get('message')}")
+        elif s["status"] == "ok":
             f, (lo, hi) = s["fractions"], s["uniform_fraction_ci95"]
             print(
                 f"{name}: {s['n_columns']} columns, ordered (CsPbI3-like) {f['ordered']:.3f}, "

@@ -129,17 +129,18 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if result.columns is not None and result.labels is not None:
+    if result.columns is not None:
         df = result.columns.to_dataframe()
-        df["label"] = result.labels.label_names
-        df["contrast"] = result.labels.contrast_names
-        df["order_parameter"] = result.labels.order_parameter
+        labelled = result.labels is not None
+        df["label"] = result.labels.label_names if labelled else "n/a"
+        df["contrast"] = result.labels.contrast_names if labelled else "n/a"
+        df["order_parameter"] = result.labels.order_parameter if labelled else np.nan
         atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
     display = result.denoised if result.denoised is not None else result.micrograph.data
     save_overlay(
         folder / OVERLAY,
         display,
-        result.columns if result.labels is not None else None,
+        result.columns,
         result.labels,
         result.fractions,
         pixel_size_nm=result.micrograph.pixel_size_nm,

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field
 
 from ._types import Micrograph, PipelineResult
-from .classify import ClassifyConfig
+from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
 from .denoise import DenoiseConfig
@@ -34,6 +34,7 @@ class PipelineConfig(StrictModel):
     denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
+    two_phase_model: TwoPhaseModelConfig = Field(default_factory=TwoPhaseModelConfig)
     min_columns: int = Field(20, ge=1, description="fewer columns than this means no crystal")
 
 
@@ -69,8 +70,12 @@ def analyze(
     PipelineResult
         ``status`` is ``"ok"``, or ``"no_crystal"`` when the image has no
         lattice, no crystal region or too few columns (``message`` says which).
+        When the column grid is not the square ~0.32 nm grid of the
+        CsPbI3/PbI2 model (see
+        :func:`stem_pipeline.classify.two_phase_model_reasons`), the columns
+        are returned without labels and fractions, and ``message`` says why.
     """
-    from .classify import classify_columns
+    from .classify import classify_columns, two_phase_model_reasons
     from .columns import find_columns, measure_intensities, refine_columns
     from .denoise import denoise
     from .lattice import crystal_mask, find_lattice
@@ -108,6 +113,21 @@ def analyze(
     with _timed(timings, "intensities"):
         columns = measure_intensities(raw, columns, config=config.columns)
     columns = columns.replace(pixel_size_nm=micrograph.pixel_size_nm)
+    reasons = two_phase_model_reasons(
+        lattice.vectors_px, pixel_size_nm=micrograph.pixel_size_nm, config=config.two_phase_model
+    )
+    if reasons:
+        timings["total"] = round(sum(timings.values()), 4)
+        return PipelineResult(
+            status="ok",
+            denoised=denoised,
+            crystal_mask=mask,
+            columns=columns,
+            lattice=lattice_info,
+            message="columns found; phase fractions not reported, the two-phase model does not apply: "
+            + "; ".join(reasons),
+            **common,
+        )
     with _timed(timings, "classify"):
         labels, fractions = classify_columns(
             columns, shape=raw.shape, crystal_mask=mask, config=config.classify, rng=rng
@@ -121,5 +141,8 @@ def analyze(
         labels=labels,
         fractions=fractions,
         lattice=lattice_info,
+        message=None
+        if micrograph.pixel_size_nm
+        else "uncalibrated: the column spacing was not checked against the two-phase model",
         **common,
     )

@@ -7,6 +7,7 @@ the pixels and returns the crystal-area fractions with a 95 % interval.
 """
 
 from ._core import ClassifyConfig, classify_columns
+from .applicability import TwoPhaseModelConfig, two_phase_model_reasons
 from .features import ColumnFeatures, column_features, estimate_lattice_vectors, indexed_pairs, neighbour_pairs
 from .model import mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
@@ -14,6 +15,7 @@ from .regions import area_fractions, boundary_length_px, domain_size_px, hull_ma
 __all__ = [
     "ClassifyConfig",
     "ColumnFeatures",
+    "TwoPhaseModelConfig",
     "area_fractions",
     "boundary_length_px",
     "classify_columns",
@@ -27,4 +29,5 @@ __all__ = [
     "region_map_from_columns",
     "refine_boundaries",
     "regularise_posterior",
+    "two_phase_model_reasons",
 ]

@@ -1,0 +1,74 @@
+"""Does the two-phase model apply to this crystal at all?
+
+The classification assumes the paper's picture: a square grid of columns of
+spacing ~0.31-0.35 nm (CsPbI3 a/2 = 0.3145 nm, FAPbI3 a/2 = 0.318 nm, the PbI2
+grid ~0.32-0.34 nm) seen along a cubic [001]-like axis. Other crystals (oxide
+perovskites at a/2 ~ 0.2 nm, Si [110], fcc metals) have columns and contrast
+too, and the classifier would label them all the same; these checks say why
+their phase fractions are not reported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from ..config import StrictModel
+
+
+class TwoPhaseModelConfig(StrictModel):
+    """Geometry the two-phase (CsPbI3-like / PbI2-like) model requires of the column grid."""
+
+    max_angle_deviation_deg: float = Field(8.0, gt=0, description="largest deviation of the grid angle from 90 deg")
+    max_length_ratio: float = Field(1.15, ge=1, description="largest ratio of the two grid vectors' lengths")
+    spacing_nm: tuple[float, float] = Field(
+        (0.27, 0.36), description="accepted column spacing [nm] (only checked on calibrated images)"
+    )
+
+
+def two_phase_model_reasons(
+    vectors_px: np.ndarray, *, pixel_size_nm: float | None, config: TwoPhaseModelConfig | None = None
+) -> list[str]:
+    """Reasons why the two-phase model does not apply to a column grid (empty: it applies).
+
+    Parameters
+    ----------
+    vectors_px : (2, 2) ndarray
+        The two shortest column-grid vectors (row, col) [px] (see
+        :func:`stem_pipeline.lattice.find_lattice`).
+    pixel_size_nm : float or None
+        Pixel size [nm]; without it the spacing is not checked.
+    config : TwoPhaseModelConfig, optional
+        Tolerances.
+
+    Returns
+    -------
+    list of str
+        Human-readable reasons, e.g. ``"the column grid is not square: angle 70.5 deg"``.
+
+    Examples
+    --------
+    >>> two_phase_model_reasons(np.array([[10.5, 0.0], [0.0, 10.5]]), pixel_size_nm=0.03)
+    []
+    >>> two_phase_model_reasons(np.array([[6.5, 0.0], [0.0, 6.5]]), pixel_size_nm=0.03)
+    ['column spacing 0.195 nm is outside 0.27-0.36 nm (CsPbI3 a/2 = 0.3145 nm, PbI2 ~0.32 nm)']
+    """
+    config = config or TwoPhaseModelConfig()
+    v = np.asarray(vectors_px, dtype=float)
+    lengths = np.hypot(v[:, 0], v[:, 1])
+    cos = float(v[0] @ v[1] / (lengths[0] * lengths[1]))
+    angle = float(np.degrees(np.arccos(np.clip(abs(cos), 0.0, 1.0))))  # acute angle between the axes
+    reasons = []
+    if 90.0 - angle > config.max_angle_deviation_deg:
+        reasons.append(f"the column grid is not square: its axes meet at {angle:.1f} deg")
+    ratio = float(lengths.max() / lengths.min())
+    if ratio > config.max_length_ratio:
+        reasons.append(f"the column grid is rectangular or mixed: its vectors differ in length by {ratio:.2f}x")
+    if pixel_size_nm:
+        spacing = float(lengths.min() * pixel_size_nm)
+        lo, hi = config.spacing_nm
+        if not lo <= spacing <= hi:
+            reasons.append(
+                f"column spacing {spacing:.3f} nm is outside {lo:g}-{hi:g} nm (CsPbI3 a/2 = 0.3145 nm, PbI2 ~0.32 nm)"
+            )
+    return reasons
