@@ -10,6 +10,7 @@ imported inside the functions (Agg backend, no display needed).
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -145,9 +146,12 @@ def plot_overlay(
         ax.text(x0 + length_px / 2, y0 - 0.01 * m, text, color="white", ha="center", va="bottom", fontsize=10,
                 fontweight="bold")
     if handles:
-        ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.8)
+        if data.shape[1] > 2 * data.shape[0]:  # a wide strip: the legend would hide it, put it below
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8)
+        else:
+            ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.8)
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(textwrap.fill(title, 90), fontsize=10)
     ax.set_xlim(-0.5, data.shape[1] - 0.5)
     ax.set_ylim(data.shape[0] - 0.5, -0.5)
     ax.set_axis_off()
