@@ -45,9 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         "contract to OUT: OUT/<image stem>/{summary.json, columns.csv, overlay.png} and "
         "OUT/report.{csv,json,html}. Images already done with the same config are skipped.",
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", type=Path, help="output folder (required unless --print-config)")
     _add_config(p)
+    p.add_argument(
+        "--print-config", action="store_true", help="print the full configuration (defaults and --config) as YAML and exit"
+    )
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] for every input (overrides files)")
     p.add_argument("--frame", help="for stacks: frame index, 'sum' or 'mean'")
     workers = p.add_mutually_exclusive_group()

@@ -65,6 +65,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     """``stem-pipeline analyze INPUT... --out OUT [...]``: the batch analysis and its report."""
     from .batch import run_batch
 
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(_pipeline_config(args.config).model_dump(mode="json"), sort_keys=False), end="")
+        return EXIT_OK
+    if not args.inputs or args.out is None:
+        raise UsageError("analyze needs at least one INPUT and --out")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     missing = [str(p) for p in args.inputs if not p.exists()]
@@ -110,7 +117,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     path = demo_image()
     print(f"demo image: {path} (a synthetic Cs0.5FA0.5PbI3-like dot made by stem_pipeline.synthetic)")
-    args.inputs, args.config, args.pixel_size_nm, args.frame = [path], None, None, None
+    args.inputs, args.config, args.pixel_size_nm, args.frame, args.print_config = [path], None, None, None, False
     args.workers, args.scheduler, args.overwrite = 1, None, False
     status = run_analyze(args)
     print(f"ground truth of the demo dot: uniform fraction {demo_truth()['uniform_fraction']:.3f}")

@@ -87,6 +87,21 @@ def test_denoise_command_keeps_calibration_and_records_the_chain(tmp_path, small
     assert not np.allclose(np.load(chosen), back.data)
 
 
+def test_print_config_round_trips_as_a_config_file(tmp_path, capsys):
+    from stem_pipeline.pipeline import PipelineConfig
+
+    assert cli.main(["analyze", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert "denoise:" in text and "two_phase_model:" in text
+    path = tmp_path / "full.yaml"
+    path.write_text(text)
+    assert PipelineConfig.from_yaml(path).config_hash() == PipelineConfig().config_hash()
+    custom = tmp_path / "custom.yaml"
+    custom.write_text("columns: {com_radius_fraction: 0.25}\n")
+    assert cli.main(["analyze", "--print-config", "--config", str(custom)]) == 0
+    assert "com_radius_fraction: 0.25" in capsys.readouterr().out
+
+
 def test_denoise_command_errors(tmp_path, small_dot, capsys):
     from stem_pipeline import io
 
