@@ -171,3 +171,16 @@ def test_real_tiny_abtem_cell_and_mosaic(tmp_path):
     dot = mosaic_dot(cell, cell, (128, 128), dot_size_nm=3.0, dose=100, rng=0)
     assert dot.image.shape == (128, 128) and dot.thickness_nm == (cell.thickness_nm, cell.thickness_nm)
     assert dot.clean.max() == pytest.approx(100 * (1 + 0.15), rel=0.3)
+
+
+def test_primitive_and_grid_vectors(cells):
+    ordered, uniform = cells
+    # CsPbI3-like: columns on a/2, but the bright column repeats only every a
+    np.testing.assert_allclose(np.sort(np.abs(ordered.grid_vectors_nm()).max(axis=1)), [A / 2, A / 2])
+    np.testing.assert_allclose(np.sort(np.abs(ordered.primitive_vectors_nm()).max(axis=1)), [A, A])
+    # four alike columns in a 2s x 2s repeat: the period is s
+    np.testing.assert_allclose(np.sort(np.abs(uniform.primitive_vectors_nm()).max(axis=1)), [0.32, 0.32])
+    # an oblique lattice in an orthogonal repeat (like PbI2 <1 -1 1>): centred rectangular cell
+    oblique = gaussian_cell([(0, 0), (0.26, 0.23)], [1.0, 1.0], (0.52, 0.46))
+    p = oblique.primitive_vectors_nm()
+    np.testing.assert_allclose(np.hypot(*p.T), [np.hypot(0.26, 0.23)] * 2, rtol=1e-9)

@@ -92,6 +92,36 @@ class CellImage:
         """(2,) repeat lengths (row, col) [nm]."""
         return np.asarray(self.image.shape, float) * np.asarray(self.pixel_size_nm)
 
+    def primitive_vectors_nm(self, *, tol_nm: float = 0.02) -> np.ndarray:
+        """(2, 2) a reduced basis of the translations that map the columns onto columns of the same kind.
+
+        The image's own period as far as the columns tell (e.g. a for
+        CsPbI3 [001], where the bright Pb-I column repeats; the 0.347 nm grid
+        for PbI2 <1 -1 1>, whose orthogonal repeat holds 18 alike columns).
+        Only positions and the ``bright`` flag are compared.
+        """
+        from scipy.spatial import cKDTree
+
+        from stem_pipeline.lattice import reduce_basis
+
+        ext = self.extent_nm
+        tree = cKDTree(self.sites_nm % ext, boxsize=ext)
+        same = self.bright == self.bright[0]
+        candidates = list(self.sites_nm[same] - self.sites_nm[0]) + [np.array([ext[0], 0.0]), np.array([0.0, ext[1]])]
+        valid = []
+        for d in candidates:
+            moved = (self.sites_nm + d) % ext
+            moved[moved >= ext] = 0.0
+            dist, idx = tree.query(moved)
+            if np.all(dist < tol_nm) and np.all(self.bright[idx] == self.bright):
+                # shortest periodic image of d
+                valid.append((d + ext / 2) % ext - ext / 2 if np.any(np.abs(d) < ext - 1e-9) else d)
+        valid = [v for v in valid if np.hypot(*v) > 1e-9] + [np.array([ext[0], 0.0]), np.array([0.0, ext[1]])]
+        valid = sorted(valid, key=lambda v: float(np.hypot(*v)))
+        v1 = valid[0]
+        v2 = next(v for v in valid[1:] if abs(v1[0] * v[1] - v1[1] * v[0]) > 0.25 * np.hypot(*v1) * np.hypot(*v))
+        return reduce_basis(np.stack([v1, v2]))
+
     def grid_vectors_nm(self) -> np.ndarray:
         """(2, 2) the two shortest column-grid vectors (row, col) [nm], one per row.
 
@@ -115,7 +145,7 @@ class CellImage:
         return reduce_basis(np.stack([v1, v2]))
 
 
-def cell_columns(atoms, *, merge_nm: float = 0.03) -> tuple[np.ndarray, np.ndarray]:
+def cell_columns(atoms, *, merge_nm: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
     """Projected heavy-atom columns of a zone-axis repeat cell.
 
     Parameters
@@ -124,7 +154,9 @@ def cell_columns(atoms, *, merge_nm: float = 0.03) -> tuple[np.ndarray, np.ndarr
         An orthogonal zone-axis cell (beam along z), as built by
         :func:`stem_pipeline.simulate.build_structure`.
     merge_nm : float
-        Atoms closer than this in projection are one column [nm].
+        Atoms closer than this in projection are one column [nm] (chains
+        merge); 0.08 nm is below the ~0.1 nm probe, so an image column. In
+        PbI2 along <1 -1 1> the Pb and I of one column are offset by ~0.04 nm.
 
     Returns
     -------
@@ -140,6 +172,7 @@ def cell_columns(atoms, *, merge_nm: float = 0.03) -> tuple[np.ndarray, np.ndarr
     heavy = np.asarray(atoms.get_atomic_numbers()) >= MIN_COLUMN_Z
     extent = np.array([atoms.cell[1, 1], atoms.cell[0, 0]]) / 10  # (row = y, col = x) [nm]
     pos = np.asarray(atoms.positions)[heavy][:, [1, 0]] / 10 % extent
+    pos[pos >= extent] = 0.0  # x % e can round to e for tiny negative x
     symbols = np.asarray(atoms.get_chemical_symbols())[heavy]
     tree = cKDTree(pos, boxsize=extent)
     pairs = tree.query_pairs(merge_nm, output_type="ndarray")
