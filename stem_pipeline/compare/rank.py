@@ -324,6 +324,10 @@ def compare_models(
     result = analyze(micrograph, config)
     if result.status != "ok":
         raise NoCrystalError(f"{micrograph.source}: {result.message or result.status}")
+    if result.labels is None and any(r != "all" for r in regions):
+        # The image's grid is not the CsPbI3/PbI2 one (result.message says why): no phase regions.
+        raise ValueError(f"{micrograph.source}: no phase regions to compare ({result.message}); use region='all'")
+    region_map = result.labels.region_map if result.labels is not None else None
     vectors = np.asarray(result.lattice["vectors_px"], dtype=np.float64)
     cells = {
         r: experimental_cell(
@@ -332,7 +336,7 @@ def compare_models(
             vectors,
             intensity=result.columns.intensity,
             region=r,
-            region_map=result.labels.region_map,
+            region_map=region_map,
             roi=roi,
             supercell=options.supercell,
             oversample=options.oversample,
