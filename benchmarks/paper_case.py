@@ -52,6 +52,8 @@ MODELS = ["cspbi3_001", "fapbi3_001", "pbi2_1m11", "pbi2_441"]
 #: columns.threshold_fraction override: below the abTEM dim/bright column ratio (~0.3), above noise maxima.
 #: Chosen from the physics of the cell (not searched for the best fraction); the default 0.42 assumes ~0.6.
 THRESHOLD = 0.25
+#: Section 2's baseline: the synthetic generator's dot with the same layout and dose, pipeline defaults.
+BASELINE = "baseline: synthetic make_dot, defaults"
 
 
 def reduced_config(name: str):
@@ -120,7 +122,10 @@ def analyze_dot(dot, config=None) -> dict:
     result = analyze(dot.micrograph(), config)
     row = {"truth": dot.uniform_fraction, "status": result.status, "time_s": time.perf_counter() - t0}
     if result.status == "ok" and result.fractions is None:  # the two-phase model does not apply
-        row["status"] = "no fractions: " + (result.message or "").split(": ", 1)[-1]
+        row["status"] = "no fractions: " + (result.message or "").split(": ", 1)[-1].split(" (")[0]
+    if result.lattice:
+        lat = result.lattice
+        row["lattice"] = f"{lat['spacing_px'] * dot.pixel_size_nm:.3f} nm {lat['angle_deg']:.0f} deg"
     if row["status"] == "ok":
         f = result.fractions
         row.update(found=f.uniform, lo=f.uniform_ci95[0], hi=f.uniform_ci95[1], n_columns=len(result.columns))
@@ -132,14 +137,20 @@ def analyze_dot(dot, config=None) -> dict:
 
 def fmt(row: dict) -> str:
     if row["status"] != "ok":
-        return f"{row['truth']:.3f} | {row['status']} | | | | |"
+        return f"{row['truth']:.3f} | {row['status']} | | | | | {row.get('lattice', '')}"
     err = row["found"] - row["truth"]
     inside = row["lo"] <= row["truth"] <= row["hi"]
     return (
         f"{row['truth']:.3f} | {row['found']:.3f} | {err:+.3f} | [{row['lo']:.3f}, {row['hi']:.3f}] | "
-        f"{'yes' if inside else 'no'} | {row['mask_cover']:.2f}"
+        f"{'yes' if inside else 'no'} | {row['mask_cover']:.2f} | {row.get('lattice', '')}"
     )
 
+
+#: Wall time of each model's first (uncached) series run [s], measured once (shared machine; not re-measured here).
+FIRST_RUN_S = {"cspbi3_001": "71 s", "fapbi3_001": "204 s", "pbi2_1m11": "1179 s", "pbi2_441": "1294 s"}
+
+#: One-line results collected by the sections, printed first in the results file.
+FINDINGS: list[str] = []
 
 DOT = {"shape": (448, 448), "pixel_size_nm": 0.035, "dot_size_nm": 12.0, "domain_size_nm": 3.5}
 
@@ -149,6 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer dots per dose")
     args = parser.parse_args(argv)
     from stem_pipeline.simulate.mosaic import mosaic_dot
+    from stem_pipeline.synthetic import make_dot
 
     t_start = time.perf_counter()
     n_dots = 2 if args.quick else 4
@@ -181,7 +193,10 @@ def main(argv=None) -> int:
         "",
     ]
     cell_set, sim_times = cells()
-    lines += ["## Cells (abTEM, reduced settings)", "", "| model | cell [nm] | thickness [nm] | columns | "
+    lines += ["## Cells (abTEM, reduced settings)", "",
+              "First (uncached) runs of the three-thickness series, measured once on this machine while other jobs "
+              "ran: " + ", ".join(f"{k} {v}" for k, v in FIRST_RUN_S.items()) + ". The times in the table are this "
+              "run's (cache hits are ~0).", "", "| model | cell [nm] | thickness [nm] | columns | "
               "lattice finder on a pure 12 nm dot | time [s] (cache hit if ~0) |", "|---|---|---|---|---|---|"]
     rng = np.random.default_rng(0)
     for name, cell in cell_set.items():
@@ -211,13 +226,19 @@ def main(argv=None) -> int:
 
     # 1. uniform-phase candidates
     lines += ["## 1. Which uniform phase the pipeline can take", "",
+              "Candidates, physically closest first: **pbi2_1m11**, PbI2 (what FAPbI3 becomes under the beam, per "
+              "the paper) along <1 -1 1>, the PbI2 axis whose projection comes closest to the paper's ~0.32 nm "
+              "uniform grid (0.347 nm, 82 deg; sim_configs/README.md); **pbi2_441**, PbI2 along the paper's stated "
+              "[-4 4 1], which projects to 1-D 0.228 nm fringes (no resolvable column grid); **fapbi3_001**, "
+              "undecomposed FAPbI3 [001] (square 0.318 nm grid, but its FA column is nearly empty in HAADF, so "
+              "it is a Pb-I/I pattern, not a uniform one). No model was tuned.", "",
               f"Ordered phase {ORDERED}. For each uniform candidate: a pure uniform dot (truth 1.0), a pure ordered "
               "dot (truth 0.0, same for every candidate) and one two-phase dot, dose 400. 'mask cover' is the "
               "fraction of the true dot area inside the pipeline's crystal mask; 'lattice' is what `find_lattice` "
               "returns on the two-phase dot (CsPbI3 column grid: 0.3145 nm, 90 deg).", "",
-              "| pipeline | uniform phase | pure ordered found | pure uniform found | lattice (two-phase) | truth | "
-              "found | error | 95 % interval | truth inside | mask cover |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| pipeline | uniform phase | pure ordered found | pure uniform found | lattice (two-phase, raw) | truth | "
+              "found | error | 95 % interval | truth inside | mask cover | lattice (pipeline) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     section1 = {}
     for label, config in configs.items():
         pure_o = mosaic_dot(o, o, DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
@@ -235,6 +256,12 @@ def main(argv=None) -> int:
             section1[label, name] = (row_o, row_u, row)
             lines.append(f"| {label} | {name} | {_found(row_o)} | {_found(row_u)} | {lattice_of(dot.micrograph())} | "
                          f"{fmt(row)} |")
+        FINDINGS.append(
+            f"`{label}`: pure CsPbI3 dot (truth 0) -> {_found(row_o)}; "
+            + "; ".join(f"{n}: pure uniform (truth 1) -> {_found(section1[label, n][1])}, two-phase "
+                        f"(truth {section1[label, n][2]['truth']:.2f}) -> {_found(section1[label, n][2])}"
+                        for n in CANDIDATES)
+        )
     lines.append("")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")  # partial results survive a failure below
@@ -245,19 +272,26 @@ def main(argv=None) -> int:
     # 2. fraction vs truth at several doses
     chosen, why = _choose(section1, list(configs)[-1])
     lines += [f"## 2. Uniform fraction found vs truth ({ORDERED} + {chosen})", "", why, "",
-              f"{n_dots} dots per dose (random layout, rotation 0-90 deg, centre offset +-1 nm; seeds 1000..). ", "",
-              "| pipeline | dose [counts] | truth | found | error | 95 % interval | truth inside | mask cover |",
-              "|---|---|---|---|---|---|---|---|"]
+              f"{n_dots} dots per dose (random layout, rotation 0-90 deg, centre offset +-1 nm; seeds 1000.., the same "
+              "layouts at every dose, so only the noise changes with the dose).", "",
+              "| pipeline | dose [counts] | truth | found | error | 95 % interval | truth inside | mask cover | "
+              "lattice (pipeline) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     summary = []
-    for label, config in configs.items():
+    runs = dict(configs)
+    runs[BASELINE] = configs["defaults"]
+    for label, config in runs.items():
         for dose in doses:
             errs, cover = [], []
             for k in range(n_dots):
                 r = np.random.default_rng(1000 + k)
-                dot = mosaic_dot(o, cell_set[chosen], DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"],
-                                 dot_size_nm=DOT["dot_size_nm"], domain_size_nm=DOT["domain_size_nm"],
-                                 rotation_deg=float(r.uniform(0, 90)), center_offset_nm=tuple(r.uniform(-1, 1, 2)),
-                                 dose=dose, rng=r)
+                layout = dict(pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
+                              domain_size_nm=DOT["domain_size_nm"], rotation_deg=float(r.uniform(0, 90)),
+                              center_offset_nm=tuple(r.uniform(-1, 1, 2)), dose=dose, rng=r)
+                if label == BASELINE:  # same layout (same draws from r), the generator's Gaussian contrast
+                    dot = make_dot(DOT["shape"], **layout)
+                else:
+                    dot = mosaic_dot(o, cell_set[chosen], DOT["shape"], **layout)
                 row = analyze_dot(dot, config)
                 lines.append(f"| {label} | {dose:.0f} | {fmt(row)} |")
                 if row["status"] == "ok":
@@ -266,6 +300,12 @@ def main(argv=None) -> int:
             summary.append((label, dose, errs, cover))
     lines += ["", "| pipeline | dose | dots ok | mean error | max abs error | coverage of the 95 % interval |",
               "|---|---|---|---|---|---|"]
+    for label in runs:
+        n_ok = sum(len(e) for lab, _, e, _ in summary if lab == label)
+        what = "same layouts and doses" if label == BASELINE else f"{ORDERED} + {chosen} mosaic"
+        FINDINGS.append(f"Fraction vs truth (`{label}`, {what}): {n_ok} of {n_dots * len(doses)} dots got fractions"
+                        + (f", max abs error {max(np.max(np.abs(e)) for lab, _, e, _ in summary if lab == label and e):.3f}"
+                           if n_ok else ""))
     for label, dose, errs, cover in summary:
         if errs:
             lines.append(f"| {label} | {dose:.0f} | {len(errs)}/{n_dots} | {np.mean(errs):+.3f} | "
@@ -278,6 +318,8 @@ def main(argv=None) -> int:
     # 3. compare ranking per region
     lines += _compare_section(cell_set, chosen, configs)
     lines += ["", f"_(total {time.perf_counter() - t_start:.0f} s)_", ""]
+    at = lines.index("") + 1
+    lines[at:at] = ["## Summary (computed)", ""] + [f"- {f}" for f in FINDINGS] + [""]
     text = "\n".join(lines) + "\n"
     RESULTS.write_text(text)
     print(text)
@@ -368,7 +410,7 @@ def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_reduced_yaml(Path(tmp))
         for label, config in configs.items():
-            for region in ("ordered", "uniform"):
+            for region in ("ordered", "uniform", "all"):
                 t0 = time.perf_counter()
                 out = Path(tmp) / label.replace(" ", "_") / region
                 try:
@@ -377,7 +419,10 @@ def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
                 except Exception as exc:  # report, do not hide
                     lines += [f"**pipeline {label}, --region {region}**: compare failed: "
                               f"`{type(exc).__name__}: {exc}`", ""]
+                    FINDINGS.append(f"`compare_models` (`{label}`, region {region}): failed, "
+                                    f"`{type(exc).__name__}: {exc}`")
                     continue
+                FINDINGS.append(f"`compare_models` (`{label}`, region {region}): first {results[0].model}")
                 lines += [f"**pipeline {label}, --region {region}** ({time.perf_counter() - t0:.0f} s):", "",
                           "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source sigma [nm] | ratio exp | "
                           "ratio sim |", "|---|---|---|---|---|---|---|---|---|"]
@@ -432,6 +477,9 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
             lines += ["", f"**region {region}, sim cell = {how}** ({mean.count} true-column cells folded):", "",
                       "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source sigma [nm] | ratio exp | ratio sim |",
                       "|---|---|---|---|---|---|---|---|---|"]
+            if entries:
+                FINDINGS.append(f"compare fit on the true {region} region, sim cell = {how}: first "
+                                f"{rank(entries)[0].model}")
             for k, r in enumerate(rank(entries), 1):
                 lines.append(
                     f"| {k} | {r.model} | {_g(r.chi2)} | {_g(r.ncc, 3)} | {_g(r.ssim, 3)} | {_g(r.thickness_nm, 2)} | "
