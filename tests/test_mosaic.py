@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stem_pipeline._types import CONTRASTS, LABELS, REGION_ORDERED, REGION_OUTSIDE, REGION_UNIFORM
+from stem_pipeline._types import (
+    CONTRASTS,
+    LABELS,
+    REGION_ORDERED,
+    REGION_OUTSIDE,
+    REGION_UNIFORM,
+)
 from stem_pipeline.simulate.mosaic import CellImage, cell_columns, mosaic_dot
 from stem_pipeline.synthetic import domain_map, render_gaussians
 
@@ -46,7 +52,13 @@ def cells():
 
 
 def test_region_map_is_the_synthetic_domain_map(cells):
-    kwargs = dict(pixel_size_nm=PIXEL_NM, dot_size_nm=6.0, rotation_deg=17.0, uniform_fraction=0.5, domain_size_nm=2.0)
+    kwargs = {
+        "pixel_size_nm": PIXEL_NM,
+        "dot_size_nm": 6.0,
+        "rotation_deg": 17.0,
+        "uniform_fraction": 0.5,
+        "domain_size_nm": 2.0,
+    }
     dot = mosaic_dot(*cells, (200, 200), rng=3, dose=None, **kwargs)
     expected = domain_map((200, 200), rng=3, **kwargs)
     np.testing.assert_array_equal(dot.region_map, expected)
@@ -89,7 +101,7 @@ def test_pixels_show_their_phase_cell_at_true_columns(cells, rotation_deg):
 
 
 def test_dose_scales_and_noise_is_poisson(cells):
-    kwargs = dict(pixel_size_nm=PIXEL_NM, dot_size_nm=6.0, rng=2)
+    kwargs = {"pixel_size_nm": PIXEL_NM, "dot_size_nm": 6.0, "rng": 2}
     quiet = mosaic_dot(*cells, (180, 180), dose=None, **kwargs)
     noisy = mosaic_dot(*cells, (180, 180), dose=50.0, **kwargs)
     assert noisy.image.dtype == np.float32 and noisy.clean.dtype == np.float32

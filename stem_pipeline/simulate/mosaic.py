@@ -28,8 +28,19 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from stem_pipeline._types import CONTRASTS, LABELS, REGION_ORDERED, REGION_UNIFORM, Micrograph
-from stem_pipeline.synthetic import SyntheticDot, amorphous_background, domain_map, dot_frame
+from stem_pipeline._types import (
+    CONTRASTS,
+    LABELS,
+    REGION_ORDERED,
+    REGION_UNIFORM,
+    Micrograph,
+)
+from stem_pipeline.synthetic import (
+    SyntheticDot,
+    amorphous_background,
+    domain_map,
+    dot_frame,
+)
 
 from .config import SimulationConfig
 from .structures import as_generator
