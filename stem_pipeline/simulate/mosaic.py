@@ -116,7 +116,9 @@ class CellImage:
         from stem_pipeline.lattice import reduce_basis
 
         ext = self.extent_nm
-        tree = cKDTree(self.sites_nm % ext, boxsize=ext)
+        wrapped = self.sites_nm % ext
+        wrapped[wrapped >= ext] = 0.0
+        tree = cKDTree(wrapped, boxsize=ext)
         same = self.bright == self.bright[0]
         candidates = list(self.sites_nm[same] - self.sites_nm[0]) + [np.array([ext[0], 0.0]), np.array([0.0, ext[1]])]
         valid = []
