@@ -220,6 +220,7 @@ def find_lattice(
     excess = power[rr, cc] * (1.0 - 1.0 / strength)
     strong = excess >= strong_fraction * excess.max()
     rr, cc, gr, gc, strength = rr[strong], cc[strong], gr[strong], gc[strong], strength[strong]
+    excess = excess[strong]
     # Sub-pixel peak positions: centroid of the ratio in a 3x3 neighbourhood.
     g = np.empty((len(rr), 2))
     for i, (r, c) in enumerate(zip(rr, cc)):
@@ -228,8 +229,12 @@ def find_lattice(
         w = power[r0:r1, c0:c1]
         g[i, 0] = (w.sum(axis=1) @ fr[r0:r1]) / w.sum()
         g[i, 1] = (w.sum(axis=0) @ fc[c0:c1]) / w.sum()
+    # The basis: the strongest reflection and the strongest one not collinear with it. Not the
+    # shortest: the superlattice reflections of CsPbI3's bright/dim ordering (at half the column
+    # grid's frequency) can pass the "strong" cut when the dim columns are ~0.3 of the bright ones,
+    # as abTEM gives, and the shortest choice would then return the 0.63 nm cell, not the a/2 grid.
     norm = np.hypot(g[:, 0], g[:, 1])
-    order = np.argsort(norm)
+    order = np.argsort(-excess)
     g, norm, strength = g[order], norm[order], strength[order]
     g1 = g[0]
     sines = np.abs(g1[0] * g[:, 1] - g1[1] * g[:, 0]) / (norm * norm[0])

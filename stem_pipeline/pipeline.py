@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 from pydantic import Field
 
-from ._types import Micrograph, PipelineResult
+from ._types import LABELS, Micrograph, PipelineResult
 from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
@@ -75,7 +75,7 @@ def analyze(
         :func:`stem_pipeline.classify.two_phase_model_reasons`), the columns
         are returned without labels and fractions, and ``message`` says why.
     """
-    from .classify import classify_columns, two_phase_model_reasons
+    from .classify import classify_columns, contrast_pattern_reasons, two_phase_model_reasons
     from .columns import find_columns, measure_intensities, refine_columns
     from .denoise import denoise
     from .lattice import crystal_mask, find_lattice
@@ -116,6 +116,15 @@ def analyze(
     reasons = two_phase_model_reasons(
         lattice.vectors_px, pixel_size_nm=micrograph.pixel_size_nm, config=config.two_phase_model
     )
+    if not reasons:
+        with _timed(timings, "classify"):
+            labels, fractions = classify_columns(
+                columns, shape=raw.shape, crystal_mask=mask, config=config.classify, rng=rng
+            )
+            reasons = contrast_pattern_reasons(
+                columns.intensity, columns.rc, labels.label == LABELS.index("ordered"),
+                spacing_px=lattice.spacing_px, config=config.two_phase_model,
+            )
     if reasons:
         timings["total"] = round(sum(timings.values()), 4)
         return PipelineResult(
@@ -127,10 +136,6 @@ def analyze(
             message="columns found; phase fractions not reported, the two-phase model does not apply: "
             + "; ".join(reasons),
             **common,
-        )
-    with _timed(timings, "classify"):
-        labels, fractions = classify_columns(
-            columns, shape=raw.shape, crystal_mask=mask, config=config.classify, rng=rng
         )
     timings["total"] = round(sum(timings.values()), 4)
     return PipelineResult(

@@ -7,7 +7,7 @@ the pixels and returns the crystal-area fractions with a 95 % interval.
 """
 
 from ._core import ClassifyConfig, classify_columns
-from .applicability import TwoPhaseModelConfig, two_phase_model_reasons
+from .applicability import TwoPhaseModelConfig, bright_fraction, contrast_pattern_reasons, two_phase_model_reasons
 from .features import ColumnFeatures, column_features, estimate_lattice_vectors, indexed_pairs, neighbour_pairs
 from .model import mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
@@ -17,6 +17,8 @@ __all__ = [
     "ColumnFeatures",
     "TwoPhaseModelConfig",
     "area_fractions",
+    "bright_fraction",
+    "contrast_pattern_reasons",
     "boundary_length_px",
     "classify_columns",
     "column_features",

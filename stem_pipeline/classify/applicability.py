@@ -24,6 +24,11 @@ class TwoPhaseModelConfig(StrictModel):
     spacing_nm: tuple[float, float] = Field(
         (0.27, 0.36), description="accepted column spacing [nm] (only checked on calibrated images)"
     )
+    bright_fraction: tuple[float, float] = Field(
+        (0.12, 0.38),
+        description="accepted share of bright columns in ordered regions (CsPbI3 [001]: one Pb-I column in four)",
+    )
+    min_ordered_columns: int = Field(50, ge=1, description="fewest ordered columns to check the bright share on")
 
 
 def two_phase_model_reasons(
@@ -72,3 +77,76 @@ def two_phase_model_reasons(
                 f"column spacing {spacing:.3f} nm is outside {lo:g}-{hi:g} nm (CsPbI3 a/2 = 0.3145 nm, PbI2 ~0.32 nm)"
             )
     return reasons
+
+
+def bright_fraction(intensity: np.ndarray, rc: np.ndarray, *, spacing_px: float) -> float:
+    """Share of bright columns among columns of one phase, measured independently of the labels.
+
+    Each intensity is divided by the mean of its neighbours within three
+    spacings (so a thickness gradient does not count as contrast), and the
+    relative intensities are split in two by Otsu's threshold.
+
+    Parameters
+    ----------
+    intensity : (K,) ndarray
+        Column intensities (raw counts).
+    rc : (K, 2) ndarray
+        Column positions (row, col) [px].
+    spacing_px : float
+        Column spacing [px].
+
+    Returns
+    -------
+    float
+        About 0.25 for CsPbI3 [001] (bright Pb-I on one site in four), 0.5 for a
+        checkerboard of two kinds of column (e.g. the A and B columns of an
+        oxide perovskite).
+    """
+    from scipy.spatial import cKDTree
+    from skimage.filters import threshold_otsu
+
+    intensity = np.asarray(intensity, dtype=float)
+    neighbours = cKDTree(rc).query_ball_point(rc, r=3.0 * spacing_px)
+    local = np.array([np.mean(intensity[n]) for n in neighbours])
+    relative = intensity / np.where(local > 0, local, np.nan)
+    relative = relative[np.isfinite(relative)]
+    if len(relative) < 2 or np.ptp(relative) == 0:
+        return 0.0
+    return float(np.mean(relative > threshold_otsu(relative)))
+
+
+def contrast_pattern_reasons(
+    intensity: np.ndarray,
+    rc: np.ndarray,
+    ordered: np.ndarray,
+    *,
+    spacing_px: float,
+    config: TwoPhaseModelConfig | None = None,
+) -> list[str]:
+    """Reasons why the ordered regions' bright/dim pattern is not CsPbI3's (empty: it is, or too few to tell).
+
+    Parameters
+    ----------
+    intensity : (K,) ndarray
+        Column intensities (raw counts).
+    rc : (K, 2) ndarray
+        Column positions (row, col) [px].
+    ordered : (K,) ndarray of bool
+        Columns labelled ``ordered``.
+    spacing_px : float
+        Column spacing [px].
+    config : TwoPhaseModelConfig, optional
+        Accepted bright share and the fewest ordered columns to check.
+    """
+    config = config or TwoPhaseModelConfig()
+    ordered = np.asarray(ordered, dtype=bool)
+    if ordered.sum() < config.min_ordered_columns:
+        return []
+    share = bright_fraction(np.asarray(intensity)[ordered], np.asarray(rc)[ordered], spacing_px=spacing_px)
+    lo, hi = config.bright_fraction
+    if lo <= share <= hi:
+        return []
+    return [
+        f"the bright/dim pattern is not CsPbI3's one bright Pb-I column in four: {share:.0%} of the ordered "
+        "columns are bright"
+    ]

@@ -40,11 +40,22 @@ class ColumnsConfig(StrictModel):
         "below this fraction of the lower one (heights above the local background).",
     )
     threshold_fraction: float = Field(
-        0.42,
+        0.2,
         ge=0,
         le=1,
         description="A maximum is a column when its height above the local background exceeds this "
-        "fraction of the 90th percentile of candidate heights in the crystal (dim columns are ~0.6).",
+        "fraction of the 90th percentile of candidate heights in the crystal (abTEM gives dim Cs and I "
+        "columns at ~0.3 of the bright Pb-I ones).",
+    )
+    min_lattice_neighbours: int = Field(
+        2,
+        ge=0,
+        le=4,
+        description="A column needs this many neighbours one lattice vector away (of the four); drops "
+        "noise maxima at the crystal's edge. 0 keeps every maximum (e.g. for several grains).",
+    )
+    lattice_tolerance_fraction: float = Field(
+        0.3, gt=0, le=0.5, description="How far a neighbour may be from its lattice site [spacings]."
     )
     background_size_fraction: float = Field(
         1.5, gt=0, description="Size of the local-minimum (background) filter for peak heights [spacings]."

@@ -36,12 +36,14 @@ def find_columns(
     its local background (a minimum filter) is subtracted, and local maxima
     at least ``candidate_separation_fraction`` spacings apart are candidates.
     Candidates lower than ``threshold_fraction`` of the 90th percentile of
-    candidate heights are dropped (this keeps dim columns at ~0.6 of the
+    candidate heights are dropped (this keeps dim columns at ~0.3 of the
     bright ones and drops noise between columns). Two candidates closer than
     ``min_separation_fraction`` spacings are one column (the higher one is
     kept) unless the profile between them dips below ``resolve_dip`` of the
     lower one: resolved dumbbells stay two columns, unresolved ones are not
-    split.
+    split. Finally, maxima with fewer than ``min_lattice_neighbours``
+    neighbours one lattice vector away (noise at the crystal's edge) are
+    dropped (:func:`lattice_consistent`).
 
     Parameters
     ----------
@@ -103,11 +105,61 @@ def find_columns(
     h = h[keep]
     keep = _merge_close(rc, h, height, config.min_separation_fraction * spacing, config.resolve_dip)
     rc, h = rc[keep], h[keep]
+    if config.min_lattice_neighbours:
+        keep = lattice_consistent(
+            rc, lattice.vectors_px, tolerance_px=config.lattice_tolerance_fraction * spacing,
+            min_neighbours=config.min_lattice_neighbours,
+        )
+        rc, h = rc[keep], h[keep]
     order = np.lexsort((rc[:, 1], rc[:, 0]))
     rc = rc[order]
     peak = img[rc[:, 0].astype(int), rc[:, 1].astype(int)]
     logger.info("find_columns: %d columns (spacing %.2f px)", len(rc), spacing)
     return Columns(rc=rc, peak=peak, pixel_size_nm=pixel_size_nm)
+
+
+def lattice_consistent(
+    rc: np.ndarray, vectors_px: np.ndarray, *, tolerance_px: float, min_neighbours: int = 2, passes: int = 3
+) -> np.ndarray:
+    """Which columns have at least ``min_neighbours`` neighbours one lattice vector away.
+
+    A column of the crystal has a neighbour at (most of) ``+-v1, +-v2``; a
+    noise or carbon-speckle maximum near the crystal's edge has not. Removing
+    the isolated points can isolate others, so it is repeated ``passes`` times.
+
+    Parameters
+    ----------
+    rc : (N, 2) ndarray
+        Candidate positions (row, col) [px].
+    vectors_px : (2, 2) ndarray
+        The lattice vectors (row, col) [px].
+    tolerance_px : float
+        How far from ``rc + v`` the neighbour may be [px].
+    min_neighbours : int
+        Neighbours required among the four directions.
+    passes : int
+        Times the removal is repeated.
+
+    Returns
+    -------
+    (N,) ndarray of bool
+    """
+    keep = np.ones(len(rc), bool)
+    shifts = np.concatenate([vectors_px, -np.asarray(vectors_px)])
+    for _ in range(passes):
+        idx = np.nonzero(keep)[0]
+        if len(idx) == 0:
+            break
+        tree = cKDTree(rc[idx])
+        count = np.zeros(len(idx), int)
+        for v in shifts:
+            d, _ = tree.query(rc[idx] + v, distance_upper_bound=tolerance_px)
+            count += np.isfinite(d)
+        isolated = count < min_neighbours
+        if not isolated.any():
+            break
+        keep[idx[isolated]] = False
+    return keep
 
 
 def _merge_close(rc: np.ndarray, h: np.ndarray, height: np.ndarray, min_sep: float, dip: float) -> np.ndarray:
