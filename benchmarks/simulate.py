@@ -462,7 +462,7 @@ def part_done(quick: bool, reuse: Path | None = None) -> list[str]:
         f" Pb-I/I **{r_cli[1]:.2f}**; at the column centres without blur (CLI run / independent): Pb-I/Cs"
         f" {r_raw[0]:.2f} / {r_ref[0]:.2f}, Pb-I/I {r_raw[1]:.2f} / {r_ref[1]:.2f}. With"
         f" {cfg.phonons.num_configs} configurations these carry a phonon-sampling standard error of roughly"
-        " 9-15 % (convergence section).",
+        " 7.5-12 % (convergence section, blurred peaks).",
     ]
 
 
