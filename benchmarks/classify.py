@@ -160,7 +160,7 @@ def main(argv=None):
         f"(before this change about 0.5-2.8 s, sklearn k-means start and 1000 bootstrap replicates).",
         f"Whole `pipeline.analyze` of a 512x512 dot: mean {np.mean(totals):.2f} s over {len(totals)} dots.",
         "Timings on a shared 2-core machine (other engineers' jobs running).",
-        "The paper's Cs0.5FA0.5PbI3 abTEM dot model (simulate module) is not included: left for the lead.",
+        "The paper's Cs0.5FA0.5PbI3 case on abTEM contrast is in benchmarks/paper_case.py (results/paper_case.md).",
     ]
     text = "\n".join(["# Contrast classification", "", *lines, *notes]) + "\n"
     print(text)
