@@ -364,12 +364,7 @@ def make_dot(
     clean += amorphous_background(
         shape, pixel_size_nm=pixel_size_nm, level=carbon_level, contrast=carbon_contrast, rng=rng
     )
-    if dose is None:
-        image = clean
-    else:
-        clean = clean * dose
-        height = height * dose
-        image = rng.poisson(clean).astype(np.float64)
+    image, clean, height = apply_dose(clean, height, dose=dose, rng=rng)
     v = np.stack([s_o * u, s_o * w])
     return SyntheticDot(
         image=image.astype(np.float32),
@@ -383,6 +378,35 @@ def make_dot(
         lattice_vectors_px=v,
         dose=dose,
     )
+
+
+def apply_dose(
+    clean: np.ndarray, amplitude: np.ndarray, *, dose: float | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale a unit-height image to counts and draw Poisson noise.
+
+    Parameters
+    ----------
+    clean : (M, N) ndarray
+        Noise-free image with bright columns of height 1.
+    amplitude : (K,) ndarray
+        Column heights on the same scale.
+    dose : float or None
+        Expected counts at a bright column; None leaves everything as it is (no noise).
+    rng : Generator
+        Random source.
+
+    Returns
+    -------
+    image, clean, amplitude : ndarray
+        The noisy image, and the clean image and heights in counts.
+    """
+    if dose is None:
+        return clean, clean, amplitude
+    if dose <= 0:
+        raise ValueError(f"dose={dose}: must be positive (counts at a bright column) or None")
+    clean = clean * dose
+    return rng.poisson(clean).astype(np.float64), clean, amplitude * dose
 
 
 def make_carbon(

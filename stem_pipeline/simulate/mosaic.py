@@ -38,6 +38,7 @@ from stem_pipeline._types import (
 from stem_pipeline.synthetic import (
     SyntheticDot,
     amorphous_background,
+    apply_dose,
     domain_map,
     dot_frame,
 )
@@ -418,14 +419,7 @@ def mosaic_dot(
     ).astype(np.int8)
     label = np.where(contrast == _UNIFORM, LABELS.index("uniform"), LABELS.index("ordered")).astype(np.int8)
 
-    if dose is None:
-        image = clean
-    else:
-        if dose <= 0:
-            raise ValueError(f"dose={dose}: must be positive (counts at a bright column) or None")
-        clean = clean * dose
-        amplitude = amplitude * dose
-        image = rng.poisson(clean).astype(np.float64)
+    image, clean, amplitude = apply_dose(clean, amplitude, dose=dose, rng=rng)
     grid = ordered.grid_vectors_nm() / pixel_size_nm
     vectors = grid[:, :1] * u + grid[:, 1:] * w
     return MosaicDot(
