@@ -41,18 +41,24 @@ class Lattice:
     strength : float
         How crystalline the image is: the smaller peak-to-background ratio of
         the two fundamental Bragg peaks of the power spectrum.
+    foreign_peaks : int
+        Bragg peaks (at least 0.05 of the strongest's excess power) that
+        are neither on this grid's reciprocal lattice nor at its half-integer
+        superlattice positions: a second lattice (another phase or grain).
     """
 
     vectors_px: np.ndarray
     spacing_px: float
     angle_deg: float
     strength: float
+    foreign_peaks: int = 0
 
     def __post_init__(self) -> None:
         v = np.asarray(self.vectors_px, dtype=np.float64).reshape(2, 2)
         object.__setattr__(self, "vectors_px", v)
         for name in ("spacing_px", "angle_deg", "strength"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "foreign_peaks", int(self.foreign_peaks))
 
     @property
     def reciprocal_px(self) -> np.ndarray:
@@ -66,6 +72,7 @@ class Lattice:
             "spacing_px": self.spacing_px,
             "angle_deg": self.angle_deg,
             "strength": self.strength,
+            "foreign_peaks": self.foreign_peaks,
         }
 
     @classmethod
@@ -143,6 +150,13 @@ def _radial_median(power: np.ndarray, radius: np.ndarray, n_bins: int) -> np.nda
     return prof[rbin]
 
 
+#: A strong peak further than this (in reciprocal-lattice units) from every integer and half-integer
+#: position is foreign; a 3.2 A grid beside the 3.145 A one is 0.02 off, PbI2 <1 -1 1> beside it ~0.1.
+_FOREIGN_TOLERANCE = 0.05
+#: Only peaks with at least this share of the strongest peak's excess power count as foreign.
+_FOREIGN_FRACTION = 0.05
+
+
 def find_lattice(
     image: np.ndarray | Micrograph,
     *,
@@ -218,6 +232,8 @@ def find_lattice(
     # the ratio favours high frequencies (the background falls off), which can make the (1,1)
     # reflections look stronger than the (1,0) ones and turn the square grid into a centred one.
     excess = power[rr, cc] * (1.0 - 1.0 / strength)
+    # Every candidate above the foreign-peak share, kept for the second-lattice check below.
+    candidates = np.stack([gr, gc], axis=1)[excess >= _FOREIGN_FRACTION * excess.max()]
     strong = excess >= strong_fraction * excess.max()
     rr, cc, gr, gc, strength = rr[strong], cc[strong], gr[strong], gc[strong], strength[strong]
     excess = excess[strong]
@@ -235,7 +251,7 @@ def find_lattice(
     # as abTEM gives, and the shortest choice would then return the 0.63 nm cell, not the a/2 grid.
     norm = np.hypot(g[:, 0], g[:, 1])
     order = np.argsort(-excess)
-    g, norm, strength = g[order], norm[order], strength[order]
+    g, norm, strength, excess = g[order], norm[order], strength[order], excess[order]
     g1 = g[0]
     sines = np.abs(g1[0] * g[:, 1] - g1[1] * g[:, 0]) / (norm * norm[0])
     second = np.nonzero(sines > 0.25)[0]
@@ -250,6 +266,11 @@ def find_lattice(
     if indexed.sum() >= 2 and np.linalg.matrix_rank(hk_int[indexed]) == 2:
         G = np.linalg.lstsq(hk_int[indexed], g[indexed], rcond=None)[0]
     vectors = reduce_basis(np.linalg.inv(G).T)
+    # Strong peaks on neither the grid nor its half-integer superlattice belong to a second lattice.
+    # (Candidates are at whole frequency pixels: the tolerance also covers that rounding.)
+    hk2 = 2 * (candidates @ np.linalg.inv(G))
+    tolerance = 2 * _FOREIGN_TOLERANCE + np.abs(np.linalg.inv(G)).sum(axis=0) / shape.max()  # half a pixel, x2
+    foreign = int(np.sum(np.any(np.abs(hk2 - np.round(hk2)) > tolerance, axis=1)))
     # Strength: the weaker of the two peaks that define the basis.
     basis_strength = float(min(strength[0], strength[second[0]]))
     lengths = np.hypot(vectors[:, 0], vectors[:, 1])
@@ -259,6 +280,7 @@ def find_lattice(
         spacing_px=float(lengths.min()),
         angle_deg=float(np.degrees(np.arccos(np.clip(cosang, -1, 1)))),
         strength=basis_strength,
+        foreign_peaks=foreign,
     )
     logger.info(
         "find_lattice: spacing %.2f px, angle %.1f deg, strength %.1f (%d strong peaks)",

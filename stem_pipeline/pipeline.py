@@ -114,7 +114,10 @@ def analyze(
         columns = measure_intensities(raw, columns, config=config.columns)
     columns = columns.replace(pixel_size_nm=micrograph.pixel_size_nm)
     reasons = two_phase_model_reasons(
-        lattice.vectors_px, pixel_size_nm=micrograph.pixel_size_nm, config=config.two_phase_model
+        lattice.vectors_px,
+        pixel_size_nm=micrograph.pixel_size_nm,
+        foreign_peaks=lattice.foreign_peaks,
+        config=config.two_phase_model,
     )
     if not reasons:
         with _timed(timings, "classify"):

@@ -95,3 +95,18 @@ def test_physical_contrast_dim_columns_at_a_third(dose):
     assert np.mean(dist < 3.0) >= 0.98  # recall, dim columns included
     assert result.fractions is not None, result.message
     assert abs(result.fractions.uniform - dot.uniform_fraction) <= (0.03 if dose >= 400 else 0.06)
+
+
+def test_a_second_lattice_is_reported_not_silently_classified():
+    """Uniform domains on a 0.38 nm grid beside CsPbI3's 0.3145 nm one: two lattices, no fractions."""
+    from stem_pipeline.lattice import find_lattice
+
+    dot = make_dot(
+        (384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.38,
+        rotation_deg=20.0, dose=100.0, dim_ratio=0.3, rng=3,
+    )
+    assert find_lattice(dot.image).foreign_peaks > 0
+    result = analyze(dot.micrograph())
+    assert result.fractions is None and "second lattice" in result.message
+    one_grid = make_dot((384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, rng=3)
+    assert find_lattice(one_grid.image).foreign_peaks == 0

@@ -32,7 +32,11 @@ class TwoPhaseModelConfig(StrictModel):
 
 
 def two_phase_model_reasons(
-    vectors_px: np.ndarray, *, pixel_size_nm: float | None, config: TwoPhaseModelConfig | None = None
+    vectors_px: np.ndarray,
+    *,
+    pixel_size_nm: float | None,
+    foreign_peaks: int = 0,
+    config: TwoPhaseModelConfig | None = None,
 ) -> list[str]:
     """Reasons why the two-phase model does not apply to a column grid (empty: it applies).
 
@@ -43,6 +47,9 @@ def two_phase_model_reasons(
         :func:`stem_pipeline.lattice.find_lattice`).
     pixel_size_nm : float or None
         Pixel size [nm]; without it the spacing is not checked.
+    foreign_peaks : int
+        Strong Bragg peaks off this grid (:attr:`stem_pipeline.lattice.Lattice.foreign_peaks`):
+        a second lattice, whose regions one grid cannot separate.
     config : TwoPhaseModelConfig, optional
         Tolerances.
 
@@ -69,6 +76,11 @@ def two_phase_model_reasons(
     ratio = float(lengths.max() / lengths.min())
     if ratio > config.max_length_ratio:
         reasons.append(f"the column grid is rectangular or mixed: its vectors differ in length by {ratio:.2f}x")
+    if foreign_peaks:
+        reasons.append(
+            f"a second lattice is present ({foreign_peaks} strong Bragg peak(s) off the column grid, e.g. PbI2 "
+            "along <1 -1 1> beside CsPbI3 [001], or another grain): one grid cannot separate its regions"
+        )
     if pixel_size_nm:
         spacing = float(lengths.min() * pixel_size_nm)
         lo, hi = config.spacing_nm
