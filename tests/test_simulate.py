@@ -325,3 +325,21 @@ def test_prism_is_opt_in():
     prism = as_config(tiny(fast={"engine": "prism"}))
     plan = _plan(prism, atoms, "fast")
     assert plan["engine"] == "prism" and plan["interpolation"] == plan["tiles"] == (3, 3)
+
+
+def test_simulate_command_writes_a_calibrated_image(tmp_path):
+    from stem_pipeline import cli, io
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny(phonons={"num_configs": 0}, scan={"field_cells": [8, 8]})))
+    out = tmp_path / "cell.tif"
+    assert cli.main(["-q", "simulate", str(path), "--out", str(out), "--thickness-nm", "1.2", "--fast"]) == 0
+    image = io.load(out)
+    assert image.pixel_size_nm == pytest.approx(0.629 / 8, rel=1e-4)
+    assert image.shape == (64, 64)  # 8x8 cells of 8 px, tiled
+    cell = image.data[:8, :8]
+    np.testing.assert_allclose(image.data[8:16, 16:24], cell, rtol=1e-5)  # periodic tiling
+    assert cell.max() > 2 * cell.min()  # columns, not a flat image
+    with pytest.raises(SystemExit) as info:  # bad usage: an extension the command cannot write
+        cli.main(["-q", "simulate", str(path), "--out", str(tmp_path / "x.png")])
+    assert info.value.code == 2
