@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, nargs="+", required=True, metavar="CONFIG.yaml")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--region", choices=("ordered", "uniform", "all"), default="all")
+    p.add_argument(
+        "--thicknesses-nm", type=float, nargs="+", metavar="T",
+        help="thickness series to fit [nm] (default: the comparison's range, 2-16 nm)",
+    )
     _add_config(p)
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
 

@@ -153,11 +153,14 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     """``stem-pipeline compare IMAGE --models CONFIG.yaml... --out DIR``: rank models against IMAGE."""
     from . import io
-    from .compare import compare_models
+    from .compare import CompareConfig, compare_models
 
     missing = [str(p) for p in args.models if not p.is_file()]
     if missing:
         raise UsageError(f"no such model config: {', '.join(missing)}")
+    if args.thicknesses_nm and min(args.thicknesses_nm) <= 0:
+        raise UsageError("--thicknesses-nm must be positive")
+    options = CompareConfig(thicknesses_nm=sorted(args.thicknesses_nm)) if args.thicknesses_nm else None
     config = _pipeline_config(args.config)
     try:
         micrograph = io.load(args.image, pixel_size_nm=args.pixel_size_nm)
@@ -165,7 +168,8 @@ def run_compare(args: argparse.Namespace) -> int:
         logger.error("%s", exc)
         return EXIT_FAILED
     results = compare_models(
-        micrograph, args.models, region=args.region, out=args.out, config=config, progress=not args.quiet
+        micrograph, args.models, region=args.region, out=args.out, config=config, options=options,
+        progress=not args.quiet,
     )
     for rank, r in enumerate(results, 1):
         print(f"{rank}. {r.model} ({r.region}): NCC {r.ncc:.3f}, SSIM {r.ssim:.3f}, thickness {r.thickness_nm} nm")

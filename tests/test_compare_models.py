@@ -99,3 +99,22 @@ def test_three_models_with_pbi2(configs):
     micrograph, _, _ = noisy_experiment(configs["fapbi3_001"], index=2, sigma_nm=0.04, angle_deg=-15.0, rng=1)
     results = compare_models(micrograph, list(configs.values()), options=OPTIONS, progress=False)
     assert results[0].model == "fapbi3_001"
+
+
+def test_compare_command_ranks_and_writes_the_report(configs, tmp_path, capsys):
+    _skip_without_abtem()
+    from stem_pipeline import cli, io
+
+    micrograph, _, _ = noisy_experiment(configs["cspbi3_001"], index=1, sigma_nm=0.035, angle_deg=7.0)
+    image = io.save(micrograph, tmp_path / "experiment.tif")
+    out = tmp_path / "cmp"
+    argv = ["-q", "compare", str(image), "--models", str(configs["fapbi3_001"]), str(configs["cspbi3_001"]),
+            "--out", str(out), "--thicknesses-nm", *map(str, THICKNESSES)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("cspbi3_001") < printed.index("fapbi3_001")  # best first, whatever the input order
+    data = json.loads((out / "comparison.json").read_text())
+    assert data["results"][0]["model"] == "cspbi3_001"
+    with pytest.raises(SystemExit) as info:
+        cli.main(["compare", str(image), "--models", str(tmp_path / "missing.yaml"), "--out", str(out)])
+    assert info.value.code == 2
