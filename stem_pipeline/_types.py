@@ -232,6 +232,18 @@ class Columns(_Struct):
         """Return a copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def concatenate(cls, parts: list[Columns]) -> Columns:
+        """All columns of several sets, in order (empty sets are skipped; a field missing in any set is dropped)."""
+        parts = [p for p in parts if len(p)] or parts[:1]
+        fields = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "pixel_size_nm":
+                continue
+            values = [getattr(p, f.name) for p in parts]
+            fields[f.name] = None if any(v is None for v in values) else np.concatenate(values)
+        return cls(**fields, pixel_size_nm=parts[0].pixel_size_nm)
+
     def subset(self, index: np.ndarray) -> Columns:
         """Return the columns selected by a boolean mask or an index array."""
         changes = {

@@ -386,3 +386,69 @@ def crystal_mask(
     mask = small[ri[:, None], ci[None, :]]
     logger.info("crystal_mask: %.1f %% of the image is crystal", 100.0 * mask.mean())
     return mask
+
+
+def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius_px: float = 2.5) -> np.ndarray:
+    """The image with a lattice's Bragg peaks notched out of its Fourier transform.
+
+    Every integer and half-integer reciprocal-lattice position (the grid and
+    its bright/dim superlattice) within the Nyquist limit is removed in a disc
+    of ``radius_px`` frequency pixels, so that :func:`find_lattice` on the
+    result finds a second lattice if there is one.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray or Micrograph
+        The image. Not modified.
+    lattice : Lattice
+        The lattice to remove.
+    radius_px : float
+        Notch radius [frequency pixels].
+
+    Returns
+    -------
+    (M, N) ndarray of float64
+    """
+    data = _as_image(image).astype(np.float64)
+    m, n = data.shape
+    mean = float(data.mean())
+    spectrum = np.fft.fftshift(np.fft.fft2(data - mean))
+    fr = (np.arange(m) - m // 2)[:, None]  # frequency pixels
+    fc = (np.arange(n) - n // 2)[None, :]
+    keep = np.ones(data.shape, bool)
+    g = lattice.reciprocal_px * np.array([m, n])  # reciprocal vectors in frequency pixels
+    reach = int(np.ceil(2 * max(m, n) / max(np.hypot(*g.T).min(), 1e-9))) + 1
+    for h in np.arange(-reach, reach + 0.5, 0.5):
+        for k in np.arange(-reach, reach + 0.5, 0.5):
+            r0, c0 = h * g[0] + k * g[1]
+            if (h or k) and abs(r0) <= m / 2 and abs(c0) <= n / 2:
+                keep &= (fr - r0) ** 2 + (fc - c0) ** 2 > radius_px**2
+    return np.fft.ifft2(np.fft.ifftshift(spectrum * keep)).real + mean
+
+
+def find_lattices(image: np.ndarray | Micrograph, *, max_lattices: int = 2) -> list[Lattice]:
+    """The image's lattices, strongest first: a second one when the first leaves strong peaks unexplained.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray or Micrograph
+        The (denoised) image. Not modified.
+    max_lattices : int
+        At most this many (1 or 2).
+
+    Returns
+    -------
+    list of Lattice
+        Empty for no crystal. A second lattice is looked for only when the
+        first has :attr:`Lattice.foreign_peaks`, in the image with the first
+        lattice's peaks suppressed (:func:`suppress_lattice`).
+    """
+    first = find_lattice(image)
+    if first is None:
+        return []
+    found = [first]
+    if max_lattices > 1 and first.foreign_peaks:
+        second = find_lattice(suppress_lattice(image, first))
+        if second is not None:
+            found.append(second)
+    return found

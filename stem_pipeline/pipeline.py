@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 from pydantic import Field
 
-from ._types import LABELS, Micrograph, PipelineResult
+from ._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
 from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
@@ -35,6 +35,15 @@ class PipelineConfig(StrictModel):
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
     two_phase_model: TwoPhaseModelConfig = Field(default_factory=TwoPhaseModelConfig)
+    max_lattices: int = Field(
+        2, ge=1, le=2, description="lattices looked for (2: a second phase on its own grid, e.g. PbI2 <1 -1 1>)"
+    )
+    lattice_boundary_sd_spacings: float = Field(
+        1.0,
+        ge=0,
+        description="uncertainty of the boundary between two lattices' regions [column spacings], for the "
+        "interval (the crystal masks are smoothed over ~1.5 spacings)",
+    )
     min_columns: int = Field(20, ge=1, description="fewer columns than this means no crystal")
 
 
@@ -75,10 +84,10 @@ def analyze(
         :func:`stem_pipeline.classify.two_phase_model_reasons`), the columns
         are returned without labels and fractions, and ``message`` says why.
     """
-    from .classify import classify_columns, contrast_pattern_reasons, two_phase_model_reasons
+    from .classify import two_phase_model_reasons
     from .columns import find_columns, measure_intensities, refine_columns
     from .denoise import denoise
-    from .lattice import crystal_mask, find_lattice
+    from .lattice import crystal_mask, find_lattices
 
     config = config or PipelineConfig()
     timings: dict[str, float] = {}
@@ -87,47 +96,56 @@ def analyze(
     with _timed(timings, "denoise"):
         denoised = denoise(raw, config.denoise, pixel_size_nm=micrograph.pixel_size_nm)
     with _timed(timings, "lattice"):
-        lattice = find_lattice(denoised)
-    if lattice is None:
+        lattices = find_lattices(denoised, max_lattices=config.max_lattices)
+    if not lattices:
         return PipelineResult(status="no_crystal", denoised=denoised, message="no lattice found", **common)
+    lattice = lattices[0]
     with _timed(timings, "crystal_mask"):
-        mask = crystal_mask(denoised, lattice)
-    lattice_info = lattice.to_dict()
+        regions = _exclusive_regions([crystal_mask(denoised, lat) for lat in lattices])
+    mask = np.logical_or.reduce(regions)
+    lattice_info = {**lattice.to_dict(), "others": [lat.to_dict() for lat in lattices[1:]]}
     if not mask.any():
         return PipelineResult(
             status="no_crystal", denoised=denoised, lattice=lattice_info, message="no crystal region", **common
         )
     with _timed(timings, "find_columns"):
-        columns = find_columns(denoised, lattice=lattice, mask=mask, config=config.columns)
-    if len(columns) < config.min_columns:
+        parts = [find_columns(denoised, lattice=lat, mask=reg, config=config.columns) for lat, reg in zip(lattices, regions)]
+    n_found = sum(len(c) for c in parts)
+    if n_found < config.min_columns:
         return PipelineResult(
             status="no_crystal",
             denoised=denoised,
             crystal_mask=mask,
             lattice=lattice_info,
-            message=f"only {len(columns)} columns found (fewer than {config.min_columns})",
+            message=f"only {n_found} columns found (fewer than {config.min_columns})",
             **common,
         )
     with _timed(timings, "refine_columns"):
-        columns = refine_columns(denoised, columns, lattice=lattice, config=config.columns)
+        parts = [
+            refine_columns(denoised, c, lattice=lat, config=config.columns) if len(c) else c
+            for c, lat in zip(parts, lattices)
+        ]
     with _timed(timings, "intensities"):
-        columns = measure_intensities(raw, columns, config=config.columns)
-    columns = columns.replace(pixel_size_nm=micrograph.pixel_size_nm)
-    reasons = two_phase_model_reasons(
-        lattice.vectors_px,
-        pixel_size_nm=micrograph.pixel_size_nm,
-        foreign_peaks=lattice.foreign_peaks,
-        config=config.two_phase_model,
-    )
+        parts = [
+            measure_intensities(raw, c, config=config.columns).replace(pixel_size_nm=micrograph.pixel_size_nm)
+            if len(c)
+            else c
+            for c in parts
+        ]
+    columns = Columns.concatenate(parts).replace(pixel_size_nm=micrograph.pixel_size_nm)
+    reasons = [
+        r
+        for lat in lattices
+        for r in two_phase_model_reasons(
+            lat.vectors_px,
+            pixel_size_nm=micrograph.pixel_size_nm,
+            foreign_peaks=lat.foreign_peaks if len(lattices) == 1 else 0,
+            config=config.two_phase_model,
+        )
+    ]
     if not reasons:
         with _timed(timings, "classify"):
-            labels, fractions = classify_columns(
-                columns, shape=raw.shape, crystal_mask=mask, config=config.classify, rng=rng
-            )
-            reasons = contrast_pattern_reasons(
-                columns.intensity, columns.rc, labels.label == LABELS.index("ordered"),
-                spacing_px=lattice.spacing_px, config=config.two_phase_model,
-            )
+            labels, fractions, reasons = _classify_regions(parts, regions, lattices, raw.shape, config, rng)
     if reasons:
         timings["total"] = round(sum(timings.values()), 4)
         return PipelineResult(
@@ -137,7 +155,7 @@ def analyze(
             columns=columns,
             lattice=lattice_info,
             message="columns found; phase fractions not reported, the two-phase model does not apply: "
-            + "; ".join(reasons),
+            + "; ".join(dict.fromkeys(reasons)),
             **common,
         )
     timings["total"] = round(sum(timings.values()), 4)
@@ -154,3 +172,79 @@ def analyze(
         else "uncalibrated: the column spacing was not checked against the two-phase model",
         **common,
     )
+
+
+def _exclusive_regions(masks: list[np.ndarray]) -> list[np.ndarray]:
+    """One region per lattice, not overlapping: a later (weaker) lattice keeps what it shares."""
+    regions, claimed = [], np.zeros_like(masks[0])
+    for m in reversed(masks):
+        regions.insert(0, m & ~claimed)
+        claimed = claimed | m
+    return regions
+
+
+def _classify_regions(parts, regions, lattices, shape, config, rng):
+    """Classify each lattice's columns in its own region and merge labels, region map and fractions.
+
+    With one lattice this is :func:`stem_pipeline.classify.classify_columns`. With two, each region
+    is classified on its own grid; the uniform fraction is the area-weighted mean of the regions',
+    and its interval the area-weighted bounds (as if the regions' errors were fully correlated).
+    """
+    from .classify import classify_columns, contrast_pattern_reasons
+
+    results, reasons = [], []
+    for cols, region, lat in zip(parts, regions, lattices):
+        if len(cols) < config.classify.min_columns:
+            continue
+        labels, fractions = classify_columns(cols, shape=shape, crystal_mask=region, config=config.classify, rng=rng)
+        reasons += contrast_pattern_reasons(
+            cols.intensity, cols.rc, labels.label == LABELS.index("ordered"),
+            spacing_px=lat.spacing_px, config=config.two_phase_model,
+        )
+        results.append((cols, region, labels, fractions))
+    if len(results) == 1 and len(parts) == 1:
+        return results[0][2], results[0][3], reasons
+    region_map = np.full(shape, REGION_OUTSIDE, np.int8)
+    for _, region, labels, _ in results:
+        region_map[region] = labels.region_map[region]
+    labels = PhaseLabels(
+        label=np.concatenate([r[2].label for r in results]),
+        contrast=np.concatenate([r[2].contrast for r in results]),
+        order_parameter=np.concatenate([r[2].order_parameter for r in results]),
+        region_map=region_map,
+    )
+    areas = np.array([float(r[1].sum()) for r in results])
+    weights = areas / areas.sum()
+    uniform = float(sum(w * r[3].uniform for w, r in zip(weights, results)))
+    # Within-region intervals (area-weighted bounds, fully correlated) plus the placement of the
+    # boundary between the lattices' regions, in quadrature.
+    sd_within = float(sum(w * (r[3].uniform_ci95[1] - r[3].uniform_ci95[0]) for w, r in zip(weights, results))) / 3.92
+    boundary_px = _shared_boundary_px(regions)
+    spacing_px = float(np.mean([lat.spacing_px for lat in lattices]))
+    sd_boundary = boundary_px * config.lattice_boundary_sd_spacings * spacing_px / areas.sum()
+    half = 1.96 * float(np.hypot(sd_within, sd_boundary))
+    lo, hi = max(0.0, uniform - half), min(1.0, uniform + half)
+    nm2 = [r[3].crystal_area_nm2 for r in results]
+    fractions = AreaFractions(
+        ordered=1.0 - uniform,
+        uniform=uniform,
+        uniform_ci95=(lo, hi),
+        crystal_area_nm2=None if None in nm2 else float(sum(nm2)),
+        method=f"{len(results)} lattices, each region classified on its own grid; area-weighted fractions; 95 % "
+        "interval from the regions' measurement intervals and a boundary between the lattices' regions placed "
+        f"within {config.lattice_boundary_sd_spacings:g} column spacing (sd), in quadrature",
+    )
+    if sum(len(r[0]) for r in results) != sum(len(c) for c in parts):
+        reasons.append("a lattice region has too few columns to classify")
+    return labels, fractions, reasons
+
+
+def _shared_boundary_px(regions: list[np.ndarray]) -> float:
+    """Length [px] of the boundary between different regions (4-neighbour pixel pairs)."""
+    label = np.zeros(regions[0].shape, np.int16)
+    for i, region in enumerate(regions, start=1):
+        label[region] = i
+    total = 0
+    for a, b in ((label[1:, :], label[:-1, :]), (label[:, 1:], label[:, :-1])):
+        total += int(np.sum((a != b) & (a > 0) & (b > 0)))
+    return float(total)

@@ -19,7 +19,9 @@ from ..config import StrictModel
 class TwoPhaseModelConfig(StrictModel):
     """Geometry the two-phase (CsPbI3-like / PbI2-like) model requires of the column grid."""
 
-    max_angle_deviation_deg: float = Field(8.0, gt=0, description="largest deviation of the grid angle from 90 deg")
+    max_angle_deviation_deg: float = Field(
+        10.0, gt=0, description="largest deviation of the grid angle from 90 deg (PbI2 <1 -1 1>: 82 deg)"
+    )
     max_length_ratio: float = Field(1.15, ge=1, description="largest ratio of the two grid vectors' lengths")
     spacing_nm: tuple[float, float] = Field(
         (0.27, 0.36), description="accepted column spacing [nm] (only checked on calibrated images)"
