@@ -413,16 +413,12 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
     m, n = data.shape
     mean = float(data.mean())
     spectrum = np.fft.fftshift(np.fft.fft2(data - mean))
-    fr = (np.arange(m) - m // 2)[:, None]  # frequency pixels
-    fc = (np.arange(n) - n // 2)[None, :]
-    keep = np.ones(data.shape, bool)
-    g = lattice.reciprocal_px * np.array([m, n])  # reciprocal vectors in frequency pixels
-    reach = int(np.ceil(2 * max(m, n) / max(np.hypot(*g.T).min(), 1e-9))) + 1
-    for h in np.arange(-reach, reach + 0.5, 0.5):
-        for k in np.arange(-reach, reach + 0.5, 0.5):
-            r0, c0 = h * g[0] + k * g[1]
-            if (h or k) and abs(r0) <= m / 2 and abs(c0) <= n / 2:
-                keep &= (fr - r0) ** 2 + (fc - c0) ** 2 > radius_px**2
+    g = lattice.reciprocal_px * np.array([m, n])  # reciprocal vectors in frequency pixels (rows)
+    freq = np.stack(np.meshgrid(np.arange(m) - m // 2, np.arange(n) - n // 2, indexing="ij"), axis=-1)
+    # Nearest half-integer reciprocal-lattice point of every frequency pixel, in one pass.
+    hk = np.round(2 * freq @ np.linalg.inv(g)) / 2
+    distance = np.hypot(*np.moveaxis(freq - hk @ g, -1, 0))
+    keep = (distance > radius_px) | np.all(hk == 0, axis=-1)
     return np.fft.ifft2(np.fft.ifftshift(spectrum * keep)).real + mean
 
 

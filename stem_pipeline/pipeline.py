@@ -143,21 +143,19 @@ def analyze(
             config=config.two_phase_model,
         )
     ]
+    labels = fractions = None
     if not reasons:
         with _timed(timings, "classify"):
             labels, fractions, reasons = _classify_regions(parts, regions, lattices, raw.shape, config, rng)
     if reasons:
-        timings["total"] = round(sum(timings.values()), 4)
-        return PipelineResult(
-            status="ok",
-            denoised=denoised,
-            crystal_mask=mask,
-            columns=columns,
-            lattice=lattice_info,
-            message="columns found; phase fractions not reported, the two-phase model does not apply: "
-            + "; ".join(dict.fromkeys(reasons)),
-            **common,
+        labels = fractions = None
+        message = "columns found; phase fractions not reported, the two-phase model does not apply: " + "; ".join(
+            dict.fromkeys(reasons)
         )
+    elif micrograph.pixel_size_nm is None:
+        message = "uncalibrated: the column spacing was not checked against the two-phase model"
+    else:
+        message = None
     timings["total"] = round(sum(timings.values()), 4)
     return PipelineResult(
         status="ok",
@@ -167,9 +165,7 @@ def analyze(
         labels=labels,
         fractions=fractions,
         lattice=lattice_info,
-        message=None
-        if micrograph.pixel_size_nm
-        else "uncalibrated: the column spacing was not checked against the two-phase model",
+        message=message,
         **common,
     )
 
@@ -202,6 +198,8 @@ def _classify_regions(parts, regions, lattices, shape, config, rng):
             spacing_px=lat.spacing_px, config=config.two_phase_model,
         )
         results.append((cols, region, labels, fractions))
+    if not results:
+        return None, None, reasons + ["too few columns to classify"]
     if len(results) == 1 and len(parts) == 1:
         return results[0][2], results[0][3], reasons
     region_map = np.full(shape, REGION_OUTSIDE, np.int8)
