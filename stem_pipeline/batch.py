@@ -28,14 +28,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .outputs import THUMBNAIL
+
 logger = logging.getLogger("stem_pipeline")
 
 #: How many times a task whose worker died is run again before it is recorded as failed.
 WORKER_RETRIES = 1
 #: Names of the temporary files of :func:`stem_pipeline._atomic.atomic_write`.
 TEMPORARY = re.compile(r"\..+\.tmp(\.[^.]+)?")
-#: File name of the input thumbnail written into each image folder.
-THUMBNAIL = "thumbnail.png"
 
 
 def output_names(files: Sequence[str | os.PathLike]) -> list[str]:
@@ -135,7 +135,7 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
 def analyze_task(
     path: str | os.PathLike, folder: str | os.PathLike, config=None, *, log_level: int | None = None, **options: Any
 ) -> dict[str, Any]:
-    """The unit of work of a batch: :func:`~stem_pipeline.outputs.analyze_file`, then a thumbnail of the input.
+    """The unit of work of a batch: :func:`~stem_pipeline.outputs.analyze_file` (which writes the thumbnail too).
 
     Parameters
     ----------
@@ -164,7 +164,7 @@ def analyze_task(
     remove_stale_temporaries(folder)
     summary = analyze_file(path, folder, config, **options)
     thumbnail = Path(folder) / THUMBNAIL
-    if summary["status"] != "error" and not (summary.get("skipped") and thumbnail.is_file()):
+    if summary.get("skipped") and not thumbnail.is_file():  # finished by an older run that wrote none
         _write_thumbnail(path, thumbnail, pixel_size_nm=options.get("pixel_size_nm"), frame=options.get("frame"))
     return summary
 

@@ -24,7 +24,7 @@ from .errors import InputError
 
 logger = logging.getLogger("stem_pipeline")
 
-SUMMARY, COLUMNS_CSV, OVERLAY = "summary.json", "columns.csv", "overlay.png"
+SUMMARY, COLUMNS_CSV, OVERLAY, THUMBNAIL = "summary.json", "columns.csv", "overlay.png", "thumbnail.png"
 #: Statuses that count as processed (not retried by a re-run).
 DONE_STATUSES = ("ok", "no_crystal")
 _VERSIONED = ("stem-pipeline", "numpy", "scipy", "scikit-image", "scikit-learn", "hyperspy", "rosettasciio")
@@ -124,7 +124,8 @@ def build_summary(
 
 
 def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dict) -> None:
-    """Write ``columns.csv`` and ``overlay.png``, then ``summary.json``, each atomically."""
+    """Write ``columns.csv``, ``overlay.png`` and ``thumbnail.png``, then ``summary.json``, each atomically."""
+    from .report.batch import save_thumbnail
     from .report.overlay import save_overlay
 
     folder = Path(folder)
@@ -147,6 +148,7 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
         title=f"{Path(str(result.micrograph.source)).name}: {result.status}"
         + (f" ({result.message})" if result.message else ""),
     )
+    save_thumbnail(folder / THUMBNAIL, result.micrograph.data)  # for the batch report, from the image in memory
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
 
 
