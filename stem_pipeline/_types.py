@@ -188,6 +188,10 @@ class Columns(_Struct):
         Position uncertainty (row, col) [px].
     fit_ok : (N,) ndarray of bool, optional
         False where the refinement failed (the column keeps its input position).
+    lattice : (N,) ndarray of int8, optional
+        Index of the lattice the column was found on (0 the strongest, see
+        :func:`stem_pipeline.lattice.find_lattices`): ``PipelineResult.lattice``
+        for 0, ``PipelineResult.lattice["others"][k - 1]`` for k.
     pixel_size_nm : float or None
         Pixel size [nm], for conversion to physical units.
     """
@@ -201,6 +205,7 @@ class Columns(_Struct):
     peak: np.ndarray | None = None
     rc_std: np.ndarray | None = None
     fit_ok: np.ndarray | None = None
+    lattice: np.ndarray | None = None
     pixel_size_nm: float | None = None
 
     def __post_init__(self) -> None:
@@ -265,7 +270,7 @@ class Columns(_Struct):
             df["intensity"] = self.intensity
         except ValueError:
             df["intensity"] = np.nan
-        for name in ("amplitude", "background", "volume", "cell_intensity", "peak", "fit_ok"):
+        for name in ("amplitude", "background", "volume", "cell_intensity", "peak", "fit_ok", "lattice"):
             value = getattr(self, name)
             if value is not None:
                 df[name] = value

@@ -258,7 +258,8 @@ def find_lattice(
     if len(second) == 0:
         logger.info("find_lattice: only collinear Bragg peaks (1-D fringes): no 2-D lattice")
         return None
-    G = reduce_basis(np.stack([g1, g[second[0]]]))
+    partner = second[_consistent(g1, g[second], np.concatenate([candidates, -candidates]), 2.0 / shape.min())]
+    G = reduce_basis(np.stack([g1, g[partner]]))
     # Least-squares refinement of the reciprocal basis on every strong peak it indexes.
     hk = g @ np.linalg.inv(G)
     hk_int = np.round(hk)
@@ -272,7 +273,7 @@ def find_lattice(
     tolerance = 2 * _FOREIGN_TOLERANCE + np.abs(np.linalg.inv(G)).sum(axis=0) / shape.max()  # half a pixel, x2
     foreign = int(np.sum(np.any(np.abs(hk2 - np.round(hk2)) > tolerance, axis=1)))
     # Strength: the weaker of the two peaks that define the basis.
-    basis_strength = float(min(strength[0], strength[second[0]]))
+    basis_strength = float(min(strength[0], strength[partner]))
     lengths = np.hypot(vectors[:, 0], vectors[:, 1])
     cosang = float(vectors[0] @ vectors[1] / (lengths[0] * lengths[1]))
     lattice = Lattice(
@@ -290,6 +291,20 @@ def find_lattice(
         len(g),
     )
     return lattice
+
+
+def _consistent(g1: np.ndarray, others: np.ndarray, peaks: np.ndarray, tolerance: float) -> int:
+    """Index of the first of ``others`` that makes a lattice with ``g1``: ``g1 + g`` or ``g1 - g`` is a peak too.
+
+    With two crystals in the field (e.g. CsPbI3 [001] beside PbI2 <1 -1 1>) the strongest
+    non-collinear reflection can belong to the other crystal; a basis mixing the two predicts no
+    reflection at their sum or difference. Falls back to the first (strongest) when none does.
+    """
+    for i, g in enumerate(others):
+        for combo in (g1 + g, g1 - g):
+            if np.min(np.hypot(*(peaks - combo).T)) < tolerance:
+                return i
+    return 0
 
 
 def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: float) -> np.ndarray:

@@ -4,6 +4,12 @@
 (on the raw image) -> classify``. Denoised images are used to find and refine
 columns and for display only; column intensities, and so the phase labels and
 fractions, are measured on the raw counts.
+
+With two lattices (a second phase on its own grid, e.g. PbI2 <1 -1 1> beside
+CsPbI3 [001]) columns are searched on both grids over the whole crystal, each
+column is kept on the grid that fits its neighbourhood best
+(:mod:`stem_pipeline.columns.assign`), each lattice's region is the set of
+pixels nearest to its columns, and each region is classified on its own grid.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ class PipelineConfig(StrictModel):
         1.0,
         ge=0,
         description="uncertainty of the boundary between two lattices' regions [column spacings], for the "
-        "interval (the crystal masks are smoothed over ~1.5 spacings)",
+        "interval (the boundary is placed half-way between the last columns of each grid)",
     )
     min_columns: int = Field(20, ge=1, description="fewer columns than this means no crystal")
 
@@ -86,6 +92,7 @@ def analyze(
     """
     from .classify import two_phase_model_reasons
     from .columns import find_columns, measure_intensities, refine_columns
+    from .columns.assign import nearest_column_regions, resolve_shared_columns
     from .denoise import denoise
     from .lattice import crystal_mask, find_lattices
 
@@ -99,19 +106,32 @@ def analyze(
         lattices = find_lattices(denoised, max_lattices=config.max_lattices)
     if not lattices:
         return PipelineResult(status="no_crystal", denoised=denoised, message="no lattice found", **common)
-    lattice = lattices[0]
     with _timed(timings, "crystal_mask"):
-        regions = _exclusive_regions([crystal_mask(denoised, lat) for lat in lattices])
-    mask = np.logical_or.reduce(regions)
-    lattice_info = {**lattice.to_dict(), "others": [lat.to_dict() for lat in lattices[1:]]}
-    if not mask.any():
+        masks = [crystal_mask(denoised, lat) for lat in lattices]
+    if not np.logical_or.reduce(masks).any():
         return PipelineResult(
-            status="no_crystal", denoised=denoised, lattice=lattice_info, message="no crystal region", **common
+            status="no_crystal", denoised=denoised, lattice=_lattice_info(lattices), message="no crystal region", **common
         )
     with _timed(timings, "find_columns"):
-        parts = [find_columns(denoised, lattice=lat, mask=reg, config=config.columns) for lat, reg in zip(lattices, regions)]
+        # Each lattice is searched over the whole crystal: a weak lattice's mask can miss the corners
+        # of its small domains. Columns found on both grids go to the better-fitting one.
+        union = np.logical_or.reduce(masks)
+        parts = [find_columns(denoised, lattice=lat, mask=union, config=config.columns) for lat in lattices]
+        if len(parts) > 1:
+            parts = resolve_shared_columns(
+                parts, [lat.vectors_px for lat in lattices], tolerance_fraction=config.columns.lattice_tolerance_fraction
+            )
+            # A lattice with too few columns is no region of its own.
+            enough = [len(c) >= config.min_columns for c in parts]
+            if any(enough):
+                lattices, masks, parts = (
+                    [x for x, ok in zip(xs, enough) if ok] for xs in (lattices, masks, parts)
+                )
+        mask = np.logical_or.reduce(masks)
+        regions = nearest_column_regions(parts, mask)
+    lattice_info = _lattice_info(lattices)
     n_found = sum(len(c) for c in parts)
-    if n_found < config.min_columns:
+    if max(len(c) for c in parts) < config.min_columns:
         return PipelineResult(
             status="no_crystal",
             denoised=denoised,
@@ -127,10 +147,10 @@ def analyze(
         ]
     with _timed(timings, "intensities"):
         parts = [
-            measure_intensities(raw, c, config=config.columns).replace(pixel_size_nm=micrograph.pixel_size_nm)
-            if len(c)
-            else c
-            for c in parts
+            (measure_intensities(raw, c, config=config.columns) if len(c) else c).replace(
+                pixel_size_nm=micrograph.pixel_size_nm, lattice=np.full(len(c), k, np.int8)
+            )
+            for k, c in enumerate(parts)
         ]
     columns = Columns.concatenate(parts).replace(pixel_size_nm=micrograph.pixel_size_nm)
     reasons = [
@@ -170,13 +190,9 @@ def analyze(
     )
 
 
-def _exclusive_regions(masks: list[np.ndarray]) -> list[np.ndarray]:
-    """One region per lattice, not overlapping: a later (weaker) lattice keeps what it shares."""
-    regions, claimed = [], np.zeros_like(masks[0])
-    for m in reversed(masks):
-        regions.insert(0, m & ~claimed)
-        claimed = claimed | m
-    return regions
+def _lattice_info(lattices) -> dict:
+    """The strongest lattice as a dict, with the others under ``"others"``."""
+    return {**lattices[0].to_dict(), "others": [lat.to_dict() for lat in lattices[1:]]}
 
 
 def _classify_regions(parts, regions, lattices, shape, config, rng):

@@ -160,6 +160,36 @@ def _simulation_series(path: Path, options: CompareConfig, *, progress: bool):
     return images, np.asarray(thicknesses, dtype=np.float64), pixel
 
 
+def model_period_nm(path: str | os.PathLike) -> np.ndarray:
+    """The column period of a crystal model's image: a reduced basis (row, col) [nm].
+
+    The translations that map every projected heavy-atom column onto a column
+    of the same composition (:func:`stem_pipeline.simulate.mosaic.primitive_vectors_nm`).
+    This is the repeat cell for CsPbI3 and FAPbI3 [001] (the Pb-I column
+    repeats every a), but a much smaller cell than the orthogonal repeat for
+    e.g. PbI2 along <1 -1 1> (0.347 nm grid in a 0.456 x 4.705 nm repeat):
+    registering the experiment onto the repeat would leave most of it
+    unconstrained.
+
+    Parameters
+    ----------
+    path : path
+        A crystal simulation config.
+
+    Returns
+    -------
+    (2, 2) ndarray
+    """
+    from ..simulate import build_structure, load_config
+    from ..simulate.mosaic import column_composition, primitive_vectors_nm
+
+    config = load_config(path)
+    atoms = build_structure(config.model_copy(update={"scan": config.scan.model_copy(update={"field_cells": (1, 1)})}))
+    sites, composition = column_composition(atoms)
+    extent = np.array([atoms.cell[1, 1], atoms.cell[0, 0]]) / 10
+    return primitive_vectors_nm(sites, composition, extent)
+
+
 def _to_comparison(model: str, region: str, fit: CellFit) -> Comparison:
     def opt(x):
         return None if x is None or not np.isfinite(x) else float(x)
@@ -327,26 +357,28 @@ def compare_models(
     if result.labels is None and any(r != "all" for r in regions):
         # The image's grid is not the CsPbI3/PbI2 one (result.message says why): no phase regions.
         raise ValueError(f"{micrograph.source}: no phase regions to compare ({result.message}); use region='all'")
-    region_map = result.labels.region_map if result.labels is not None else None
-    vectors = np.asarray(result.lattice["vectors_px"], dtype=np.float64)
-    cells = {
-        r: experimental_cell(
+    cells, folded_on = {}, {}
+    for r in regions:
+        keep, lattice = _region_columns(result, r, roi)
+        if keep.sum() < options.min_cells:
+            raise NoCrystalError(f"{micrograph.source}: region {r!r} holds {int(keep.sum())} columns, too few to fold")
+        cells[r] = experimental_cell(
             micrograph,
-            result.columns.rc,
-            vectors,
-            intensity=result.columns.intensity,
-            region=r,
-            region_map=region_map,
-            roi=roi,
+            result.columns.rc[keep],
+            np.asarray(lattice["vectors_px"], dtype=np.float64),
+            intensity=result.columns.intensity[keep],
             supercell=options.supercell,
             oversample=options.oversample,
             min_cells=options.min_cells,
         )
-        for r in regions
-    }
+        folded_on[r] = {
+            "spacing_nm": lattice["spacing_px"] * micrograph.pixel_size_nm,
+            "angle_deg": lattice["angle_deg"],
+        }
     entries: list[tuple[Comparison, CellFit]] = []
     for path in paths:
         images, thicknesses, pixel = _simulation_series(path, options, progress=progress)
+        period = model_period_nm(path)
         for r, cell in cells.items():
             fit = fit_cell(
                 cell,
@@ -357,6 +389,7 @@ def compare_models(
                 reps=options.reps,
                 variance=options.variance,
                 max_scale_change=options.max_scale_change,
+                sim_cell_vectors_nm=period,
             )
             entries.append((_to_comparison(path.stem, r, fit), fit))
             logger.info("%s vs %s region: chi2 %.3g, NCC %.4f", path.stem, r, fit.chi2, fit.ncc)
@@ -368,6 +401,23 @@ def compare_models(
             "image": micrograph.source,
             "rank_by": options.rank_by,
             "cells": {r: c.count for r, c in cells.items()},
+            "lattices": folded_on,
         }
         write_comparison(out, ordered, info=info)
     return ranked
+
+
+def _region_columns(result, region: str, roi) -> tuple[np.ndarray, dict]:
+    """The columns of a region on the region's own lattice, and that lattice.
+
+    A two-lattice image (e.g. CsPbI3 [001] beside PbI2 <1 -1 1>) has its
+    columns on two grids; a region is folded on the grid most of its columns
+    were found on, with those columns only.
+    """
+    columns = result.columns
+    region_map = result.labels.region_map if result.labels is not None else None
+    keep = region_select(columns.rc, region=region, region_map=region_map, roi=roi)
+    index = columns.lattice if columns.lattice is not None else np.zeros(len(columns), np.int8)
+    lattices = [result.lattice, *result.lattice.get("others", [])]
+    dominant = int(np.argmax(np.bincount(index[keep], minlength=len(lattices)))) if keep.any() else 0
+    return keep & (index == dominant), lattices[dominant]

@@ -48,7 +48,7 @@ from .structures import as_generator
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["CellImage", "MosaicDot", "cell_columns", "mosaic_dot", "simulate_cell"]
+__all__ = ["CellImage", "MosaicDot", "cell_columns", "column_composition", "mosaic_dot", "primitive_vectors_nm", "simulate_cell"]
 
 _BRIGHT, _DIM, _UNIFORM = (CONTRASTS.index(c) for c in ("bright", "dim", "uniform"))
 #: Atoms at least this heavy make a "column" of the truth (Cs, Pb, I; not C, N, H of FA).
@@ -105,36 +105,8 @@ class CellImage:
         return np.asarray(self.image.shape, float) * np.asarray(self.pixel_size_nm)
 
     def primitive_vectors_nm(self, *, tol_nm: float = 0.02) -> np.ndarray:
-        """(2, 2) a reduced basis of the translations that map the columns onto columns of the same kind.
-
-        The image's own period as far as the columns tell (e.g. a for
-        CsPbI3 [001], where the bright Pb-I column repeats; the 0.347 nm grid
-        for PbI2 <1 -1 1>, whose orthogonal repeat holds 18 alike columns).
-        Only positions and the ``bright`` flag are compared.
-        """
-        from scipy.spatial import cKDTree
-
-        from stem_pipeline.lattice import reduce_basis
-
-        ext = self.extent_nm
-        wrapped = self.sites_nm % ext
-        wrapped[wrapped >= ext] = 0.0
-        tree = cKDTree(wrapped, boxsize=ext)
-        same = self.bright == self.bright[0]
-        candidates = list(self.sites_nm[same] - self.sites_nm[0]) + [np.array([ext[0], 0.0]), np.array([0.0, ext[1]])]
-        valid = []
-        for d in candidates:
-            moved = (self.sites_nm + d) % ext
-            moved[moved >= ext] = 0.0
-            dist, idx = tree.query(moved)
-            if np.all(dist < tol_nm) and np.all(self.bright[idx] == self.bright):
-                # shortest periodic image of d
-                valid.append((d + ext / 2) % ext - ext / 2 if np.any(np.abs(d) < ext - 1e-9) else d)
-        valid = [v for v in valid if np.hypot(*v) > 1e-9] + [np.array([ext[0], 0.0]), np.array([0.0, ext[1]])]
-        valid = sorted(valid, key=lambda v: float(np.hypot(*v)))
-        v1 = valid[0]
-        v2 = next(v for v in valid[1:] if abs(v1[0] * v[1] - v1[1] * v[0]) > 0.25 * np.hypot(*v1) * np.hypot(*v))
-        return reduce_basis(np.stack([v1, v2]))
+        """(2, 2) the columns' own period (see :func:`primitive_vectors_nm`)."""
+        return primitive_vectors_nm(self.sites_nm, self.bright, self.extent_nm, tol_nm=tol_nm)
 
     def grid_vectors_nm(self) -> np.ndarray:
         """(2, 2) the two shortest column-grid vectors (row, col) [nm], one per row.
@@ -159,6 +131,60 @@ class CellImage:
         return reduce_basis(np.stack([v1, v2]))
 
 
+
+def primitive_vectors_nm(
+    sites_nm: np.ndarray, kinds: np.ndarray, extent_nm: np.ndarray, *, tol_nm: float = 0.02
+) -> np.ndarray:
+    """(2, 2) a reduced basis of the translations that map a cell's columns onto columns of the same kind.
+
+    The image's own period as far as the columns tell (e.g. a for CsPbI3
+    [001], where the bright Pb-I column repeats; the 0.347 nm grid for PbI2
+    <1 -1 1>, whose orthogonal repeat holds 18 alike columns). Only positions
+    and ``kinds`` are compared.
+
+    Parameters
+    ----------
+    sites_nm : (K, 2) ndarray
+        Column positions (row, col) inside the repeat cell [nm] (:func:`cell_columns`).
+    kinds : (K,) ndarray
+        What each column is: the ``bright`` flag of :func:`cell_columns`, or
+        the composition of :func:`column_composition` (stricter).
+    extent_nm : (2,) ndarray
+        Repeat lengths (row, col) [nm].
+    tol_nm : float
+        Largest mismatch of a translated column [nm].
+
+    Returns
+    -------
+    (2, 2) ndarray
+        Basis vectors (rows), (row, col) [nm].
+    """
+    from scipy.spatial import cKDTree
+
+    from stem_pipeline.lattice import reduce_basis
+
+    ext = np.asarray(extent_nm, dtype=np.float64)
+    sites = np.asarray(sites_nm, dtype=np.float64).reshape(-1, 2)
+    kinds = np.asarray(kinds)
+    wrapped = sites % ext
+    wrapped[wrapped >= ext] = 0.0
+    tree = cKDTree(wrapped, boxsize=ext)
+    same = kinds == kinds[0]
+    candidates = list(sites[same] - sites[0]) + [np.array([ext[0], 0.0]), np.array([0.0, ext[1]])]
+    valid = []
+    for d in candidates:
+        moved = (sites + d) % ext
+        moved[moved >= ext] = 0.0
+        dist, idx = tree.query(moved)
+        if np.all(dist < tol_nm) and np.all(kinds[idx] == kinds):
+            # shortest periodic image of d
+            valid.append((d + ext / 2) % ext - ext / 2 if np.any(np.abs(d) < ext - 1e-9) else d)
+    valid = [v for v in valid if np.hypot(*v) > 1e-9] + [np.array([ext[0], 0.0]), np.array([0.0, ext[1]])]
+    valid = sorted(valid, key=lambda v: float(np.hypot(*v)))
+    v1 = valid[0]
+    v2 = next(v for v in valid[1:] if abs(v1[0] * v[1] - v1[1] * v[0]) > 0.25 * np.hypot(*v1) * np.hypot(*v))
+    return reduce_basis(np.stack([v1, v2]))
+
 def cell_columns(atoms, *, merge_nm: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
     """Projected heavy-atom columns of a zone-axis repeat cell.
 
@@ -179,6 +205,28 @@ def cell_columns(atoms, *, merge_nm: float = 0.08) -> tuple[np.ndarray, np.ndarr
     bright : (K,) ndarray of bool
         Columns holding :data:`BRIGHT_ELEMENT`.
     """
+    sites, composition = column_composition(atoms, merge_nm=merge_nm)
+    return sites, np.array([f"{BRIGHT_ELEMENT}:" in c for c in composition], dtype=bool)
+
+
+def column_composition(atoms, *, merge_nm: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
+    """Projected heavy-atom columns of a zone-axis repeat cell, with what each holds.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        An orthogonal zone-axis cell (beam along z).
+    merge_nm : float
+        Atoms closer than this in projection are one column [nm] (see :func:`cell_columns`).
+
+    Returns
+    -------
+    sites_nm : (K, 2) ndarray
+        Column positions (row, col) = (y, x) inside the cell [nm], sorted by row then col.
+    composition : (K,) ndarray of str
+        Atoms per column, e.g. ``"I:1,Pb:1"`` (elements sorted), so that
+        columns of one kind compare equal.
+    """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
@@ -194,15 +242,16 @@ def cell_columns(atoms, *, merge_nm: float = 0.08) -> tuple[np.ndarray, np.ndarr
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     n_col, which = connected_components(graph, directed=False)
     sites = np.empty((n_col, 2))
-    bright = np.zeros(n_col, bool)
+    composition = []
     for k in range(n_col):
         members = pos[which == k]
         # periodic mean: unwrap around the first member
         ref = members[0]
         sites[k] = (ref + np.mean((members - ref + extent / 2) % extent - extent / 2, axis=0)) % extent
-        bright[k] = np.any(symbols[which == k] == BRIGHT_ELEMENT)
+        elements, counts = np.unique(symbols[which == k], return_counts=True)
+        composition.append(",".join(f"{e}:{c}" for e, c in zip(elements, counts)))
     order = np.lexsort((sites[:, 1], sites[:, 0]))
-    return sites[order], bright[order]
+    return sites[order], np.asarray(composition)[order]
 
 
 def simulate_cell(

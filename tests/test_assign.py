@@ -1,0 +1,110 @@
+"""Two lattices in one image: a consistent basis, one lattice per column, and sharp regions between them."""
+
+import numpy as np
+import pytest
+
+from stem_pipeline._types import LABELS, Columns
+from stem_pipeline.columns.assign import grid_misfit, nearest_column_regions, resolve_shared_columns
+from stem_pipeline.lattice import find_lattice
+from stem_pipeline.pipeline import analyze
+from stem_pipeline.synthetic import make_dot
+
+SHAPE = (384, 384)
+
+
+def _grid(v1, v2, keep, n=60):
+    """Grid points ``centre + i v1 + j v2`` inside the image where ``keep(row, col)``."""
+    i, j = np.mgrid[-n:n, -n:n]
+    pts = np.array(SHAPE) / 2 + i.reshape(-1, 1) * np.asarray(v1) + j.reshape(-1, 1) * np.asarray(v2)
+    inside = np.all((pts >= 0) & (pts < np.array(SHAPE)), axis=1)
+    pts = pts[inside]
+    return pts[[bool(keep(r, c)) for r, c in pts]]
+
+
+def _blobs(points, sigma=2.0):
+    rr, cc = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    img = np.zeros(SHAPE, np.float32)
+    for r, c in points:
+        r0, c0 = int(r), int(c)
+        sl = (slice(max(r0 - 8, 0), r0 + 9), slice(max(c0 - 8, 0), c0 + 9))
+        img[sl] += np.exp(-((rr[sl] - r) ** 2 + (cc[sl] - c) ** 2) / (2 * sigma**2))
+    return img
+
+
+A = np.array([[0.0, 10.5], [12.0, 0.0]])
+_T = np.deg2rad(35.0)
+B = np.array([[10 * np.cos(_T), 10 * np.sin(_T)], [-10 * np.sin(_T) + 1.5, 10 * np.cos(_T)]])
+
+
+def _same_lattice(found, truth):
+    coef = truth @ np.linalg.inv(found)
+    return np.allclose(coef, np.round(coef), atol=0.06) and abs(abs(np.linalg.det(np.round(coef))) - 1) < 1e-9
+
+
+def test_find_lattice_does_not_mix_two_crystals_into_one_basis():
+    # Left half on grid A (10.5 x 12 px), right half on grid B: the strongest reflection is A's and
+    # the strongest one not collinear with it is B's; a basis of the two would be neither crystal.
+    left = _grid(*A, lambda r, c: c < 192)
+    right = _grid(*B, lambda r, c: c >= 192)
+    image = _blobs(np.concatenate([left, right])) + np.random.default_rng(0).normal(0, 0.05, SHAPE).astype(np.float32)
+    lat = find_lattice(image)
+    assert _same_lattice(lat.vectors_px, A) or _same_lattice(lat.vectors_px, B), lat
+
+
+def test_grid_misfit_is_zero_inside_a_grid_and_the_cap_for_a_lone_column():
+    pts = _grid([0.0, 9.0], [9.0, 0.0], lambda r, c: 100 <= r < 200 and 100 <= c < 200)
+    lone = np.array([[20.0, 20.0]])
+    misfit = grid_misfit(np.concatenate([pts, lone]), np.array([[0.0, 9.0], [9.0, 0.0]]), tolerance_px=3.0)
+    interior = np.all((pts > 110) & (pts < 190), axis=1)
+    assert np.allclose(misfit[:-1][interior], 0.0, atol=1e-9)
+    assert misfit[-1] == pytest.approx(3.0)
+    assert grid_misfit(np.zeros((0, 2)), np.eye(2), tolerance_px=1.0).shape == (0,)
+
+
+def test_shared_columns_go_to_the_grid_that_fits_them_and_regions_follow():
+    vec_a = np.array([[0.0, 9.0], [9.0, 0.0]])
+    vec_b = 10.0 * np.array([[np.sin(0.4), np.cos(0.4)], [np.cos(0.4), -np.sin(0.4)]])
+    true_a = _grid(*vec_a, lambda r, c: c < 192)
+    true_b = _grid(*vec_b, lambda r, c: c >= 192)
+    # Lattice A's search also claimed B's columns next to the boundary (within 3 spacings).
+    claimed = true_b[true_b[:, 1] < 222]
+    parts = [Columns(rc=np.concatenate([true_a, claimed])), Columns(rc=true_b)]
+    a, b = resolve_shared_columns(parts, [vec_a, vec_b])
+    assert len(a) == len(true_a) and np.all(a.rc[:, 1] < 192)
+    assert len(b) == len(true_b)
+    mask = np.ones(SHAPE, bool)
+    mask[:, :10] = False
+    region_a, region_b = nearest_column_regions([a, b], mask)
+    assert not np.any(region_a & region_b) and np.array_equal(region_a | region_b, mask)
+    cols = np.arange(SHAPE[1])
+    share_a = region_a[20:-20].mean(axis=0)
+    assert share_a[(cols > 20) & (cols < 180)].min() == 1.0 and share_a[cols > 205].max() == 0.0
+    (only,) = nearest_column_regions([a], mask)
+    assert np.array_equal(only, mask)
+
+
+def test_two_lattice_dot_each_column_on_its_phase_grid_and_regions_match_truth():
+    dot = make_dot(
+        SHAPE, pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.347,
+        rotation_deg=40.0, dose=400.0, dim_ratio=0.3, rng=3,
+    )
+    result = analyze(dot.micrograph())
+    assert len(result.lattice["others"]) == 1 and result.fractions is not None, result.message
+    spacings = [lat["spacing_px"] * 0.03 for lat in (result.lattice, *result.lattice["others"])]
+    uniform_lattice = int(np.argmax(spacings))  # the 0.347 nm grid
+    # Columns well inside a true uniform domain are on the uniform grid, and vice versa.
+    from scipy import ndimage
+
+    inner = {
+        code: ndimage.binary_erosion(dot.region_map == code, iterations=int(1.0 / 0.03))
+        for code in (1, 2)
+    }
+    r, c = np.round(result.columns.rc).astype(int).T
+    on_uniform = result.columns.lattice == uniform_lattice
+    assert on_uniform[inner[2][r, c]].mean() >= 0.98
+    assert (~on_uniform[inner[1][r, c]]).mean() >= 0.98
+    # Pixel labels inside the dot agree with the truth on all but a boundary strip.
+    found, truth = result.labels.region_map, dot.region_map
+    inside = truth != 0
+    assert np.mean(found[inside] == truth[inside]) >= 0.95
+    assert LABELS[result.labels.label[on_uniform][0]] == "uniform"
