@@ -352,7 +352,10 @@ class AreaFractions(_Struct):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Comparison(_Struct):
-    """One simulated model compared with one experimental region."""
+    """One simulated model compared with one experimental region.
+
+    ``defocus_nm`` (and its std) is None unless a defocus series was fitted.
+    """
 
     model: str
     region: str
@@ -366,6 +369,8 @@ class Comparison(_Struct):
     source_size_nm_std: float | None
     column_ratio_exp: float | None
     column_ratio_sim: float | None
+    defocus_nm: float | None = None
+    defocus_nm_std: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

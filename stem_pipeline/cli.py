@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--thicknesses-nm", type=float, nargs="+", metavar="T",
         help="thickness series to fit [nm] (default: the comparison's range, 2-16 nm)",
     )
+    p.add_argument(
+        "--defocus-nm", type=float, nargs="+", metavar="DF",
+        help="defocus series to fit [nm], one simulation per value (default: each config's defocus, not fitted)",
+    )
     _add_config(p)
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
 

@@ -160,7 +160,10 @@ def run_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"no such model config: {', '.join(missing)}")
     if args.thicknesses_nm and min(args.thicknesses_nm) <= 0:
         raise UsageError("--thicknesses-nm must be positive")
-    options = CompareConfig(thicknesses_nm=sorted(args.thicknesses_nm)) if args.thicknesses_nm else None
+    options = CompareConfig(
+        thicknesses_nm=sorted(args.thicknesses_nm) if args.thicknesses_nm else None,
+        defocus_nm=sorted(args.defocus_nm) if args.defocus_nm else None,
+    )
     config = _pipeline_config(args.config)
     try:
         micrograph = io.load(args.image, pixel_size_nm=args.pixel_size_nm)
@@ -172,6 +175,7 @@ def run_compare(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     for rank, r in enumerate(results, 1):
-        print(f"{rank}. {r.model} ({r.region}): NCC {r.ncc:.3f}, SSIM {r.ssim:.3f}, thickness {r.thickness_nm} nm")
+        defocus = "" if r.defocus_nm is None else f", defocus {r.defocus_nm:.3g} nm"
+        print(f"{rank}. {r.model} ({r.region}): NCC {r.ncc:.3f}, SSIM {r.ssim:.3f}, thickness {r.thickness_nm} nm{defocus}")
     print(f"ranking: {args.out / 'comparison.json'}")
     return EXIT_OK

@@ -241,3 +241,41 @@ def test_compare_config_thickness_series():
     assert CompareConfig(thicknesses_nm=[5, 1]).thickness_series() == [1.0, 5.0]
     with pytest.raises(ValueError):
         CompareConfig(rank_by="bogus")
+
+
+def test_model_period_is_the_column_grid_not_the_orthogonal_repeat():
+    from pathlib import Path
+
+    from stem_pipeline.compare import model_period_nm
+
+    configs = Path(__file__).resolve().parents[1] / "sim_configs"
+    period = model_period_nm(configs / "pbi2_1m11.yaml")  # 0.456 x 4.705 nm repeat of 18 alike columns
+    lengths = np.sort(np.linalg.norm(period, axis=1))
+    angle = np.degrees(np.arccos(abs(period[0] @ period[1]) / np.prod(lengths)))
+    assert lengths == pytest.approx([0.347, 0.347], abs=0.005)
+    assert angle == pytest.approx(82.0, abs=1.5)
+    cs = model_period_nm(configs / "cspbi3_001.yaml")  # the Pb-I column repeats every a
+    assert np.sort(np.abs(cs).ravel()) == pytest.approx([0, 0, 0.629, 0.629], abs=1e-3)
+
+
+def test_each_region_of_a_two_lattice_dot_is_folded_on_its_own_grid():
+    from stem_pipeline.compare import experimental_cell, region_columns
+    from stem_pipeline.pipeline import analyze
+
+    dot = make_dot(
+        (384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.347,
+        rotation_deg=40.0, dose=400.0, dim_ratio=0.3, rng=3,
+    )
+    result = analyze(dot.micrograph())
+    spacing = {}
+    for region in ("ordered", "uniform"):
+        keep, lattice = region_columns(result, region)
+        spacing[region] = lattice["spacing_px"] * dot.pixel_size_nm
+        assert len(set(result.columns.lattice[keep])) == 1
+        cell = experimental_cell(
+            dot.micrograph(), result.columns.rc[keep], np.asarray(lattice["vectors_px"]),
+            intensity=result.columns.intensity[keep],
+        )
+        assert cell.count >= 20
+    assert spacing["ordered"] == pytest.approx(0.3145, rel=0.02)
+    assert spacing["uniform"] == pytest.approx(0.347, rel=0.04)

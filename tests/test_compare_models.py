@@ -118,3 +118,60 @@ def test_compare_command_ranks_and_writes_the_report(configs, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["compare", str(image), "--models", str(tmp_path / "missing.yaml"), "--out", str(out)])
     assert info.value.code == 2
+
+
+@pytest.mark.slow
+def test_two_phase_mosaic_names_the_right_model_for_each_region(configs, tmp_path):
+    """abTEM CsPbI3 [001] + PbI2 <1 -1 1> mosaic: each region ranks its own model first.
+
+    Slow (tiny series with frozen phonons, about a minute or more); the fast
+    ``test_compare.py::test_each_region_of_a_two_lattice_dot_is_folded_on_its_own_grid`` and
+    ``test_model_period_is_the_column_grid_not_the_orthogonal_repeat`` cover folding each region
+    on its own grid and registering a model on its column period.
+    """
+    _skip_without_abtem()
+    from stem_pipeline.simulate import load_config
+    from stem_pipeline.simulate.mosaic import mosaic_dot, simulate_cell
+
+    # Frozen phonons are needed for CsPbI3's bright/dim contrast (static, its columns are alike).
+    models = []
+    for name, structure in (("cspbi3_001", "{kind: cspbi3, zone_axis: [0, 0, 1]}"),
+                            ("fapbi3_001", "{kind: fapbi3, zone_axis: [0, 0, 1]}"),
+                            ("pbi2_1m11", "{kind: pbi2, zone_axis: [1, -1, 1]}")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(configs["cspbi3_001"].read_text().replace("cspbi3_001", name)
+                        .replace("{kind: cspbi3, zone_axis: [0, 0, 1]}", structure)
+                        .replace("num_configs: 0", "num_configs: 2"))
+        models.append(path)
+    cells = [simulate_cell(load_config(p), thickness_nm=3.8, thicknesses_nm=THICKNESSES) for p in models[::2]]
+    dot = mosaic_dot(*cells, (448, 448), pixel_size_nm=0.035, dot_size_nm=12.0, domain_size_nm=4.5,
+                     rotation_deg=9.0, dose=400.0, rng=3)
+    assert 0.25 <= dot.uniform_fraction <= 0.75
+    results = compare_models(dot.micrograph(), models, region=["ordered", "uniform"], out=tmp_path / "cmp",
+                             options=OPTIONS, progress=False)
+    first = {}
+    for r in results:
+        first.setdefault(r.region, r.model)
+    assert first == {"ordered": "cspbi3_001", "uniform": "pbi2_1m11"}
+
+
+def test_defocus_series_recovers_the_simulated_defocus(configs, tmp_path):
+    _skip_without_abtem()
+    from stem_pipeline.compare.rank import _simulation_series
+
+    options = CompareConfig(thicknesses_nm=THICKNESSES, defocus_nm=[-12.0, 0.0, 12.0, 24.0])
+    images, _, pixel = _simulation_series(configs["cspbi3_001"], options, progress=False, defocus_nm=12.0)
+    th = np.deg2rad(7.0)
+    rot = np.array([[np.cos(th), np.sin(th)], [-np.sin(th), np.cos(th)]])
+    rr, cc = np.mgrid[:256, :256] * 0.035
+    clean = sample_periodic(blur_periodic(images[1], pixel, 0.035), pixel, np.stack([rr, cc], -1) @ rot + 0.1)
+    counts = np.random.default_rng(0).poisson(np.clip(clean / clean.max() * 200, 0, None))
+    micrograph = Micrograph(counts.astype(np.float32), pixel_size_nm=0.035, source="defocused")
+    (best,) = compare_models(micrograph, [configs["cspbi3_001"]], out=tmp_path, options=options, progress=False)
+    assert best.defocus_nm == pytest.approx(12.0, abs=6.0) and best.defocus_nm_std > 0
+    data = json.loads((tmp_path / "comparison.json").read_text())
+    assert data["defocus_series_nm"] == [-12.0, 0.0, 12.0, 24.0]
+    assert data["results"][0]["defocus_nm"] == pytest.approx(best.defocus_nm)
+    # Without a series the defocus is not fitted.
+    (plain,) = compare_models(micrograph, [configs["cspbi3_001"]], options=OPTIONS, progress=False)
+    assert plain.defocus_nm is None

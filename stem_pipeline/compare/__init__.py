@@ -15,7 +15,16 @@ and :func:`fit_cell` (thickness and source size with profile uncertainties).
 from .cell import MeanCell, cell_origins, mean_cell, region_select
 from .fit import CellFit, fit_cell, profile_minimum
 from .metrics import affine_match, chi2, column_ratio, ncc, rmse, site_intensities, ssim
-from .rank import CompareConfig, compare_models, experimental_cell, plot_comparison, rank, write_comparison
+from .rank import (
+    CompareConfig,
+    compare_models,
+    experimental_cell,
+    model_period_nm,
+    plot_comparison,
+    rank,
+    region_columns,
+    write_comparison,
+)
 from .register import Registration, blur_periodic, register_cell, render, sample_periodic, simulation_cell_vectors
 
 __all__ = [
@@ -32,10 +41,12 @@ __all__ = [
     "experimental_cell",
     "fit_cell",
     "mean_cell",
+    "model_period_nm",
     "ncc",
     "plot_comparison",
     "profile_minimum",
     "rank",
+    "region_columns",
     "region_select",
     "register_cell",
     "render",

@@ -95,7 +95,8 @@ def profile_minimum(x: np.ndarray, profile: np.ndarray, *, n_data: float) -> tup
     best, std : float
         With a minimum at the edge of the grid (or a single point) the best
         grid value and, as the uncertainty, the grid step (nan for one point);
-        a flat profile gives at most the grid span.
+        a flat profile gives at most the grid span; a minimum too sharp for
+        the grid (the parabola dips below zero) gives the grid value and step.
     """
     x = np.asarray(x, dtype=np.float64)
     p = np.asarray(profile, dtype=np.float64)
@@ -111,7 +112,9 @@ def profile_minimum(x: np.ndarray, profile: np.ndarray, *, n_data: float) -> tup
     if a <= 0:
         return float(x[k]), float(max(x[k + 1] - x[k], x[k] - x[k - 1]))
     vertex = float(np.clip(-b / (2 * a), xs[0], xs[-1]))
-    p_min = max(float(c - b**2 / (4 * a)), 1e-300)
+    p_min = float(c - b**2 / (4 * a))
+    if p_min <= 0:  # the parabola dips below zero: too sharp a minimum to resolve on this grid
+        return float(x[k]), float(max(x[k + 1] - x[k], x[k] - x[k - 1]))
     # Rescaled chi2 n_data * p / p_min rises by 1 at +-sqrt(p_min / (n_data a)).
     std = float(np.sqrt(p_min / (n_data * a)))
     return vertex, float(min(std, x[-1] - x[0]))

@@ -22,11 +22,20 @@ from .._types import Comparison, Micrograph
 from ..config import StrictModel
 from ..errors import InputError, NoCrystalError
 from .cell import MeanCell, cell_origins, mean_cell, region_select
-from .fit import SOURCE_SIZES_NM, CellFit, fit_cell
+from .fit import SOURCE_SIZES_NM, CellFit, fit_cell, profile_minimum
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["CompareConfig", "compare_models", "experimental_cell", "plot_comparison", "rank", "write_comparison"]
+__all__ = [
+    "CompareConfig",
+    "compare_models",
+    "experimental_cell",
+    "model_period_nm",
+    "plot_comparison",
+    "rank",
+    "region_columns",
+    "write_comparison",
+]
 
 
 class CompareConfig(StrictModel):
@@ -62,6 +71,11 @@ class CompareConfig(StrictModel):
         Ranking metric.
     min_cells : int
         Fewest cells in a region's mean cell.
+    defocus_nm : list of float or None
+        Simulated defocus series [nm] (the simulation's sign convention,
+        ``microscope.defocus_nm``); each value is one more simulation per
+        model, and the best one is fitted with a profile uncertainty. None
+        keeps each model config's defocus (not fitted).
     """
 
     thicknesses_nm: list[float] | None = None
@@ -76,6 +90,7 @@ class CompareConfig(StrictModel):
     method: Literal["fast", "exact"] = "fast"
     rank_by: Literal["chi2", "ncc", "ssim"] = "chi2"
     min_cells: int = Field(3, ge=1)
+    defocus_nm: list[float] | None = None
 
     def thickness_series(self) -> list[float]:
         """The thicknesses to simulate [nm]."""
@@ -140,7 +155,7 @@ def experimental_cell(
     )
 
 
-def _simulation_series(path: Path, options: CompareConfig, *, progress: bool):
+def _simulation_series(path: Path, options: CompareConfig, *, progress: bool, defocus_nm: float | None = None):
     """Unblurred one-cell thickness series of a model config, with its pixel size (row, col) [nm]."""
     from ..simulate import load_config, simulate_thickness_series
 
@@ -148,9 +163,10 @@ def _simulation_series(path: Path, options: CompareConfig, *, progress: bool):
     if config.structure.kind == "dot":
         raise InputError(path, "a dot model is not periodic and cannot be folded into a cell", "use a crystal config")
     # Compare fits the source size itself and needs one repeat per image.
+    optics = {"source_fwhm_nm": 0.0} if defocus_nm is None else {"source_fwhm_nm": 0.0, "defocus_nm": float(defocus_nm)}
     config = config.model_copy(
         update={
-            "microscope": config.microscope.model_copy(update={"source_fwhm_nm": 0.0}),
+            "microscope": config.microscope.model_copy(update=optics),
             "scan": config.scan.model_copy(update={"field_cells": (1, 1)}),
         }
     )
@@ -190,7 +206,7 @@ def model_period_nm(path: str | os.PathLike) -> np.ndarray:
     return primitive_vectors_nm(sites, composition, extent)
 
 
-def _to_comparison(model: str, region: str, fit: CellFit) -> Comparison:
+def _to_comparison(model: str, region: str, fit: CellFit, defocus: tuple[float, float] | None = None) -> Comparison:
     def opt(x):
         return None if x is None or not np.isfinite(x) else float(x)
 
@@ -207,6 +223,8 @@ def _to_comparison(model: str, region: str, fit: CellFit) -> Comparison:
         source_size_nm_std=opt(fit.source_size_nm_std),
         column_ratio_exp=opt(fit.column_ratio_exp),
         column_ratio_sim=opt(fit.column_ratio_sim),
+        defocus_nm=None if defocus is None else opt(defocus[0]),
+        defocus_nm_std=None if defocus is None else opt(defocus[1]),
     )
 
 
@@ -308,7 +326,8 @@ def compare_models(
     The pipeline runs on the image itself (columns, phase labels); each
     region is folded into a mean supercell (raw counts); every model's
     thickness series is simulated through the cache (one repeat cell, no
-    source blur), registered, and fitted in thickness and source size.
+    source blur), registered, and fitted in thickness and source size, and in
+    defocus when ``options.defocus_nm`` gives a defocus series.
 
     Parameters
     ----------
@@ -359,7 +378,7 @@ def compare_models(
         raise ValueError(f"{micrograph.source}: no phase regions to compare ({result.message}); use region='all'")
     cells, folded_on = {}, {}
     for r in regions:
-        keep, lattice = _region_columns(result, r, roi)
+        keep, lattice = region_columns(result, r, roi=roi)
         if keep.sum() < options.min_cells:
             raise NoCrystalError(f"{micrograph.source}: region {r!r} holds {int(keep.sum())} columns, too few to fold")
         cells[r] = experimental_cell(
@@ -376,22 +395,31 @@ def compare_models(
             "angle_deg": lattice["angle_deg"],
         }
     entries: list[tuple[Comparison, CellFit]] = []
+    defoci = sorted(options.defocus_nm) if options.defocus_nm else [None]
     for path in paths:
-        images, thicknesses, pixel = _simulation_series(path, options, progress=progress)
         period = model_period_nm(path)
+        fits: dict[str, list[CellFit]] = {r: [] for r in cells}
+        for defocus in defoci:
+            images, thicknesses, pixel = _simulation_series(path, options, progress=progress, defocus_nm=defocus)
+            for r, cell in cells.items():
+                fits[r].append(
+                    fit_cell(
+                        cell,
+                        images,
+                        pixel,
+                        thicknesses_nm=thicknesses,
+                        source_sizes_nm=options.source_sizes_nm,
+                        reps=options.reps,
+                        variance=options.variance,
+                        max_scale_change=options.max_scale_change,
+                        sim_cell_vectors_nm=period,
+                    )
+                )
         for r, cell in cells.items():
-            fit = fit_cell(
-                cell,
-                images,
-                pixel,
-                thicknesses_nm=thicknesses,
-                source_sizes_nm=options.source_sizes_nm,
-                reps=options.reps,
-                variance=options.variance,
-                max_scale_change=options.max_scale_change,
-                sim_cell_vectors_nm=period,
-            )
-            entries.append((_to_comparison(path.stem, r, fit), fit))
+            chi2_profile = np.array([f.chi2 for f in fits[r]])
+            fit = fits[r][int(np.argmin(chi2_profile))]
+            defocus = None if defoci == [None] else profile_minimum(np.array(defoci), chi2_profile, n_data=cell.area_px)
+            entries.append((_to_comparison(path.stem, r, fit, defocus), fit))
             logger.info("%s vs %s region: chi2 %.3g, NCC %.4f", path.stem, r, fit.chi2, fit.ncc)
     ranked = rank([c for c, _ in entries], by=options.rank_by)
     by_id = {id(c): f for c, f in entries}
@@ -402,17 +430,43 @@ def compare_models(
             "rank_by": options.rank_by,
             "cells": {r: c.count for r, c in cells.items()},
             "lattices": folded_on,
+            "defocus_series_nm": options.defocus_nm,
         }
         write_comparison(out, ordered, info=info)
     return ranked
 
 
-def _region_columns(result, region: str, roi) -> tuple[np.ndarray, dict]:
+def region_columns(result, region: str = "all", *, roi=None) -> tuple[np.ndarray, dict]:
     """The columns of a region on the region's own lattice, and that lattice.
 
     A two-lattice image (e.g. CsPbI3 [001] beside PbI2 <1 -1 1>) has its
     columns on two grids; a region is folded on the grid most of its columns
     were found on, with those columns only.
+
+    Parameters
+    ----------
+    result : PipelineResult
+        From :func:`stem_pipeline.pipeline.analyze` (status ``ok``).
+    region : {'all', 'ordered', 'uniform'}
+        Phase region (``all`` when the result has no labels).
+    roi : tuple of int or (M, N) bool ndarray, optional
+        See :func:`~stem_pipeline.compare.cell.region_select`.
+
+    Returns
+    -------
+    keep : (N,) ndarray of bool
+        Which of ``result.columns`` to fold.
+    lattice : dict
+        Their lattice (``result.lattice`` or one of its ``"others"``), with ``vectors_px``.
+
+    Examples
+    --------
+    >>> from stem_pipeline.pipeline import analyze
+    >>> from stem_pipeline.synthetic import make_dot
+    >>> result = analyze(make_dot((256, 256), dot_size_nm=6, uniform_fraction=0, rng=0).micrograph())
+    >>> keep, lattice = region_columns(result, "ordered")
+    >>> bool(keep.all()), round(lattice["angle_deg"])
+    (True, 90)
     """
     columns = result.columns
     region_map = result.labels.region_map if result.labels is not None else None
