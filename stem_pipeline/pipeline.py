@@ -45,10 +45,11 @@ class PipelineConfig(StrictModel):
         2, ge=1, le=2, description="lattices looked for (2: a second phase on its own grid, e.g. PbI2 <1 -1 1>)"
     )
     lattice_boundary_sd_spacings: float = Field(
-        1.0,
+        0.5,
         ge=0,
         description="uncertainty of the boundary between two lattices' regions [column spacings], for the "
-        "interval (the boundary is placed half-way between the last columns of each grid)",
+        "interval (the boundary is placed half-way between the last columns of each grid, so the true one is within "
+        "+-0.5 spacing of it: sd 0.29 if uniform; 0.5 allows for a systematic shift)",
     )
     min_columns: int = Field(20, ge=1, description="fewer columns than this means no crystal")
 
