@@ -291,6 +291,23 @@ def test_series_pixel_size_is_row_col_for_non_square_cells():
     np.testing.assert_allclose(pixel, (ly / stack.shape[1], 2 * lx / stack.shape[2]), rtol=1e-6)
 
 
+def test_image_of_a_non_square_cell_has_one_true_pixel_size():
+    # 0.629 x 0.890 nm cell at 8 x 12 scan positions: 0.0786 vs 0.0741 nm; the image is resampled along
+    # the rows so that the single pixel size of the Micrograph is right on both axes.
+    cfg = as_config(
+        tiny(structure={"zone_axis": [1, 1, 0]}, scan={"field_cells": [2, 3]}, phonons={"num_configs": 0})
+    )
+    stack, _, (p_row, p_col) = simulate_thickness_series(cfg, [0.89], cache=False, progress=False)
+    assert abs(p_row / p_col - 1) > 0.05  # the scan itself is not square
+    image = simulate(cfg, progress=False)
+    p = image.pixel_size_nm
+    assert p == pytest.approx(p_col)
+    rows, cols = image.shape
+    assert cols == stack.shape[2]
+    assert abs(rows * p - stack.shape[1] * p_row) <= p / 2  # the field's true height, within half a pixel
+    assert abs(rows - stack.shape[1]) >= 1
+
+
 def test_cache_is_reused_across_post_processing():
     # source blur, field tiling and resampling are applied after the cached run
     base = tiny(phonons={"num_configs": 0})
