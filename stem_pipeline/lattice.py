@@ -23,7 +23,7 @@ from ._types import Micrograph
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["Lattice", "crystal_mask", "find_lattice", "reduce_basis"]
+__all__ = ["Lattice", "crystal_area_mask", "crystal_mask", "find_lattice", "reduce_basis"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -318,6 +318,32 @@ def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: floa
     re = ndimage.gaussian_filter(z.real, sigma_blocks, mode="nearest")
     im = ndimage.gaussian_filter(z.imag, sigma_blocks, mode="nearest")
     return re * re + im * im
+
+
+def crystal_area_mask(image: np.ndarray | Micrograph, lattice: Lattice) -> np.ndarray:
+    """The crystal's area: :func:`crystal_mask` with its edge on the crystal's edge.
+
+    :func:`crystal_mask`'s defaults (edge at 0.35 of the lattice amplitude,
+    grown by half a spacing) keep every edge column for column finding, but
+    cover ~1.1x the crystal. Here the edge is where the smoothed amplitude is
+    at half its median, which is where a smoothed step is at half height,
+    i.e. on the step, and the mask is not grown: its area is the crystal's
+    (1.02 of the true dot area on 12 synthetic dots of 9-13 nm, against 1.13).
+    Area fractions are measured over this mask, so that a fringe around the
+    dot does not go to whichever phase meets the dot's edge.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray or Micrograph
+        The image (denoised or raw). Not modified.
+    lattice : Lattice
+        From :func:`find_lattice`.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+    """
+    return crystal_mask(image, lattice, edge_fraction=0.5, dilate_spacings=0.0)
 
 
 def crystal_mask(

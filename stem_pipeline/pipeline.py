@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import numpy as np
 from pydantic import Field
+from scipy import ndimage
 
 from ._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
 from .classify import ClassifyConfig, TwoPhaseModelConfig
@@ -95,7 +96,7 @@ def analyze(
     from .columns import find_columns, measure_intensities, refine_columns
     from .columns.assign import nearest_column_regions, resolve_shared_columns
     from .denoise import denoise
-    from .lattice import crystal_mask, find_lattices
+    from .lattice import crystal_area_mask, crystal_mask, find_lattices
 
     config = config or PipelineConfig()
     timings: dict[str, float] = {}
@@ -128,7 +129,12 @@ def analyze(
                 lattices, masks, parts = (
                     [x for x, ok in zip(xs, enough) if ok] for xs in (lattices, masks, parts)
                 )
-        mask = np.logical_or.reduce(masks)
+    with _timed(timings, "crystal_area"):
+        # Fractions are of the crystal's own area, not of the (wider) search mask; the half-spacing
+        # cell of every found column is crystal too (small domains of a weak lattice).
+        search = np.logical_or.reduce(masks)
+        mask = np.logical_or.reduce([crystal_area_mask(denoised, lat) for lat in lattices])
+        mask |= search & _near_columns(parts, search.shape, 0.5 * min(lat.spacing_px for lat in lattices))
         regions = nearest_column_regions(parts, mask)
     lattice_info = _lattice_info(lattices)
     n_found = sum(len(c) for c in parts)
@@ -189,6 +195,15 @@ def analyze(
         message=message,
         **common,
     )
+
+
+def _near_columns(parts, shape: tuple[int, int], radius_px: float) -> np.ndarray:
+    """Pixels within ``radius_px`` of a column."""
+    near = np.zeros(shape, bool)
+    rc = np.concatenate([p.rc for p in parts])
+    r, c = np.clip(np.round(rc).astype(int), 0, np.array(shape) - 1).T
+    near[r, c] = True
+    return ndimage.distance_transform_edt(~near) <= radius_px
 
 
 def _lattice_info(lattices) -> dict:

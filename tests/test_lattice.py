@@ -68,6 +68,23 @@ def test_crystal_mask_covers_dot_not_carbon():
     assert mask.dtype == bool and mask.shape == dot.image.shape
 
 
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_crystal_area_mask_has_the_dots_area_and_the_search_mask_its_columns(seed):
+    from stem_pipeline.lattice import crystal_area_mask
+
+    rng = np.random.default_rng(seed)
+    dot = make_dot((448, 448), dot_size_nm=float(rng.uniform(8, 11)), rotation_deg=float(rng.uniform(-45, 45)), rng=seed)
+    lat = find_lattice(dot.image)
+    inside = dot.region_map > 0
+    area = crystal_area_mask(dot.image, lat)
+    search = crystal_mask(dot.image, lat)  # wider: it keeps every edge column for column finding
+    ratio, search_ratio = area.sum() / inside.sum(), search.sum() / inside.sum()
+    assert abs(ratio - 1) < 0.08 and abs(ratio - 1) < abs(search_ratio - 1)
+    assert np.mean(area == inside) > 0.96
+    r, c = np.round(dot.rc).astype(int).T
+    assert search[r, c].all()
+
+
 def test_crystal_mask_empty_on_carbon_with_any_lattice():
     carbon = make_carbon((256, 256), rng=5).data
     lat = Lattice(vectors_px=[[0.0, 9.0], [9.0, 0.0]], spacing_px=9.0, angle_deg=90.0, strength=50.0)
