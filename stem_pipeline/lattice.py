@@ -332,16 +332,8 @@ def crystal_area_mask(image: np.ndarray | Micrograph, lattice: Lattice) -> np.nd
     Area fractions are measured over this mask, so that a fringe around the
     dot does not go to whichever phase meets the dot's edge.
 
-    Parameters
-    ----------
-    image : (M, N) ndarray or Micrograph
-        The image (denoised or raw). Not modified.
-    lattice : Lattice
-        From :func:`find_lattice`.
-
-    Returns
-    -------
-    (M, N) ndarray of bool
+    ``image`` and ``lattice`` are those of :func:`crystal_mask`; returns an
+    (M, N) bool mask.
     """
     return crystal_mask(image, lattice, edge_fraction=0.5, dilate_spacings=0.0)
 
