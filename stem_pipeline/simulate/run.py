@@ -328,7 +328,6 @@ def _simulate_raw(
             raw, angles = _run_abtem(config, atoms, plan=plan, exit_every=None, progress=progress)
             raw = {k: v[None] for k, v in raw.items()}
             thick_cells = [1]
-            pixel_nm = lx / plan["scan_gpts"][0] / 10
             meta["thickness_nm"] = [atoms.info["thickness_nm"]]
         else:
             plan = _plan(config, atoms, method)
@@ -352,14 +351,12 @@ def _simulate_raw(
                 raw = {k: np.stack([v[first + c - 1] for c in thick_cells]) for k, v in raw.items()}
             else:
                 raw = {k: v[None] for k, v in raw.items()}
-            pixel_nm = lx / plan["n_cell"][0] / 10
             meta["thickness_nm"] = [c * lz / 10 for c in thick_cells]
             meta["tiles"] = list(plan["tiles"])
     meta.update(
         engine=plan["engine"],
         interpolation=plan["interpolation"],
         slice_thickness_nm=plan["slice_thickness"] / 10,
-        scan_pixel_size_nm=pixel_nm,
         extent_nm=[plan["extent"][1] / 10, plan["extent"][0] / 10],  # scanned (rows, cols) before tiling
         detector_mrad=angles,
         runtime_s=time.perf_counter() - t0,
