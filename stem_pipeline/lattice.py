@@ -23,7 +23,7 @@ from ._types import Micrograph
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["Lattice", "crystal_area_mask", "crystal_mask", "find_lattice", "reduce_basis"]
+__all__ = ["Lattice", "crystal_mask", "crystal_masks", "find_lattice", "reduce_basis"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -320,22 +320,10 @@ def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: floa
     return re * re + im * im
 
 
-def crystal_area_mask(image: np.ndarray | Micrograph, lattice: Lattice) -> np.ndarray:
-    """The crystal's area: :func:`crystal_mask` with its edge on the crystal's edge.
-
-    :func:`crystal_mask`'s defaults (edge at 0.35 of the lattice amplitude,
-    grown by half a spacing) keep every edge column for column finding, but
-    cover ~1.1x the crystal. Here the edge is where the smoothed amplitude is
-    at half its median, which is where a smoothed step is at half height,
-    i.e. on the step, and the mask is not grown: its area is the crystal's
-    (1.02 of the true dot area on 12 synthetic dots of 9-13 nm, against 1.13).
-    Area fractions are measured over this mask, so that a fringe around the
-    dot does not go to whichever phase meets the dot's edge.
-
-    ``image`` and ``lattice`` are those of :func:`crystal_mask`; returns an
-    (M, N) bool mask.
-    """
-    return crystal_mask(image, lattice, edge_fraction=0.5, dilate_spacings=0.0)
+#: (edge fraction, dilation in spacings) of the column-search mask: every edge column is inside.
+SEARCH_EDGE = (0.35, 0.5)
+#: ... of the area mask: the edge at half the lattice amplitude, on the crystal's edge (see :func:`crystal_masks`).
+AREA_EDGE = (0.5, 0.0)
 
 
 def crystal_mask(
@@ -344,8 +332,8 @@ def crystal_mask(
     *,
     smoothing_spacings: float = 1.5,
     noise_factor: float = 3.0,
-    edge_fraction: float = 0.35,
-    dilate_spacings: float = 0.5,
+    edge_fraction: float = SEARCH_EDGE[0],
+    dilate_spacings: float = SEARCH_EDGE[1],
     min_area_cells: float = 16.0,
 ) -> np.ndarray:
     """Where the lattice is: the crystal (the dot), not the amorphous support.
@@ -378,6 +366,50 @@ def crystal_mask(
     (M, N) ndarray of bool
         True on the crystal. All False when nothing exceeds the noise level.
     """
+    (mask,) = _crystal_masks(
+        image, lattice, [(edge_fraction, dilate_spacings)],
+        smoothing_spacings=smoothing_spacings, noise_factor=noise_factor, min_area_cells=min_area_cells,
+    )
+    return mask
+
+
+def crystal_masks(image: np.ndarray | Micrograph, lattice: Lattice) -> tuple[np.ndarray, np.ndarray]:
+    """The column-search mask and the crystal's area, from one demodulation of the image.
+
+    The search mask is :func:`crystal_mask` with its defaults (edge at 0.35 of
+    the lattice amplitude, grown by half a spacing): it keeps every edge column
+    for column finding, but covers ~1.1x the crystal. In the area mask the edge
+    is where the smoothed amplitude is at half its median, which is where a
+    smoothed step is at half height, i.e. on the step, and the mask is not
+    grown: its area is the crystal's (1.02 of the true dot area on 12 synthetic
+    dots of 9-13 nm, against 1.13). Area fractions are measured over it, so that
+    a fringe around the dot does not go to whichever phase meets the dot's edge.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray or Micrograph
+        The image (denoised or raw). Not modified.
+    lattice : Lattice
+        From :func:`find_lattice`.
+
+    Returns
+    -------
+    search, area : (M, N) ndarray of bool
+    """
+    search, area = _crystal_masks(image, lattice, [SEARCH_EDGE, AREA_EDGE])
+    return search, area
+
+
+def _crystal_masks(
+    image: np.ndarray | Micrograph,
+    lattice: Lattice,
+    edges: list[tuple[float, float]],
+    *,
+    smoothing_spacings: float = 1.5,
+    noise_factor: float = 3.0,
+    min_area_cells: float = 16.0,
+) -> list[np.ndarray]:
+    """One mask per (edge fraction, dilation) of ``edges``, all from one demodulation (see :func:`crystal_mask`)."""
     data = _as_image(image)
     spacing = lattice.spacing_px
     # High-pass (remove the local mean) so that the support level and the
@@ -399,9 +431,12 @@ def crystal_mask(
     del img
     noise_level = float(np.median(noise))
     candidate = amp > noise_factor * noise_level
-    small = np.zeros(amp.shape, bool)
-    if candidate.any():
-        level = float(np.median(amp[candidate]))
+    level = float(np.median(amp[candidate])) if candidate.any() else np.inf
+    # Back to full resolution (nearest block), edge pixels take the last block.
+    ri = np.minimum(np.arange(data.shape[0]) // block, amp.shape[0] - 1)
+    ci = np.minimum(np.arange(data.shape[1]) // block, amp.shape[1] - 1)
+    masks = []
+    for edge_fraction, dilate_spacings in edges:
         small = amp > max(noise_factor * noise_level, edge_fraction * level)
         small = ndimage.binary_fill_holes(small)
         labels, n = ndimage.label(small)
@@ -410,15 +445,12 @@ def crystal_mask(
             sizes = ndimage.sum_labels(small, labels, np.arange(1, n + 1))
             keep = np.concatenate([[False], sizes >= min_area_cells * cell_area])
             small = keep[labels]
-    if small.any() and dilate_spacings > 0:
-        radius = dilate_spacings * spacing / block
-        small = ndimage.distance_transform_edt(~small) <= radius
-    # Back to full resolution (nearest block), edge pixels take the last block.
-    ri = np.minimum(np.arange(data.shape[0]) // block, small.shape[0] - 1)
-    ci = np.minimum(np.arange(data.shape[1]) // block, small.shape[1] - 1)
-    mask = small[ri[:, None], ci[None, :]]
-    logger.info("crystal_mask: %.1f %% of the image is crystal", 100.0 * mask.mean())
-    return mask
+        if small.any() and dilate_spacings > 0:
+            radius = dilate_spacings * spacing / block
+            small = ndimage.distance_transform_edt(~small) <= radius
+        masks.append(small[ri[:, None], ci[None, :]])
+        logger.info("crystal_mask: %.1f %% of the image is crystal", 100.0 * masks[-1].mean())
+    return masks
 
 
 def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius_px: float = 2.5) -> np.ndarray:

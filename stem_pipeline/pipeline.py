@@ -96,7 +96,7 @@ def analyze(
     from .columns import find_columns, measure_intensities, refine_columns
     from .columns.assign import nearest_column_regions, resolve_shared_columns
     from .denoise import denoise
-    from .lattice import crystal_area_mask, crystal_mask, find_lattices
+    from .lattice import crystal_masks, find_lattices
 
     config = config or PipelineConfig()
     timings: dict[str, float] = {}
@@ -109,15 +109,16 @@ def analyze(
     if not lattices:
         return PipelineResult(status="no_crystal", denoised=denoised, message="no lattice found", **common)
     with _timed(timings, "crystal_mask"):
-        masks = [crystal_mask(denoised, lat) for lat in lattices]
-    if not np.logical_or.reduce(masks).any():
+        # Per lattice: (column-search mask, crystal area), from one demodulation.
+        masks = [crystal_masks(denoised, lat) for lat in lattices]
+        union = np.logical_or.reduce([search for search, _ in masks])
+    if not union.any():
         return PipelineResult(
             status="no_crystal", denoised=denoised, lattice=_lattice_info(lattices), message="no crystal region", **common
         )
     with _timed(timings, "find_columns"):
         # Each lattice is searched over the whole crystal: a weak lattice's mask can miss the corners
         # of its small domains. Columns found on both grids go to the better-fitting one.
-        union = np.logical_or.reduce(masks)
         parts = [find_columns(denoised, lattice=lat, mask=union, config=config.columns) for lat in lattices]
         if len(parts) > 1:
             parts = resolve_shared_columns(
@@ -129,11 +130,11 @@ def analyze(
                 lattices, masks, parts = (
                     [x for x, ok in zip(xs, enough) if ok] for xs in (lattices, masks, parts)
                 )
-    with _timed(timings, "crystal_area"):
+    with _timed(timings, "regions"):
         # Fractions are of the crystal's own area, not of the (wider) search mask; the half-spacing
         # cell of every found column is crystal too (small domains of a weak lattice).
-        search = np.logical_or.reduce(masks)
-        mask = np.logical_or.reduce([crystal_area_mask(denoised, lat) for lat in lattices])
+        search = np.logical_or.reduce([m for m, _ in masks])
+        mask = np.logical_or.reduce([area for _, area in masks])
         mask |= search & _near_columns(parts, search.shape, 0.5 * min(lat.spacing_px for lat in lattices))
         regions = nearest_column_regions(parts, mask)
     lattice_info = _lattice_info(lattices)

@@ -97,16 +97,12 @@ def test_physical_contrast_dim_columns_at_a_third(dose):
     assert abs(result.fractions.uniform - dot.uniform_fraction) <= (0.03 if dose >= 400 else 0.06)
 
 
-def test_a_second_lattice_is_found_and_its_region_classified_on_its_own_grid():
+def test_a_second_lattice_is_found_and_its_region_classified_on_its_own_grid(two_lattice_dot):
     """Uniform domains on a 0.347 nm grid (like PbI2 <1 -1 1>) beside CsPbI3's 0.3145 nm one: two lattices."""
     from stem_pipeline.lattice import find_lattice
 
-    dot = make_dot(
-        (384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.347,
-        rotation_deg=40.0, dose=400.0, dim_ratio=0.3, rng=3,
-    )
+    dot, result = two_lattice_dot
     assert find_lattice(dot.image).foreign_peaks > 0
-    result = analyze(dot.micrograph())
     assert len(result.lattice["others"]) == 1
     assert result.fractions is not None, result.message
     assert abs(result.fractions.uniform - dot.uniform_fraction) <= 0.06

@@ -258,15 +258,10 @@ def test_model_period_is_the_column_grid_not_the_orthogonal_repeat():
     assert np.sort(np.abs(cs).ravel()) == pytest.approx([0, 0, 0.629, 0.629], abs=1e-3)
 
 
-def test_each_region_of_a_two_lattice_dot_is_folded_on_its_own_grid():
+def test_each_region_of_a_two_lattice_dot_is_folded_on_its_own_grid(two_lattice_dot):
     from stem_pipeline.compare import experimental_cell, region_columns
-    from stem_pipeline.pipeline import analyze
 
-    dot = make_dot(
-        (384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.347,
-        rotation_deg=40.0, dose=400.0, dim_ratio=0.3, rng=3,
-    )
-    result = analyze(dot.micrograph())
+    dot, result = two_lattice_dot
     spacing = {}
     for region in ("ordered", "uniform"):
         keep, lattice = region_columns(result, region)

@@ -4,17 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from helpers import same_lattice
+
 from stem_pipeline.lattice import Lattice, crystal_mask, find_lattice, reduce_basis
 from stem_pipeline.synthetic import make_carbon, make_dot
-
-
-def _same_lattice(found: np.ndarray, truth: np.ndarray, rtol: float) -> bool:
-    """True when each true vector is an integer combination of the found ones (and vice versa)."""
-    for a, b in ((found, truth), (truth, found)):
-        coef = b @ np.linalg.inv(a)
-        if not np.allclose(coef, np.round(coef), atol=rtol * 3) or abs(abs(np.linalg.det(np.round(coef))) - 1) > 0:
-            return False
-    return True
 
 
 @pytest.mark.parametrize("rotation_deg", [0.0, 17.0, 33.0])
@@ -26,7 +19,7 @@ def test_find_lattice_returns_column_grid_not_superlattice(rotation_deg):
     # The column grid a/2 (~9 px), not the bright-site superlattice a (~18 px).
     assert lat.spacing_px == pytest.approx(true_spacing, rel=0.01)
     assert lat.angle_deg == pytest.approx(90.0, abs=1.0)
-    assert _same_lattice(lat.vectors_px, dot.lattice_vectors_px, rtol=0.02)
+    assert same_lattice(lat.vectors_px, dot.lattice_vectors_px, rtol=0.02)
     assert lat.strength > 25
 
 
@@ -70,14 +63,14 @@ def test_crystal_mask_covers_dot_not_carbon():
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
 def test_crystal_area_mask_has_the_dots_area_and_the_search_mask_its_columns(seed):
-    from stem_pipeline.lattice import crystal_area_mask
+    from stem_pipeline.lattice import crystal_masks
 
     rng = np.random.default_rng(seed)
     dot = make_dot((448, 448), dot_size_nm=float(rng.uniform(8, 11)), rotation_deg=float(rng.uniform(-45, 45)), rng=seed)
     lat = find_lattice(dot.image)
     inside = dot.region_map > 0
-    area = crystal_area_mask(dot.image, lat)
-    search = crystal_mask(dot.image, lat)  # wider: it keeps every edge column for column finding
+    search, area = crystal_masks(dot.image, lat)  # search is wider: it keeps every edge column
+    np.testing.assert_array_equal(search, crystal_mask(dot.image, lat))
     ratio, search_ratio = area.sum() / inside.sum(), search.sum() / inside.sum()
     assert abs(ratio - 1) < 0.08 and abs(ratio - 1) < abs(search_ratio - 1)
     assert np.mean(area == inside) > 0.96
