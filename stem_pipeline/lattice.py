@@ -385,12 +385,7 @@ def crystal_masks(image: np.ndarray | Micrograph, lattice: Lattice) -> tuple[np.
     dots of 9-13 nm, against 1.13). Area fractions are measured over it, so that
     a fringe around the dot does not go to whichever phase meets the dot's edge.
 
-    Parameters
-    ----------
-    image : (M, N) ndarray or Micrograph
-        The image (denoised or raw). Not modified.
-    lattice : Lattice
-        From :func:`find_lattice`.
+    ``image`` and ``lattice`` are those of :func:`crystal_mask`.
 
     Returns
     -------
