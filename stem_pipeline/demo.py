@@ -19,7 +19,7 @@ DEMO_PARAMS = {
     "dose": 200.0,
     "rng": 2024,
 }
-_VERSION = 1
+_VERSION = 2  # 2: the truth is the area the columns cover (synthetic.column_region_map)
 
 
 def demo_image() -> Path:

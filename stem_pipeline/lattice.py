@@ -381,8 +381,8 @@ def crystal_masks(image: np.ndarray | Micrograph, lattice: Lattice) -> tuple[np.
     for column finding, but covers ~1.1x the crystal. In the area mask the edge
     is where the smoothed amplitude is at half its median, which is where a
     smoothed step is at half height, i.e. on the step, and the mask is not
-    grown: its area is the crystal's (1.02 of the true dot area on 12 synthetic
-    dots of 9-13 nm, against 1.13). Area fractions are measured over it, so that
+    grown: its area is the crystal's (1.01-1.04 of the true crystal area on 12
+    synthetic dots of 9-13 nm, against ~1.13). Area fractions are measured over it, so that
     a fringe around the dot does not go to whichever phase meets the dot's edge.
 
     ``image`` and ``lattice`` are those of :func:`crystal_mask`.

@@ -5,7 +5,8 @@ the columns sit on a square grid of spacing a/2 = 3.145 A with bright Pb-I
 columns on one site in four and dimmer Cs and I columns on the other three;
 in PbI2/FAPbI3-like (``uniform``) domains the columns sit on a ~3.2 A grid
 with uniform intensity. Domains are Voronoi cells of random seeds inside a
-square dot that lies on amorphous carbon. Every accuracy test and benchmark
+square dot that lies on amorphous carbon; the true region map is the area the
+columns of each phase cover (their lattice cells). Every accuracy test and benchmark
 of the project measures against these truths (positions, contrasts, labels,
 region map, area fraction), at a chosen dose with Poisson noise.
 """
@@ -45,7 +46,8 @@ class SyntheticDot:
     amplitude : (K,) ndarray
         True column peak heights [counts].
     region_map : (M, N) ndarray of int8
-        0 outside the dot, 1 ordered, 2 uniform.
+        0 outside the crystal, 1 ordered, 2 uniform: the lattice cells of
+        the columns of each phase (see :func:`column_region_map`).
     lattice_vectors_px : (2, 2) ndarray
         The ordered grid's two basis vectors (row, col) [px], spacing a/2.
     dose : float or None
@@ -249,6 +251,49 @@ def domain_map(
     return region
 
 
+def column_region_map(
+    shape: tuple[int, int], rc: np.ndarray, label: np.ndarray, *, spacing_px: np.ndarray, u: np.ndarray, w: np.ndarray
+) -> np.ndarray:
+    """Region map of the area the columns cover: each column's square lattice cell, with its label.
+
+    A pixel belongs to its nearest column's phase if it lies in that column's
+    cell (the square of side ``spacing_px`` along ``u`` and ``w`` centred on
+    it); holes (gaps where two grids meet) are filled with the nearest
+    column's phase. This is the area each phase's columns occupy, the
+    quantity the paper's colour-coded images measure.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape (rows, cols).
+    rc : (K, 2) ndarray
+        Column positions (row, col) [px].
+    label : (K,) ndarray of int
+        Column phase codes (index into ``LABELS``).
+    spacing_px : (K,) ndarray
+        Each column's grid spacing [px].
+    u, w : (2,) ndarray
+        Unit vectors (row, col) of the grid directions.
+
+    Returns
+    -------
+    (M, N) ndarray of int8
+        0 outside the crystal, 1 ordered, 2 uniform.
+    """
+    region = np.full(shape, REGION_OUTSIDE, np.int8)
+    if len(rc) == 0:
+        return region
+    pix = np.argwhere(np.ones(shape, bool))
+    _, owner = cKDTree(rc).query(pix)
+    rel = pix - rc[owner]
+    half = 0.5 * np.asarray(spacing_px, float)[owner]
+    covered = ((np.abs(rel @ u) <= half) & (np.abs(rel @ w) <= half)).reshape(shape)
+    covered = ndimage.binary_fill_holes(covered)
+    phase = np.where(label[owner] == _UNIFORM_LABEL, REGION_UNIFORM, REGION_ORDERED).reshape(shape)
+    region[covered] = phase[covered]
+    return region
+
+
 def make_dot(
     shape: tuple[int, int] = (512, 512),
     *,
@@ -358,6 +403,8 @@ def make_dot(
         along = ((rc - center) @ u) / max(half, 1e-9)  # -1 .. 1 across the dot
         height = height * (1 + 0.5 * thickness_gradient * along)
 
+    # The truth is the area the columns cover: an edge strip of the dot that no grid reaches is no phase's.
+    region = column_region_map(shape, rc, label, spacing_px=np.where(label == _UNIFORM_LABEL, s_u, s_o), u=u, w=w)
     sigma_px = column_sigma_nm / pixel_size_nm
     body = ndimage.gaussian_filter(inside.astype(float), sigma_px) * dot_background
     clean = render_gaussians(shape, rc, height, sigma_px) + body
