@@ -148,19 +148,17 @@ def analyze(
             message=f"only {n_found} columns found (fewer than {config.min_columns})",
             **common,
         )
+    # All lattices' columns are refined and measured together, so that each column's Voronoi cell (its fit
+    # window) stops at its neighbours on the other grid too, not only at those on its own.
+    pooled = Columns.concatenate(
+        [c.replace(lattice=np.full(len(c), k, np.int8)) for k, c in enumerate(parts)]
+    ).replace(pixel_size_nm=micrograph.pixel_size_nm)
+    finest = min(lattices, key=lambda lat: lat.spacing_px)
     with _timed(timings, "refine_columns"):
-        parts = [
-            refine_columns(denoised, c, lattice=lat, config=config.columns) if len(c) else c
-            for c, lat in zip(parts, lattices)
-        ]
+        pooled = refine_columns(denoised, pooled, lattice=finest, config=config.columns)
     with _timed(timings, "intensities"):
-        parts = [
-            (measure_intensities(raw, c, config=config.columns) if len(c) else c).replace(
-                pixel_size_nm=micrograph.pixel_size_nm, lattice=np.full(len(c), k, np.int8)
-            )
-            for k, c in enumerate(parts)
-        ]
-    columns = Columns.concatenate(parts).replace(pixel_size_nm=micrograph.pixel_size_nm)
+        columns = measure_intensities(raw, pooled, config=config.columns)
+    parts = [columns.subset(columns.lattice == k) for k in range(len(parts))]
     reasons = [
         r
         for lat in lattices

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 from helpers import same_lattice
+from scipy.spatial import cKDTree
 
 from stem_pipeline._types import LABELS, Columns
 from stem_pipeline.columns.assign import grid_misfit, nearest_column_regions, resolve_shared_columns
 from stem_pipeline.lattice import find_lattice
+from stem_pipeline.synthetic import render_gaussians
 
 SHAPE = (384, 384)
 
@@ -115,3 +117,34 @@ def test_every_found_column_lies_in_the_crystal_area(seed):
     r, c = np.round(result.columns.rc).astype(int).T
     assert result.crystal_mask[r, c].all()
     assert (result.labels.region_map[r, c] != 0).all()
+
+
+def test_columns_at_the_interface_of_two_grids_are_located_as_well_as_inside():
+    """Each column's fit window stops at its neighbours on the other grid too (columns refined together)."""
+    from stem_pipeline import Micrograph
+    from stem_pipeline.pipeline import analyze
+
+    px, shape, rng = 0.03, (320, 320), np.random.default_rng(0)
+
+    def grid(spacing_nm, theta_deg, side):
+        t = np.deg2rad(theta_deg)
+        u, w = spacing_nm / px * np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        i, j = (a.ravel() for a in np.meshgrid(np.arange(-40, 41), np.arange(-40, 41), indexing="ij"))
+        rc = 160 + i[:, None] * u + j[:, None] * w
+        keep = side(rc[:, 1]) & np.all((rc > 40) & (rc < 280), axis=1)
+        return rc[keep], i[keep], j[keep]
+
+    # CsPbI3-like ordered grid on the left, a 0.347 nm uniform grid (PbI2 <1 -1 1>-like) on the right.
+    rc_o, i, j = grid(0.3145, 10, lambda col: col < 160)
+    rc_u, _, _ = grid(0.347, 18, lambda col: col >= 161.7)
+    rc = np.concatenate([rc_o, rc_u])
+    height = np.concatenate([np.where((i % 2 == 0) & (j % 2 == 0), 1.0, 0.35), np.full(len(rc_u), 0.8)])
+    image = rng.poisson(render_gaussians(shape, rc, height, 0.045 / px) * 400 + 20).astype(np.float32)
+    result = analyze(Micrograph(image, pixel_size_nm=px))
+    assert len(result.lattice["others"]) == 1
+    dist, nearest = cKDTree(rc).query(result.columns.rc)
+    assert np.mean(dist < 2) > 0.99 and len(result.columns) > 0.99 * len(rc)
+    interface = np.abs(rc[nearest, 1] - 160) < 0.5 / px
+    rms_interface, rms_inside = (np.sqrt(np.mean(dist[s] ** 2)) for s in (interface, ~interface))
+    assert rms_interface < 1.25 * rms_inside, (rms_interface, rms_inside)
+    assert dist[interface].max() < 0.25
