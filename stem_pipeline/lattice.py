@@ -155,6 +155,10 @@ def _radial_median(power: np.ndarray, radius: np.ndarray, n_bins: int) -> np.nda
 _FOREIGN_TOLERANCE = 0.05
 #: Only peaks with at least this share of the strongest peak's excess power count as foreign.
 _FOREIGN_FRACTION = 0.05
+#: ... and only at this fraction of the grid's lowest frequency or above (periods up to 2.5 column spacings):
+#: a second crystal's reflections are there (PbI2 <1 -1 1> ~0.9, [441] fringes ~1.4), while the low-frequency
+#: peaks of a small dot's outline or of its thickness profile (periods of nanometres) are not reflections.
+_FOREIGN_MIN_FREQUENCY = 0.4
 
 
 def find_lattice(
@@ -269,6 +273,7 @@ def find_lattice(
     vectors = reduce_basis(np.linalg.inv(G).T)
     # Strong peaks on neither the grid nor its half-integer superlattice belong to a second lattice.
     # (Candidates are at whole frequency pixels: the tolerance also covers that rounding.)
+    candidates = candidates[np.hypot(*candidates.T) >= _FOREIGN_MIN_FREQUENCY * np.linalg.norm(G, axis=1).min()]
     hk2 = 2 * (candidates @ np.linalg.inv(G))
     tolerance = 2 * _FOREIGN_TOLERANCE + np.abs(np.linalg.inv(G)).sum(axis=0) / shape.max()  # half a pixel, x2
     foreign = int(np.sum(np.any(np.abs(hk2 - np.round(hk2)) > tolerance, axis=1)))
