@@ -9,7 +9,7 @@ the pixels and returns the crystal-area fractions with a 95 % interval.
 from ._core import ClassifyConfig, classify_columns
 from .applicability import TwoPhaseModelConfig, bright_fraction, contrast_pattern_reasons, two_phase_model_reasons
 from .features import ColumnFeatures, column_features, estimate_lattice_vectors, indexed_pairs, neighbour_pairs
-from .model import mixture_posterior, refine_boundaries, regularise_posterior
+from .model import minority_posterior, mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "estimate_lattice_vectors",
     "indexed_pairs",
     "hull_mask",
+    "minority_posterior",
     "mixture_posterior",
     "neighbour_pairs",
     "region_map_from_columns",
