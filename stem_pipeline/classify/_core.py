@@ -226,7 +226,7 @@ def classify_columns(
         region, 1.0 - p_ord, cell_area, pixel_size_nm=px,
         boundary_sd_px=config.boundary_sd_spacings * spacing_px,
     )
-    if n_classes == 1:
+    if np.all(label == label[0]):
         fractions = _allow_undetected_domains(fractions, len(rc), config)
     log.info(
         "classify: %d columns, %d class(es), uniform fraction %.3f [%.3f, %.3f]",
