@@ -142,7 +142,9 @@ def classify_columns(
         Fractions of the crystal area with the 95 % measurement interval of
         the uniform fraction (column-label posteriors and boundary placement,
         see :func:`~stem_pipeline.classify.area_fractions` and
-        ``fractions.method``).
+        ``fractions.method``); when every column has one label, the interval
+        also reaches as far as the largest domain of the other phase that
+        can go undetected (``config.undetected_*_columns``).
 
     Raises
     ------
