@@ -170,6 +170,31 @@ def test_mixture_uses_bic_and_regularisation_removes_outliers():
     assert np.mean((q > 0.5) != truth) < 0.01
 
 
+def test_clipped_evidence_lets_a_unanimous_neighbourhood_overrule_one_saturated_column():
+    rr, cc = np.mgrid[0:20, 0:20]
+    rc = np.stack([rr.ravel(), cc.ravel()], axis=1) * 9.0
+    p = np.full(len(rc), 0.95)
+    lone = 10 * 20 + 4
+    block = (rr.ravel() >= 10) & (rr.ravel() < 14) & (cc.ravel() >= 12) & (cc.ravel() < 16)
+    p[lone] = 1e-6  # a saturated mixture posterior, e.g. a noisy edge column
+    p[block] = 1e-6  # a genuine 4x4 uniform domain
+    kept = regularise_posterior(rc, p, radius_px=2.3 * 9, beta=3.0)
+    assert kept[lone] < 0.5
+    clipped = regularise_posterior(rc, p, radius_px=2.3 * 9, beta=3.0, max_evidence=4.0)
+    assert clipped[lone] > 0.5
+    assert np.all(clipped[block] < 0.5)
+
+
+def test_pure_cspbi3_dot_at_30_counts_keeps_its_edges():
+    """Edge columns see half a neighbourhood: at 30 counts their fit can look uniform; the random field
+    must not keep bands of them (this dot read 0.056 uniform before the evidence clip)."""
+    from stem_pipeline.pipeline import analyze
+
+    dot = make_dot((512, 512), dose=30.0, rng=60047, uniform_fraction=0.0, dot_size_nm=10.0671, domain_size_nm=1.6937,
+                   rotation_deg=7.0620, thickness_gradient=0.0444, pixel_size_nm=0.028592)
+    assert analyze(dot.micrograph()).fractions.uniform <= 0.03
+
+
 def test_minority_posterior_finds_a_cluster_not_scattered_outliers():
     rng = np.random.default_rng(6)
     rr, cc = np.mgrid[0:40, 0:40]

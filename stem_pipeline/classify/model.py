@@ -224,6 +224,7 @@ def regularise_posterior(
     confidence: np.ndarray | None = None,
     beta: float = 2.0,
     n_iter: int = 10,
+    max_evidence: float | None = None,
 ) -> np.ndarray:
     """Mean-field Potts regularisation of per-column posteriors on the neighbour graph.
 
@@ -243,6 +244,11 @@ def regularise_posterior(
         the regularisation off).
     n_iter : int
         Mean-field iterations.
+    max_evidence : float, optional
+        Clip of each column's own log-odds (None: no clip). A mixture
+        posterior saturates for a column far out in the other class's tail
+        (noise, a half neighbourhood at the crystal edge); clipped, one such
+        column cannot overrule a unanimous neighbourhood.
 
     Returns
     -------
@@ -258,6 +264,8 @@ def regularise_posterior(
     i, j = i[keep], j[keep]
     count = np.maximum(np.bincount(i, minlength=len(p)), 1)
     unary = np.log(p) - np.log1p(-p)
+    if max_evidence is not None:
+        unary = np.clip(unary, -max_evidence, max_evidence)
     if confidence is not None:
         unary = unary * np.clip(np.asarray(confidence, dtype=np.float64).ravel(), 0.0, 1.0)
     q = p.copy()
