@@ -78,6 +78,14 @@ def test_bright_share_tells_cspbi3_from_other_orderings(pattern, share, applies)
     assert (reasons == []) == applies
 
 
+def test_bright_share_ignores_failed_fits():
+    from stem_pipeline.classify import bright_fraction
+
+    rc, intensity, spacing = _grid_columns(lambda i, j: (i % 2 == 0) & (j % 2 == 0))
+    intensity[[5, 77, 203]] *= 25.0  # three failed fits far above every column
+    assert bright_fraction(intensity, rc, spacing_px=spacing) == pytest.approx(0.25, abs=0.05)
+
+
 @pytest.mark.parametrize("dose", [400.0, 30.0])
 def test_physical_contrast_dim_columns_at_a_third(dose):
     """abTEM gives Cs and I columns at ~0.3 of the Pb-I ones (benchmarks/results/paper_case.md):

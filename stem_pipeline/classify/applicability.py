@@ -129,6 +129,10 @@ def bright_fraction(intensity: np.ndarray, rc: np.ndarray, *, spacing_px: float)
     local = np.array([np.mean(intensity[n]) for n in neighbours])
     relative = intensity / np.where(local > 0, local, np.nan)
     relative = relative[np.isfinite(relative)]
+    if len(relative) >= 20:
+        # A failed fit (relative intensity 7, or 0) must not set the threshold: drop the extreme 1 % per side.
+        lo, hi = np.percentile(relative, [1, 99])
+        relative = relative[(relative >= lo) & (relative <= hi)]
     if len(relative) < 2 or np.ptp(relative) == 0:
         return 0.0
     return float(np.mean(relative > threshold_otsu(relative)))
