@@ -144,6 +144,10 @@ def load(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
+        plain = _read_tiff_pixels(path) if ext in (".tif", ".tiff") else None
+        if plain is not None:  # readable, only not as a HyperSpy signal: say what the pixels are
+            data, calibration, failure = plain, {}, None
+    if failure is not None:
         raise InputError(
             path, f"cannot read the file, it may be corrupt or truncated ({failure})", "Re-export or re-copy the image"
         )
@@ -161,6 +165,17 @@ def load(
             stacklevel=2,
         )
     return Micrograph(data.astype(np.float32), pixel_size_nm=scale_nm, source=str(path), metadata=calibration)
+
+
+def _read_tiff_pixels(path: Path) -> np.ndarray | None:
+    """The pixels of a TIFF that RosettaSciIO cannot map to a signal, e.g. a 3-frame float stack it
+    takes for RGB (so the caller can say "not 2-D" instead of "corrupt"); None if tifffile fails too."""
+    import tifffile
+
+    try:
+        return np.asarray(tifffile.imread(path))
+    except Exception:  # truncated or not a TIFF: the caller reports the reader's own error
+        return None
 
 
 def _read_raster(path: Path) -> np.ndarray:
