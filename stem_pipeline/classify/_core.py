@@ -216,9 +216,8 @@ def classify_columns(
             rc, p_ord, radius_px=config.mrf_radius_spacings * spacing_px, beta=config.mrf_beta,
             confidence=confidence, n_iter=config.mrf_iterations, max_evidence=config.mrf_max_evidence,
         )
-    band = np.zeros(len(rc), bool)
     if n_classes == 2 and config.boundary_iterations > 0:
-        p_ord, band = refine_boundaries(
+        p_ord, _ = refine_boundaries(
             rc, feats.alternation, p_ord, mrf_radius_px=config.mrf_radius_spacings * spacing_px,
             confidence=confidence, beta=config.mrf_beta, n_iter=config.boundary_iterations,
         )
