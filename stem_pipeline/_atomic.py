@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger("stem_pipeline")
+
+#: Marks the temporary files of :func:`atomic_write`, so that a clean-up after a killed run can
+#: tell them from a user's own files (a fault-injection run had ``.notes.tmp`` deleted).
+TEMPORARY_MARK = "stem-pipeline-tmp"
+#: Names of the temporary files of :func:`atomic_write`: ``.<name>.<8 random>.stem-pipeline-tmp[.ext]``.
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\." + re.escape(TEMPORARY_MARK) + r"(\.[^.]+)?")
 
 # The process umask, read once (os.umask can only be read by setting it).
 _UMASK = os.umask(0)
@@ -16,7 +27,7 @@ os.umask(_UMASK)
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    The temporary name ends with ``path``'s extension (``.tmp.png``, ``.tmp.npz``, ...)
+    The temporary name (see :data:`TEMPORARY`) ends with ``path``'s extension (``.png``, ``.npz``, ...)
     so that writers choosing the format from the extension work. The file gets the
     usual permissions (0666 less the umask), not the private ones of a temporary
     file. On failure the temporary file is removed and ``path`` is left as it was.
@@ -35,7 +46,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".{TEMPORARY_MARK}{path.suffix}")
     os.close(fd)
     try:
         write(tmp)
@@ -50,3 +61,26 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` that a killed run left in ``folder``.
+
+    Only names matching :data:`TEMPORARY` are touched: never a user's own file. Call only while
+    no other process writes into ``folder`` (see :mod:`stem_pipeline._lock`).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMPORARY_MARK}*"):
+        if not TEMPORARY.fullmatch(tmp.name):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    if removed:
+        logger.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), folder)
+    return removed

@@ -22,26 +22,42 @@ import logging
 import os
 import re
 import sys
+import time
 import uuid
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .outputs import THUMBNAIL
+from ._atomic import remove_stale_temporaries
+from ._lock import output_lock
+from .errors import UsageError
 
 logger = logging.getLogger("stem_pipeline")
 
 #: How many times a task whose worker died is run again before it is recorded as failed.
 WORKER_RETRIES = 1
-#: Names of the temporary files of :func:`stem_pipeline._atomic.atomic_write`.
-TEMPORARY = re.compile(r"\..+\.tmp(\.[^.]+)?")
+#: Seconds to wait for a ``--scheduler`` to answer (Dask's own default, 30 s, left a typo'd
+#: address hanging for half a minute before a raw OSError).
+SCHEDULER_CONNECT_TIMEOUT_S = 10.0
+#: Seconds a batch waits while the cluster has no worker at all before it gives up on the
+#: images not yet done (they become ``error`` rows; a re-run resumes them).
+NO_WORKER_TIMEOUT_S = 60.0
+#: How often the client checks on the cluster while it waits for results [s].
+POLL_S = 0.5
+#: Characters allowed in an output-folder name (letters and digits of any script, ``_.+-``);
+#: anything else (separators, spaces, shell and Windows specials) becomes ``_``.
+_UNSAFE = re.compile(r"[^\w.+-]")
+#: Longest output-folder name kept as it is; longer ones are cut and get a hash.
+_MAX_NAME = 96
 
 
 def output_names(files: Sequence[str | os.PathLike]) -> list[str]:
     """Unique output-folder names for image files: their stems, disambiguated deterministically.
 
-    Files whose stems are unique (ignoring case) keep them. Files sharing a stem are named
+    A stem is first made safe as a folder name inside the output folder: characters other than
+    letters, digits and ``_.+-`` become ``_``, leading dots become ``_`` (so ``...tif`` and
+    ``..tif`` cannot name the output folder's parent or itself, and no name is hidden), and
+    names over 96 characters are cut. Files whose safe stems are unique (ignoring case) keep them. Files sharing a stem are named
     after their path relative to the deepest folder they share, with ``__``
     between the parts (``a/img.tif``, ``b/img.tif`` -> ``a__img``,
     ``b__img``); the extension is added when that is still ambiguous
@@ -63,18 +79,21 @@ def output_names(files: Sequence[str | os.PathLike]) -> list[str]:
     --------
     >>> output_names(["x/a.tif", "y/a.tif", "y/b.dm4"])
     ['x__a', 'y__a', 'b']
+    >>> output_names(["...tif", "..tif", "a b.tif"])
+    ['__', '_', 'a_b']
     """
     paths = [Path(os.path.abspath(f)) for f in files]
+    stems = [_safe_name(p.stem) for p in paths]
     by_stem: dict[str, list[int]] = {}  # case-insensitive: "A" and "a" are one folder on macOS and Windows
-    for i, p in enumerate(paths):
-        by_stem.setdefault(p.stem.lower(), []).append(i)
-    names = [p.stem for p in paths]
+    for i, stem in enumerate(stems):
+        by_stem.setdefault(stem.lower(), []).append(i)
+    names = list(stems)
     for indices in by_stem.values():
         if len(indices) < 2:
             continue
         group = [paths[i] for i in indices]
         root = Path(os.path.commonpath([str(p.parent) for p in group]))
-        rel = ["__".join(p.parent.relative_to(root).parts + (p.stem,)) for p in group]
+        rel = [_safe_name("__".join(p.parent.relative_to(root).parts + (p.stem,))) for p in group]
         if len({r.lower() for r in rel}) < len(rel):
             rel = [f"{r}_{p.suffix.lstrip('.').lower() or 'noext'}" for r, p in zip(rel, group)]
         for i, name in zip(indices, rel):
@@ -86,6 +105,17 @@ def output_names(files: Sequence[str | os.PathLike]) -> list[str]:
         name if counts[name.lower()] == 1 else f"{name}_{hashlib.sha1(str(p).encode()).hexdigest()[:8]}"
         for name, p in zip(names, paths)
     ]
+
+
+def _safe_name(name: str) -> str:
+    """``name`` as a plain, visible folder name (see :func:`output_names`)."""
+    safe = _UNSAFE.sub("_", name)
+    safe = "_" * (len(safe) - len(safe.lstrip("."))) + safe.lstrip(".")
+    if not safe:
+        return "_"
+    if len(safe) > _MAX_NAME:
+        safe = f"{safe[: _MAX_NAME - 9]}_{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return safe
 
 
 @contextlib.contextmanager
@@ -118,7 +148,8 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
         "threads_per_worker": 1,
         "processes": True,
         "dashboard_address": None,
-        "silence_logs": logging.ERROR,
+        "silence_logs": logging.CRITICAL,  # the batch reports every outcome itself
+        "preload": ["stem_pipeline._worker_setup"],  # Ctrl-C is the command's to handle
         **kwargs,
     }
     settings = {
@@ -135,12 +166,12 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
 def analyze_task(
     path: str | os.PathLike, folder: str | os.PathLike, config=None, *, log_level: int | None = None, **options: Any
 ) -> dict[str, Any]:
-    """The unit of work of a batch: :func:`~stem_pipeline.outputs.analyze_file` (which writes the thumbnail too).
+    """The unit of work of a batch: :func:`~stem_pipeline.outputs.analyze_file` into its folder.
 
     Parameters
     ----------
     path : str or PathLike
-        The image file (never modified).
+        The image file (never modified), absolute when run on a cluster.
     folder : str or PathLike
         Its output folder; temporary files a killed run left there are removed first.
     config : PipelineConfig, optional
@@ -162,50 +193,7 @@ def analyze_task(
     if log_level is not None:
         logger.setLevel(log_level)
     remove_stale_temporaries(folder)
-    summary = analyze_file(path, folder, config, **options)
-    thumbnail = Path(folder) / THUMBNAIL
-    if summary.get("skipped") and not thumbnail.is_file():  # finished by an older run that wrote none
-        _write_thumbnail(path, thumbnail, pixel_size_nm=options.get("pixel_size_nm"), frame=options.get("frame"))
-    return summary
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the ``.<name>.<random>.tmp[.ext]`` files a killed run left in ``folder``.
-
-    Atomic writes go through such temporary files; a process killed (e.g. by
-    SIGKILL) during a write leaves one behind. Call only when no other
-    process writes into ``folder``.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    removed = []
-    for tmp in Path(folder).glob(".*.tmp*"):
-        if not TEMPORARY.fullmatch(tmp.name):
-            continue
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed.append(tmp)
-    if removed:
-        logger.info("removed %d temporary file(s) left by an interrupted run in %s", len(removed), folder)
-    return removed
-
-
-def _write_thumbnail(path, target: Path, *, pixel_size_nm, frame) -> None:
-    """Best effort: the thumbnail is for the report only; failing to make one is logged, not fatal."""
-    from . import io
-    from .errors import InputError
-    from .report.batch import save_thumbnail
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            micrograph = io.load(path, pixel_size_nm=pixel_size_nm, frame=frame)
-        save_thumbnail(target, micrograph.data)
-    except (InputError, OSError, ValueError) as exc:
-        logger.warning("%s: no thumbnail (%s)", path, exc)
+    return analyze_file(path, folder, config, **options)
 
 
 def run_batch(
@@ -219,18 +207,20 @@ def run_batch(
     frame: int | str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    no_worker_timeout_s: float = NO_WORKER_TIMEOUT_S,
 ) -> list[dict[str, Any]]:
     """Analyse every image in ``inputs`` into ``out`` and write the batch report.
 
     Parameters
     ----------
     inputs : sequence of str or PathLike
-        Image files and folders (searched recursively for known extensions,
-        see :func:`stem_pipeline.io.find_images`). Never modified.
+        Image files and folders (searched recursively, see
+        :func:`stem_pipeline.inputs.scan_inputs`; ``out`` itself is never read). Never modified.
     out : str or PathLike
         Output folder: ``out/<name>/{summary.json, columns.csv, overlay.png,
-        thumbnail.png}`` per image (``name`` from :func:`output_names`) and
-        ``out/report.{csv,json,html}``.
+        thumbnail.png}`` per image (``name`` from :func:`output_names`, always a plain
+        folder inside ``out``) and ``out/report.{csv,json,html}``. Nothing is written
+        elsewhere. One run at a time may write into it (:func:`stem_pipeline._lock.output_lock`).
     config : PipelineConfig, optional
         The pipeline configuration (defaults when None).
     workers : int, optional
@@ -240,15 +230,19 @@ def run_batch(
     scheduler : str, optional
         Address of a running ``dask.distributed`` scheduler (e.g.
         ``"tcp://host:8786"``); its workers need stem_pipeline installed and
-        read access to the inputs and ``out``. Overrides ``workers``.
+        read access to the inputs and ``out`` under the same absolute paths
+        (relative paths are resolved here, before any work is sent). Overrides ``workers``.
     pixel_size_nm : float, optional
-        Pixel size [nm] for every input (overrides the files' calibration).
+        Pixel size [nm] for every input (overrides the files' calibration); positive.
     frame : int or {"sum", "mean"}, optional
         Frame of stacks.
     overwrite : bool
         Redo images already done with the same configuration.
     progress : bool
         Show a progress bar over images on stderr.
+    no_worker_timeout_s : float
+        On a cluster: how long to wait while it has no worker at all before the images not
+        yet done are recorded as ``error`` rows (the finished ones are kept; a re-run resumes).
 
     Returns
     -------
@@ -258,6 +252,14 @@ def run_batch(
         "error"}, ``error``, ``message``, ``n_columns``, ``fractions``,
         ``uniform_fraction_ci95``, ...) plus ``folder`` (the name of its
         output folder) and ``skipped`` (True when an earlier result was reused).
+        Entries of the input folders that are not analysed are listed, with
+        their reasons, in ``report.json`` (``skipped_inputs``) and logged.
+
+    Raises
+    ------
+    UsageError
+        No image among the inputs; ``out`` is a file, cannot be written, or is in use
+        by another run; ``pixel_size_nm`` is not positive; ``scheduler`` cannot be reached.
 
     Notes
     -----
@@ -269,53 +271,68 @@ def run_batch(
     Local worker processes are started with ``spawn``: a script that calls
     ``run_batch`` must do so under ``if __name__ == "__main__":``.
     """
-    from . import io
+    from .inputs import scan_inputs
     from .pipeline import PipelineConfig
     from .report.batch import write_reports
 
+    if pixel_size_nm is not None and not (pixel_size_nm > 0 and pixel_size_nm < float("inf")):
+        raise UsageError(f"the pixel size must be a positive number of nm, not {pixel_size_nm}")
     config = config or PipelineConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    files = io.find_images(list(inputs))
+    out = Path(os.path.abspath(out))  # workers elsewhere (another folder, another machine) see the same paths
+    scan = scan_inputs(inputs, exclude=[out])
+    _log_skipped(scan)
+    if not scan.files:
+        reasons = "; ".join(f"{s.path} ({s.reason})" for s in scan.skipped) or "no input given"
+        raise UsageError(f"no images to analyse: {reasons}")
+    files = scan.files
     names = output_names(files)
     options = {"pixel_size_nm": pixel_size_nm, "frame": frame, "overwrite": overwrite}
-    rows: list[dict[str, Any] | None] = [None] * len(files)
-    todo = []
-    for i, (path, name) in enumerate(zip(files, names)):
-        done = None if overwrite else _finished(path, out / name, config.config_hash(), options)
-        if done is not None:
-            rows[i] = {**done, "skipped": True}
+    skipped_inputs = [{"path": s.path, "reason": s.reason} for s in scan.skipped]
+    with output_lock(out), contextlib.ExitStack() as stack:
+        remove_stale_temporaries(out)
+        rows: list[dict[str, Any] | None] = [None] * len(files)
+        todo = []
+        for i, (path, name) in enumerate(zip(files, names)):
+            done = None if overwrite else _finished(path, out / name, config.config_hash(), options)
+            if done is not None:
+                rows[i] = {**done, "skipped": True}
+            else:
+                todo.append(i)
+        logger.info("%d images, %d already done, %d to analyse", len(files), len(files) - len(todo), len(todo))
+
+        def finish(i: int, summary: dict[str, Any]) -> None:
+            rows[i] = {**summary, "skipped": bool(summary.get("skipped", False))}
+            if summary["status"] == "error":  # logged here, in the client: workers' logs may never reach it
+                logger.error("%s", summary["error"])
+            write_reports(_complete(rows, names), out, config=config, html=False, skipped_inputs=skipped_inputs)
+
+        # A cluster costs seconds to start: not worth it for one image or one worker.
+        in_process = scheduler is None and (workers == 1 or len(todo) <= 1)
+        client = None if in_process or not todo else stack.enter_context(_dask_client(workers, scheduler))
+        bar = stack.enter_context(_progress_bar(len(files), initial=len(files) - len(todo), enabled=progress))
+        tasks = [(i, files[i], out / names[i]) for i in todo]
+        if client is None:
+            _run_local(tasks, config, options, finish, bar)
         else:
-            todo.append(i)
-    logger.info("%d images, %d already done, %d to analyse", len(files), len(files) - len(todo), len(todo))
-
-    def finish(i: int, summary: dict[str, Any]) -> None:
-        rows[i] = {**summary, "skipped": bool(summary.get("skipped", False))}
-        write_reports(_complete(rows, names), out, config=config, html=False)
-
-    bar = _progress_bar(len(files), initial=len(files) - len(todo), enabled=progress)
-    try:
-        if todo:
-            # A cluster costs seconds to start: not worth it for one image or one worker.
-            in_process = scheduler is None and (workers == 1 or len(todo) == 1)
-            run = _run_local if in_process else _run_dask
-            run(todo, files, names, out, config, options, finish, bar, workers=workers, scheduler=scheduler)
-    finally:
-        bar.close()
-    report = _complete(rows, names)
-    write_reports(report, out, config=config, html=True)
+            _run_dask(client, tasks, config, options, finish, bar, no_worker_timeout_s=no_worker_timeout_s)
+        report = _complete(rows, names)
+        write_reports(report, out, config=config, html=True, skipped_inputs=skipped_inputs)
     n_error = sum(r["status"] == "error" for r in report)
     logger.info("batch done: %d images, %d errors; report in %s", len(report), n_error, out / "report.html")
     return report
 
 
-def _finished(path: Path, folder: Path, config_hash: str, options: dict[str, Any]) -> dict[str, Any] | None:
-    """The summary of an image already done with this config and these bytes, else None.
+def _log_skipped(scan) -> None:
+    """One warning line counting the entries passed over by reason; each entry at INFO level."""
+    for s in scan.skipped:
+        logger.info("skipped %s: %s", s.path, s.reason)
+    if scan.skipped:
+        counts = ", ".join(f"{n} {reason}" for reason, n in scan.skipped_counts().items())
+        logger.warning("skipped %d input entries (%s); listed in report.json", len(scan.skipped), counts)
 
-    A run killed after the summary was written may have left a temporary
-    file or no thumbnail: both are put right here.
-    """
+
+def _finished(path: Path, folder: Path, config_hash: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of an image already done with this config and these bytes, else None."""
     from .outputs import file_hash, is_done, read_summary, run_options
 
     try:
@@ -326,8 +343,6 @@ def _finished(path: Path, folder: Path, config_hash: str, options: dict[str, Any
     if not is_done(folder, config_hash=config_hash, input_hash=input_hash, options=key):
         return None
     remove_stale_temporaries(folder)
-    if not (folder / THUMBNAIL).is_file():
-        _write_thumbnail(path, folder / THUMBNAIL, pixel_size_nm=options["pixel_size_nm"], frame=options["frame"])
     return read_summary(folder)
 
 
@@ -342,68 +357,132 @@ def _progress_bar(total: int, *, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="image", desc="analyze", file=sys.stderr, disable=not enabled)
 
 
-def _failed_row(path: Path, folder: Path, config, exc: BaseException) -> dict[str, Any]:
-    """Record a task that raised or whose worker died as an ``error`` summary in its folder."""
+def _failed_row(path: Path, folder: Path, config, error: str) -> dict[str, Any]:
+    """Record a task that raised, whose worker died or that no worker ran as an ``error`` summary in its folder."""
     from ._atomic import atomic_write_text
     from .outputs import SUMMARY, build_summary
 
-    if type(exc).__name__ == "KilledWorker":
-        error = (
-            f"{path}: the worker analysing this file died {WORKER_RETRIES + 1} times "
-            "(out of memory or a crash in a reader); the file was skipped"
-        )
-    else:
-        error = f"{path}: analysis failed: {type(exc).__name__}: {exc}"
-    logger.error("%s", error)
     summary = build_summary(str(path), status="error", error=error, config_hash=config.config_hash(), input_hash=None)
     with contextlib.suppress(OSError):
         atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, default=str))
     return summary
 
 
-def _run_local(todo, files, names, out, config, options, finish, bar, **_) -> None:
+def _task_error(path: Path, exc: BaseException) -> str:
+    if type(exc).__name__ == "KilledWorker":
+        return (
+            f"{path}: the worker analysing this file died {WORKER_RETRIES + 1} times "
+            "(out of memory or a crash in a reader); the file was skipped"
+        )
+    return f"{path}: analysis failed: {type(exc).__name__}: {exc}"
+
+
+def _run_local(tasks, config, options, finish, bar) -> None:
     """Analyse the images one after another in this process."""
-    for i in todo:
+    for i, path, folder in tasks:
         try:
-            summary = analyze_task(files[i], out / names[i], config, **options)
+            summary = analyze_task(path, folder, config, **options)
         except Exception as exc:  # a bug in a stage: recorded, the batch goes on
-            summary = _failed_row(files[i], out / names[i], config, exc)
+            logger.debug("%s: analysis failed", path, exc_info=True)
+            summary = _failed_row(path, folder, config, _task_error(path, exc))
         finish(i, summary)
         bar.update()
 
 
-def _run_dask(todo, files, names, out, config, options, finish, bar, *, workers, scheduler) -> None:
-    """One Dask task per image on a local cluster or the cluster at ``scheduler``."""
-    from distributed import Client, as_completed
+@contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Keep Dask's own log lines (scheduler, nanny, client) off the terminal unless debugging.
+
+    The batch reports every per-file outcome itself; Dask's lines about the same events
+    (a worker lost, a task retried) only repeated them in another format.
+    """
+    loggers = [logging.getLogger(name) for name in ("distributed", "dask")]
+    levels = [lg.level for lg in loggers]
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _dask_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
+    """A client of a new local cluster, or of the scheduler at ``scheduler`` (a UsageError says why not)."""
+    from distributed import Client
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_dask())
         if scheduler is None:
-            cluster = stack.enter_context(local_cluster(workers))
-            client = stack.enter_context(Client(cluster))
+            client = stack.enter_context(Client(stack.enter_context(local_cluster(workers))))
         else:
-            client = stack.enter_context(Client(scheduler))
+            try:
+                client = stack.enter_context(Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT_S))
+            except (OSError, ValueError, TypeError) as exc:  # TimeoutError is an OSError
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise UsageError(
+                    f"cannot reach the Dask scheduler at {scheduler!r} ({reason}); "
+                    "give its address as tcp://HOST:PORT and check that it is running"
+                ) from None
         logger.info("dask: %s", client)
-        run_id = uuid.uuid4().hex[:12]  # keys unique to this run: batches may share a cluster
-        futures = {}
-        for i in todo:
-            future = client.submit(
-                analyze_task,
-                str(files[i]),
-                str(out / names[i]),
-                config,
-                **options,
-                log_level=logger.getEffectiveLevel(),
-                key=f"stem-pipeline-{names[i]}-{run_id}",
-                pure=False,
-                retries=WORKER_RETRIES,
-            )
-            futures[future] = i
-        for future in as_completed(futures):
-            i = futures[future]
+        yield client
+
+
+def _run_dask(client, tasks, config, options, finish, bar, *, no_worker_timeout_s: float) -> None:
+    """One Dask task per image; give up on the rest once the cluster has had no worker for a while."""
+    from distributed import wait
+
+    run_id = uuid.uuid4().hex[:12]  # keys unique to this run: batches may share a cluster
+    futures = {
+        client.submit(
+            analyze_task,
+            str(path),
+            str(folder),
+            config,
+            **options,
+            log_level=logger.getEffectiveLevel(),
+            key=f"stem-pipeline-{folder.name}-{run_id}",
+            pure=False,
+            retries=WORKER_RETRIES,
+        ): (i, path, folder)
+        for i, path, folder in tasks
+    }
+    pending = set(futures)
+    no_worker_since: float | None = None
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        for future in done:
+            i, path, folder = futures[future]
             try:
                 summary = future.result()
             except Exception as exc:  # KilledWorker or an exception raised twice in the task
-                summary = _failed_row(files[i], out / names[i], config, exc)
+                summary = _failed_row(path, folder, config, _task_error(path, exc))
             finish(i, summary)
             bar.update()
             future.release()
+        if done or client.scheduler_info(n_workers=1)["workers"]:
+            no_worker_since = None
+            continue
+        no_worker_since = no_worker_since or time.monotonic()
+        if time.monotonic() - no_worker_since < no_worker_timeout_s:
+            continue
+        logger.error(
+            "the Dask cluster has had no worker for %.0f s: %d image(s) still pending; "
+            "start workers and run the same command again to resume",
+            no_worker_timeout_s, len(pending),
+        )
+        for future in pending:
+            future.cancel()
+            i, path, folder = futures[future]
+            # A worker lost after writing its image's outputs but before returning: the result stands.
+            summary = _finished(path, folder, config.config_hash(), options)
+            if summary is None:
+                error = f"{path}: not analysed: the Dask cluster had no worker left (re-run to resume)"
+                summary = _failed_row(path, folder, config, error)
+            finish(i, summary)
+        return

@@ -133,14 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(commands, f"run_{args.command}")
     try:
         return handler(args)
-    except UsageError as exc:
-        parser.error(str(exc))  # exits with status 2
+    except UsageError as exc:  # one line, no traceback, no usage dump
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         logger.error("interrupted; a re-run resumes where this one stopped")
         return 130
     finally:  # leave the caller's logging as it was (main() may run inside a notebook or a test)
         logger.handlers[:], logger.level, logger.propagate = saved
-    return EXIT_OK  # pragma: no cover  (parser.error does not return)
 
 
 if __name__ == "__main__":  # pragma: no cover

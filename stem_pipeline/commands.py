@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 from .errors import InputError, UsageError
 
@@ -22,6 +23,13 @@ def _frame(value: str | None) -> int | str | None:
         return int(value)
     except ValueError:
         raise UsageError(f"--frame takes an index, 'sum' or 'mean', not {value!r}") from None
+
+
+def _pixel_size_nm(value: float | None) -> float | None:
+    """``--pixel-size-nm``, checked once for the whole run (it used to fail every file separately)."""
+    if value is not None and not (0 < value < math.inf):
+        raise UsageError(f"--pixel-size-nm must be a positive number of nm, not {value}")
+    return value
 
 
 def run_denoise(args: argparse.Namespace) -> int:
@@ -41,7 +49,7 @@ def run_denoise(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     try:
-        micrograph = io.load(args.input, pixel_size_nm=args.pixel_size_nm)
+        micrograph = io.load(args.input, pixel_size_nm=_pixel_size_nm(args.pixel_size_nm))
     except InputError as exc:
         logger.error("%s", exc)
         return EXIT_FAILED
@@ -84,7 +92,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         config,
         workers=args.workers,
         scheduler=args.scheduler,
-        pixel_size_nm=args.pixel_size_nm,
+        pixel_size_nm=_pixel_size_nm(args.pixel_size_nm),
         frame=_frame(args.frame),
         overwrite=args.overwrite,
         progress=not args.quiet,
@@ -107,7 +115,8 @@ def _print_report(summaries: list[dict], out) -> None:
         elif s["status"] == "no_crystal":
             print(f"{name}: no crystal ({s.get('message') or 'no lattice'})")
         else:
-            print(f"{name}: ERROR {s['error']}")
+            error = str(s["error"])
+            print(f"{name}: ERROR {error.removeprefix(f'{name}: ')}")
     print(f"report: {out / 'report.html'}")
 
 
@@ -166,7 +175,7 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     config = _pipeline_config(args.config)
     try:
-        micrograph = io.load(args.image, pixel_size_nm=args.pixel_size_nm)
+        micrograph = io.load(args.image, pixel_size_nm=_pixel_size_nm(args.pixel_size_nm))
     except InputError as exc:
         logger.error("%s", exc)
         return EXIT_FAILED

@@ -151,7 +151,10 @@ def load(
         raise InputError(
             path, f"cannot read the file, it may be corrupt or truncated ({failure})", "Re-export or re-copy the image"
         )
-    data = _validate(path, np.asarray(data), frame)
+    data = np.asarray(data)
+    if data.dtype.names and {"R", "G", "B"} <= set(data.dtype.names):  # RosettaSciIO's rgb8/rgba8 signals
+        data = _grey_levels(path, np.stack([data[c] for c in "RGB"], axis=-1))
+    data = _validate(path, data, frame)
     scale_nm = calibration.get("pixel_size_nm")
     if pixel_size_nm is not None:
         if not (np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
@@ -182,10 +185,34 @@ def _read_raster(path: Path) -> np.ndarray:
     import imageio.v3 as iio
 
     data = np.asarray(iio.imread(path))
-    if data.ndim == 3 and data.shape[-1] in (3, 4):  # RGB(A) export of a grey image
-        rgb = data[..., :3].astype(np.float64)
-        data = rgb @ np.array([0.299, 0.587, 0.114])
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
+        return _grey_levels(path, data[..., :3])
     return data
+
+
+#: Largest difference between the colour channels of a grey image saved as RGB, as a fraction
+#: of the channels' full range: JPEG's chroma rounding stays within a few levels of 255, a
+#: colour map (viridis, a false-colour export) differs by a large part of the range.
+_GREY_CHANNEL_TOLERANCE = 0.02
+
+
+def _grey_levels(path: Path, rgb: np.ndarray) -> np.ndarray:
+    """The grey levels of an RGB image whose three channels agree; a colour image is refused.
+
+    The colours of a false-colour rendering (e.g. viridis) are not the detector's counts, and
+    no grey conversion gives them back: analysing one would give plausible-looking nonsense.
+    """
+    channels = rgb.astype(np.float64)
+    full = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind in "iu" else float(np.ptp(channels, initial=0.0))
+    spread = float((channels.max(axis=-1) - channels.min(axis=-1)).max(initial=0.0))
+    if spread > _GREY_CHANNEL_TOLERANCE * full:
+        raise InputError(
+            path,
+            "the image is in colour (its red, green and blue channels differ, as in a false-colour rendering); "
+            "its colours are not detector counts",
+            "Analyse the raw data (dm3/dm4/emd/tif) or a greyscale export",
+        )
+    return channels.mean(axis=-1)
 
 
 def _load_signal(hs, path: Path):
@@ -423,28 +450,3 @@ def save(micrograph: Micrograph, path: str | os.PathLike) -> Path:
                 to_signal(micrograph).save(tmp, overwrite=True)
 
     return atomic_write(path, write)
-
-
-def find_images(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Expand files and folders (searched recursively) into image files with known extensions.
-
-    Hidden files and folders (starting with ``.``) are skipped. Files given
-    explicitly are kept whatever their extension, so that an unknown one is
-    reported as an error instead of being silently ignored.
-    """
-    found: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                rel = f.relative_to(p)
-                if f.is_file() and f.suffix.lower() in EXTENSIONS and not any(
-                    part.startswith(".") for part in rel.parts
-                ):
-                    found.append(f)
-        else:
-            found.append(p)
-    unique: dict[Path, None] = {}
-    for f in found:
-        unique.setdefault(f, None)
-    return list(unique)

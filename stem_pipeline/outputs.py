@@ -70,7 +70,9 @@ def is_done(
 ) -> bool:
     """True when ``folder`` holds a finished result of the same input, config and run options.
 
-    ``options`` defaults to :func:`run_options` without overrides.
+    Every file the summary lists under ``outputs`` must be there too: a folder whose
+    ``columns.csv`` or ``overlay.png`` was deleted is redone, not skipped. ``options``
+    defaults to :func:`run_options` without overrides.
     """
     summary = read_summary(folder)
     return bool(
@@ -79,6 +81,8 @@ def is_done(
         and summary.get("config_hash") == config_hash
         and summary.get("input_hash") == input_hash
         and summary.get("run_options") == (options if options is not None else run_options())
+        and isinstance(summary.get("outputs"), list)
+        and all((Path(folder) / name).is_file() for name in summary["outputs"])
     )
 
 
@@ -123,8 +127,12 @@ def build_summary(
     return summary
 
 
-def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dict) -> None:
-    """Write ``columns.csv``, ``overlay.png`` and ``thumbnail.png``, then ``summary.json``, each atomically."""
+def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dict) -> dict[str, Any]:
+    """Write ``columns.csv``, ``overlay.png`` and ``thumbnail.png``, then ``summary.json``, each atomically.
+
+    The summary gets ``outputs``, the files written beside it, which :func:`is_done` checks;
+    the summary as written is returned.
+    """
     from .report.batch import save_thumbnail
     from .report.overlay import save_overlay
 
@@ -137,6 +145,7 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
         df["contrast"] = result.labels.contrast_names if labelled else "n/a"
         df["order_parameter"] = result.labels.order_parameter if labelled else np.nan
         atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+    outputs = ([COLUMNS_CSV] if result.columns is not None else []) + [OVERLAY, THUMBNAIL]
     display = result.denoised if result.denoised is not None else result.micrograph.data
     save_overlay(
         folder / OVERLAY,
@@ -149,7 +158,9 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
         + (f" ({result.message})" if result.message else ""),
     )
     save_thumbnail(folder / THUMBNAIL, result.micrograph.data)  # for the batch report, from the image in memory
+    summary = {**summary, "outputs": outputs}
     atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
+    return summary
 
 
 def _json_default(value: Any) -> Any:
@@ -221,7 +232,7 @@ def analyze_file(
     try:
         result = analyze(micrograph, config)
     except Exception as exc:  # a bug or a pathological image: recorded, the batch goes on
-        logger.exception("%s: analysis failed", path)
+        logger.debug("%s: analysis failed", path, exc_info=True)
         error = f"{path}: analysis failed: {type(exc).__name__}: {exc}"
         return _write_error(path, folder, error, chash, input_hash, options, start)
     timings = {**result.timings_s, "total": round(time.perf_counter() - start, 4)}
@@ -234,14 +245,13 @@ def analyze_file(
         options=options,
         timings_s=timings,
     )
-    write_result(result, folder, summary)
-    return summary
+    return write_result(result, folder, summary)
 
 
 def _write_error(
     path, folder: Path, error: str, chash: str, input_hash: str | None, options: dict, start: float
 ) -> dict:
-    logger.error("%s", error)
+    """Write and return an ``error`` summary (the caller reports it: a batch logs it in its client)."""
     summary = build_summary(
         str(path),
         status="error",

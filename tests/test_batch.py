@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from stem_pipeline import batch, cli, io
-from stem_pipeline.batch import TEMPORARY
+from stem_pipeline._atomic import TEMPORARY
 from stem_pipeline.synthetic import make_carbon, make_dot
 
 N_GOOD = 3
@@ -54,7 +54,7 @@ EXPECTED = {
 
 
 def _temporaries(folder: Path) -> list[Path]:
-    """Temporary files of atomic writes (``.<name>.<random>.tmp[.ext]``) left anywhere under ``folder``."""
+    """Temporary files of atomic writes (``.<name>.<random>.stem-pipeline-tmp[.ext]``) left anywhere under ``folder``."""
     return [p for p in folder.rglob(".*") if TEMPORARY.fullmatch(p.name)]
 
 
@@ -151,8 +151,11 @@ def test_overwrite_redoes_an_image(mixed_folder, tmp_path):
 def test_temporaries_of_a_killed_run_are_removed(mixed_folder, tmp_path):
     inputs = [mixed_folder / "carbon.tif", mixed_folder / "stack.npy"]  # one finished, one to redo
     batch.run_batch(inputs, tmp_path, workers=1, progress=False)
-    left = [tmp_path / "carbon" / ".thumbnail.png.x1.tmp.png", tmp_path / "stack" / ".summary.json.x2.tmp.json"]
-    left.append(tmp_path / ".report.csv.x3.tmp.csv")
+    left = [
+        tmp_path / "carbon" / ".thumbnail.png.x1abcdef.stem-pipeline-tmp.png",
+        tmp_path / "stack" / ".summary.json.x2abcdef.stem-pipeline-tmp.json",
+        tmp_path / ".report.csv.x3abcdef.stem-pipeline-tmp.csv",
+    ]
     for path in left:
         path.write_bytes(b"half a fi")
     report = batch.run_batch(inputs, tmp_path, workers=1, progress=False)

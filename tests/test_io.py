@@ -167,12 +167,3 @@ def test_from_signal_converts_angstrom():
     for ax in s.axes_manager.signal_axes:
         ax.scale, ax.units = 0.25, "Å"
     assert io.from_signal(s).pixel_size_nm == pytest.approx(0.025)
-
-
-def test_find_images_recurses_and_skips_hidden(tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / ".hidden").mkdir()
-    for p in ["a/x.tif", "b.dm4", ".hidden/c.tif", "notes.txt"]:
-        (tmp_path / p).write_bytes(b"1")
-    found = io.find_images([tmp_path])
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in found) == ["a/x.tif", "b.dm4"]

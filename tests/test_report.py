@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stem_pipeline.batch import TEMPORARY
+from stem_pipeline._atomic import TEMPORARY
 from stem_pipeline.report.batch import (
     CSV_COLUMNS,
     batch_statistics,
@@ -50,7 +50,7 @@ class LinkParser(HTMLParser):
 
 
 def _temporaries(folder: Path) -> list[Path]:
-    """Temporary files of atomic writes (``.<name>.<random>.tmp[.ext]``) left anywhere under ``folder``."""
+    """Temporary files of atomic writes (``.<name>.<random>.stem-pipeline-tmp[.ext]``) left anywhere under ``folder``."""
     return [p for p in folder.rglob(".*") if TEMPORARY.fullmatch(p.name)]
 
 

@@ -23,6 +23,10 @@ _ORDERED, _UNIFORM = LABELS.index("ordered"), LABELS.index("uniform")
 _BRIGHT, _DIM, _UNIFORM_C = (CONTRASTS.index(c) for c in ("bright", "dim", "uniform"))
 
 
+#: Largest number of mean-field iterations a config may ask for: the field settles within the
+#: default 8-10, and an unbounded count (a fault-injection run tried 10^9) never finished.
+MAX_MEAN_FIELD_ITERATIONS = 100
+
 class ClassifyConfig(StrictModel):
     """Options of the contrast classification and the phase fractions.
 
@@ -107,10 +111,10 @@ class ClassifyConfig(StrictModel):
     undetected_uniform_columns: int = Field(15, ge=0)
     mrf_beta: float = Field(3.0, ge=0.0)
     mrf_radius_spacings: float = Field(2.3, gt=1.0, le=4.0)
-    mrf_iterations: int = Field(10, ge=0)
+    mrf_iterations: int = Field(10, ge=0, le=MAX_MEAN_FIELD_ITERATIONS)
     mrf_max_evidence: float = Field(4.0, gt=0.0)
     edge_confidence_power: float = Field(4.0, ge=0.0)
-    boundary_iterations: int = Field(8, ge=0)
+    boundary_iterations: int = Field(8, ge=0, le=MAX_MEAN_FIELD_ITERATIONS)
     hull_margin_spacings: float = Field(0.5, ge=0.0)
     boundary_sd_spacings: float = Field(0.3, ge=0.0)
     min_columns: int = Field(10, ge=1)

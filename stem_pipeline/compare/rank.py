@@ -80,7 +80,7 @@ class CompareConfig(StrictModel):
 
     thicknesses_nm: list[float] | None = None
     thickness_range_nm: tuple[float, float] = (2.0, 16.0)
-    thickness_steps: int = Field(8, ge=1)
+    thickness_steps: int = Field(8, ge=1, le=64)  # one simulation each
     source_sizes_nm: list[float] = list(SOURCE_SIZES_NM)
     supercell: tuple[int, int] = (2, 2)
     reps: tuple[int, int] = (2, 2)

@@ -192,7 +192,12 @@ def _versions() -> dict[str, str]:
 
 
 def write_reports(
-    rows: Sequence[dict[str, Any]], out: str | os.PathLike, *, config=None, html: bool = True
+    rows: Sequence[dict[str, Any]],
+    out: str | os.PathLike,
+    *,
+    config=None,
+    html: bool = True,
+    skipped_inputs: Sequence[dict[str, str]] = (),
 ) -> dict[str, Path]:
     """Write ``report.csv`` and ``report.json`` (and ``report.html``) into ``out``, atomically.
 
@@ -207,6 +212,9 @@ def write_reports(
         The configuration, dumped into the JSON and HTML reports.
     html : bool
         Also write the HTML report and its histogram (slower: matplotlib).
+    skipped_inputs : sequence of dict
+        Entries of the input folders that were not analysed, each ``{"path", "reason"}``
+        (``report.json``'s ``skipped_inputs`` and a list in the HTML report).
 
     Returns
     -------
@@ -233,11 +241,15 @@ def write_reports(
         "config": config_dump,
         "versions": versions,
         "images": rows,
+        "skipped_inputs": list(skipped_inputs),
     }
     written["json"] = atomic_write_text(out / REPORT_JSON, json.dumps(document, indent=2, default=_json_default))
     if html:
         histogram = save_histogram(out / HISTOGRAM, rows) if stats["n_fractions"] else None
-        text = render_html(rows, out=out, stats=stats, config=config_dump, versions=versions, histogram=histogram)
+        text = render_html(
+            rows, out=out, stats=stats, config=config_dump, versions=versions, histogram=histogram,
+            skipped_inputs=skipped_inputs,
+        )
         written["html"] = atomic_write_text(out / REPORT_HTML, text)
         if histogram is not None:
             written["histogram"] = histogram
@@ -294,6 +306,7 @@ def render_html(
     config: dict[str, Any] | None = None,
     versions: dict[str, str] | None = None,
     histogram: str | os.PathLike | None = None,
+    skipped_inputs: Sequence[dict[str, str]] = (),
 ) -> str:
     """The HTML batch report (jinja2 template ``templates/report.html.j2``).
 
@@ -311,6 +324,8 @@ def render_html(
         Package versions.
     histogram : str or PathLike, optional
         The histogram PNG inside ``out``.
+    skipped_inputs : sequence of dict
+        Input entries not analysed, each ``{"path", "reason"}``.
 
     Returns
     -------
@@ -352,6 +367,7 @@ def render_html(
         histogram=_link(out, Path(histogram)) if histogram else None,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if config is not None else "(defaults)",
         versions=versions or _versions(),
+        skipped_inputs=list(skipped_inputs),
     )
 
 

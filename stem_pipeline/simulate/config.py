@@ -176,7 +176,7 @@ class PhononConfig(StrictModel):
         Seed of the displacements.
     """
 
-    num_configs: int = Field(default=8, ge=0)
+    num_configs: int = Field(default=8, ge=0, le=256)  # 256 phonon configurations: days of CPU already
     sigmas_angstrom: dict[str, float] | None = None
     seed: int = 0
 
