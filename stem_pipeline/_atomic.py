@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -10,6 +11,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -61,6 +64,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback: numpy scalars and arrays as Python numbers and lists, else ``str``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def atomic_write_json(path: str | os.PathLike, document: Any) -> Path:
+    """Write ``document`` as indented JSON (numpy values converted, see :func:`json_default`) atomically."""
+    return atomic_write_text(path, json.dumps(document, indent=2, default=json_default) + "\n")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
@@ -333,7 +332,8 @@ def _log_skipped(scan) -> None:
 
 def _finished(path: Path, folder: Path, config_hash: str, options: dict[str, Any]) -> dict[str, Any] | None:
     """The summary of an image already done with this config and these bytes, else None."""
-    from .outputs import file_hash, is_done, read_summary, run_options
+    from .outputs import is_done, read_summary, run_options
+    from .provenance import file_hash
 
     try:
         input_hash = file_hash(path)
@@ -359,12 +359,12 @@ def _progress_bar(total: int, *, initial: int, enabled: bool):
 
 def _failed_row(path: Path, folder: Path, config, error: str) -> dict[str, Any]:
     """Record a task that raised, whose worker died or that no worker ran as an ``error`` summary in its folder."""
-    from ._atomic import atomic_write_text
+    from ._atomic import atomic_write_json
     from .outputs import SUMMARY, build_summary
 
     summary = build_summary(str(path), status="error", error=error, config_hash=config.config_hash(), input_hash=None)
     with contextlib.suppress(OSError):
-        atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, default=str))
+        atomic_write_json(folder / SUMMARY, summary)
     return summary
 
 

@@ -7,47 +7,25 @@ the image is done, so an interrupted run redoes only the unfinished images.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_write, atomic_write_text
+from ._atomic import atomic_write, atomic_write_json
 from ._types import PipelineResult
 from .errors import InputError
+from .provenance import file_hash, versions
 
 logger = logging.getLogger("stem_pipeline")
 
 SUMMARY, COLUMNS_CSV, OVERLAY, THUMBNAIL = "summary.json", "columns.csv", "overlay.png", "thumbnail.png"
 #: Statuses that count as processed (not retried by a re-run).
 DONE_STATUSES = ("ok", "no_crystal")
-_VERSIONED = ("stem-pipeline", "numpy", "scipy", "scikit-image", "scikit-learn", "hyperspy", "rosettasciio")
-
-
-def versions() -> dict[str, str]:
-    """Versions of stem_pipeline and the libraries its numbers depend on."""
-    out = {}
-    for name in _VERSIONED:
-        try:
-            out[name] = _metadata.version(name)
-        except _metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (first 16 hex digits)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def read_summary(folder: str | os.PathLike) -> dict | None:
@@ -159,16 +137,8 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
     )
     save_thumbnail(folder / THUMBNAIL, result.micrograph.data)  # for the batch report, from the image in memory
     summary = {**summary, "outputs": outputs}
-    atomic_write_text(folder / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
+    atomic_write_json(folder / SUMMARY, summary)
     return summary
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def analyze_file(
@@ -261,5 +231,5 @@ def _write_error(
         options=options,
         timings_s={"total": round(time.perf_counter() - start, 4)},
     )
-    atomic_write_text(Path(folder) / SUMMARY, json.dumps(summary, indent=2, default=_json_default))
+    atomic_write_json(Path(folder) / SUMMARY, summary)
     return summary

@@ -8,7 +8,6 @@ source size, and ranks the models by reduced chi-squared (best first).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -299,12 +298,12 @@ def write_comparison(
     -------
     json_path, png_path : Path
     """
-    from ..outputs import atomic_write, atomic_write_text
+    from .._atomic import atomic_write, atomic_write_json
 
     out = Path(out)
     payload = dict(info or {})
     payload["results"] = [c.to_dict() for c, _ in entries]
-    json_path = atomic_write_text(out / "comparison.json", json.dumps(payload, indent=2) + "\n")
+    json_path = atomic_write_json(out / "comparison.json", payload)
     fig = plot_comparison(entries)
     png_path = atomic_write(out / "comparison.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     return json_path, png_path

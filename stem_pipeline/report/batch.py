@@ -7,10 +7,8 @@ be moved or shared as a whole.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io as _io
-import json
 import logging
 import math
 import os
@@ -178,17 +176,10 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    """:func:`stem_pipeline.outputs.versions` and those of the batch machinery."""
-    from importlib.metadata import PackageNotFoundError, version
+    """:func:`stem_pipeline.provenance.versions` with those of the batch machinery."""
+    from ..provenance import versions
 
-    from ..outputs import versions
-
-    def find(name: str) -> str:
-        with contextlib.suppress(PackageNotFoundError):
-            return version(name)
-        return "not installed"
-
-    return {**versions(), **{name: find(name) for name in _EXTRA_VERSIONS}}
+    return versions(_EXTRA_VERSIONS)
 
 
 def write_reports(
@@ -221,8 +212,7 @@ def write_reports(
     dict of str to Path
         The files written, keyed ``"csv"``, ``"json"`` and ``"html"``, ``"histogram"``.
     """
-    from .._atomic import atomic_write_text
-    from ..outputs import _json_default
+    from .._atomic import atomic_write_json, atomic_write_text
 
     out = Path(out)
     rows = list(rows)
@@ -243,7 +233,7 @@ def write_reports(
         "images": rows,
         "skipped_inputs": list(skipped_inputs),
     }
-    written["json"] = atomic_write_text(out / REPORT_JSON, json.dumps(document, indent=2, default=_json_default))
+    written["json"] = atomic_write_json(out / REPORT_JSON, document)
     if html:
         histogram = save_histogram(out / HISTOGRAM, rows) if stats["n_fractions"] else None
         text = render_html(
