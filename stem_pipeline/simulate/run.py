@@ -26,12 +26,6 @@ METHODS = ("fast", "exact")
 DETECTORS = ("haadf", "bf")
 
 
-def _wavelength_angstrom(energy_kv: float) -> float:
-    """Relativistic electron wavelength [Angstrom]."""
-    e = energy_kv * 1e3
-    return 12.2643 / math.sqrt(e * (1 + 0.97845e-6 * e))
-
-
 def build_structure(config: SimulationConfig, *, thickness_nm: float | None = None):
     """Build the atoms described by ``config``.
 
