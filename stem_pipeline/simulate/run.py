@@ -11,6 +11,8 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,6 +52,8 @@ def build_structure(config: SimulationConfig, *, thickness_nm: float | None = No
         from .models import alloy_dot
 
         d = config.dot
+        if d is None:  # the config validator requires a dot block for kind "dot"
+            raise ValueError(f"{config.name}: structure.kind 'dot' needs a 'dot' block")
         atoms = alloy_dot(
             edge_nm=d.edge_nm,
             fa_fraction=d.fa_fraction,
@@ -120,7 +124,8 @@ def probe_fwhm_nm(config: SimulationConfig, *, sampling_nm: float = 0.002) -> di
             sampling=sampling_nm * 10,
             aberrations={"defocus": m.defocus_nm * 10, "Cs": m.cs_um * 1e4},
         )
-        intensity = probe.build().intensity().compute(progress_bar=False).array
+        intensity: Any = probe.build().intensity().compute(progress_bar=False)
+        intensity = intensity.array
     intensity = np.asarray(intensity)
     peak = np.unravel_index(np.argmax(intensity), intensity.shape)
     profile = np.roll(intensity[:, peak[1]], intensity.shape[0] // 2 - peak[0])  # peak at the centre
@@ -134,8 +139,42 @@ def probe_fwhm_nm(config: SimulationConfig, *, sampling_nm: float = 0.002) -> di
     return {"intrinsic": intrinsic, "effective": math.hypot(intrinsic, m.source_fwhm_nm)}
 
 
-def _plan(config: SimulationConfig, atoms, method: str) -> dict:
-    """Tiling, scan grid and engine for a run (crystals)."""
+@dataclass(frozen=True)
+class RunPlan:
+    """How abTEM runs one simulation. Lengths in Angstrom (abTEM's unit).
+
+    Attributes
+    ----------
+    engine : {"multislice", "prism"}
+        Plain multislice with a probe, or PRISM with an S-matrix.
+    interpolation : int or (int, int)
+        PRISM interpolation factor (1 for multislice).
+    slice_thickness_angstrom : float
+        Potential slice thickness.
+    potential_gpts : (int, int)
+        Grid points of the potential (x, y).
+    extent_angstrom : (float, float)
+        Scanned area (x, y) from the origin.
+    scan_gpts : (int, int)
+        Probe positions (x, y) over ``extent_angstrom``.
+    tiles : (int, int) or None
+        Crystals: repeat cells in the simulated supercell (x, y); None for dots.
+    slices_per_cell : int
+        Crystals: slices per repeat cell along the beam (exit planes every cell).
+    """
+
+    engine: Literal["multislice", "prism"]
+    interpolation: int | tuple[int, int]
+    slice_thickness_angstrom: float
+    potential_gpts: tuple[int, int]
+    extent_angstrom: tuple[float, float]
+    scan_gpts: tuple[int, int]
+    tiles: tuple[int, int] | None = None
+    slices_per_cell: int = 1
+
+
+def _crystal_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
+    """Tiling, scan grid and engine for a crystal: ``atoms`` is one repeat cell."""
     lx, ly, lz = atoms.info["repeat_angstrom"]
     rows, cols = config.scan.field_cells
     min_ext = config.scan.min_supercell_nm * 10
@@ -148,7 +187,7 @@ def _plan(config: SimulationConfig, atoms, method: str) -> dict:
         scan_cells = (1, 1)
     step = config.scan.sampling_nm * 10
     n_cell = (max(1, math.ceil(lx / step)), max(1, math.ceil(ly / step)))
-    engine = "multislice"
+    engine: Literal["multislice", "prism"] = "multislice"
     interpolation: int | tuple[int, int] = 1
     if method == "fast" and config.fast.engine == "prism":
         # PRISM (opt-in): the S-matrix plane waves are spaced by 1 / cell, so the
@@ -156,19 +195,40 @@ def _plan(config: SimulationConfig, atoms, method: str) -> dict:
         engine = "prism"
         interpolation = (int(tiles[0]), int(tiles[1]))
     slices_per_cell = max(1, round(lz / (config.potential.slice_thickness_nm * 10)))
-    return {
-        "tiles": tiles,
-        "scan_cells": scan_cells,
-        "n_cell": n_cell,
-        "engine": engine,
-        "interpolation": interpolation,
-        "slices_per_cell": slices_per_cell,
-        "slice_thickness": lz / slices_per_cell,
-        "repeat": (lx, ly, lz),
-    }
+    # The same whole number of potential grid points in every repeat cell (so the supercell's
+    # gpts are also divisible by a PRISM interpolation = repeats).
+    p_step = config.potential.sampling_nm * 10
+    return RunPlan(
+        engine=engine,
+        interpolation=interpolation,
+        slice_thickness_angstrom=lz / slices_per_cell,
+        potential_gpts=(tiles[0] * math.ceil(lx / p_step), tiles[1] * math.ceil(ly / p_step)),
+        extent_angstrom=(scan_cells[0] * lx, scan_cells[1] * ly),
+        scan_gpts=(scan_cells[0] * n_cell[0], scan_cells[1] * n_cell[1]),
+        tiles=(int(tiles[0]), int(tiles[1])),
+        slices_per_cell=slices_per_cell,
+    )
 
 
-def _run_abtem(config: SimulationConfig, atoms, *, plan: dict, exit_every: int | None, progress: bool):
+def _dot_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
+    """Grids and engine for a whole dot (its cell is the simulated area)."""
+    lx, ly, _ = np.diag(atoms.cell)
+    step = config.scan.sampling_nm * 10
+    q = max(1, int(min(lx, ly) // (config.fast.prism_window_nm * 10))) if method == "fast" else 1
+    p_step = config.potential.sampling_nm * 10  # PRISM needs gpts divisible by the interpolation factor
+    return RunPlan(
+        engine="prism" if method == "fast" else "multislice",
+        interpolation=q,
+        slice_thickness_angstrom=config.potential.slice_thickness_nm * 10,
+        potential_gpts=(int(math.ceil(lx / p_step / q) * q), int(math.ceil(ly / p_step / q) * q)),
+        extent_angstrom=(float(lx), float(ly)),
+        scan_gpts=(math.ceil(lx / step), math.ceil(ly / step)),
+    )
+
+
+def _run_abtem(
+    config: SimulationConfig, atoms, *, plan: RunPlan, exit_every: int | None, progress: bool
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[float, float]]]:
     """Run abTEM once; return {detector: array (T?, nx, ny)} and the effective detector angles."""
     import abtem
 
@@ -184,36 +244,28 @@ def _run_abtem(config: SimulationConfig, atoms, *, plan: dict, exit_every: int |
         )
     else:
         specimen = atoms
-    step = config.potential.sampling_nm * 10
-    if "repeat" in plan:
-        # crystals: the same whole number of grid points in every repeat cell (so the
-        # supercell's gpts are also divisible by a PRISM interpolation = repeats)
-        gpts = tuple(int(t * math.ceil(r / step)) for t, r in zip(plan["tiles"], plan["repeat"][:2]))
-    else:  # dots: PRISM needs gpts divisible by the interpolation factor
-        q = plan["interpolation"] if plan["engine"] == "prism" else 1
-        gpts = tuple(int(math.ceil(length / step / q) * q) for length in np.diag(atoms.cell)[:2])
     potential = abtem.Potential(
         atoms=specimen,
-        gpts=gpts,
-        slice_thickness=plan["slice_thickness"],
+        gpts=plan.potential_gpts,
+        slice_thickness=plan.slice_thickness_angstrom,
         parametrization=config.potential.parametrization,
         exit_planes=exit_every,
     )
-    lx, ly = plan["extent"]
     scan = abtem.GridScan(
         start=(0.0, 0.0),
-        end=(lx, ly),
-        gpts=plan["scan_gpts"],
+        end=plan.extent_angstrom,
+        gpts=plan.scan_gpts,
         endpoint=False,
     )
     aberrations = {"defocus": m.defocus_nm * 10, "Cs": m.cs_um * 1e4}
     detector = abtem.FlexibleAnnularDetector()
-    if plan["engine"] == "prism":
+    lazy: Any
+    if plan.engine == "prism":
         s_matrix = abtem.SMatrix(
             potential=potential,
             energy=energy,
             semiangle_cutoff=m.convergence_mrad,
-            interpolation=plan["interpolation"],
+            interpolation=plan.interpolation,
         )
         ctf = abtem.CTF(semiangle_cutoff=m.convergence_mrad, energy=energy, aberration_coefficients=aberrations)
         lazy = s_matrix.scan(scan=scan, detectors=detector, ctf=ctf)
@@ -221,12 +273,12 @@ def _run_abtem(config: SimulationConfig, atoms, *, plan: dict, exit_every: int |
         probe = abtem.Probe(energy=energy, semiangle_cutoff=m.convergence_mrad, aberrations=aberrations)
         lazy = probe.scan(potential=potential, scan=scan, detectors=detector)
     try:
-        measurement = lazy.compute(progress_bar=progress)
+        measurement: Any = lazy.compute(progress_bar=progress)
     except ValueError as exc:
-        if plan["engine"] != "prism":
+        if plan.engine != "prism":
             raise
         raise ValueError(
-            f"abTEM PRISM (SMatrix, interpolation={plan['interpolation']}) failed for "
+            f"abTEM PRISM (SMatrix, interpolation={plan.interpolation}) failed for "
             f"{config.name!r}: {exc}. This is a known abTEM failure for some cells (e.g. PbI2 [-4 4 1]); "
             "use fast.engine: multislice"
         ) from exc
@@ -310,32 +362,23 @@ def _simulate_raw(
     t0 = time.perf_counter()
     with _abtem_settings(config.num_workers):
         if config.structure.kind == "dot":
-            lx, ly, lz = np.diag(atoms.cell)
-            step = config.scan.sampling_nm * 10
-            plan = {
-                "engine": "prism" if method == "fast" else "multislice",
-                "interpolation": max(1, int(min(lx, ly) // (config.fast.prism_window_nm * 10))) if method == "fast" else 1,
-                "slice_thickness": config.potential.slice_thickness_nm * 10,
-                "extent": (lx, ly),
-                "scan_gpts": (math.ceil(lx / step), math.ceil(ly / step)),
-            }
+            plan = _dot_plan(config, atoms, method)
             raw, angles = _run_abtem(config, atoms, plan=plan, exit_every=None, progress=progress)
             raw = {k: v[None] for k, v in raw.items()}
             thick_cells = [1]
             meta["thickness_nm"] = [atoms.info["thickness_nm"]]
         else:
-            plan = _plan(config, atoms, method)
-            lx, ly, lz = plan["repeat"]
+            plan = _crystal_plan(config, atoms, method)
+            tiles = plan.tiles or (1, 1)
+            lz = atoms.info["repeat_angstrom"][2]
             nz = atoms.info["n_cells_z"]
-            supercell = atoms * (plan["tiles"][0], plan["tiles"][1], 1)
-            plan["extent"] = (plan["scan_cells"][0] * lx, plan["scan_cells"][1] * ly)
-            plan["scan_gpts"] = (plan["scan_cells"][0] * plan["n_cell"][0], plan["scan_cells"][1] * plan["n_cell"][1])
+            supercell = atoms * (tiles[0], tiles[1], 1)
             series = thicknesses_nm is not None and len(thicknesses_nm) > 1
             thick_cells = (
                 sorted({max(1, min(nz, round(t * 10 / lz))) for t in thicknesses_nm}) if thicknesses_nm else [nz]
             )
             raw, angles = _run_abtem(
-                config, supercell, plan=plan, exit_every=plan["slices_per_cell"] if series else None, progress=progress
+                config, supercell, plan=plan, exit_every=plan.slices_per_cell if series else None, progress=progress
             )
             if series:  # exit planes: (T, nx, ny); index 0 is after the first exit plane
                 # abTEM drops the exit-plane axis when there is a single plane (one cell thick)
@@ -346,12 +389,12 @@ def _simulate_raw(
             else:
                 raw = {k: v[None] for k, v in raw.items()}
             meta["thickness_nm"] = [c * lz / 10 for c in thick_cells]
-            meta["tiles"] = list(plan["tiles"])
+            meta["tiles"] = list(tiles)
     meta.update(
-        engine=plan["engine"],
-        interpolation=plan["interpolation"],
-        slice_thickness_nm=plan["slice_thickness"] / 10,
-        extent_nm=[plan["extent"][1] / 10, plan["extent"][0] / 10],  # scanned (rows, cols) before tiling
+        engine=plan.engine,
+        interpolation=plan.interpolation,
+        slice_thickness_nm=plan.slice_thickness_angstrom / 10,
+        extent_nm=[plan.extent_angstrom[1] / 10, plan.extent_angstrom[0] / 10],  # scanned (rows, cols) before tiling
         detector_mrad=angles,
         runtime_s=time.perf_counter() - t0,
     )
@@ -597,7 +640,7 @@ def simulate_thickness_series(
     raw, meta = _cached_raw(config, thicknesses_nm=ts, method=method, cache=cache, progress=progress)
     stack, pixel = _finish(raw[detector], config=config, meta=meta, method=method, square=False)
     thick = np.asarray(meta["thickness_nm"], dtype=float)
-    return stack, thick, tuple(float(p) for p in pixel)
+    return stack, thick, (float(pixel[0]), float(pixel[1]))
 
 
 def run_config(path, **options) -> Micrograph:
