@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .paths import cache_dir
 
 #: Parameters of the demo dot (changing them changes the file name, so a stale cache is never used).
-DEMO_PARAMS = {
+DEMO_PARAMS: dict[str, Any] = {
     "shape": [512, 512],
     "pixel_size_nm": 0.035,
     "dot_size_nm": 12.0,
@@ -37,7 +38,8 @@ def demo_image() -> Path:
     if path.is_file() and truth.is_file():
         return path
     params = dict(DEMO_PARAMS)
-    dot = make_dot(tuple(params.pop("shape")), **params)
+    rows, cols = params.pop("shape")
+    dot = make_dot((rows, cols), **params)
     io.save(dot.micrograph(source="stem_pipeline demo dot"), path)
     info = {"uniform_fraction": dot.uniform_fraction, "n_columns": int(len(dot.rc)), "params": DEMO_PARAMS}
     truth.write_text(json.dumps(info, indent=2))

@@ -66,7 +66,7 @@ class MeanCell:
     @property
     def shape(self) -> tuple[int, int]:
         """Samples along ``A1`` and ``A2``."""
-        return self.mean.shape  # type: ignore[return-value]
+        return (int(self.mean.shape[0]), int(self.mean.shape[1]))
 
     @property
     def vectors_nm(self) -> np.ndarray:
@@ -278,8 +278,9 @@ def mean_cell(
     grid = np.asarray(vectors_px, dtype=np.float64).reshape(2, 2)
     cell = grid * np.asarray(supercell, dtype=np.float64)[:, None]
     if samples is None:
-        samples = tuple(max(8, int(np.ceil(oversample * np.linalg.norm(v) / 2)) * 2) for v in cell)
-    n1, n2 = (int(s) for s in samples)
+        n1, n2 = (max(8, int(np.ceil(oversample * np.linalg.norm(v) / 2)) * 2) for v in cell)
+    else:
+        n1, n2 = (int(s) for s in samples)
     origins = np.asarray(origins_rc, dtype=np.float64).reshape(-1, 2)
     # Keep the cells whose four corners are inside the image.
     corners = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], float) @ cell

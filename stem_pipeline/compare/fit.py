@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 from collections.abc import Sequence
 
 import numpy as np
@@ -179,7 +180,7 @@ def fit_cell(
     positions = cell.positions_nm(reps)
     if sim_cell_vectors_nm is None:
         sim_cell_vectors_nm = simulation_cell_vectors(images[len(images) // 2], sim_pixel_size_nm)
-    kw = dict(sim_cell_vectors_nm=sim_cell_vectors_nm, reps=reps, max_scale_change=max_scale_change)
+    kw: dict[str, Any] = dict(sim_cell_vectors_nm=sim_cell_vectors_nm, reps=reps, max_scale_change=max_scale_change)
 
     def score(img: np.ndarray, sigma: float, reg: Registration) -> float:
         model = render(blur_periodic(img, sim_pixel_size_nm, sigma), sim_pixel_size_nm, reg, positions)
@@ -198,10 +199,12 @@ def fit_cell(
     n_data = cell.area_px  # independent image pixels in one cell
     if thicknesses_nm is not None:
         thick = np.asarray(thicknesses_nm, dtype=np.float64)
+        t_best: float | None
+        t_std: float | None
         t_best, t_std = profile_minimum(thick, grid.min(axis=1), n_data=n_data)
     else:
         thick = np.full(len(images), np.nan)
-        t_best = t_std = None
+        t_best, t_std = None, None
     s_best, s_std = profile_minimum(sizes, grid.min(axis=0), n_data=n_data)
 
     best = blur_periodic(images[ti], sim_pixel_size_nm, sizes[si])

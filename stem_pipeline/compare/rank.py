@@ -370,8 +370,9 @@ def compare_models(
     if micrograph.pixel_size_nm is None:
         raise InputError(micrograph.source, "the image has no pixel size", "pass pixel_size_nm when loading it")
     result = analyze(micrograph, config)
-    if result.status != "ok":
+    if result.status != "ok" or result.columns is None:
         raise NoCrystalError(f"{micrograph.source}: {result.message or result.status}")
+    columns = result.columns
     if result.labels is None and any(r != "all" for r in regions):
         # The image's grid is not the CsPbI3/PbI2 one (result.message says why): no phase regions.
         raise ValueError(f"{micrograph.source}: no phase regions to compare ({result.message}); use region='all'")
@@ -382,9 +383,9 @@ def compare_models(
             raise NoCrystalError(f"{micrograph.source}: region {r!r} holds {int(keep.sum())} columns, too few to fold")
         cells[r] = experimental_cell(
             micrograph,
-            result.columns.rc[keep],
+            columns.rc[keep],
             np.asarray(lattice["vectors_px"], dtype=np.float64),
-            intensity=result.columns.intensity[keep],
+            intensity=columns.intensity[keep],
             supercell=options.supercell,
             oversample=options.oversample,
             min_cells=options.min_cells,
@@ -417,8 +418,10 @@ def compare_models(
         for r, cell in cells.items():
             chi2_profile = np.array([f.chi2 for f in fits[r]])
             fit = fits[r][int(np.argmin(chi2_profile))]
-            defocus = None if defoci == [None] else profile_minimum(np.array(defoci), chi2_profile, n_data=cell.area_px)
-            entries.append((_to_comparison(path.stem, r, fit, defocus), fit))
+            best_defocus = (
+                None if defoci == [None] else profile_minimum(np.array(defoci), chi2_profile, n_data=cell.area_px)
+            )
+            entries.append((_to_comparison(path.stem, r, fit, best_defocus), fit))
             logger.info("%s vs %s region: chi2 %.3g, NCC %.4f", path.stem, r, fit.chi2, fit.ncc)
     ranked = rank([c for c, _ in entries], by=options.rank_by)
     by_id = {id(c): f for c, f in entries}

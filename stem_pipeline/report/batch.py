@@ -128,11 +128,14 @@ def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95
     mean = float(values.mean()) if n else None
     sd = float(values.std(ddof=1)) if n > 1 else None
     ci = None
-    if n > 1:
+    if mean is not None and sd is not None:
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
         ci = [max(0.0, mean - half), min(1.0, mean + half)]
-    areas = [(r.get("crystal_area_nm2"), _uniform(r)) for r in rows if r.get("status") == "ok"]
-    areas = [(a, f) for a, f in areas if a and f is not None]
+    areas: list[tuple[float, float]] = []
+    for r in rows:
+        area, fraction = r.get("crystal_area_nm2"), _uniform(r)
+        if r.get("status") == "ok" and area and fraction is not None:
+            areas.append((float(area), fraction))
     pooled = sum(a * f for a, f in areas) / sum(a for a, _ in areas) if areas else None
     return {
         "n_images": len(rows),
@@ -267,12 +270,12 @@ def save_histogram(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> P
 
     from .._atomic import atomic_write
 
-    values = [_uniform(r) for r in rows if r.get("status") == "ok" and _uniform(r) is not None]
+    values = [f for r in rows if r.get("status") == "ok" and (f := _uniform(r)) is not None]
     stats = batch_statistics(rows)
     fig = Figure(figsize=(5.0, 3.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.hist(values, bins=np.linspace(0.0, 1.0, 21), color="tab:green", edgecolor="black")
+    ax.hist(values, bins=list(np.linspace(0.0, 1.0, 21)), color="tab:green", edgecolor="black")
     if stats["mean_uniform_fraction"] is not None:
         ax.axvline(stats["mean_uniform_fraction"], color="black", label="batch mean")
     if stats["mean_ci"] is not None:

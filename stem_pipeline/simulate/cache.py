@@ -63,7 +63,7 @@ def save(key: str, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     try:
         payload = dict(arrays)
         payload["__meta__"] = np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8)
-        np.savez_compressed(tmp, **payload)
+        np.savez_compressed(tmp, allow_pickle=False, **payload)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

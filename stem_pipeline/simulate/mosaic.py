@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -431,7 +432,7 @@ def mosaic_dot(
     shape = (int(shape[0]), int(shape[1]))
     if pixel_size_nm <= 0:
         raise ValueError(f"pixel_size_nm={pixel_size_nm}: must be positive")
-    placement = {
+    placement: dict[str, Any] = {
         "pixel_size_nm": pixel_size_nm,
         "dot_size_nm": dot_size_nm,
         "rotation_deg": rotation_deg,

@@ -98,7 +98,8 @@ def zone_axis_search(
     for uvw in product(range(-max_index, max_index + 1), repeat=3):
         if uvw == (0, 0, 0) or np.gcd.reduce(np.abs(uvw)) != 1:
             continue
-        key = max(uvw, tuple(-x for x in uvw))
+        u, v, w = uvw
+        key = max((u, v, w), (-u, -v, -w))
         if key in seen:
             continue
         seen.add(key)

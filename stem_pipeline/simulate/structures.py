@@ -168,7 +168,8 @@ def four_to_three_index(uvtw: tuple[int, int, int, int]) -> tuple[int, int, int]
         raise ValueError(f"[U V T W]={uvtw}: U + V + T must be 0")
     uvw = np.array([u_ - t_, v_ - t_, w_])
     g = math.gcd(*[int(x) for x in uvw]) or 1
-    return tuple(int(x) for x in uvw // g)
+    u, v, w = (int(x) for x in uvw // g)
+    return u, v, w
 
 
 def three_to_four_index(uvw: tuple[int, int, int]) -> tuple[int, int, int, int]:
@@ -176,7 +177,8 @@ def three_to_four_index(uvw: tuple[int, int, int]) -> tuple[int, int, int, int]:
     u, v, w = uvw
     four = np.array([2 * u - v, 2 * v - u, -(u + v), 3 * w])
     g = math.gcd(*[int(x) for x in four]) or 1
-    return tuple(int(x) for x in four // g)
+    u4, v4, t4, w4 = (int(x) for x in four // g)
+    return u4, v4, t4, w4
 
 
 def _perpendicular_lattice_vector(cell: np.ndarray, d: np.ndarray, *, search: int = 6) -> np.ndarray:
