@@ -386,7 +386,8 @@ def _choose(section1: dict, label: str) -> tuple[str, str]:
 
 
 def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
-    from stem_pipeline.compare import CompareConfig, compare_models
+    from stem_pipeline.compare import CompareConfig
+    from stem_pipeline.comparison import compare_models
     from stem_pipeline.simulate.mosaic import mosaic_dot
 
     options = CompareConfig(thicknesses_nm=THICKNESSES_NM)
@@ -436,7 +437,7 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
     """compare's fit and ranking with the TRUE columns, grid and regions of the mosaic (diagnostic)."""
     from stem_pipeline._types import LABELS
     from stem_pipeline.compare import experimental_cell, fit_cell, rank
-    from stem_pipeline.compare.rank import _simulation_series, _to_comparison
+    from stem_pipeline.compare import comparison_from_fit, simulation_series
 
     lines = ["### Ranking with the true columns and regions (diagnostic)", "",
              "The same dot and models, but the experimental mean cells are folded from the mosaic's true columns, "
@@ -446,7 +447,7 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
              "'sim cell = primitive' passes each model's primitive column period "
              "(`CellImage.primitive_vectors_nm`, e.g. the 0.347 nm grid of PbI2 <1 -1 1>, whose 0.456 x 4.705 nm "
              "orthogonal repeat holds 18 alike columns) as `fit_cell(sim_cell_vectors_nm=...)`.", ""]
-    series = {name: _simulation_series(path, options, progress=False) for name, path in paths.items()}
+    series = {name: simulation_series(path, options, progress=False) for name, path in paths.items()}
     ordered = cell_set[ORDERED]
     # crystal-frame (row, col) vectors -> image vectors: the ordered grid's known rotation (grid @ frame)
     frame = np.linalg.solve(ordered.grid_vectors_nm() / dot.pixel_size_nm, dot.lattice_vectors_px)
@@ -467,7 +468,7 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
                 except Exception as exc:  # report, do not hide
                     lines.append(f"- {region} vs {name} (sim cell = {how}): fit failed `{type(exc).__name__}: {exc}`")
                     continue
-                entries.append(_to_comparison(name, region, fit))
+                entries.append(comparison_from_fit(name, region, fit))
             lines += ["", f"**region {region}, sim cell = {how}** ({mean.count} true-column cells folded):", "",
                       "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source sigma [nm] | ratio exp | ratio sim |",
                       "|---|---|---|---|---|---|---|---|---|"]

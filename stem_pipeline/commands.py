@@ -162,7 +162,8 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     """``stem-pipeline compare IMAGE --models CONFIG.yaml... --out DIR``: rank models against IMAGE."""
     from . import io
-    from .compare import CompareConfig, compare_models
+    from .compare import CompareConfig
+    from .comparison import compare_models
 
     missing = [str(p) for p in args.models if not p.is_file()]
     if missing:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 
 class InputError(ValueError):
@@ -12,7 +12,7 @@ class InputError(ValueError):
 
     Parameters
     ----------
-    source : str or Path or None
+    source : str or PathLike or None
         The file the problem is with (None for in-memory arrays).
     problem : str
         What is wrong, e.g. ``"the image has 12 NaN pixels"``.
@@ -20,7 +20,7 @@ class InputError(ValueError):
         What the user can do about it.
     """
 
-    def __init__(self, source: str | Path | None, problem: str, fix: str = "") -> None:
+    def __init__(self, source: str | os.PathLike | None, problem: str, fix: str = "") -> None:
         self.source = None if source is None else str(source)
         self.problem = problem
         self.fix = fix

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from stem_pipeline._types import Micrograph
-from stem_pipeline.compare import CompareConfig, blur_periodic, compare_models, sample_periodic
+from stem_pipeline.compare import CompareConfig, blur_periodic, sample_periodic
+from stem_pipeline.comparison import compare_models
 
 THICKNESSES = [1.9, 3.8, 5.7, 7.5]
 MODELS = {"cspbi3_001": ("cspbi3", [0, 0, 1]), "fapbi3_001": ("fapbi3", [0, 0, 1]), "pbi2_441": ("pbi2", [-4, 4, 1])}
@@ -48,9 +49,9 @@ OPTIONS = CompareConfig(thicknesses_nm=THICKNESSES)
 
 def noisy_experiment(path, *, index: int, sigma_nm: float, angle_deg: float, dose: float = 200, rng: int = 0):
     """A noisy, rotated, blurred field of view made from a model's simulated series (known thickness)."""
-    from stem_pipeline.compare.rank import _simulation_series
+    from stem_pipeline.compare import simulation_series
 
-    images, thicknesses, pixel = _simulation_series(path, OPTIONS, progress=False)
+    images, thicknesses, pixel = simulation_series(path, OPTIONS, progress=False)
     cell = blur_periodic(images[index], pixel, sigma_nm)
     th = np.deg2rad(angle_deg)
     rot = np.array([[np.cos(th), np.sin(th)], [-np.sin(th), np.cos(th)]])
@@ -166,10 +167,10 @@ def test_two_phase_mosaic_names_the_right_model_for_each_region(configs, tmp_pat
 
 def test_defocus_series_recovers_the_simulated_defocus(configs, tmp_path):
     _skip_without_abtem()
-    from stem_pipeline.compare.rank import _simulation_series
+    from stem_pipeline.compare import simulation_series
 
     options = CompareConfig(thicknesses_nm=THICKNESSES, defocus_nm=[-12.0, 0.0, 12.0, 24.0])
-    images, _, pixel = _simulation_series(configs["cspbi3_001"], options, progress=False, defocus_nm=12.0)
+    images, _, pixel = simulation_series(configs["cspbi3_001"], options, progress=False, defocus_nm=12.0)
     th = np.deg2rad(7.0)
     rot = np.array([[np.cos(th), np.sin(th)], [-np.sin(th), np.cos(th)]])
     rr, cc = np.mgrid[:256, :256] * 0.035

@@ -1,8 +1,8 @@
 """Simulation against experiment: mean cells, registration, metrics, fits and model ranking.
 
-Typical use::
+Typical use (the workflow that also analyses the image lives one layer up)::
 
-    from stem_pipeline.compare import compare_models
+    from stem_pipeline.comparison import compare_models
     results = compare_models(micrograph, ["sim_configs/cspbi3_001.yaml"], region="ordered", out="cmp")
 
 The pieces are plain functions on arrays: :func:`mean_cell` (fold a region
@@ -17,12 +17,13 @@ from .fit import CellFit, fit_cell, profile_minimum
 from .metrics import affine_match, chi2, column_ratio, ncc, rmse, site_intensities, ssim
 from .rank import (
     CompareConfig,
-    compare_models,
+    comparison_from_fit,
     experimental_cell,
     model_period_nm,
     plot_comparison,
     rank,
     region_columns,
+    simulation_series,
     write_comparison,
 )
 from .register import Registration, blur_periodic, register_cell, render, sample_periodic, simulation_cell_vectors
@@ -37,7 +38,7 @@ __all__ = [
     "cell_origins",
     "chi2",
     "column_ratio",
-    "compare_models",
+    "comparison_from_fit",
     "experimental_cell",
     "fit_cell",
     "mean_cell",
@@ -52,6 +53,7 @@ __all__ = [
     "render",
     "rmse",
     "sample_periodic",
+    "simulation_series",
     "write_comparison",
     "simulation_cell_vectors",
     "site_intensities",

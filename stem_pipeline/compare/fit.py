@@ -123,10 +123,10 @@ def profile_minimum(x: np.ndarray, profile: np.ndarray, *, n_data: float) -> tup
 
 def fit_cell(
     cell: MeanCell,
-    series: Sequence[np.ndarray],
+    series: Sequence[np.ndarray] | np.ndarray,
     sim_pixel_size_nm: float | tuple[float, float],
     *,
-    thicknesses_nm: Sequence[float] | None = None,
+    thicknesses_nm: Sequence[float] | np.ndarray | None = None,
     source_sizes_nm: Sequence[float] = SOURCE_SIZES_NM,
     reps: tuple[int, int] = (2, 2),
     variance: str = "sem",
