@@ -419,12 +419,12 @@ def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
                     continue
                 FINDINGS.append(f"`compare_models` (`{label}`, region {region}): first {results[0].model}")
                 lines += [f"**pipeline {label}, --region {region}** ({time.perf_counter() - t0:.0f} s):", "",
-                          "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source sigma [nm] | ratio exp | "
+                          "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source FWHM [nm] | ratio exp | "
                           "ratio sim |", "|---|---|---|---|---|---|---|---|---|"]
                 for k, r in enumerate(results, 1):
                     lines.append(
                         f"| {k} | {r.model} | {_g(r.chi2)} | {_g(r.ncc, 3)} | {_g(r.ssim, 3)} | "
-                        f"{_g(r.thickness_nm, 2)} | {_g(r.source_size_nm, 3)} | {_g(r.column_ratio_exp, 2)} | "
+                        f"{_g(r.thickness_nm, 2)} | {_g(r.source_fwhm_nm, 3)} | {_g(r.column_ratio_exp, 2)} | "
                         f"{_g(r.column_ratio_sim, 2)} |"
                     )
                 cells_info = json.loads((out / "comparison.json").read_text()).get("cells")
@@ -462,7 +462,7 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
             for name, (images, thick, pixel) in series.items():
                 sim_vectors = cell_set[name].primitive_vectors_nm() if how == "primitive" else None
                 try:
-                    fit = fit_cell(mean, images, pixel, thicknesses_nm=thick, source_sizes_nm=options.source_sizes_nm,
+                    fit = fit_cell(mean, images, pixel, thicknesses_nm=thick, source_fwhms_nm=options.source_fwhms_nm,
                                    reps=options.reps, variance=options.variance,
                                    max_scale_change=options.max_scale_change, sim_cell_vectors_nm=sim_vectors)
                 except Exception as exc:  # report, do not hide
@@ -470,7 +470,7 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
                     continue
                 entries.append(comparison_from_fit(name, region, fit))
             lines += ["", f"**region {region}, sim cell = {how}** ({mean.count} true-column cells folded):", "",
-                      "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source sigma [nm] | ratio exp | ratio sim |",
+                      "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source FWHM [nm] | ratio exp | ratio sim |",
                       "|---|---|---|---|---|---|---|---|---|"]
             if entries:
                 FINDINGS.append(f"compare fit on the true {region} region, sim cell = {how}: first "
@@ -478,7 +478,7 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
             for k, r in enumerate(rank(entries), 1):
                 lines.append(
                     f"| {k} | {r.model} | {_g(r.chi2)} | {_g(r.ncc, 3)} | {_g(r.ssim, 3)} | {_g(r.thickness_nm, 2)} | "
-                    f"{_g(r.source_size_nm, 3)} | {_g(r.column_ratio_exp, 2)} | {_g(r.column_ratio_sim, 2)} |"
+                    f"{_g(r.source_fwhm_nm, 3)} | {_g(r.column_ratio_exp, 2)} | {_g(r.column_ratio_sim, 2)} |"
                 )
     return lines + [""]
 

@@ -365,8 +365,8 @@ class Comparison(_Struct):
     chi2: float | None
     thickness_nm: float | None
     thickness_nm_std: float | None
-    source_size_nm: float | None
-    source_size_nm_std: float | None
+    source_fwhm_nm: float | None
+    source_fwhm_nm_std: float | None
     column_ratio_exp: float | None
     column_ratio_sim: float | None
     defocus_nm: float | None = None

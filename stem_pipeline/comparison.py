@@ -135,7 +135,7 @@ def compare_models(
                         images,
                         pixel,
                         thicknesses_nm=thicknesses,
-                        source_sizes_nm=options.source_sizes_nm,
+                        source_fwhms_nm=options.source_fwhms_nm,
                         reps=options.reps,
                         variance=options.variance,
                         max_scale_change=options.max_scale_change,

@@ -60,11 +60,11 @@ def model_cell(kind: str, t: float) -> tuple[np.ndarray, float]:
     return render_gaussians((n, n), rc, amp, 0.02 / (a / n)) + 0.05 * t, a / n
 
 
-def crystal_image(kind="cs", t=8.0, *, sigma_nm=0.04, shape=(192, 192), px=0.035, angle_deg=12.0, dose=300, rng=0):
+def crystal_image(kind="cs", t=8.0, *, fwhm_nm=0.094, shape=(192, 192), px=0.035, angle_deg=12.0, dose=300, rng=0):
     """A noisy rotated crystal image rendered from a model cell, with its true lattice and columns."""
     rng = np.random.default_rng(rng)
     cell, pxa = model_cell(kind, t)
-    cell = blur_periodic(cell, pxa, sigma_nm)
+    cell = blur_periodic(cell, pxa, fwhm_nm)
     th = np.deg2rad(angle_deg)
     rot = np.array([[np.cos(th), np.sin(th)], [-np.sin(th), np.cos(th)]])  # image -> model frame
     origin = np.array([0.13, 0.07])
@@ -178,9 +178,9 @@ def _experimental_cell(kind="cs", t=8.0, **kw):
 
 
 def test_register_recovers_rotation_and_shift():
-    cell = _experimental_cell("cs", 8.0, angle_deg=12.0, sigma_nm=0.04)
+    cell = _experimental_cell("cs", 8.0, angle_deg=12.0, fwhm_nm=0.094)
     model, px = model_cell("cs", 8.0)
-    model = blur_periodic(model, px, 0.04)
+    model = blur_periodic(model, px, 0.094)
     reg = register_cell(cell, model, px)
     assert reg.ncc > 0.99
     assert reg.scale == pytest.approx(1.0)
@@ -192,7 +192,7 @@ def test_register_recovers_rotation_and_shift():
 
 @pytest.fixture(scope="module")
 def cs_cell():
-    return _experimental_cell("cs", 8.0, sigma_nm=0.04)
+    return _experimental_cell("cs", 8.0, fwhm_nm=0.094)
 
 
 def _fit(cell, kind):
@@ -204,10 +204,10 @@ def test_fit_recovers_thickness_and_source_size(cs_cell):
     fit = _fit(cs_cell, "cs")
     assert abs(fit.thickness_nm - 8.0) <= 2.0  # within one step of the series
     assert fit.thickness_nm_std is not None and 0 < fit.thickness_nm_std < 2.0
-    assert abs(fit.source_size_nm - 0.04) < 0.015
+    assert abs(fit.source_fwhm_nm - 0.094) < 0.035  # the FWHM it was blurred with, not a sigma
     assert fit.ncc > 0.99
     assert fit.column_ratio_sim == pytest.approx(fit.column_ratio_exp, rel=0.05)
-    assert fit.chi2_grid.shape == (len(THICKNESSES), len(fit.source_sizes_nm))
+    assert fit.chi2_grid.shape == (len(THICKNESSES), len(fit.source_fwhms_nm))
 
 
 def test_right_model_has_lowest_chi2(cs_cell):
@@ -229,7 +229,7 @@ def test_rank_and_write_comparison(tmp_path, cs_cell):
     json_path, png_path = write_comparison(tmp_path / "out", entries, info={"image": "x"})
     data = json.loads(json_path.read_text())
     assert [r["model"] for r in data["results"]] == ["a", "b", "c"]
-    for key in ("model", "region", "ncc", "ssim", "chi2", "thickness_nm", "source_size_nm",
+    for key in ("model", "region", "ncc", "ssim", "chi2", "thickness_nm", "source_fwhm_nm",
                 "column_ratio_exp", "column_ratio_sim"):
         assert key in data["results"][0]
     assert png_path.stat().st_size > 1000

@@ -99,22 +99,22 @@ def test_no_bragg_peaks_in_amorphous_carbon():
 def test_probe_psf_follows_the_optics():
     lam = electron_wavelength_nm(200.0)
     assert lam == pytest.approx(0.002508, rel=1e-3)
-    psf = probe_psf(81, pixel_size_nm=0.005, source_size_nm=0.0)
+    psf = probe_psf(81, pixel_size_nm=0.005, source_fwhm_nm=0.0)
     assert psf.sum() == pytest.approx(1.0)
     assert np.allclose(psf, psf[::-1, ::-1])
     profile = psf[40, 40:]
     first_zero_px = np.argmax(np.diff(profile) > 0)  # first minimum of the Airy pattern
     assert first_zero_px * 0.005 == pytest.approx(0.61 * lam / 0.025, abs=0.006)
     # A finite source and a defocus both spread the probe.
-    assert probe_psf(81, pixel_size_nm=0.005, source_size_nm=0.08).max() < psf.max()
-    assert probe_psf(81, pixel_size_nm=0.005, source_size_nm=0.0, defocus_nm=5.0).max() < 0.7 * psf.max()
+    assert probe_psf(81, pixel_size_nm=0.005, source_fwhm_nm=0.08).max() < psf.max()
+    assert probe_psf(81, pixel_size_nm=0.005, source_fwhm_nm=0.0, defocus_nm=5.0).max() < 0.7 * psf.max()
     with pytest.raises(ValueError, match="pixel_size_nm"):
         probe_psf(pixel_size_nm=0.0)
 
 
 def test_richardson_lucy_restores_blurred_columns():
     truth = make_dot((128, 128), dose=None, column_sigma_nm=0.02, rng=2).clean * 400
-    psf = probe_psf(pixel_size_nm=PX, source_size_nm=0.06)
+    psf = probe_psf(pixel_size_nm=PX, source_fwhm_nm=0.06)
     blurred = ndimage.convolve(truth.astype(np.float64), psf, mode="reflect")
     restored = richardson_lucy(blurred, psf, iterations=30, tol=0)
     assert np.abs(restored - truth).mean() < 0.7 * np.abs(blurred - truth).mean()

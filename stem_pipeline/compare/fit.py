@@ -24,10 +24,11 @@ from .register import Registration, blur_periodic, register_cell, render, simula
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["SOURCE_SIZES_NM", "CellFit", "fit_cell", "profile_minimum"]
+__all__ = ["SOURCE_FWHMS_NM", "CellFit", "fit_cell", "profile_minimum"]
 
-#: Default trial source sizes (Gaussian sigma) [nm].
-SOURCE_SIZES_NM: tuple[float, ...] = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1)
+#: Default trial source sizes, as the full width at half maximum of the Gaussian source [nm]
+#: (the grid of standard deviations 0-0.1 nm it replaces, times 2.355, rounded).
+SOURCE_FWHMS_NM: tuple[float, ...] = (0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -38,8 +39,9 @@ class CellFit:
     ----------
     thickness_nm, thickness_nm_std : float or None
         Fitted thickness and its uncertainty [nm] (None without a series).
-    source_size_nm, source_size_nm_std : float
-        Fitted source size (Gaussian sigma) and its uncertainty [nm].
+    source_fwhm_nm, source_fwhm_nm_std : float
+        Fitted source size (FWHM of the Gaussian source, as ``simulate`` and the RL step
+        take it) and its uncertainty [nm].
     chi2 : float
         Reduced chi-squared at the best grid point.
     ncc, ssim, rmse : float
@@ -49,7 +51,7 @@ class CellFit:
     chi2_grid : (T, S) ndarray
         Reduced chi-squared per thickness and source size.
     thicknesses_nm : (T,) ndarray
-    source_sizes_nm : (S,) ndarray
+    source_fwhms_nm : (S,) ndarray
     exp_patch : (P, Q) ndarray
         The experimental patch (tiled mean cell).
     sim_patch : (P, Q) ndarray
@@ -59,8 +61,8 @@ class CellFit:
 
     thickness_nm: float | None
     thickness_nm_std: float | None
-    source_size_nm: float
-    source_size_nm_std: float
+    source_fwhm_nm: float
+    source_fwhm_nm_std: float
     chi2: float
     ncc: float
     ssim: float
@@ -69,7 +71,7 @@ class CellFit:
     column_ratio_sim: float
     chi2_grid: np.ndarray
     thicknesses_nm: np.ndarray
-    source_sizes_nm: np.ndarray
+    source_fwhms_nm: np.ndarray
     exp_patch: np.ndarray
     sim_patch: np.ndarray
     registration: Registration
@@ -127,7 +129,7 @@ def fit_cell(
     sim_pixel_size_nm: float | tuple[float, float],
     *,
     thicknesses_nm: Sequence[float] | np.ndarray | None = None,
-    source_sizes_nm: Sequence[float] = SOURCE_SIZES_NM,
+    source_fwhms_nm: Sequence[float] = SOURCE_FWHMS_NM,
     reps: tuple[int, int] = (2, 2),
     variance: str = "sem",
     max_scale_change: float = 0.05,
@@ -147,8 +149,8 @@ def fit_cell(
     thicknesses_nm : sequence of float, optional
         Thickness of each image of ``series`` [nm] (increasing); None for a
         single image of unknown thickness.
-    source_sizes_nm : sequence of float
-        Trial source sizes (Gaussian sigma) [nm], increasing.
+    source_fwhms_nm : sequence of float
+        Trial source sizes (FWHM) [nm], increasing.
     reps : tuple of int
         Experimental cells in the compared patch.
     variance : {'sem', 'poisson'}
@@ -171,7 +173,7 @@ def fit_cell(
         raise ValueError("series is empty: pass at least one simulated image")
     if thicknesses_nm is not None and len(thicknesses_nm) != len(images):
         raise ValueError(f"thicknesses_nm has {len(thicknesses_nm)} values for {len(images)} images")
-    sizes = np.asarray(source_sizes_nm, dtype=np.float64)
+    sizes = np.asarray(source_fwhms_nm, dtype=np.float64)
     exp_patch, sem_patch = (np.asarray(a, dtype=np.float64) for a in cell.tile(reps))
     if variance == "poisson":
         var = np.maximum(exp_patch, 1.0) / cell.count
@@ -182,8 +184,8 @@ def fit_cell(
         sim_cell_vectors_nm = simulation_cell_vectors(images[len(images) // 2], sim_pixel_size_nm)
     kw: dict[str, Any] = dict(sim_cell_vectors_nm=sim_cell_vectors_nm, reps=reps, max_scale_change=max_scale_change)
 
-    def score(img: np.ndarray, sigma: float, reg: Registration) -> float:
-        model = render(blur_periodic(img, sim_pixel_size_nm, sigma), sim_pixel_size_nm, reg, positions)
+    def score(img: np.ndarray, fwhm: float, reg: Registration) -> float:
+        model = render(blur_periodic(img, sim_pixel_size_nm, fwhm), sim_pixel_size_nm, reg, positions)
         matched, _, _ = affine_match(model, exp_patch, variance=var)
         return chi2(exp_patch, matched, var)
 
@@ -214,8 +216,8 @@ def fit_cell(
     return CellFit(
         thickness_nm=t_best,
         thickness_nm_std=t_std,
-        source_size_nm=s_best,
-        source_size_nm_std=s_std,
+        source_fwhm_nm=s_best,
+        source_fwhm_nm_std=s_std,
         chi2=float(grid[ti, si]),
         ncc=ncc(exp_patch, matched),
         ssim=ssim(exp_patch, matched),
@@ -224,7 +226,7 @@ def fit_cell(
         column_ratio_sim=column_ratio(matched[:n1, :n2], sites),
         chi2_grid=grid,
         thicknesses_nm=thick,
-        source_sizes_nm=sizes,
+        source_fwhms_nm=sizes,
         exp_patch=exp_patch,
         sim_patch=matched,
         registration=reg,

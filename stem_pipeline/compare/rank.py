@@ -21,7 +21,7 @@ from .._types import Comparison, Micrograph
 from ..config import StrictModel
 from ..errors import InputError, NoCrystalError
 from .cell import MeanCell, cell_origins, mean_cell, region_select
-from .fit import SOURCE_SIZES_NM, CellFit
+from .fit import SOURCE_FWHMS_NM, CellFit
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -51,9 +51,9 @@ class CompareConfig(StrictModel):
         Thinnest and thickest simulated specimen [nm].
     thickness_steps : int
         Number of thicknesses when ``thicknesses_nm`` is None.
-    source_sizes_nm : list of float
-        Trial source sizes, Gaussian sigma of the blur applied to the
-        simulated cell [nm] (FWHM = 2.355 sigma).
+    source_fwhms_nm : list of float
+        Trial source sizes: FWHM of the Gaussian blur applied to the simulated cell [nm],
+        the ``source_fwhm_nm`` that ``simulate`` and the RL step take.
     supercell : (2,) int
         The experimental cell in column-grid vectors; (2, 2) holds the
         CsPbI3 bright/dim ordering (period a).
@@ -81,7 +81,7 @@ class CompareConfig(StrictModel):
     thicknesses_nm: list[float] | None = None
     thickness_range_nm: tuple[float, float] = (2.0, 16.0)
     thickness_steps: int = Field(8, ge=1, le=64)  # one simulation each
-    source_sizes_nm: list[float] = list(SOURCE_SIZES_NM)
+    source_fwhms_nm: list[float] = list(SOURCE_FWHMS_NM)
     supercell: tuple[int, int] = (2, 2)
     reps: tuple[int, int] = (2, 2)
     oversample: float = Field(2.0, gt=0)
@@ -262,8 +262,8 @@ def comparison_from_fit(
         chi2=opt(fit.chi2),
         thickness_nm=opt(fit.thickness_nm),
         thickness_nm_std=opt(fit.thickness_nm_std),
-        source_size_nm=opt(fit.source_size_nm),
-        source_size_nm_std=opt(fit.source_size_nm_std),
+        source_fwhm_nm=opt(fit.source_fwhm_nm),
+        source_fwhm_nm_std=opt(fit.source_fwhm_nm_std),
         column_ratio_exp=opt(fit.column_ratio_exp),
         column_ratio_sim=opt(fit.column_ratio_sim),
         defocus_nm=None if defocus is None else opt(defocus[0]),

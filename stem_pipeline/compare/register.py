@@ -30,6 +30,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from ..optics import source_blur
 from .cell import MeanCell
 from .metrics import ncc
 
@@ -102,8 +103,8 @@ def sample_periodic(
     return ndimage.map_coordinates(np.asarray(image, dtype=np.float64), coords, order=order, mode="grid-wrap")
 
 
-def blur_periodic(image: np.ndarray, pixel_size_nm: float | tuple[float, float], sigma_nm: float) -> np.ndarray:
-    """Gaussian source-size blur of a periodic image.
+def blur_periodic(image: np.ndarray, pixel_size_nm: float | tuple[float, float], source_fwhm_nm: float) -> np.ndarray:
+    """Gaussian source-size blur of a periodic image (:func:`stem_pipeline.optics.source_blur`).
 
     Parameters
     ----------
@@ -111,13 +112,10 @@ def blur_periodic(image: np.ndarray, pixel_size_nm: float | tuple[float, float],
         Periodic image.
     pixel_size_nm : float or (2,) tuple
         Pixel size (row, col) [nm].
-    sigma_nm : float
-        Gaussian standard deviation of the effective source [nm]; 0 returns a copy.
+    source_fwhm_nm : float
+        Full width at half maximum of the effective source [nm]; 0 returns a copy.
     """
-    img = np.asarray(image, dtype=np.float64)
-    if sigma_nm <= 0:
-        return img.copy()
-    return ndimage.gaussian_filter(img, sigma_nm / _pixel_sizes(pixel_size_nm), mode="wrap")
+    return source_blur(image, _pixel_sizes(pixel_size_nm), source_fwhm_nm, periodic=True)
 
 
 def simulation_cell_vectors(image: np.ndarray, pixel_size_nm: float | tuple[float, float]) -> np.ndarray:

@@ -37,7 +37,8 @@ from .chain import (
     WienerStep,
     denoise,
 )
-from .deconvolve import electron_wavelength_nm, probe_psf, richardson_lucy
+from ..optics import electron_wavelength_nm
+from .deconvolve import probe_psf, richardson_lucy
 from .fourier import MODES, find_bragg_peaks, fourier_filter, white_noise_power
 from .metrics import psnr_affine
 from .spatial import anscombe, bm3d, gaussian, inverse_anscombe, median, nlm

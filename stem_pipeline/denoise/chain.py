@@ -114,7 +114,7 @@ class RLStep(StrictModel):
     defocus_nm: float = 0.0
     #: FWHM of the Gaussian effective source [nm]; the default (chosen by the benchmark) sits
     #: at the low end so that the deconvolution restores what the smoothing took, no more.
-    source_size_nm: float = Field(0.04, ge=0)
+    source_fwhm_nm: float = Field(0.04, ge=0)
 
 
 Step = Annotated[
@@ -140,7 +140,7 @@ class DenoiseConfig(StrictModel):
     then FFT filter, then deconvolution) with parameters chosen by
     ``benchmarks/denoise.py``: ``gaussian(sigma_px=0.8)``,
     ``wiener(strength=1.2, spectrum_smoothing_px=3, gain_floor=0.3)``,
-    ``rl(iterations=5, source_size_nm=0.04)``; each step model's defaults are
+    ``rl(iterations=5, source_fwhm_nm=0.04)``; each step model's defaults are
     these, so ``from_steps("gaussian,wiener,rl")`` is the default chain.
     """
 
@@ -245,7 +245,7 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
                                "(pass pixel_size_nm or a calibrated Micrograph)")
                 continue
             psf = probe_psf(pixel_size_nm=px, energy_kev=step.energy_kev, convergence_mrad=step.convergence_mrad,
-                            defocus_nm=step.defocus_nm, source_size_nm=step.source_size_nm)
+                            defocus_nm=step.defocus_nm, source_fwhm_nm=step.source_fwhm_nm)
             out = richardson_lucy(out, psf, iterations=step.iterations, tv_weight=step.tv_weight, tol=step.tol)
         else:  # pragma: no cover - the config validation rules this out
             raise ValueError(f"unknown step {name!r}")

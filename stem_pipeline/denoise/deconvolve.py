@@ -12,15 +12,8 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from ..optics import electron_wavelength_nm, sigma_from_fwhm
 from ._common import FFT_WORKERS, check_image, logger
-
-_HC_KEV_NM = 1.23984198  # h c [keV nm]
-_MC2_KEV = 510.99895  # electron rest energy [keV]
-
-
-def electron_wavelength_nm(energy_kev: float) -> float:
-    """Relativistic electron wavelength [nm] at ``energy_kev`` [keV] (0.002508 nm at 200 keV)."""
-    return _HC_KEV_NM / np.sqrt(energy_kev * (2 * _MC2_KEV + energy_kev))
 
 
 def probe_psf(
@@ -30,7 +23,7 @@ def probe_psf(
     energy_kev: float = 200.0,
     convergence_mrad: float = 25.0,
     defocus_nm: float = 0.0,
-    source_size_nm: float = 0.04,
+    source_fwhm_nm: float = 0.04,
 ) -> np.ndarray:
     """Probe intensity at the image's pixel size, normalised to unit sum.
 
@@ -38,7 +31,7 @@ def probe_psf(
     aperture of semi-angle ``convergence_mrad`` with the defocus phase
     ``pi * lambda * defocus * k**2``, computed on a grid fine enough to hold
     the aperture and sampled at the pixel positions; its intensity is then
-    convolved with a Gaussian source of FWHM ``source_size_nm``.
+    convolved with a Gaussian source of FWHM ``source_fwhm_nm``.
 
     Parameters
     ----------
@@ -53,7 +46,7 @@ def probe_psf(
         Probe convergence semi-angle [mrad].
     defocus_nm : float
         Residual defocus [nm].
-    source_size_nm : float
+    source_fwhm_nm : float
         FWHM of the Gaussian effective source [nm] (0: coherent probe).
 
     Returns
@@ -64,7 +57,7 @@ def probe_psf(
     Raises
     ------
     ValueError
-        If a physical parameter is not positive (``source_size_nm`` and
+        If a physical parameter is not positive (``source_fwhm_nm`` and
         ``defocus_nm`` may be 0) or ``size`` is not a positive odd integer.
 
     Examples
@@ -77,11 +70,11 @@ def probe_psf(
                         ("convergence_mrad", convergence_mrad)):
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}")
-    if source_size_nm < 0:
-        raise ValueError(f"source_size_nm must be >= 0, got {source_size_nm}")
+    if source_fwhm_nm < 0:
+        raise ValueError(f"source_fwhm_nm must be >= 0, got {source_fwhm_nm}")
     lam = electron_wavelength_nm(energy_kev)
     alpha = convergence_mrad * 1e-3
-    sigma_src_nm = source_size_nm / (2 * np.sqrt(2 * np.log(2)))
+    sigma_src_nm = sigma_from_fwhm(source_fwhm_nm)
     if size is None:
         extent_nm = 3 * 0.61 * lam / alpha + 3 * sigma_src_nm + abs(defocus_nm) * alpha
         half = max(2, int(np.ceil(extent_nm / pixel_size_nm)))

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from stem_pipeline._types import Micrograph
+from stem_pipeline.optics import profile_fwhm, source_blur
 
 from . import cache as _cache
 from .config import DEBYE_WALLER_B, SimulationConfig, sigma_from_b
@@ -129,13 +130,7 @@ def probe_fwhm_nm(config: SimulationConfig, *, sampling_nm: float = 0.002) -> di
     intensity = np.asarray(intensity)
     peak = np.unravel_index(np.argmax(intensity), intensity.shape)
     profile = np.roll(intensity[:, peak[1]], intensity.shape[0] // 2 - peak[0])  # peak at the centre
-    half = profile.max() / 2
-    above = np.nonzero(profile >= half)[0]
-    # linear interpolation at both half-maximum crossings
-    lo, hi = above[0], above[-1]
-    left = lo - 1 + (half - profile[lo - 1]) / (profile[lo] - profile[lo - 1])
-    right = hi + (profile[hi] - half) / (profile[hi] - profile[hi + 1])
-    intrinsic = float((right - left) * sampling_nm)
+    intrinsic = profile_fwhm(profile, sampling_nm)
     return {"intrinsic": intrinsic, "effective": math.hypot(intrinsic, m.source_fwhm_nm)}
 
 
@@ -325,14 +320,7 @@ def _postprocess(
     image: np.ndarray, *, pixel_nm: tuple[float, float], config: SimulationConfig, periodic: bool
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Source-size blur, then optional resampling; image is (rows, cols), ``pixel_nm`` (row, col)."""
-    from scipy import ndimage
-
-    fwhm = config.microscope.source_fwhm_nm
-    if fwhm > 0:
-        sigma_nm = fwhm / (2 * math.sqrt(2 * math.log(2)))
-        image = ndimage.gaussian_filter(
-            image, sigma=[sigma_nm / p for p in pixel_nm], mode="wrap" if periodic else "nearest"
-        )
+    image = source_blur(image, pixel_nm, config.microscope.source_fwhm_nm, periodic=periodic)
     if config.scan.pixel_size_nm is not None:
         shape = tuple(max(1, round(s * p / config.scan.pixel_size_nm)) for s, p in zip(image.shape, pixel_nm))
         pixel_nm = tuple(s * p / n for s, p, n in zip(image.shape, pixel_nm, shape))
