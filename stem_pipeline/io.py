@@ -78,8 +78,87 @@ def unit_to_nm(units: str | None) -> float | None:
     return _TO_NM.get(units.strip().lower())
 
 
+def is_signal(obj: Any) -> bool:
+    """True for a HyperSpy signal (checked without importing HyperSpy)."""
+    return hasattr(obj, "axes_manager") and hasattr(obj, "metadata") and hasattr(obj, "data")
+
+
+def as_micrograph(
+    image: Micrograph | np.ndarray | Any,
+    *,
+    pixel_size_nm: float | None = None,
+    source: str | None = None,
+) -> Micrograph:
+    """Return ``image`` as a validated :class:`Micrograph`.
+
+    Parameters
+    ----------
+    image : Micrograph, HyperSpy Signal2D or (M, N) array_like
+        A Micrograph is returned as it is (with ``pixel_size_nm`` replaced
+        when given); a signal's calibration is read from its axes (A, pm, nm
+        or um, converted to nm); an array is uncalibrated unless
+        ``pixel_size_nm`` is given.
+    pixel_size_nm : float, optional
+        Pixel size [nm]; overrides the calibration of a Micrograph or signal.
+    source : str, optional
+        Where the image came from, for messages (default: the signal's file
+        name or title, or ``"array"``).
+
+    Returns
+    -------
+    Micrograph
+
+    Raises
+    ------
+    InputError
+        When the image is not a single valid 2-D image, or ``pixel_size_nm``
+        is not a positive number.
+
+    Warns
+    -----
+    MissingCalibrationWarning
+        When neither the image nor ``pixel_size_nm`` gives a pixel size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = as_micrograph(np.random.default_rng(0).random((64, 64)), pixel_size_nm=0.03)
+    >>> m.shape, m.pixel_size_nm
+    ((64, 64), 0.03)
+    """
+    if isinstance(image, Micrograph):
+        if pixel_size_nm is None:
+            return image
+        return image.replace(pixel_size_nm=_checked_pixel_size(image.source, pixel_size_nm))
+    if is_signal(image):
+        return from_signal(image, source=source, pixel_size_nm=pixel_size_nm)
+    if isinstance(image, (str, os.PathLike)):
+        raise TypeError(f"image is a path ({image!s}); load it first with stem_pipeline.load(path)")
+    source = source or "array"
+    data = _validate(Path(source), np.asarray(image), None)
+    scale = None if pixel_size_nm is None else _checked_pixel_size(source, pixel_size_nm)
+    if scale is None:
+        _warn_uncalibrated(source, stacklevel=3)
+    return Micrograph(data.astype(np.float32), pixel_size_nm=scale, source=source)
+
+
+def _checked_pixel_size(source: str | os.PathLike | None, pixel_size_nm: float) -> float:
+    if not (isinstance(pixel_size_nm, (int, float, np.number)) and np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+        raise InputError(source, f"pixel_size_nm={pixel_size_nm!r} is not a positive number")
+    return float(pixel_size_nm)
+
+
+def _warn_uncalibrated(source: str | os.PathLike, *, stacklevel: int) -> None:
+    warnings.warn(
+        f"{source}: no pixel size in the file; results are in pixels. "
+        "Pass pixel_size_nm (CLI: --pixel-size-nm) for nm.",
+        MissingCalibrationWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def load(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Any,
     *,
     pixel_size_nm: float | None = None,
     frame: int | Literal["sum", "mean"] | None = None,
@@ -88,8 +167,9 @@ def load(
 
     Parameters
     ----------
-    path : str or PathLike
-        The image file. See :data:`EXTENSIONS` for the formats.
+    path : str or PathLike or HyperSpy Signal2D
+        The image file (see :data:`EXTENSIONS` for the formats), or a signal
+        already loaded (e.g. with ``hs.load``), whose axes give the calibration.
     pixel_size_nm : float, optional
         Pixel size [nm]; overrides the file's calibration.
     frame : int or {"sum", "mean"}, optional
@@ -114,6 +194,8 @@ def load(
     MissingCalibrationWarning
         When the file has no usable pixel size and none is given.
     """
+    if is_signal(path):
+        return from_signal(path, pixel_size_nm=pixel_size_nm, frame=frame)
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in EXTENSIONS:
@@ -154,16 +236,9 @@ def load(
     data = _validate(path, np.asarray(data), frame)
     scale_nm = calibration.get("pixel_size_nm")
     if pixel_size_nm is not None:
-        if not (np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
-            raise InputError(path, f"pixel_size_nm={pixel_size_nm!r} is not a positive number")
-        scale_nm = float(pixel_size_nm)
+        scale_nm = _checked_pixel_size(path, pixel_size_nm)
     elif scale_nm is None:
-        warnings.warn(
-            f"{path}: no pixel size in the file; results are in pixels. "
-            "Pass pixel_size_nm (CLI: --pixel-size-nm) for nm.",
-            MissingCalibrationWarning,
-            stacklevel=2,
-        )
+        _warn_uncalibrated(path, stacklevel=2)
     return Micrograph(data.astype(np.float32), pixel_size_nm=scale_nm, source=str(path), metadata=calibration)
 
 
@@ -373,24 +448,51 @@ def _storable(value: Any) -> Any:
     return "" if value is None else value
 
 
-def from_signal(signal, *, source: str | None = None) -> Micrograph:
+def from_signal(
+    signal,
+    *,
+    source: str | None = None,
+    pixel_size_nm: float | None = None,
+    frame: int | Literal["sum", "mean"] | None = None,
+) -> Micrograph:
     """Build a :class:`Micrograph` from a HyperSpy ``Signal2D``, reading its calibration.
+
+    Parameters
+    ----------
+    signal : hyperspy Signal2D
+        The image; its last signal axis gives the pixel size (A, pm, nm or um
+        are converted to nm), its metadata the microscope fields.
+    source : str, optional
+        Name for messages; default the signal's original file name or title.
+    pixel_size_nm : float, optional
+        Overrides the signal's calibration [nm].
+    frame : int or {"sum", "mean"}, optional
+        For a stack (one navigation axis): the frame, or their sum or mean.
+
+    Returns
+    -------
+    Micrograph
 
     Raises
     ------
     InputError
         When the signal is not a single valid 2-D image.
+
+    Warns
+    -----
+    MissingCalibrationWarning
+        When the signal's axes carry no length unit and no ``pixel_size_nm`` is given.
     """
     md = signal.metadata
     source = source or md.get_item("General.original_filename", None) or md.get_item("General.title", None) or "signal"
     calibration = _calibration(signal)
-    data = _validate(Path(str(source)), np.asarray(signal.data), None)
-    return Micrograph(
-        data.astype(np.float32),
-        pixel_size_nm=calibration.get("pixel_size_nm"),
-        source=str(source),
-        metadata=calibration,
-    )
+    data = _validate(Path(str(source)), np.asarray(signal.data), frame)
+    scale = calibration.get("pixel_size_nm")
+    if pixel_size_nm is not None:
+        scale = _checked_pixel_size(source, pixel_size_nm)
+    elif scale is None:
+        _warn_uncalibrated(source, stacklevel=2)
+    return Micrograph(data.astype(np.float32), pixel_size_nm=scale, source=str(source), metadata=calibration)
 
 
 def save(micrograph: Micrograph, path: str | os.PathLike) -> Path:

@@ -17,12 +17,21 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
-from ._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
+from ._types import (
+    LABELS,
+    REGION_OUTSIDE,
+    AreaFractions,
+    Columns,
+    Micrograph,
+    PhaseLabels,
+    PipelineResult,
+)
 from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
@@ -65,19 +74,25 @@ def _timed(timings: dict[str, float], name: str):
 
 
 def analyze(
-    micrograph: Micrograph,
+    micrograph: Micrograph | np.ndarray | Any,
     config: PipelineConfig | None = None,
     *,
+    pixel_size_nm: float | None = None,
     rng: np.random.Generator | int | None = 0,
 ) -> PipelineResult:
     """Analyse one micrograph: columns, phase labels and area fractions.
 
     Parameters
     ----------
-    micrograph : Micrograph
-        The raw image (see :func:`stem_pipeline.io.load`).
+    micrograph : Micrograph, HyperSpy Signal2D or (M, N) ndarray
+        The raw image: a Micrograph (see :func:`stem_pipeline.io.load`), a
+        signal (e.g. from ``hs.load``; the pixel size comes from its axes, in
+        A, pm, nm or um), or an array with ``pixel_size_nm``.
     config : PipelineConfig, optional
         Stage configurations; defaults when None.
+    pixel_size_nm : float, optional
+        Pixel size [nm]; needed for an array (else the analysis is in pixels,
+        with a warning), and overrides a Micrograph's or signal's calibration.
     rng : Generator, int or None
         Random source of the confidence-interval bootstrap (seeded by default,
         so results are reproducible).
@@ -91,13 +106,25 @@ def analyze(
         CsPbI3/PbI2 model (see
         :func:`stem_pipeline.classify.two_phase_model_reasons`), the columns
         are returned without labels and fractions, and ``message`` says why.
+
+    Raises
+    ------
+    InputError
+        When the image is not one valid 2-D image (see :func:`stem_pipeline.io.as_micrograph`).
+
+    Warns
+    -----
+    MissingCalibrationWarning
+        For an array or signal without a pixel size and no ``pixel_size_nm``.
     """
     from .classify import two_phase_model_reasons
     from .columns import find_columns, measure_intensities, refine_columns
     from .columns.assign import nearest_column_regions, resolve_shared_columns
     from .denoise import denoise
+    from .io import as_micrograph
     from .lattice import crystal_masks, find_lattices
 
+    micrograph = as_micrograph(micrograph, pixel_size_nm=pixel_size_nm)
     config = config or PipelineConfig()
     timings: dict[str, float] = {}
     common = {"micrograph": micrograph, "config_hash": config.config_hash(), "timings_s": timings}

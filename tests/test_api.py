@@ -1,0 +1,112 @@
+"""The notebook-facing API: analyze/load at top level, on Micrographs, HyperSpy signals and arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stem_pipeline as sp
+from stem_pipeline import InputError, Micrograph, io
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+DM4 = REALDATA / "SIM_vecmap_pto100_drprobe.dm4"  # simulated PbTiO3 [100], 0.016 nm/px in nm
+
+
+def _set_axes(signal, scale, units):
+    for ax in signal.axes_manager.signal_axes:
+        ax.scale, ax.units = scale, units
+    return signal
+
+
+@pytest.fixture(scope="module")
+def dot_result(small_dot):
+    return small_dot, sp.analyze(small_dot.micrograph())
+
+
+def test_top_level_names_are_the_library_functions():
+    from stem_pipeline import io as io_module
+    from stem_pipeline import pipeline
+
+    assert sp.analyze is pipeline.analyze
+    assert sp.load is io_module.load
+    assert sp.PipelineConfig is pipeline.PipelineConfig
+    assert {"analyze", "load"} <= set(sp.__all__) and {"analyze", "load"} <= set(dir(sp))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        sp.nope  # noqa: B018
+
+
+@pytest.mark.parametrize(("units", "factor"), [("nm", 1.0), ("Å", 10.0), ("pm", 1000.0)])
+def test_analyze_a_hyperspy_loaded_hspy_file_with_nm_or_angstrom_axes(tmp_path, dot_result, units, factor):
+    import hyperspy.api as hs
+
+    dot, reference = dot_result
+    signal = _set_axes(hs.signals.Signal2D(dot.image.astype(np.float32)), dot.pixel_size_nm * factor, units)
+    path = tmp_path / f"dot_{factor:g}.hspy"
+    signal.save(path)
+    loaded = hs.load(path)
+    result = sp.analyze(loaded)
+    assert result.micrograph.pixel_size_nm == pytest.approx(dot.pixel_size_nm, rel=1e-6)
+    assert result.status == "ok" and result.fractions is not None
+    assert result.fractions.uniform == pytest.approx(reference.fractions.uniform, abs=1e-9)
+    assert len(result.columns) == len(reference.columns)
+    # io.load takes the signal too, with the same calibration.
+    assert sp.load(loaded).pixel_size_nm == pytest.approx(dot.pixel_size_nm, rel=1e-6)
+
+
+@pytest.mark.skipif(not DM4.is_file(), reason="shared real-data set not present")
+@pytest.mark.parametrize(("units", "factor"), [("nm", 1.0), ("Å", 10.0)])
+def test_analyze_a_hyperspy_loaded_dm4_with_nm_and_angstrom_axes(units, factor):
+    import hyperspy.api as hs
+
+    signal = hs.load(DM4)
+    assert signal.axes_manager.signal_axes[0].units == "nm"  # as the file has it
+    scale_nm = signal.axes_manager.signal_axes[0].scale
+    _set_axes(signal, scale_nm * factor, units)
+    from_signal = sp.analyze(signal)
+    from_file = sp.analyze(io.load(DM4))
+    assert from_signal.micrograph.pixel_size_nm == pytest.approx(0.016, rel=1e-5)
+    assert from_signal.status == from_file.status == "ok"
+    np.testing.assert_allclose(from_signal.columns.rc, from_file.columns.rc)
+    assert from_signal.micrograph.source.endswith(".dm4")
+
+
+def test_analyze_an_array_with_pixel_size(dot_result):
+    dot, reference = dot_result
+    result = sp.analyze(dot.image, pixel_size_nm=dot.pixel_size_nm)
+    assert result.micrograph.pixel_size_nm == dot.pixel_size_nm
+    assert result.fractions.uniform == pytest.approx(reference.fractions.uniform, abs=1e-9)
+    with pytest.warns(io.MissingCalibrationWarning, match="array"):
+        uncalibrated = sp.analyze(dot.image)
+    assert uncalibrated.micrograph.pixel_size_nm is None
+
+
+def test_analyze_a_micrograph_with_an_override(small_dot):
+    m = small_dot.micrograph()
+    assert io.as_micrograph(m) is m
+    assert io.as_micrograph(m, pixel_size_nm=0.05).pixel_size_nm == 0.05
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "error", "match"),
+    [
+        (np.ones((3, 80, 80)), {}, InputError, "not 2-D"),
+        (np.random.default_rng(0).random((80, 80)), {"pixel_size_nm": -1.0}, InputError, "pixel_size_nm=-1.0"),
+        ("dot.dm4", {}, TypeError, "stem_pipeline.load"),
+    ],
+)
+def test_as_micrograph_rejects_bad_input(image, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        io.as_micrograph(image, **kwargs)
+
+
+def test_load_a_signal_stack_takes_frame_and_warns_without_calibration():
+    import hyperspy.api as hs
+
+    rng = np.random.default_rng(1)
+    stack = hs.signals.Signal2D(rng.random((3, 80, 80)).astype(np.float32))
+    with pytest.warns(io.MissingCalibrationWarning):
+        m = io.load(stack, frame=2)
+    np.testing.assert_array_equal(m.data, stack.data[2])
+    assert isinstance(m, Micrograph) and m.pixel_size_nm is None
