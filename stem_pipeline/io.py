@@ -21,7 +21,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ._atomic import atomic_write
-from ._types import Micrograph
+from ._types import (
+    CONTRAST_COLOURS,
+    CONTRASTS,
+    UNLABELLED_COLOUR,
+    Columns,
+    Micrograph,
+    PhaseLabels,
+)
 from .errors import InputError
 
 logger = logging.getLogger("stem_pipeline")
@@ -419,13 +426,7 @@ def to_signal(micrograph: Micrograph):
     import hyperspy.api as hs
 
     signal = hs.signals.Signal2D(micrograph.data.copy())
-    for ax, name in zip(signal.axes_manager.signal_axes, ("x", "y")):
-        ax.name = name
-        if micrograph.pixel_size_nm is not None:
-            ax.scale = micrograph.pixel_size_nm
-            ax.units = "nm"
-        else:
-            ax.units = "px"
+    _calibrate_axes(signal, micrograph.pixel_size_nm)
     if micrograph.source:
         signal.metadata.General.title = Path(micrograph.source).stem
         signal.metadata.General.original_filename = str(micrograph.source)
@@ -436,6 +437,97 @@ def to_signal(micrograph: Micrograph):
         signal.metadata.set_item("Acquisition_instrument.TEM.convergence_angle", md["convergence_mrad"])
     if md:
         signal.metadata.set_item("stem_pipeline", _storable(md))
+    return signal
+
+
+def _calibrate_axes(signal, pixel_size_nm: float | None) -> None:
+    for ax, name in zip(signal.axes_manager.signal_axes, ("x", "y")):
+        ax.name = name
+        if pixel_size_nm is not None:
+            ax.scale = pixel_size_nm
+            ax.units = "nm"
+        else:
+            ax.units = "px"
+
+
+def columns_markers(columns: Columns, labels: PhaseLabels | None = None, *, size: float = 6.0, alpha: float = 0.7):
+    """Return the columns as one HyperSpy ``Points`` marker in calibrated coordinates.
+
+    Parameters
+    ----------
+    columns : Columns
+        Positions (row, col) [px]; placed in nm when ``columns.pixel_size_nm``
+        is set (matching :func:`to_signal`'s axes), else in px.
+    labels : PhaseLabels, optional
+        Colours by contrast (red bright, purple dim, green uniform); without
+        labels every column is drawn in :data:`~stem_pipeline._types.UNLABELLED_COLOUR`.
+    size : float
+        Marker size [points].
+    alpha : float
+        Marker opacity.
+
+    Returns
+    -------
+    hyperspy.api.plot.markers.Points
+        Add it with ``signal.add_marker(markers, permanent=True)``.
+    """
+    import hyperspy.api as hs
+
+    scale = columns.pixel_size_nm if columns.pixel_size_nm is not None else 1.0
+    offsets = columns.rc[:, ::-1] * scale  # x = col, y = row
+    if labels is None:
+        colour = np.full(len(columns), UNLABELLED_COLOUR)
+    else:
+        colour = np.asarray([CONTRAST_COLOURS[c] for c in CONTRASTS])[np.asarray(labels.contrast, int)]
+    return hs.plot.markers.Points(offsets=offsets, sizes=size, color=colour, alpha=alpha, name="columns")
+
+
+#: Images :func:`result_signal` can return.
+RESULT_IMAGES = ("denoised", "raw", "region_map", "crystal_mask")
+
+
+def result_signal(result, kind: str = "denoised", *, markers: bool = True):
+    """Return a calibrated HyperSpy ``Signal2D`` of an image of a :class:`~stem_pipeline.PipelineResult`.
+
+    Parameters
+    ----------
+    result : PipelineResult
+        From :func:`stem_pipeline.analyze`.
+    kind : {"denoised", "raw", "region_map", "crystal_mask"}
+        The denoised or raw image (float32), the region map (int8: 0 outside
+        the crystal, 1 ordered, 2 uniform) or the crystal mask (bool).
+    markers : bool
+        Add the columns as a permanent ``Points`` marker (see :func:`columns_markers`).
+
+    Returns
+    -------
+    hyperspy.signals.Signal2D
+        Axes ``x``/``y`` in nm (px when uncalibrated), title
+        ``"<file stem> <kind>"``, the micrograph's microscope metadata.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind``, or one the result does not have (e.g. no
+        region map when the two-phase model did not apply).
+    """
+    if kind not in RESULT_IMAGES:
+        raise ValueError(f"kind={kind!r}; use one of {', '.join(RESULT_IMAGES)}")
+    images = {
+        "raw": result.micrograph.data,
+        "denoised": result.denoised,
+        "region_map": None if result.labels is None else result.labels.region_map,
+        "crystal_mask": result.crystal_mask,
+    }
+    data = images[kind]
+    if data is None:
+        raise ValueError(f"this result has no {kind} (status {result.status!r}: {result.message or 'no message'})")
+    signal = to_signal(result.micrograph)
+    signal.data = np.asarray(data).copy()
+    signal.metadata.General.title = f"{signal.metadata.get_item('General.title', 'image')} {kind}"
+    if markers and result.columns is not None and len(result.columns):
+        columns = result.columns.replace(pixel_size_nm=result.micrograph.pixel_size_nm)
+        signal.add_marker(columns_markers(columns, result.labels), permanent=True, plot_marker=False)
     return signal
 
 

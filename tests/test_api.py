@@ -110,3 +110,60 @@ def test_load_a_signal_stack_takes_frame_and_warns_without_calibration():
         m = io.load(stack, frame=2)
     np.testing.assert_array_equal(m.data, stack.data[2])
     assert isinstance(m, Micrograph) and m.pixel_size_nm is None
+
+
+def test_region_map_and_denoised_signals_are_calibrated_with_column_markers(dot_result):
+    dot, result = dot_result
+    region = result.to_signal("region_map")
+    np.testing.assert_array_equal(region.data, result.labels.region_map)
+    for kind in ("denoised", "raw", "crystal_mask"):
+        signal = result.to_signal(kind, markers=False)
+        assert signal.data.shape == dot.image.shape and not signal.metadata.has_item("Markers")
+    for ax in region.axes_manager.signal_axes:
+        assert (ax.scale, ax.units) == (pytest.approx(dot.pixel_size_nm), "nm")
+    marker = region.metadata.Markers.columns
+    # Markers sit on the columns in the signal's (nm) coordinates, x = col, y = row.
+    np.testing.assert_allclose(marker.kwargs["offsets"], result.columns.rc[:, ::-1] * dot.pixel_size_nm)
+    assert len(set(marker.kwargs["color"])) == 3  # bright, dim and uniform columns
+    with pytest.raises(ValueError, match="kind='mask'"):
+        result.to_signal("mask")
+
+
+def test_to_atomap_keeps_scale_and_units(dot_result):
+    pytest.importorskip("atomap.api")
+    dot, result = dot_result
+    sub = result.columns.subset(np.arange(20)).to_atomap(result.micrograph)
+    assert sub.pixel_size == pytest.approx(dot.pixel_size_nm) and sub.units == "nm"
+    np.testing.assert_allclose(sub.x_position, result.columns.rc[:20, 1])
+    uncalibrated = result.columns.subset(np.arange(5)).replace(pixel_size_nm=None).to_atomap(dot.image)
+    assert uncalibrated.pixel_size == 1.0
+
+
+def test_dataframe_carries_every_columns_csv_column_with_units(tmp_path, dot_result):
+    import pandas as pd
+
+    from stem_pipeline.outputs import COLUMNS_CSV, write_result
+
+    _, result = dot_result
+    df = result.to_dataframe()
+    write_result(result, tmp_path, {"status": result.status})
+    csv = pd.read_csv(tmp_path / COLUMNS_CSV)
+    assert list(df.columns) == list(csv.columns)
+    assert {"label", "contrast", "order_parameter"} <= set(df.columns)
+    assert list(df["label"]) == list(csv["label"]) and list(df["contrast"]) == list(csv["contrast"])
+    units = df.attrs["units"]
+    assert set(units) == set(df.columns)
+    assert (units["x_nm"], units["x_px"], units["intensity"]) == ("nm", "px", "counts px^2")
+    assert df.attrs["pixel_size_nm"] == result.micrograph.pixel_size_nm
+    unlabelled = result.columns.to_dataframe()
+    assert set(unlabelled["label"]) == {"n/a"} and unlabelled["order_parameter"].isna().all()
+
+
+def test_reprs_are_short_and_show_no_array_contents(dot_result):
+    _, result = dot_result
+    for text in (repr(result), result._repr_html_(), repr(result.columns), repr(result.labels), repr(result.micrograph)):
+        assert "array(" not in text and "[[" not in text and len(text) < 1000, text
+    assert "status=ok" in repr(result) and f"columns={len(result.columns)}" in repr(result)
+    assert f"{result.fractions.uniform:.3f}" in result._repr_html_()
+    assert repr(result.columns).startswith(f"Columns({len(result.columns)} columns")
+    assert "region_map=<256x256 int8>" in repr(result.labels)
