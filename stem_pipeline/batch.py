@@ -298,7 +298,7 @@ def run_batch(
     try:
         if todo:
             # A cluster costs seconds to start: not worth it for one image or one worker.
-            in_process = scheduler is None and (workers == 1 or len(todo) == 1)
+            in_process = scheduler is None and (workers == 1 or len(todo) == 1 or not _has_distributed())
             run = _run_local if in_process else _run_dask
             run(todo, files, names, out, config, options, finish, bar, workers=workers, scheduler=scheduler)
     finally:
@@ -370,6 +370,17 @@ def _run_local(todo, files, names, out, config, options, finish, bar, **_) -> No
             summary = _failed_row(files[i], out / names[i], config, exc)
         finish(i, summary)
         bar.update()
+
+
+def _has_distributed() -> bool:
+    """True when dask.distributed is installed; else say that the images are analysed one at a time."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is not None:
+        return True
+    logger.warning("dask.distributed is not installed (pip install 'stem-pipeline[distributed]'): "
+                   "analysing the images one after another in this process")
+    return False
 
 
 def _run_dask(todo, files, names, out, config, options, finish, bar, *, workers, scheduler) -> None:

@@ -19,6 +19,9 @@ logger = logging.getLogger("stem_pipeline")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+#: Optional libraries and the extra (pyproject.toml) that installs them.
+_EXTRAS = {"abtem": "simulate", "ase": "simulate", "distributed": "distributed", "atomap": "notebooks", "bm3d": "bm3d"}
+
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML configuration file (see README: Configuration)")
@@ -175,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
             return handler(args)
     except UsageError as exc:
         parser.error(str(exc))  # exits with status 2
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        logger.error("`stem-pipeline %s` needs %s, which is not installed: pip install 'stem-pipeline[%s]'",
+                     args.command, exc.name, extra)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         logger.error("interrupted; a re-run resumes where this one stopped")
         return 130

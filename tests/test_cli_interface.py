@@ -149,3 +149,16 @@ def test_rl_optics_come_from_the_file_else_a_warning_names_the_defaults(caplog):
         config = denoise_config_for(Micrograph(image, source="b.tif"), DenoiseConfig())
     assert "rl" not in config.step_names
     assert "b.tif: skipping the 'rl'" in caplog.text
+
+
+def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path):
+    from stem_pipeline import commands
+
+    def needs_abtem(args):
+        raise ModuleNotFoundError("No module named 'abtem'", name="abtem")
+
+    monkeypatch.setattr(commands, "run_simulate", needs_abtem)
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY_SIMULATION)
+    assert cli.main(["simulate", str(config), "--out", str(tmp_path / "s.tif")]) == 1
+    assert "needs abtem, which is not installed: pip install 'stem-pipeline[simulate]'" in capsys.readouterr().err
