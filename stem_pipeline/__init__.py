@@ -37,20 +37,27 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import :data:`_LAZY` names on first use (keeps ``import stem_pipeline`` light)."""
-    if name in _LAZY:
-        from importlib import import_module
+#: Subpackages reachable as attributes (``stem_pipeline.report.plot_overlay``), imported on first use.
+_SUBMODULES = frozenset({"io", "report", "synthetic", "classify", "columns", "denoise", "lattice", "compare", "simulate"})
 
+
+def __getattr__(name: str) -> Any:
+    """Import :data:`_LAZY` names and :data:`_SUBMODULES` on first use (keeps ``import stem_pipeline`` light)."""
+    from importlib import import_module
+
+    if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(import_module(f".{module}", __name__), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    elif name in _SUBMODULES:
+        value = import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
 __all__ = [

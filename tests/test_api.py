@@ -32,6 +32,9 @@ def test_top_level_names_are_the_library_functions():
     assert sp.analyze is pipeline.analyze
     assert sp.load is io_module.load
     assert sp.PipelineConfig is pipeline.PipelineConfig
+    from stem_pipeline.report import plot_overlay
+
+    assert sp.report.plot_overlay is plot_overlay  # subpackages as attributes, imported on first use
     assert {"analyze", "load"} <= set(sp.__all__) and {"analyze", "load"} <= set(dir(sp))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sp.nope  # noqa: B018
