@@ -249,17 +249,26 @@ def rank(results: Sequence[Comparison], *, by: str = "chi2") -> list[Comparison]
     return sorted(results, key=key)
 
 
-def plot_comparison(entries: Sequence[tuple[Comparison, CellFit]]):
+def plot_comparison(entries: Sequence[tuple[Comparison, CellFit]], *, fig=None):
     """Figure: experimental mean cell, best simulation and difference, one row per model.
+
+    Parameters
+    ----------
+    entries : sequence of (Comparison, CellFit)
+        Already ranked.
+    fig : matplotlib.figure.Figure, optional
+        Figure to draw on; when None, a new pyplot figure (``plt.show()``
+        displays it).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.figure import Figure
-
     n = max(len(entries), 1)
-    fig = Figure(figsize=(7.5, 2.5 * n), layout="constrained")
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=_comparison_size(n), layout="constrained")
     axes = fig.subplots(n, 3, squeeze=False)
     for row, (comp, fit) in enumerate(entries):
         exp, sim = fit.exp_patch, fit.sim_patch
@@ -279,6 +288,11 @@ def plot_comparison(entries: Sequence[tuple[Comparison, CellFit]]):
             ax.set_xticks([])
             ax.set_yticks([])
     return fig
+
+
+def _comparison_size(n_rows: int) -> tuple[float, float]:
+    """Figure size [in] of :func:`plot_comparison` with ``n_rows`` models."""
+    return 7.5, 2.5 * n_rows
 
 
 def write_comparison(
@@ -305,7 +319,13 @@ def write_comparison(
     payload = dict(info or {})
     payload["results"] = [c.to_dict() for c, _ in entries]
     json_path = atomic_write_text(out / "comparison.json", json.dumps(payload, indent=2) + "\n")
-    fig = plot_comparison(entries)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # Not a pyplot figure: nothing kept after the file is written.
+    fig = Figure(figsize=_comparison_size(max(len(entries), 1)), layout="constrained")
+    FigureCanvasAgg(fig)
+    plot_comparison(entries, fig=fig)
     png_path = atomic_write(out / "comparison.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     return json_path, png_path
 
