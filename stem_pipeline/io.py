@@ -301,12 +301,16 @@ def _read_hyperspy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     calibration = _calibration(signal)
     if "pixel_size_nm" not in calibration and path.suffix.lower() in (".tif", ".tiff"):
         calibration.update(_tiff_calibration(path))
+    _assume_nm_for_unitless_scale(calibration, path)
+    return np.asarray(signal.data), calibration
+
+
+def _assume_nm_for_unitless_scale(calibration: dict[str, Any], source: str | os.PathLike) -> None:
+    """A scale without units (atomap's files) in the range of an atomic-resolution pixel in nm is taken as nm."""
     scale = calibration.get("original_scale", 1.0)
     if "pixel_size_nm" not in calibration and not calibration.get("original_units") and 1e-3 <= scale < 1.0:
-        # A scale without units (atomap's files): the size of an atomic-resolution pixel in nm.
-        logger.warning("%s: pixel size %g has no units; assuming nm", path, scale)
+        logger.warning("%s: pixel size %g has no units; assuming nm", source, scale)
         calibration["pixel_size_nm"] = scale
-    return np.asarray(signal.data), calibration
 
 
 #: Plausible range of an atomic-resolution pixel size [nm]; TIFF resolution
@@ -578,6 +582,7 @@ def from_signal(
     md = signal.metadata
     source = source or md.get_item("General.original_filename", None) or md.get_item("General.title", None) or "signal"
     calibration = _calibration(signal)
+    _assume_nm_for_unitless_scale(calibration, source)
     data = _validate(Path(str(source)), np.asarray(signal.data), frame)
     scale = calibration.get("pixel_size_nm")
     if pixel_size_nm is not None:

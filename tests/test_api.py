@@ -170,3 +170,15 @@ def test_reprs_are_short_and_show_no_array_contents(dot_result):
     assert f"{result.fractions.uniform:.3f}" in result._repr_html_()
     assert repr(result.columns).startswith(f"Columns({len(result.columns)} columns")
     assert "region_map=<256x256 int8>" in repr(result.labels)
+
+
+def test_a_signal_with_a_unitless_atomic_scale_is_read_as_nm_like_its_file(tmp_path):
+    import hyperspy.api as hs
+
+    signal = hs.signals.Signal2D(np.random.default_rng(2).random((80, 80)).astype(np.float32))
+    for ax in signal.axes_manager.signal_axes:
+        ax.scale = 0.0093  # atomap's test file: a scale, no units
+    path = tmp_path / "unitless.hspy"
+    signal.save(path)
+    assert sp.load(path).pixel_size_nm == pytest.approx(0.0093)
+    assert sp.load(hs.load(path)).pixel_size_nm == pytest.approx(0.0093)

@@ -162,3 +162,13 @@ def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path):
     config.write_text(TINY_SIMULATION)
     assert cli.main(["simulate", str(config), "--out", str(tmp_path / "s.tif")]) == 1
     assert "needs abtem, which is not installed: pip install 'stem-pipeline[simulate]'" in capsys.readouterr().err
+
+
+def test_a_batch_without_dask_distributed_runs_in_process(tmp_path, small_dot, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as on the light install
+    for name in ("a", "b"):
+        io.save(small_dot.micrograph(), tmp_path / "in" / f"{name}.tif")
+    assert cli.main(["analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "dask.distributed is not installed (pip install 'stem-pipeline[distributed]')" in captured.err
+    assert captured.out.count("columns, ordered") == 2
