@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from itertools import pairwise
 
 from .errors import InputError, UsageError
 
@@ -185,31 +184,6 @@ def run_compare(args: argparse.Namespace) -> int:
         defocus = "" if r.defocus_nm is None else f", defocus {r.defocus_nm:.3g} nm"
         thickness = "?" if r.thickness_nm is None else f"{r.thickness_nm:.3g}"
         print(f"{rank}. {r.model} ({r.region}): NCC {r.ncc:.3f}, SSIM {r.ssim:.3f}, thickness {thickness} nm{defocus}")
-    _warn_at_range_limits(results, options, args.image)
     print(f"ranking: {args.out / 'comparison.json'}")
 
-
-def _warn_at_range_limits(results, options, image) -> None:
-    """Warn for each fitted parameter at an end of the range searched: the best value may lie beyond it."""
-    grids = {
-        "thickness_nm": (options.thickness_series(), "--thicknesses-nm"),
-        "source_size_nm": (options.source_sizes_nm, "source_sizes_nm in the compare options"),
-        "defocus_nm": (options.defocus_nm, "--defocus-nm"),
-    }
-    for r in results:
-        for name, (grid, option) in grids.items():
-            value = getattr(r, name)
-            if value is None or not grid or len(grid) < 2:
-                continue
-            grid = sorted(grid)
-            # A quarter step: thicknesses are rounded to whole repeat cells by the simulation.
-            tolerance = 0.25 * min(b - a for a, b in pairwise(grid))
-            # Thickness and source size cannot go below 0: a fit at a lower limit of 0 is no limit.
-            at_low = value <= grid[0] + tolerance and not (name != "defocus_nm" and grid[0] <= 0)
-            if at_low or value >= grid[-1] - tolerance:
-                logger.warning(
-                    "%s: %s (%s): the fitted %s %.3g nm is at the limit of the range searched (%.3g-%.3g nm); "
-                    "the best value may lie outside it: widen the range (%s)",
-                    image, r.model, r.region, name.removesuffix("_nm").replace("_", " "), value, grid[0], grid[-1], option,
-                )
     return EXIT_OK

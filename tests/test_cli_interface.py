@@ -116,17 +116,15 @@ def _comparison(**fit) -> Comparison:
         ({"source_size_nm": 0.0}, None),  # no blur is a physical limit, not the end of a search
     ],
 )
-def test_a_fitted_parameter_at_its_range_limit_is_a_warning(caplog, fit, flagged):
-    from stem_pipeline.commands import _warn_at_range_limits
-    from stem_pipeline.compare import CompareConfig
+def test_a_fitted_parameter_at_its_range_limit_is_a_warning(fit, flagged):
+    from stem_pipeline.compare import CompareConfig, range_limit_warnings
 
-    with caplog.at_level(logging.WARNING, logger="stem_pipeline"):
-        _warn_at_range_limits([_comparison(**fit)], CompareConfig(), "img.tif")
+    messages = range_limit_warnings([_comparison(**fit)], CompareConfig())
     if flagged is None:
-        assert not caplog.records
+        assert messages == []
     else:
-        (record,) = caplog.records
-        assert flagged in record.getMessage() and "img.tif" in record.getMessage()
+        (message,) = messages
+        assert flagged in message and "m (all)" in message and "widen" in message
 
 
 def test_rl_optics_come_from_the_file_else_a_warning_names_the_defaults(caplog):

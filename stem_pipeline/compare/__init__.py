@@ -21,11 +21,19 @@ from .rank import (
     experimental_cell,
     model_period_nm,
     plot_comparison,
+    range_limit_warnings,
     rank,
     region_columns,
     write_comparison,
 )
-from .register import Registration, blur_periodic, register_cell, render, sample_periodic, simulation_cell_vectors
+from .register import (
+    Registration,
+    blur_periodic,
+    register_cell,
+    render,
+    sample_periodic,
+    simulation_cell_vectors,
+)
 
 __all__ = [
     "CellFit",
@@ -45,6 +53,7 @@ __all__ = [
     "ncc",
     "plot_comparison",
     "profile_minimum",
+    "range_limit_warnings",
     "rank",
     "region_columns",
     "region_select",
@@ -52,8 +61,8 @@ __all__ = [
     "render",
     "rmse",
     "sample_periodic",
-    "write_comparison",
     "simulation_cell_vectors",
     "site_intensities",
     "ssim",
+    "write_comparison",
 ]

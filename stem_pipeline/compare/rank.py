@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "experimental_cell",
     "model_period_nm",
     "plot_comparison",
+    "range_limit_warnings",
     "rank",
     "region_columns",
     "write_comparison",
@@ -442,6 +444,8 @@ def compare_models(
             entries.append((_to_comparison(path.stem, r, fit, defocus), fit))
             logger.info("%s vs %s region: chi2 %.3g, NCC %.4f", path.stem, r, fit.chi2, fit.ncc)
     ranked = rank([c for c, _ in entries], by=options.rank_by)
+    for message in range_limit_warnings(ranked, options):
+        logger.warning("%s: %s", micrograph.source or "image", message)
     by_id = {id(c): f for c, f in entries}
     ordered = [(c, by_id[id(c)]) for c in ranked]
     if out is not None:
@@ -454,6 +458,48 @@ def compare_models(
         }
         write_comparison(out, ordered, info=info)
     return ranked
+
+
+def range_limit_warnings(results: Sequence[Comparison], options: CompareConfig) -> list[str]:
+    """Say which fitted parameters sit at an end of the range searched (the best value may lie beyond it).
+
+    Parameters
+    ----------
+    results : sequence of Comparison
+        Fitted comparisons.
+    options : CompareConfig
+        The thickness series, source sizes and defocus series searched.
+
+    Returns
+    -------
+    list of str
+        One message per parameter at a limit, naming the model, region,
+        value, range and the option that widens it. A thickness or source
+        size at a lower limit of 0 is not reported (a physical limit); a
+        thickness within a quarter step of a limit is (the simulation rounds
+        thicknesses to whole repeat cells).
+    """
+    grids = {
+        "thickness_nm": (options.thickness_series(), "thicknesses_nm (CLI: --thicknesses-nm)"),
+        "source_size_nm": (options.source_sizes_nm, "source_sizes_nm"),
+        "defocus_nm": (options.defocus_nm, "defocus_nm (CLI: --defocus-nm)"),
+    }
+    messages = []
+    for r in results:
+        for name, (grid, option) in grids.items():
+            value = getattr(r, name)
+            if value is None or not grid or len(grid) < 2:
+                continue
+            grid = sorted(grid)
+            tolerance = 0.25 * min(b - a for a, b in pairwise(grid))
+            at_low = value <= grid[0] + tolerance and not (name != "defocus_nm" and grid[0] <= 0)
+            if at_low or value >= grid[-1] - tolerance:
+                label = name.removesuffix("_nm").replace("_", " ")
+                messages.append(
+                    f"{r.model} ({r.region}): the fitted {label} {value:.3g} nm is at the limit of the range "
+                    f"searched ({grid[0]:.3g}-{grid[-1]:.3g} nm); the best value may lie outside it: widen {option}"
+                )
+    return messages
 
 
 def region_columns(result, region: str = "all", *, roi=None) -> tuple[np.ndarray, dict]:
