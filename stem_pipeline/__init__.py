@@ -7,7 +7,14 @@ comparison with abTEM simulations.
 
 ``import stem_pipeline`` only imports numpy; the heavy libraries (HyperSpy,
 abTEM, atomap, scikit-learn) load inside the functions that need them.
+:func:`analyze`, :func:`load` and :class:`PipelineConfig` are imported on
+first use (module ``__getattr__``), so they cost nothing until then::
+
+    import stem_pipeline as sp
+    result = sp.analyze(sp.load("dot.dm4"))   # or sp.analyze(hs.load("dot.dm4"))
 """
+
+from typing import Any
 
 from ._types import (
     AreaFractions,
@@ -21,6 +28,38 @@ from .errors import InputError
 
 __version__ = "0.1.0"
 
+#: Public names loaded on first access: name -> (module, attribute).
+_LAZY = {
+    "analyze": ("pipeline", "analyze"),
+    "PipelineConfig": ("pipeline", "PipelineConfig"),
+    "load": ("io", "load"),
+    "save": ("io", "save"),
+}
+
+
+#: Subpackages reachable as attributes (``stem_pipeline.report.plot_overlay``), imported on first use.
+_SUBMODULES = frozenset({"io", "report", "synthetic", "classify", "columns", "denoise", "lattice", "compare", "simulate"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import :data:`_LAZY` names and :data:`_SUBMODULES` on first use (keeps ``import stem_pipeline`` light)."""
+    from importlib import import_module
+
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(import_module(f".{module}", __name__), attr)
+    elif name in _SUBMODULES:
+        value = import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+
+
 __all__ = [
     "AreaFractions",
     "Columns",
@@ -28,6 +67,10 @@ __all__ = [
     "InputError",
     "Micrograph",
     "PhaseLabels",
+    "PipelineConfig",
     "PipelineResult",
     "__version__",
+    "analyze",
+    "load",
+    "save",
 ]

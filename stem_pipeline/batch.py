@@ -306,7 +306,7 @@ def run_batch(
             write_reports(_complete(rows, names), out, config=config, html=False, skipped_inputs=skipped_inputs)
 
         # A cluster costs seconds to start: not worth it for one image or one worker.
-        in_process = scheduler is None and (workers == 1 or len(todo) <= 1)
+        in_process = scheduler is None and (workers == 1 or len(todo) <= 1 or not _has_distributed())
         client = None if in_process or not todo else stack.enter_context(_dask_client(workers, scheduler))
         bar = stack.enter_context(_progress_bar(len(files), initial=len(files) - len(todo), enabled=progress))
         tasks = [(i, files[i], out / names[i]) for i in todo]
@@ -387,6 +387,17 @@ def _run_local(tasks, config, options, finish, bar) -> None:
             summary = _failed_row(path, folder, config, _task_error(path, exc))
         finish(i, summary)
         bar.update()
+
+
+def _has_distributed() -> bool:
+    """True when dask.distributed is installed; else say that the images are analysed one at a time."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is not None:
+        return True
+    logger.warning("dask.distributed is not installed (pip install 'stem-pipeline[distributed]'): "
+                   "analysing the images one after another in this process")
+    return False
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -18,9 +19,29 @@ logger = logging.getLogger("stem_pipeline")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+#: Optional libraries and the extra (pyproject.toml) that installs them.
+_EXTRAS = {"abtem": "simulate", "ase": "simulate", "distributed": "distributed", "atomap": "notebooks", "bm3d": "bm3d"}
+
 
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML configuration file (see README: Configuration)")
+
+
+def _add_verbosity(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """-v/-q on the command and, with ``prefix="sub_"``, again on each subcommand (so either place works)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v", "--verbose", dest=f"{prefix}verbose", action="count", default=0, help="more log output (-vv: debug)"
+    )
+    group.add_argument("-q", "--quiet", dest=f"{prefix}quiet", action="store_true", help="only errors; no progress bars")
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: it takes -v/-q too, so that they work after the subcommand as well as before."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _add_verbosity(self, prefix="sub_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,10 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="only errors; no progress bars")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_verbosity(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
 
     p = sub.add_parser(
         "analyze",
@@ -46,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/report.{csv,json,html}. Images already done with the same config are skipped.",
     )
     p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="image files or folders")
-    p.add_argument("--out", type=Path, help="output folder (required unless --print-config)")
+    p.add_argument("--out", type=Path, metavar="OUT", help="output folder (required unless --print-config)")
     _add_config(p)
     p.add_argument(
         "--print-config", action="store_true", help="print the full configuration (defaults and --config) as YAML and exit"
@@ -63,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="denoise one image (spatial filter, FFT filter, deconvolution) keeping its calibration",
         description="Denoise INPUT and write it to FILE (.tif, .hspy or .npy) with its calibration.",
     )
-    p.add_argument("input", type=Path, metavar="INPUT")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE")
+    p.add_argument("input", type=Path, metavar="INPUT", help="image file (any format `analyze` reads)")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="denoised image to write: .tif, .hspy or .npy"
+    )
     _add_config(p)
     p.add_argument("--steps", help="comma-separated chain, e.g. gaussian,wiener,rl (overrides --config)")
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
@@ -74,13 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate a calibrated HAADF image of a model structure with abTEM",
         description="Simulate CONFIG.yaml (see sim_configs/) and write a calibrated image to FILE.",
     )
-    p.add_argument("config", type=Path, metavar="CONFIG.yaml")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE")
+    p.add_argument("config", type=Path, metavar="CONFIG.yaml", help="simulation config (see sim_configs/)")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="simulated image to write: .tif, .hspy or .npy"
+    )
     p.add_argument("--thickness-nm", type=float, help="override the config's thickness [nm]")
     method = p.add_mutually_exclusive_group()
     method.add_argument("--fast", dest="method", action="store_const", const="fast", help="PRISM/tiled fast path")
     method.add_argument("--exact", dest="method", action="store_const", const="exact", help="plain multislice")
-    p.add_argument("--dose", type=float, help="add Poisson noise at this dose")
+    p.add_argument("--dose", type=float, help="add Poisson noise at this dose [electrons/A^2]")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
 
     p = sub.add_parser(
@@ -89,10 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find columns and phases in IMAGE, simulate each model (through the cache) and rank "
         "them by their match to the experimental mean cell; writes comparison.json and comparison.png.",
     )
-    p.add_argument("image", type=Path, metavar="IMAGE")
-    p.add_argument("--models", type=Path, nargs="+", required=True, metavar="CONFIG.yaml")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR")
-    p.add_argument("--region", choices=("ordered", "uniform", "all"), default="all")
+    p.add_argument("image", type=Path, metavar="IMAGE", help="experimental image file")
+    p.add_argument(
+        "--models", type=Path, nargs="+", required=True, metavar="CONFIG.yaml",
+        help="simulation configs of the candidate models (see sim_configs/)",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output folder for comparison.json and comparison.png"
+    )
+    p.add_argument(
+        "--region", choices=("ordered", "uniform", "all"), default="all",
+        help="compare the models with the ordered (CsPbI3-like) or uniform region, or with both (default: all)",
+    )
     p.add_argument(
         "--thicknesses-nm", type=float, nargs="+", metavar="T",
         help="thickness series to fit [nm] (default: the comparison's range, 2-16 nm)",
@@ -122,20 +153,39 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logger.propagate = False
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command: the warning's message through the logger."""
+    logger.warning("%s", message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbose += args.sub_verbose
+    args.quiet = args.quiet or args.sub_quiet
+    if args.verbose and args.quiet:
+        parser.error("-q/--quiet and -v/--verbose exclude each other")
     saved = logger.handlers[:], logger.level, logger.propagate
     _setup_logging(args.verbose, args.quiet)
     from . import commands
 
     handler = getattr(commands, f"run_{args.command}")
     try:
-        return handler(args)
+        with warnings.catch_warnings():
+            # A library warning (e.g. a file without calibration) is a log line naming the file, not a traceback line.
+            warnings.showwarning = _log_warning
+            return handler(args)
     except UsageError as exc:  # one line, no traceback, no usage dump
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        logger.error("`stem-pipeline %s` needs %s, which is not installed: pip install 'stem-pipeline[%s]'",
+                     args.command, exc.name, extra)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         logger.error("interrupted; a re-run resumes where this one stopped")
         return 130

@@ -53,6 +53,9 @@ def run_denoise(args: argparse.Namespace) -> int:
     except InputError as exc:
         logger.error("%s", exc)
         return EXIT_FAILED
+    from .pipeline import denoise_config_for
+
+    config = denoise_config_for(micrograph, config)
     data = denoise(micrograph.data, config, pixel_size_nm=micrograph.pixel_size_nm)
     metadata = {**micrograph.metadata, "denoise_config": config.model_dump_json()}
     io.save(micrograph.replace(data=data, metadata=metadata), args.out)
@@ -107,6 +110,9 @@ def _print_report(summaries: list[dict], out) -> None:
         if s["status"] == "ok" and s["fractions"] is None:
             print(f"{name}: {s['n_columns']} columns; {s.get('message')}")
         elif s["status"] == "ok":
+            if s.get("pixel_size_nm") is None:
+                logger.warning("%s: no pixel size: the fractions below are of pixel areas and the column spacing "
+                               "was not checked against the two-phase model (pass --pixel-size-nm)", name)
             f, (lo, hi) = s["fractions"], s["uniform_fraction_ci95"]
             print(
                 f"{name}: {s['n_columns']} columns, ordered (CsPbI3-like) {f['ordered']:.3f}, "
@@ -186,6 +192,8 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     for rank, r in enumerate(results, 1):
         defocus = "" if r.defocus_nm is None else f", defocus {r.defocus_nm:.3g} nm"
-        print(f"{rank}. {r.model} ({r.region}): NCC {r.ncc:.3f}, SSIM {r.ssim:.3f}, thickness {r.thickness_nm} nm{defocus}")
+        thickness = "?" if r.thickness_nm is None else f"{r.thickness_nm:.3g}"
+        print(f"{rank}. {r.model} ({r.region}): NCC {r.ncc:.3f}, SSIM {r.ssim:.3f}, thickness {thickness} nm{defocus}")
     print(f"ranking: {args.out / 'comparison.json'}")
+
     return EXIT_OK

@@ -25,6 +25,7 @@ from .compare.rank import (
     comparison_from_fit,
     experimental_cell,
     model_period_nm,
+    range_limit_warnings,
     rank,
     region_columns,
     write_comparison,
@@ -162,4 +163,6 @@ def compare_models(
             "defocus_series_nm": options.defocus_nm,
         }
         write_comparison(out, ordered, info=info)
+    for message in range_limit_warnings(ranked, options):
+        logger.warning("%s: %s", micrograph.source or "image", message)
     return ranked

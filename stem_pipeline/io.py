@@ -21,7 +21,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ._atomic import atomic_write
-from ._types import Micrograph
+from ._types import (
+    CONTRAST_COLOURS,
+    CONTRASTS,
+    UNLABELLED_COLOUR,
+    Columns,
+    Micrograph,
+    PhaseLabels,
+)
 from .errors import InputError
 
 logger = logging.getLogger("stem_pipeline")
@@ -78,8 +85,87 @@ def unit_to_nm(units: str | None) -> float | None:
     return _TO_NM.get(units.strip().lower())
 
 
+def is_signal(obj: Any) -> bool:
+    """True for a HyperSpy signal (checked without importing HyperSpy)."""
+    return hasattr(obj, "axes_manager") and hasattr(obj, "metadata") and hasattr(obj, "data")
+
+
+def as_micrograph(
+    image: Micrograph | np.ndarray | Any,
+    *,
+    pixel_size_nm: float | None = None,
+    source: str | None = None,
+) -> Micrograph:
+    """Return ``image`` as a validated :class:`Micrograph`.
+
+    Parameters
+    ----------
+    image : Micrograph, HyperSpy Signal2D or (M, N) array_like
+        A Micrograph is returned as it is (with ``pixel_size_nm`` replaced
+        when given); a signal's calibration is read from its axes (A, pm, nm
+        or um, converted to nm); an array is uncalibrated unless
+        ``pixel_size_nm`` is given.
+    pixel_size_nm : float, optional
+        Pixel size [nm]; overrides the calibration of a Micrograph or signal.
+    source : str, optional
+        Where the image came from, for messages (default: the signal's file
+        name or title, or ``"array"``).
+
+    Returns
+    -------
+    Micrograph
+
+    Raises
+    ------
+    InputError
+        When the image is not a single valid 2-D image, or ``pixel_size_nm``
+        is not a positive number.
+
+    Warns
+    -----
+    MissingCalibrationWarning
+        When neither the image nor ``pixel_size_nm`` gives a pixel size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = as_micrograph(np.random.default_rng(0).random((64, 64)), pixel_size_nm=0.03)
+    >>> m.shape, m.pixel_size_nm
+    ((64, 64), 0.03)
+    """
+    if isinstance(image, Micrograph):
+        if pixel_size_nm is None:
+            return image
+        return image.replace(pixel_size_nm=_checked_pixel_size(image.source, pixel_size_nm))
+    if is_signal(image):
+        return from_signal(image, source=source, pixel_size_nm=pixel_size_nm)
+    if isinstance(image, (str, os.PathLike)):
+        raise TypeError(f"image is a path ({image!s}); load it first with stem_pipeline.load(path)")
+    source = source or "array"
+    data = _validate(Path(source), np.asarray(image), None)
+    scale = None if pixel_size_nm is None else _checked_pixel_size(source, pixel_size_nm)
+    if scale is None:
+        _warn_uncalibrated(source, stacklevel=3)
+    return Micrograph(data.astype(np.float32), pixel_size_nm=scale, source=source)
+
+
+def _checked_pixel_size(source: str | os.PathLike | None, pixel_size_nm: float) -> float:
+    if not (isinstance(pixel_size_nm, (int, float, np.number)) and np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+        raise InputError(source, f"pixel_size_nm={pixel_size_nm!r} is not a positive number")
+    return float(pixel_size_nm)
+
+
+def _warn_uncalibrated(source: str | os.PathLike, *, stacklevel: int) -> None:
+    warnings.warn(
+        f"{source}: no pixel size in the file; results are in pixels. "
+        "Pass pixel_size_nm (CLI: --pixel-size-nm) for nm.",
+        MissingCalibrationWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def load(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Any,
     *,
     pixel_size_nm: float | None = None,
     frame: int | Literal["sum", "mean"] | None = None,
@@ -88,8 +174,9 @@ def load(
 
     Parameters
     ----------
-    path : str or PathLike
-        The image file. See :data:`EXTENSIONS` for the formats.
+    path : str or PathLike or HyperSpy Signal2D
+        The image file (see :data:`EXTENSIONS` for the formats), or a signal
+        already loaded (e.g. with ``hs.load``), whose axes give the calibration.
     pixel_size_nm : float, optional
         Pixel size [nm]; overrides the file's calibration.
     frame : int or {"sum", "mean"}, optional
@@ -114,6 +201,8 @@ def load(
     MissingCalibrationWarning
         When the file has no usable pixel size and none is given.
     """
+    if is_signal(path):
+        return from_signal(path, pixel_size_nm=pixel_size_nm, frame=frame)
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in EXTENSIONS:
@@ -157,16 +246,9 @@ def load(
     data = _validate(path, data, frame)
     scale_nm = calibration.get("pixel_size_nm")
     if pixel_size_nm is not None:
-        if not (np.isfinite(pixel_size_nm) and pixel_size_nm > 0):
-            raise InputError(path, f"pixel_size_nm={pixel_size_nm!r} is not a positive number")
-        scale_nm = float(pixel_size_nm)
+        scale_nm = _checked_pixel_size(path, pixel_size_nm)
     elif scale_nm is None:
-        warnings.warn(
-            f"{path}: no pixel size in the file; results are in pixels. "
-            "Pass pixel_size_nm (CLI: --pixel-size-nm) for nm.",
-            MissingCalibrationWarning,
-            stacklevel=2,
-        )
+        _warn_uncalibrated(path, stacklevel=2)
     return Micrograph(data.astype(np.float32), pixel_size_nm=scale_nm, source=str(path), metadata=calibration)
 
 
@@ -246,12 +328,16 @@ def _read_hyperspy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     calibration = _calibration(signal)
     if "pixel_size_nm" not in calibration and path.suffix.lower() in (".tif", ".tiff"):
         calibration.update(_tiff_calibration(path))
+    _assume_nm_for_unitless_scale(calibration, path)
+    return np.asarray(signal.data), calibration
+
+
+def _assume_nm_for_unitless_scale(calibration: dict[str, Any], source: str | os.PathLike) -> None:
+    """A scale without units (atomap's files) in the range of an atomic-resolution pixel in nm is taken as nm."""
     scale = calibration.get("original_scale", 1.0)
     if "pixel_size_nm" not in calibration and not calibration.get("original_units") and 1e-3 <= scale < 1.0:
-        # A scale without units (atomap's files): the size of an atomic-resolution pixel in nm.
-        logger.warning("%s: pixel size %g has no units; assuming nm", path, scale)
+        logger.warning("%s: pixel size %g has no units; assuming nm", source, scale)
         calibration["pixel_size_nm"] = scale
-    return np.asarray(signal.data), calibration
 
 
 #: Plausible range of an atomic-resolution pixel size [nm]; TIFF resolution
@@ -371,13 +457,7 @@ def to_signal(micrograph: Micrograph):
     import hyperspy.api as hs
 
     signal = hs.signals.Signal2D(micrograph.data.copy())
-    for ax, name in zip(signal.axes_manager.signal_axes, ("x", "y")):
-        ax.name = name
-        if micrograph.pixel_size_nm is not None:
-            ax.scale = micrograph.pixel_size_nm
-            ax.units = "nm"
-        else:
-            ax.units = "px"
+    _calibrate_axes(signal, micrograph.pixel_size_nm)
     if micrograph.source:
         signal.metadata.General.title = Path(micrograph.source).stem
         signal.metadata.General.original_filename = str(micrograph.source)
@@ -391,6 +471,97 @@ def to_signal(micrograph: Micrograph):
     return signal
 
 
+def _calibrate_axes(signal, pixel_size_nm: float | None) -> None:
+    for ax, name in zip(signal.axes_manager.signal_axes, ("x", "y")):
+        ax.name = name
+        if pixel_size_nm is not None:
+            ax.scale = pixel_size_nm
+            ax.units = "nm"
+        else:
+            ax.units = "px"
+
+
+def columns_markers(columns: Columns, labels: PhaseLabels | None = None, *, size: float = 6.0, alpha: float = 0.7):
+    """Return the columns as one HyperSpy ``Points`` marker in calibrated coordinates.
+
+    Parameters
+    ----------
+    columns : Columns
+        Positions (row, col) [px]; placed in nm when ``columns.pixel_size_nm``
+        is set (matching :func:`to_signal`'s axes), else in px.
+    labels : PhaseLabels, optional
+        Colours by contrast (red bright, purple dim, green uniform); without
+        labels every column is drawn in :data:`~stem_pipeline._types.UNLABELLED_COLOUR`.
+    size : float
+        Marker size [points].
+    alpha : float
+        Marker opacity.
+
+    Returns
+    -------
+    hyperspy.api.plot.markers.Points
+        Add it with ``signal.add_marker(markers, permanent=True)``.
+    """
+    import hyperspy.api as hs
+
+    scale = columns.pixel_size_nm if columns.pixel_size_nm is not None else 1.0
+    offsets = columns.rc[:, ::-1] * scale  # x = col, y = row
+    if labels is None:
+        colour = np.full(len(columns), UNLABELLED_COLOUR)
+    else:
+        colour = np.asarray([CONTRAST_COLOURS[c] for c in CONTRASTS])[np.asarray(labels.contrast, int)]
+    return hs.plot.markers.Points(offsets=offsets, sizes=size, color=colour, alpha=alpha, name="columns")
+
+
+#: Images :func:`result_signal` can return.
+RESULT_IMAGES = ("denoised", "raw", "region_map", "crystal_mask")
+
+
+def result_signal(result, kind: str = "denoised", *, markers: bool = True):
+    """Return a calibrated HyperSpy ``Signal2D`` of an image of a :class:`~stem_pipeline.PipelineResult`.
+
+    Parameters
+    ----------
+    result : PipelineResult
+        From :func:`stem_pipeline.analyze`.
+    kind : {"denoised", "raw", "region_map", "crystal_mask"}
+        The denoised or raw image (float32), the region map (int8: 0 outside
+        the crystal, 1 ordered, 2 uniform) or the crystal mask (bool).
+    markers : bool
+        Add the columns as a permanent ``Points`` marker (see :func:`columns_markers`).
+
+    Returns
+    -------
+    hyperspy.signals.Signal2D
+        Axes ``x``/``y`` in nm (px when uncalibrated), title
+        ``"<file stem> <kind>"``, the micrograph's microscope metadata.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind``, or one the result does not have (e.g. no
+        region map when the two-phase model did not apply).
+    """
+    if kind not in RESULT_IMAGES:
+        raise ValueError(f"kind={kind!r}; use one of {', '.join(RESULT_IMAGES)}")
+    images = {
+        "raw": result.micrograph.data,
+        "denoised": result.denoised,
+        "region_map": None if result.labels is None else result.labels.region_map,
+        "crystal_mask": result.crystal_mask,
+    }
+    data = images[kind]
+    if data is None:
+        raise ValueError(f"this result has no {kind} (status {result.status!r}: {result.message or 'no message'})")
+    signal = to_signal(result.micrograph)
+    signal.data = np.asarray(data).copy()
+    signal.metadata.General.title = f"{signal.metadata.get_item('General.title', 'image')} {kind}"
+    if markers and result.columns is not None and len(result.columns):
+        columns = result.columns.replace(pixel_size_nm=result.micrograph.pixel_size_nm)
+        signal.add_marker(columns_markers(columns, result.labels), permanent=True, plot_marker=False)
+    return signal
+
+
 def _storable(value: Any) -> Any:
     """Metadata made storable in HDF5 attributes (None becomes an empty string)."""
     if isinstance(value, dict):
@@ -400,24 +571,52 @@ def _storable(value: Any) -> Any:
     return "" if value is None else value
 
 
-def from_signal(signal, *, source: str | None = None) -> Micrograph:
+def from_signal(
+    signal,
+    *,
+    source: str | None = None,
+    pixel_size_nm: float | None = None,
+    frame: int | Literal["sum", "mean"] | None = None,
+) -> Micrograph:
     """Build a :class:`Micrograph` from a HyperSpy ``Signal2D``, reading its calibration.
+
+    Parameters
+    ----------
+    signal : hyperspy Signal2D
+        The image; its last signal axis gives the pixel size (A, pm, nm or um
+        are converted to nm), its metadata the microscope fields.
+    source : str, optional
+        Name for messages; default the signal's original file name or title.
+    pixel_size_nm : float, optional
+        Overrides the signal's calibration [nm].
+    frame : int or {"sum", "mean"}, optional
+        For a stack (one navigation axis): the frame, or their sum or mean.
+
+    Returns
+    -------
+    Micrograph
 
     Raises
     ------
     InputError
         When the signal is not a single valid 2-D image.
+
+    Warns
+    -----
+    MissingCalibrationWarning
+        When the signal's axes carry no length unit and no ``pixel_size_nm`` is given.
     """
     md = signal.metadata
     source = source or md.get_item("General.original_filename", None) or md.get_item("General.title", None) or "signal"
     calibration = _calibration(signal)
-    data = _validate(Path(str(source)), np.asarray(signal.data), None)
-    return Micrograph(
-        data.astype(np.float32),
-        pixel_size_nm=calibration.get("pixel_size_nm"),
-        source=str(source),
-        metadata=calibration,
-    )
+    _assume_nm_for_unitless_scale(calibration, source)
+    data = _validate(Path(str(source)), np.asarray(signal.data), frame)
+    scale = calibration.get("pixel_size_nm")
+    if pixel_size_nm is not None:
+        scale = _checked_pixel_size(source, pixel_size_nm)
+    elif scale is None:
+        _warn_uncalibrated(source, stacklevel=2)
+    return Micrograph(data.astype(np.float32), pixel_size_nm=scale, source=str(source), metadata=calibration)
 
 
 def save(micrograph: Micrograph, path: str | os.PathLike) -> Path:

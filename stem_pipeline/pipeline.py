@@ -17,12 +17,21 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 from scipy import ndimage
 
-from ._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
+from ._types import (
+    LABELS,
+    REGION_OUTSIDE,
+    AreaFractions,
+    Columns,
+    Micrograph,
+    PhaseLabels,
+    PipelineResult,
+)
 from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
@@ -64,20 +73,82 @@ def _timed(timings: dict[str, float], name: str):
         timings[name] = round(time.perf_counter() - start, 4)
 
 
+#: Micrograph metadata fields that set the optics of the Richardson-Lucy step: metadata key -> step field.
+_RL_OPTICS = {"voltage_kv": "energy_kev", "convergence_mrad": "convergence_mrad"}
+
+
+def denoise_config_for(micrograph: Micrograph, config: DenoiseConfig) -> DenoiseConfig:
+    """The denoising chain for one micrograph: the 'rl' step's optics from the file, where it has them.
+
+    Parameters
+    ----------
+    micrograph : Micrograph
+        Its ``metadata`` may hold ``voltage_kv`` and ``convergence_mrad``
+        (read from the file by :func:`stem_pipeline.io.load`); its
+        ``pixel_size_nm`` is needed by the 'rl' step.
+    config : DenoiseConfig
+        The chain. An 'rl' field set explicitly (e.g. in a ``--config`` file)
+        wins over the file's metadata.
+
+    Returns
+    -------
+    DenoiseConfig
+        The chain with the file's beam energy and convergence angle in the
+        'rl' step; without the 'rl' step when the image is uncalibrated.
+        Each change, and each default the 'rl' step falls back on, is logged
+        as a warning naming the file.
+    """
+    if "rl" not in config.step_names:
+        return config
+    name = micrograph.source or "image"
+    if micrograph.pixel_size_nm is None:
+        logger.warning("%s: skipping the 'rl' deconvolution step: it needs the pixel size "
+                       "(pass pixel_size_nm, or --pixel-size-nm)", name)
+        return config.model_copy(update={"steps": [s for s in config.steps if s.name != "rl"]})
+    steps = []
+    for step in config.steps:
+        if step.name == "rl":
+            update, missing, defaults = {}, [], []
+            for key, field in _RL_OPTICS.items():
+                if field in step.model_fields_set:
+                    continue
+                value = micrograph.metadata.get(key)
+                if isinstance(value, (int, float)) and value > 0:
+                    update[field] = float(value)
+                else:
+                    missing.append(key)
+                    defaults.append(f"{field}={getattr(step, field):g}")
+            if defaults:
+                logger.warning("%s: the file gives no %s; the 'rl' deconvolution uses the defaults %s "
+                               "(set them in the config's rl step)", name, " or ".join(missing), ", ".join(defaults))
+            if update:
+                logger.info("%s: 'rl' deconvolution optics from the file: %s", name,
+                            ", ".join(f"{k}={v:g}" for k, v in update.items()))
+                step = step.model_copy(update=update)
+        steps.append(step)
+    return config.model_copy(update={"steps": steps})
+
+
 def analyze(
-    micrograph: Micrograph,
+    micrograph: Micrograph | np.ndarray | Any,
     config: PipelineConfig | None = None,
     *,
+    pixel_size_nm: float | None = None,
     rng: np.random.Generator | int | None = 0,
 ) -> PipelineResult:
     """Analyse one micrograph: columns, phase labels and area fractions.
 
     Parameters
     ----------
-    micrograph : Micrograph
-        The raw image (see :func:`stem_pipeline.io.load`).
+    micrograph : Micrograph, HyperSpy Signal2D or (M, N) ndarray
+        The raw image: a Micrograph (see :func:`stem_pipeline.io.load`), a
+        signal (e.g. from ``hs.load``; the pixel size comes from its axes, in
+        A, pm, nm or um), or an array with ``pixel_size_nm``.
     config : PipelineConfig, optional
         Stage configurations; defaults when None.
+    pixel_size_nm : float, optional
+        Pixel size [nm]; needed for an array (else the analysis is in pixels,
+        with a warning), and overrides a Micrograph's or signal's calibration.
     rng : Generator, int or None
         Random source of the confidence-interval bootstrap (seeded by default,
         so results are reproducible).
@@ -91,19 +162,31 @@ def analyze(
         CsPbI3/PbI2 model (see
         :func:`stem_pipeline.classify.two_phase_model_reasons`), the columns
         are returned without labels and fractions, and ``message`` says why.
+
+    Raises
+    ------
+    InputError
+        When the image is not one valid 2-D image (see :func:`stem_pipeline.io.as_micrograph`).
+
+    Warns
+    -----
+    MissingCalibrationWarning
+        For an array or signal without a pixel size and no ``pixel_size_nm``.
     """
     from .classify import two_phase_model_reasons
     from .columns import find_columns, measure_intensities, refine_columns
     from .columns.assign import nearest_column_regions, resolve_shared_columns
     from .denoise import denoise
+    from .io import as_micrograph
     from .lattice import crystal_masks, find_lattices
 
+    micrograph = as_micrograph(micrograph, pixel_size_nm=pixel_size_nm)
     config = config or PipelineConfig()
     timings: dict[str, float] = {}
     common = {"micrograph": micrograph, "config_hash": config.config_hash(), "timings_s": timings}
     raw = micrograph.data
     with _timed(timings, "denoise"):
-        denoised = denoise(raw, config.denoise, pixel_size_nm=micrograph.pixel_size_nm)
+        denoised = denoise(raw, denoise_config_for(micrograph, config.denoise), pixel_size_nm=micrograph.pixel_size_nm)
     with _timed(timings, "lattice"):
         lattices = find_lattices(denoised, max_lattices=config.max_lattices)
     if not lattices:

@@ -24,6 +24,7 @@ from stem_pipeline.compare import (
     fit_cell,
     mean_cell,
     ncc,
+    plot_comparison,
     profile_minimum,
     rank,
     region_select,
@@ -234,6 +235,18 @@ def test_rank_and_write_comparison(tmp_path, cs_cell):
         assert key in data["results"][0]
     assert png_path.stat().st_size > 1000
     assert not list((tmp_path / "out").glob(".*tmp"))  # no leftovers of the atomic write
+
+
+def test_plot_comparison_is_a_pyplot_figure_that_plt_show_displays(cs_cell):
+    import matplotlib.pyplot as plt
+
+    comparison = Comparison("a", "all", 0.9, 0.9, 1.0, 2.0, 5.0, 1.0, 0.03, 0.01, 1.7, 1.6)
+    fig = plot_comparison([(comparison, _fit(cs_cell, "cs"))])
+    try:
+        assert fig.canvas.manager is not None and plt.fignum_exists(fig.number)
+        assert len(fig.axes) == 3
+    finally:
+        plt.close(fig)
 
 
 def test_compare_config_thickness_series():

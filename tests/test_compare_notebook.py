@@ -35,4 +35,4 @@ def test_notebook_runs(tmp_path):
     assert len(images) >= 4, "the notebook shows the dot, the model, the simulation and the comparison"
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert text.index("cspbi3_001") < text.index("fapbi3_001"), "CsPbI3 ranks first on a CsPbI3 image"
-    assert (tmp_path / "comparison" / "comparison.json").is_file()
+    assert (tmp_path / "notebook_output" / "comparison" / "comparison.json").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -26,3 +27,28 @@ def test_cli_help_does_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert not set(json.loads(out)) & set(HEAVY)
+
+
+#: What the light default install (`pip install -e .`) leaves out; analysing an image must not need them.
+EXTRAS_ONLY = ("abtem", "ase", "numba", "llvmlite", "distributed", "atomap", "sklearn", "bm3d")
+
+
+def test_analyze_and_the_demo_do_not_import_the_extras(tmp_path):
+    """The light install analyses a file: no abTEM, ASE, numba, dask.distributed, atomap or scikit-learn on that path."""
+    code = (
+        "import sys, json\n"
+        "import stem_pipeline as sp\n"
+        "from stem_pipeline import cli\n"
+        "from stem_pipeline.synthetic import make_dot\n"
+        "dot = make_dot((128, 128), dose=200, rng=0)\n"
+        "result = sp.analyze(dot.image, pixel_size_nm=dot.pixel_size_nm)\n"
+        "assert result.columns is not None\n"
+        "result.to_dataframe(); result.to_signal('denoised')\n"
+        f"assert cli.main(['-q', 'demo', '--out', {str(tmp_path / 'demo')!r}]) == 0\n"
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    env = {**os.environ, "STEM_PIPELINE_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    assert {"hyperspy", "matplotlib"} <= loaded  # the test did analyse, write and plot
+    assert not loaded & set(EXTRAS_ONLY), f"analysis imported optional extras: {loaded & set(EXTRAS_ONLY)}"

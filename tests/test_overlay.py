@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stem_pipeline import Columns
 from stem_pipeline.classify import classify_columns
@@ -40,9 +41,103 @@ def test_plot_overlay_colours_legend_and_scale_bar():
     assert any(t.get_text().endswith(" nm") for t in ax.texts)  # scale bar label
     fig_uncal = plot_overlay(dot.image, cols.replace(pixel_size_nm=None), labels)
     assert not any(t.get_text().endswith(" nm") for t in fig_uncal.axes[0].texts)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
-def test_overlay_without_labels(tmp_path):
+def _pixel_rgb(fig, ax, x, y):
+    """The drawn colour (0-1 RGB) at data point (x, y)."""
+    fig.canvas.draw()
+    buf = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    px, py = ax.transData.transform((x, y))
+    return buf[round(buf.shape[0] - py), round(px)]
+
+
+def _is(colour, rgb):
+    """True when ``rgb`` is ``colour`` at the markers' opacity over any grey."""
+    from matplotlib.colors import to_rgb
+
+    from stem_pipeline.report.overlay import MARKER_ALPHA
+
+    target = np.asarray(to_rgb(colour))
+    grey = (np.asarray(rgb) - MARKER_ALPHA * target) / (1 - MARKER_ALPHA)  # what lies underneath
+    return bool(np.ptp(grey) < 0.2 and np.all((grey > -0.1) & (grey < 1.1)))
+
+
+def test_columns_are_drawn_in_their_colours_at_their_positions():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from stem_pipeline.report.overlay import COLOURS
+
+    dot, cols, labels, _ = _classified()
+    fig = Figure(figsize=(8, 8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    plot_overlay(dot.image, cols, labels, ax=ax)
+    names = labels.contrast_names
+    for name in ("bright", "dim", "uniform"):
+        hits = [_is(COLOURS[name], _pixel_rgb(fig, ax, c, r)) for r, c in cols.rc[names == name][:10]]
+        assert sum(hits) >= 8, name
+    # Half-way between two columns the image shows through: markers are smaller than the spacing.
+    (r0, c0), (r1, c1) = cols.rc[0], cols.rc[np.argsort(np.hypot(*(cols.rc - cols.rc[0]).T))[1]]
+    between = _pixel_rgb(fig, ax, (c0 + c1) / 2, (r0 + r1) / 2)
+    assert not any(_is(colour, between) for colour in COLOURS.values())
+
+
+def test_refused_image_draws_its_columns_visibly(tmp_path):
+    import imageio.v3 as iio
+
+    from stem_pipeline._types import UNLABELLED_COLOUR
+
     dot, cols, _, _ = _classified()
-    path = save_overlay(tmp_path / "o.png", dot.image, None, None, None, pixel_size_nm=0.035)
-    assert path.stat().st_size > 1000
+    fig = plot_overlay(dot.image, cols, None)
+    ax = fig.axes[0]
+    hits = [_is(UNLABELLED_COLOUR, _pixel_rgb(fig, ax, c, r)) for r, c in cols.rc[:20]]
+    assert sum(hits) >= 16
+    png = iio.imread(save_overlay(tmp_path / "o.png", dot.image, cols, None, pixel_size_nm=0.035))[..., :3] / 255
+    cyan = (png[..., 2] > 0.6) & (png[..., 0] < 0.4)  # the unlabelled colour over grey
+    assert cyan.sum() > 5 * len(cols)
+
+
+def test_overlay_without_columns_shows_the_image(tmp_path):
+    import imageio.v3 as iio
+
+    dot, _, _, _ = _classified()
+    png = iio.imread(save_overlay(tmp_path / "o.png", dot.image, None, None, None, pixel_size_nm=0.035))[..., :3]
+    grey = png.std(axis=-1) < 2
+    assert grey.mean() > 0.9  # the image, in grey
+    assert np.ptp(png[grey]) > 100  # with contrast, not a blank figure
+
+
+def test_legend_is_outside_the_image_and_the_title_is_the_file_name():
+    dot, cols, labels, fractions = _classified()
+    fig = plot_overlay(dot.micrograph(source="/data/qd_017.dm4"), cols, labels, fractions)
+    ax = fig.axes[0]
+    assert ax.get_title() == "qd_017.dm4"
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    image = ax.get_images()[0].get_window_extent()
+    assert legend.y1 <= image.y0 + 1  # below the image, not over it
+
+
+@pytest.mark.parametrize(("shape", "width_px"), [((224, 1312), 1312), ((512, 512), 550), ((4000, 4000), 1760)])
+def test_figure_follows_the_image_size_up_to_a_limit(tmp_path, shape, width_px):
+    import imageio.v3 as iio
+
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    png = iio.imread(save_overlay(tmp_path / "o.png", image, None, None))
+    assert abs(png.shape[1] - width_px) <= 0.02 * width_px
+
+
+def test_plot_overlay_is_a_pyplot_figure_that_plt_show_displays():
+    import matplotlib.pyplot as plt
+
+    dot, cols, labels, fractions = _classified()
+    fig = plot_overlay(dot.micrograph(), cols, labels, fractions)
+    try:
+        assert fig.canvas.manager is not None and plt.fignum_exists(fig.number)
+        assert plt.gcf() is fig
+    finally:
+        plt.close(fig)

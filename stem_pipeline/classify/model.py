@@ -6,6 +6,14 @@ ordered or uniform by an absolute threshold on the (scale-free) order
 parameter. The per-column posteriors are then regularised by mean-field
 inference in a Potts Markov random field on the column neighbour graph,
 which removes salt-and-pepper labels without moving straight boundaries.
+
+The mixture is this module's own tied-covariance EM (numpy), not
+scikit-learn's ``GaussianMixture``: measured on 20 two-class mixtures of 2,000
+columns (issue 16), ``GaussianMixture(covariance_type="tied")`` from the same
+start took 286 ms per fit against 32 ms here, its import 3.7-5.9 s on the
+project's 2-core machine, and its posteriors differed by up to 0.0017, so the
+labels and fractions would not have stayed the same. scikit-learn is therefore
+not a dependency.
 """
 
 from __future__ import annotations

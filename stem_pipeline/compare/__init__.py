@@ -21,12 +21,20 @@ from .rank import (
     experimental_cell,
     model_period_nm,
     plot_comparison,
+    range_limit_warnings,
     rank,
     region_columns,
     simulation_series,
     write_comparison,
 )
-from .register import Registration, blur_periodic, register_cell, render, sample_periodic, simulation_cell_vectors
+from .register import (
+    Registration,
+    blur_periodic,
+    register_cell,
+    render,
+    sample_periodic,
+    simulation_cell_vectors,
+)
 
 __all__ = [
     "CellFit",
@@ -46,6 +54,7 @@ __all__ = [
     "ncc",
     "plot_comparison",
     "profile_minimum",
+    "range_limit_warnings",
     "rank",
     "region_columns",
     "region_select",
@@ -58,4 +67,5 @@ __all__ = [
     "simulation_cell_vectors",
     "site_intensities",
     "ssim",
+    "write_comparison",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ __all__ = [
     "experimental_cell",
     "model_period_nm",
     "plot_comparison",
+    "range_limit_warnings",
     "rank",
     "comparison_from_fit",
     "region_columns",
@@ -292,17 +294,26 @@ def rank(results: Sequence[Comparison], *, by: str = "chi2") -> list[Comparison]
     return sorted(results, key=key)
 
 
-def plot_comparison(entries: Sequence[tuple[Comparison, CellFit]]):
+def plot_comparison(entries: Sequence[tuple[Comparison, CellFit]], *, fig=None):
     """Figure: experimental mean cell, best simulation and difference, one row per model.
+
+    Parameters
+    ----------
+    entries : sequence of (Comparison, CellFit)
+        Already ranked.
+    fig : matplotlib.figure.Figure, optional
+        Figure to draw on; when None, a new pyplot figure (``plt.show()``
+        displays it).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.figure import Figure
-
     n = max(len(entries), 1)
-    fig = Figure(figsize=(7.5, 2.5 * n), layout="constrained")
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=_comparison_size(n), layout="constrained")
     axes = fig.subplots(n, 3, squeeze=False)
     for row, (comp, fit) in enumerate(entries):
         exp, sim = fit.exp_patch, fit.sim_patch
@@ -322,6 +333,11 @@ def plot_comparison(entries: Sequence[tuple[Comparison, CellFit]]):
             ax.set_xticks([])
             ax.set_yticks([])
     return fig
+
+
+def _comparison_size(n_rows: int) -> tuple[float, float]:
+    """Figure size [in] of :func:`plot_comparison` with ``n_rows`` models."""
+    return 7.5, 2.5 * n_rows
 
 
 def write_comparison(
@@ -348,9 +364,57 @@ def write_comparison(
     payload = dict(info or {})
     payload["results"] = [c.to_dict() for c, _ in entries]
     json_path = atomic_write_json(out / "comparison.json", payload)
-    fig = plot_comparison(entries)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # Not a pyplot figure: nothing kept after the file is written.
+    fig = Figure(figsize=_comparison_size(max(len(entries), 1)), layout="constrained")
+    FigureCanvasAgg(fig)
+    plot_comparison(entries, fig=fig)
     png_path = atomic_write(out / "comparison.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     return json_path, png_path
+
+
+def range_limit_warnings(results: Sequence[Comparison], options: CompareConfig) -> list[str]:
+    """Say which fitted parameters sit at an end of the range searched (the best value may lie beyond it).
+
+    Parameters
+    ----------
+    results : sequence of Comparison
+        Fitted comparisons.
+    options : CompareConfig
+        The thickness series, source sizes and defocus series searched.
+
+    Returns
+    -------
+    list of str
+        One message per parameter at a limit, naming the model, region,
+        value, range and the option that widens it. A thickness or source
+        size at a lower limit of 0 is not reported (a physical limit); a
+        thickness within a quarter step of a limit is (the simulation rounds
+        thicknesses to whole repeat cells).
+    """
+    grids = {
+        "thickness_nm": (options.thickness_series(), "thicknesses_nm (CLI: --thicknesses-nm)"),
+        "source_fwhm_nm": (options.source_fwhms_nm, "source_fwhms_nm"),
+        "defocus_nm": (options.defocus_nm, "defocus_nm (CLI: --defocus-nm)"),
+    }
+    messages = []
+    for r in results:
+        for name, (grid, option) in grids.items():
+            value = getattr(r, name)
+            if value is None or not grid or len(grid) < 2:
+                continue
+            grid = sorted(grid)
+            tolerance = 0.25 * min(b - a for a, b in pairwise(grid))
+            at_low = value <= grid[0] + tolerance and not (name != "defocus_nm" and grid[0] <= 0)
+            if at_low or value >= grid[-1] - tolerance:
+                label = name.removesuffix("_nm").replace("_", " ").replace("fwhm", "FWHM")
+                messages.append(
+                    f"{r.model} ({r.region}): the fitted {label} {value:.3g} nm is at the limit of the range "
+                    f"searched ({grid[0]:.3g}-{grid[-1]:.3g} nm); the best value may lie outside it: widen {option}"
+                )
+    return messages
 
 
 def region_columns(result, region: str = "all", *, roi=None) -> tuple[np.ndarray, dict]:

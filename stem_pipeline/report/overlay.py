@@ -3,8 +3,10 @@
 Green dots mark the columns of uniform (PbI2/FAPbI3-like) regions, red the
 bright and purple the dim columns of ordered (CsPbI3-like) regions, over the
 (denoised) image with a translucent region map, a scale bar in nm and a
-legend with the area fractions and their 95 % interval. matplotlib is
-imported inside the functions (Agg backend, no display needed).
+legend with the area fractions and their 95 % interval below the image.
+matplotlib is imported inside the functions: :func:`plot_overlay` makes a
+pyplot figure (shown by ``plt.show()`` or Jupyter), :func:`save_overlay` an
+Agg figure that no display or pyplot state is involved in.
 """
 
 from __future__ import annotations
@@ -16,14 +18,63 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
-from .._types import CONTRASTS, REGION_ORDERED, REGION_UNIFORM, AreaFractions, Columns, Micrograph, PhaseLabels
+from .._types import (
+    CONTRAST_COLOURS,
+    CONTRASTS,
+    REGION_ORDERED,
+    REGION_UNIFORM,
+    UNLABELLED_COLOUR,
+    AreaFractions,
+    Columns,
+    Micrograph,
+    PhaseLabels,
+)
 
 __all__ = ["plot_overlay", "save_overlay"]
 
 #: Dot colours by contrast name (the paper's: red bright, purple dim, green uniform).
-COLOURS = {"bright": "#e41a1c", "dim": "#8e44ad", "uniform": "#2ca02c"}
+COLOURS = CONTRAST_COLOURS
 #: Translucent region colours (ordered, uniform).
 REGION_COLOURS = {REGION_ORDERED: (0.85, 0.25, 0.55, 0.22), REGION_UNIFORM: (0.17, 0.63, 0.17, 0.22)}
+#: Resolution of the figure [dots per inch]; at it the image is drawn one image pixel per screen pixel
+#: up to :data:`MAX_FIGURE_IN`.
+DPI = 110
+#: Largest edge of the image area [in] (1760 px at 110 dpi): a larger image is scaled down to fit.
+MAX_FIGURE_IN = 16.0
+#: Smallest width of the image area [in], so that the legend and scale bar stay readable on a small image.
+MIN_FIGURE_IN = 5.0
+#: Marker diameter as a fraction of the column spacing: neighbours never touch, the image shows between.
+MARKER_SPACING_FRACTION = 0.5
+#: Marker opacity: the column underneath stays visible.
+MARKER_ALPHA = 0.75
+#: Room below the image for the legend, and above it for the title [in].
+_LEGEND_IN, _TITLE_IN = 1.0, 0.35
+
+
+def figure_size_in(shape: tuple[int, int], *, dpi: float = DPI) -> tuple[float, float]:
+    """Figure size [in] that shows an image of ``shape`` (rows, cols) at one pixel per pixel, up to a limit.
+
+    The image area is ``cols / dpi`` wide (at least :data:`MIN_FIGURE_IN`, and
+    both edges at most :data:`MAX_FIGURE_IN`), with room for the title above
+    and the legend below.
+
+    Examples
+    --------
+    >>> figure_size_in((224, 1312))
+    (11.927272727272728, 3.386363636363636)
+    """
+    rows, cols = shape
+    width = float(np.clip(cols / dpi, MIN_FIGURE_IN, MAX_FIGURE_IN))
+    height = width * rows / cols
+    if height > MAX_FIGURE_IN:
+        width, height = width * MAX_FIGURE_IN / height, MAX_FIGURE_IN
+    return width, height + _LEGEND_IN + _TITLE_IN
+
+
+def _default_title(image, title: str | None) -> str | None:
+    if title is None and isinstance(image, Micrograph) and image.source:
+        return Path(str(image.source)).name
+    return title
 
 
 def _nice_length_nm(width_nm: float) -> float:
@@ -64,16 +115,20 @@ def plot_overlay(
         Pixel size [nm] for the scale bar; taken from a Micrograph or the
         columns when None; no scale bar without calibration.
     ax : matplotlib Axes, optional
-        Axes to draw on; a new figure when None.
+        Axes to draw on; when None, a new pyplot figure (``plt.show()``
+        displays it; close it with ``plt.close(fig)``) sized to the image, one
+        image pixel per screen pixel up to :data:`MAX_FIGURE_IN`.
     title : str, optional
-        Axes title.
+        Axes title; the file name of a Micrograph's ``source`` when None.
     dot_size : float, optional
-        Marker area [points^2]; scaled with the column density when None.
+        Marker area [points^2]; when None the marker diameter is
+        :data:`MARKER_SPACING_FRACTION` of the median column spacing on screen.
 
     Returns
     -------
     matplotlib.figure.Figure
-        The figure holding the axes.
+        The figure holding the axes. The legend sits below the image; columns
+        without labels are drawn in :data:`~stem_pipeline._types.UNLABELLED_COLOUR`.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D
@@ -89,11 +144,12 @@ def plot_overlay(
     if pixel_size_nm is None and columns is not None:
         pixel_size_nm = columns.pixel_size_nm
 
-    if ax is None:
-        from matplotlib.figure import Figure
+    title = _default_title(image, title)
+    if ax is None:  # a pyplot figure, so that plt.show() (and Jupyter) displays it
+        import matplotlib.pyplot as plt
 
-        fig = Figure(figsize=(7.5, 7.5 * data.shape[0] / data.shape[1] + 0.4), dpi=110)
-        ax = fig.add_subplot(1, 1, 1)
+        fig = plt.figure(figsize=figure_size_in(data.shape), dpi=DPI)
+        ax = _image_axes(fig, data.shape)
     else:
         fig = ax.figure
     finite = data[np.isfinite(data)]
@@ -109,20 +165,16 @@ def plot_overlay(
     if columns is not None and len(columns):
         rc = columns.rc
         if dot_size is None:
-            # Marker diameter about 0.45 of the column spacing on screen.
-            from scipy.spatial import cKDTree
-
-            spacing = float(np.median(cKDTree(rc).query(rc, k=2)[0][:, 1])) if len(rc) > 1 else 5.0
-            pts_per_px = 72 * fig.get_size_inches()[0] * 0.9 / data.shape[1]
-            dot_size = float(np.clip((0.45 * spacing * pts_per_px) ** 2, 1.0, 80.0))
-        if labels is None:
-            ax.scatter(rc[:, 1], rc[:, 0], s=dot_size, c="0.7", linewidths=0)
+            dot_size = _marker_area(ax, rc, data.shape)
+        if labels is None:  # refused (or not yet classified): every column, in a colour a grey image lacks
+            ax.scatter(rc[:, 1], rc[:, 0], s=dot_size, c=UNLABELLED_COLOUR, alpha=MARKER_ALPHA, linewidths=0)
+            handles = [Line2D([], [], ls="", marker="o", color=UNLABELLED_COLOUR, label="column (not classified)")]
         else:
             names = np.asarray(CONTRASTS)[np.asarray(labels.contrast)]
             for name in CONTRASTS:
                 sel = names == name
                 if sel.any():
-                    ax.scatter(rc[sel, 1], rc[sel, 0], s=dot_size, c=COLOURS[name], linewidths=0)
+                    ax.scatter(rc[sel, 1], rc[sel, 0], s=dot_size, c=COLOURS[name], alpha=MARKER_ALPHA, linewidths=0)
             ordered_label = "ordered (CsPbI3-like)"
             uniform_label = "uniform (PbI2/FAPbI3-like)"
             if fractions is not None and np.isfinite(fractions.uniform):
@@ -145,17 +197,34 @@ def plot_overlay(
         text = f"{length_nm:g} nm"
         ax.text(x0 + length_px / 2, y0 - 0.01 * m, text, color="white", ha="center", va="bottom", fontsize=10,
                 fontweight="bold")
-    if handles:
-        if data.shape[1] > 2 * data.shape[0]:  # a wide strip: the legend would hide it, put it below
-            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8)
-        else:
-            ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.8)
+    if handles:  # below the image, never over it
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=min(len(handles), 3),
+                  fontsize=8, frameon=False)
     if title:
         ax.set_title(textwrap.fill(title, 90), fontsize=10)
     ax.set_xlim(-0.5, data.shape[1] - 0.5)
     ax.set_ylim(data.shape[0] - 0.5, -0.5)
     ax.set_axis_off()
     return fig
+
+
+def _image_axes(fig, shape: tuple[int, int]):
+    """Axes filling the figure's width, with the title's room above and the legend's below."""
+    height = fig.get_size_inches()[1]
+    bottom, top = _LEGEND_IN / height, _TITLE_IN / height
+    return fig.add_axes((0.0, bottom, 1.0, 1.0 - bottom - top))
+
+
+def _marker_area(ax, rc: np.ndarray, shape: tuple[int, int]) -> float:
+    """Marker area [points^2] whose diameter is :data:`MARKER_SPACING_FRACTION` of the column spacing on screen."""
+    from scipy.spatial import cKDTree
+
+    spacing_px = float(np.median(cKDTree(rc).query(rc, k=2)[0][:, 1])) if len(rc) > 1 else 5.0
+    fig = ax.figure
+    bbox = ax.get_position()  # in figure fractions; the image fills the axes' width or height
+    axes_in = (bbox.width * fig.get_size_inches()[0], bbox.height * fig.get_size_inches()[1])
+    pts_per_px = 72 * min(axes_in[0] / shape[1], axes_in[1] / shape[0])
+    return float(np.clip((MARKER_SPACING_FRACTION * spacing_px * pts_per_px) ** 2, 1.0, 400.0))
 
 
 def save_overlay(
@@ -167,7 +236,7 @@ def save_overlay(
     *,
     pixel_size_nm: float | None = None,
     title: str | None = None,
-    dpi: int = 110,
+    dpi: int = DPI,
 ) -> Path:
     """Draw the overlay (see :func:`plot_overlay`) and write it to ``path`` atomically.
 
@@ -189,8 +258,13 @@ def save_overlay(
         The written file.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     path = Path(path)
-    fig = plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title)
+    shape = np.shape(image.data if isinstance(image, Micrograph) else image)
+    # Not a pyplot figure: nothing to close, nothing kept after the file is written (batch workers).
+    fig = Figure(figsize=figure_size_in(shape, dpi=dpi), dpi=dpi)
     FigureCanvasAgg(fig)
+    plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title,
+                 ax=_image_axes(fig, shape))
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))

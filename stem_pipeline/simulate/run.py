@@ -268,7 +268,8 @@ def _run_abtem(
         probe = abtem.Probe(energy=energy, semiangle_cutoff=m.convergence_mrad, aberrations=aberrations)
         lazy = probe.scan(potential=potential, scan=scan, detectors=detector)
     try:
-        measurement: Any = lazy.compute(progress_bar=progress)
+        # abTEM's progress_bar=True is dask's ProgressBar, which writes to stdout; "tqdm" writes to stderr.
+        measurement: Any = lazy.compute(progress_bar="tqdm" if progress else False)
     except ValueError as exc:
         if plan.engine != "prism":
             raise

@@ -1,0 +1,172 @@
+"""The command's interface: flags anywhere, help for every option, results on stdout, the rest on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from stem_pipeline import Comparison, Micrograph, cli, io
+
+TINY_SIMULATION = """\
+name: tiny
+structure: {kind: cspbi3, zone_axis: [0, 0, 1]}
+microscope: {haadf_mrad: [68, 100]}
+potential: {sampling_nm: 0.008, slice_thickness_nm: 0.16}
+scan: {sampling_nm: 0.08, field_cells: [1, 1], min_supercell_nm: 1.8}
+phonons: {num_configs: 2, seed: 1}
+fast: {engine: multislice}
+thickness_nm: 0.629
+"""
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "stem_pipeline.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("argv", [["analyze", "--print-config", "-v"], ["analyze", "-q", "--print-config"]])
+def test_global_flags_after_the_subcommand(argv, capsys):
+    assert cli.main(argv) == 0
+    assert "denoise:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["analyze", "-q", "-v", "--print-config"], ["-q", "analyze", "-v", "--print-config"]])
+def test_quiet_and_verbose_exclude_each_other_wherever_they_are(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_flags_after_the_subcommand_set_the_log_level(tmp_path):
+    path = tmp_path / "plain.npy"
+    np.save(path, np.random.default_rng(0).random((96, 96)).astype(np.float32))
+    loud = run("denoise", path, "--out", tmp_path / "a.npy", "-v")
+    quiet = run("denoise", path, "--out", tmp_path / "b.npy", "-q")
+    assert loud.returncode == quiet.returncode == 0
+    assert "INFO" in loud.stderr or "WARNING" in loud.stderr
+    assert quiet.stderr == ""
+
+
+def test_every_option_has_help():
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, parser in _subparsers(cli.build_parser()).items()
+        for action in parser._actions
+        if not action.help
+    ]
+    assert not missing, f"options without help: {missing}"
+
+
+def test_uncalibrated_denoise_logs_a_warning_naming_the_file_not_a_python_warning(tmp_path):
+    path = tmp_path / "plain.npy"
+    np.save(path, np.random.default_rng(0).random((96, 96)).astype(np.float32))
+    out = run("denoise", path, "--out", tmp_path / "d.npy")
+    assert out.returncode == 0
+    lines = out.stderr.splitlines()
+    assert any(line.startswith("WARNING: ") and "plain.npy: no pixel size" in line for line in lines)
+    assert any("plain.npy: skipping the 'rl'" in line for line in lines)  # the per-file message names the file
+    assert "MissingCalibrationWarning" not in out.stderr and "warnings.warn" not in out.stderr
+    assert out.stdout.startswith("denoised ")
+
+
+def test_analyze_prints_results_on_stdout_and_progress_and_logs_on_stderr(tmp_path, small_dot):
+    src = io.save(small_dot.micrograph(), tmp_path / "dot.tif")
+    out = run("analyze", src, "--out", tmp_path / "out", "--workers", "1", "-v")
+    assert out.returncode == 0, out.stderr
+    stdout = out.stdout.splitlines()
+    assert len(stdout) == 2 and stdout[0].endswith("]") and "dot.tif: " in stdout[0] and stdout[1].startswith("report: ")
+    assert "INFO: " in out.stderr and "100%" in out.stderr  # logs and the progress bar
+
+
+def test_simulate_progress_goes_to_stderr(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_SIMULATION)
+    out = run("simulate", config, "--out", tmp_path / "tiny.tif", "--no-cache")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [line for line in out.stdout.splitlines() if line.startswith("simulated ")]
+    assert len(out.stdout.splitlines()) == 1  # not dask's "[####] | 100% Completed" bar
+    assert "100%" in out.stderr
+
+
+def _comparison(**fit) -> Comparison:
+    base = {"model": "m", "region": "all", "ncc": 0.9, "ssim": 0.8, "rmse": 0.1, "chi2": 1.0, "thickness_nm": 8.0,
+            "thickness_nm_std": 0.5, "source_size_nm": 0.04, "source_size_nm_std": 0.01, "column_ratio_exp": None,
+            "column_ratio_sim": None}
+    return Comparison(**{**base, **fit})
+
+
+@pytest.mark.parametrize(
+    ("fit", "flagged"),
+    [
+        ({}, None),
+        ({"thickness_nm": 15.73}, "thickness 15.7 nm"),  # 16 nm rounded to whole cells
+        ({"thickness_nm": 1.908}, "thickness 1.91 nm"),
+        ({"source_size_nm": 0.1}, "source size 0.1 nm"),
+        ({"source_size_nm": 0.0}, None),  # no blur is a physical limit, not the end of a search
+    ],
+)
+def test_a_fitted_parameter_at_its_range_limit_is_a_warning(fit, flagged):
+    from stem_pipeline.compare import CompareConfig, range_limit_warnings
+
+    messages = range_limit_warnings([_comparison(**fit)], CompareConfig())
+    if flagged is None:
+        assert messages == []
+    else:
+        (message,) = messages
+        assert flagged in message and "m (all)" in message and "widen" in message
+
+
+def test_rl_optics_come_from_the_file_else_a_warning_names_the_defaults(caplog):
+    from stem_pipeline.denoise import DenoiseConfig
+    from stem_pipeline.pipeline import denoise_config_for
+
+    image = np.ones((64, 64), np.float32)
+    from_file = Micrograph(image, pixel_size_nm=0.02, source="a.dm4", metadata={"voltage_kv": 300.0})
+    with caplog.at_level(logging.WARNING, logger="stem_pipeline"):
+        config = denoise_config_for(from_file, DenoiseConfig())
+    (rl,) = [s for s in config.steps if s.name == "rl"]
+    assert rl.energy_kev == 300.0
+    expected = ("a.dm4: the file gives no convergence_mrad; the 'rl' deconvolution uses the defaults "
+                "convergence_mrad=25 (set them in the config's rl step)")
+    assert [r.getMessage() for r in caplog.records] == [expected]
+    explicit = DenoiseConfig.model_validate({"steps": [{"name": "rl", "energy_kev": 200.0}]})
+    assert denoise_config_for(from_file, explicit).steps[0].energy_kev == 200.0  # the config wins
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="stem_pipeline"):
+        config = denoise_config_for(Micrograph(image, source="b.tif"), DenoiseConfig())
+    assert "rl" not in config.step_names
+    assert "b.tif: skipping the 'rl'" in caplog.text
+
+
+def test_a_missing_extra_is_named(monkeypatch, capsys, tmp_path):
+    from stem_pipeline import commands
+
+    def needs_abtem(args):
+        raise ModuleNotFoundError("No module named 'abtem'", name="abtem")
+
+    monkeypatch.setattr(commands, "run_simulate", needs_abtem)
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY_SIMULATION)
+    assert cli.main(["simulate", str(config), "--out", str(tmp_path / "s.tif")]) == 1
+    assert "needs abtem, which is not installed: pip install 'stem-pipeline[simulate]'" in capsys.readouterr().err
+
+
+def test_a_batch_without_dask_distributed_runs_in_process(tmp_path, small_dot, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as on the light install
+    for name in ("a", "b"):
+        io.save(small_dot.micrograph(), tmp_path / "in" / f"{name}.tif")
+    assert cli.main(["analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "dask.distributed is not installed (pip install 'stem-pipeline[distributed]')" in captured.err
+    assert captured.out.count("columns, ordered") == 2
