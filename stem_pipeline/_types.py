@@ -152,7 +152,7 @@ class Micrograph(_Struct):
         Where the image came from (a path, or a description).
     metadata : dict
         Original units and calibration, and microscope fields where known
-        (``voltage_kv``, ``convergence_mrad``, ``detector``, ``dwell_time_s``).
+        (``energy_kev``, ``convergence_mrad``, ``detector``, ``dwell_time_s``).
     """
 
     data: np.ndarray

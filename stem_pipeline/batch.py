@@ -43,6 +43,9 @@ SCHEDULER_CONNECT_TIMEOUT_S = 10.0
 NO_WORKER_TIMEOUT_S = 60.0
 #: How often the client checks on the cluster while it waits for results [s].
 POLL_S = 0.5
+#: How long the client waits for the result of a finished task [s]: a result held by a worker
+#: that has died since is recomputed, and without a timeout the client waited for it forever.
+RESULT_TIMEOUT_S = 10.0
 #: Characters allowed in an output-folder name (letters and digits of any script, ``_.+-``);
 #: anything else (separators, spaces, shell and Windows specials) becomes ``_``.
 _UNSAFE = re.compile(r"[^\w.+-]")
@@ -467,16 +470,21 @@ def _run_dask(client, tasks, config, options, finish, bar, *, no_worker_timeout_
             done, pending = wait(pending, timeout=POLL_S, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
+        finished = 0
         for future in done:
             i, path, folder = futures[future]
             try:
-                summary = future.result()
+                summary = future.result(timeout=RESULT_TIMEOUT_S)
+            except TimeoutError:  # finished, but its result went with a worker that died since: wait again
+                pending.add(future)
+                continue
             except Exception as exc:  # KilledWorker or an exception raised twice in the task
                 summary = _failed_row(path, folder, config, _task_error(path, exc))
             finish(i, summary)
             bar.update()
             future.release()
-        if done or client.scheduler_info(n_workers=1)["workers"]:
+            finished += 1
+        if finished or client.scheduler_info(n_workers=1)["workers"]:
             no_worker_since = None
             continue
         no_worker_since = no_worker_since or time.monotonic()

@@ -392,7 +392,7 @@ def _calibration(signal) -> dict[str, Any]:
     if md.has_item("stem_pipeline"):
         out["stem_pipeline"] = md.stem_pipeline.as_dictionary()
     fields = {
-        "voltage_kv": "Acquisition_instrument.TEM.beam_energy",
+        "energy_kev": "Acquisition_instrument.TEM.beam_energy",
         "convergence_mrad": "Acquisition_instrument.TEM.convergence_angle",
         "camera_length_mm": "Acquisition_instrument.TEM.camera_length",
         "magnification": "Acquisition_instrument.TEM.magnification",
@@ -462,8 +462,8 @@ def to_signal(micrograph: Micrograph):
         signal.metadata.General.title = Path(micrograph.source).stem
         signal.metadata.General.original_filename = str(micrograph.source)
     md = micrograph.metadata
-    if "voltage_kv" in md:
-        signal.metadata.set_item("Acquisition_instrument.TEM.beam_energy", md["voltage_kv"])
+    if "energy_kev" in md:
+        signal.metadata.set_item("Acquisition_instrument.TEM.beam_energy", md["energy_kev"])
     if "convergence_mrad" in md:
         signal.metadata.set_item("Acquisition_instrument.TEM.convergence_angle", md["convergence_mrad"])
     if md:

@@ -73,8 +73,8 @@ def _timed(timings: dict[str, float], name: str):
         timings[name] = round(time.perf_counter() - start, 4)
 
 
-#: Micrograph metadata fields that set the optics of the Richardson-Lucy step: metadata key -> step field.
-_RL_OPTICS = {"voltage_kv": "energy_kev", "convergence_mrad": "convergence_mrad"}
+#: Micrograph metadata fields that set the optics of the Richardson-Lucy step (same names in both).
+_RL_OPTICS = ("energy_kev", "convergence_mrad")
 
 
 def denoise_config_for(micrograph: Micrograph, config: DenoiseConfig) -> DenoiseConfig:
@@ -83,7 +83,7 @@ def denoise_config_for(micrograph: Micrograph, config: DenoiseConfig) -> Denoise
     Parameters
     ----------
     micrograph : Micrograph
-        Its ``metadata`` may hold ``voltage_kv`` and ``convergence_mrad``
+        Its ``metadata`` may hold ``energy_kev`` and ``convergence_mrad``
         (read from the file by :func:`stem_pipeline.io.load`); its
         ``pixel_size_nm`` is needed by the 'rl' step.
     config : DenoiseConfig
@@ -109,14 +109,14 @@ def denoise_config_for(micrograph: Micrograph, config: DenoiseConfig) -> Denoise
     for step in config.steps:
         if step.name == "rl":
             update, missing, defaults = {}, [], []
-            for key, field in _RL_OPTICS.items():
+            for field in _RL_OPTICS:
                 if field in step.model_fields_set:
                     continue
-                value = micrograph.metadata.get(key)
+                value = micrograph.metadata.get(field)
                 if isinstance(value, (int, float)) and value > 0:
                     update[field] = float(value)
                 else:
-                    missing.append(key)
+                    missing.append(field)
                     defaults.append(f"{field}={getattr(step, field):g}")
             if defaults:
                 logger.warning("%s: the file gives no %s; the 'rl' deconvolution uses the defaults %s "
@@ -134,7 +134,6 @@ def analyze(
     config: PipelineConfig | None = None,
     *,
     pixel_size_nm: float | None = None,
-    rng: np.random.Generator | int | None = 0,
 ) -> PipelineResult:
     """Analyse one micrograph: columns, phase labels and area fractions.
 
@@ -149,9 +148,6 @@ def analyze(
     pixel_size_nm : float, optional
         Pixel size [nm]; needed for an array (else the analysis is in pixels,
         with a warning), and overrides a Micrograph's or signal's calibration.
-    rng : Generator, int or None
-        Random source of the confidence-interval bootstrap (seeded by default,
-        so results are reproducible).
 
     Returns
     -------
@@ -255,7 +251,7 @@ def analyze(
     labels = fractions = None
     if not reasons:
         with _timed(timings, "classify"):
-            labels, fractions, reasons = _classify_regions(parts, regions, lattices, raw.shape, config, rng)
+            labels, fractions, reasons = _classify_regions(parts, regions, lattices, raw.shape, config)
     if reasons:
         labels = fractions = None
         message = "columns found; phase fractions not reported, the two-phase model does not apply: " + "; ".join(
@@ -293,7 +289,7 @@ def _lattice_info(lattices) -> dict:
     return {**lattices[0].to_dict(), "others": [lat.to_dict() for lat in lattices[1:]]}
 
 
-def _classify_regions(parts, regions, lattices, shape, config, rng):
+def _classify_regions(parts, regions, lattices, shape, config):
     """Classify each lattice's columns in its own region and merge labels, region map and fractions.
 
     With one lattice this is :func:`stem_pipeline.classify.classify_columns`. With two, each region
@@ -306,7 +302,7 @@ def _classify_regions(parts, regions, lattices, shape, config, rng):
     for cols, region, lat in zip(parts, regions, lattices):
         if len(cols) < config.classify.min_columns:
             continue
-        labels, fractions = classify_columns(cols, shape=shape, crystal_mask=region, config=config.classify, rng=rng)
+        labels, fractions = classify_columns(cols, shape=shape, crystal_mask=region, config=config.classify)
         reasons += contrast_pattern_reasons(
             cols.intensity, cols.rc, labels.label == LABELS.index("ordered"),
             spacing_px=lat.spacing_px, config=config.two_phase_model,

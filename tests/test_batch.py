@@ -128,9 +128,7 @@ def test_no_temporaries_and_every_json_parses(mixed_run):
 def test_second_run_skips_finished_images(mixed_run, mixed_folder):
     out = mixed_run["out"]
     summaries = {p: p.stat().st_mtime_ns for p in out.glob("*/summary.json")}
-    start = time.perf_counter()
     report = batch.run_batch([mixed_folder], out, workers=1, progress=False)
-    elapsed = time.perf_counter() - start
     done = {r["file"]: r["skipped"] for r in report}
     for r in report:  # finished images are reused; failed ones are tried again
         assert r["skipped"] == (r["status"] != "error"), r["file"]
@@ -138,7 +136,6 @@ def test_second_run_skips_finished_images(mixed_run, mixed_folder):
     for path, mtime in summaries.items():
         if json.loads(path.read_text())["status"] != "error":
             assert path.stat().st_mtime_ns == mtime
-    assert elapsed < 20
 
 
 def test_overwrite_redoes_an_image(mixed_folder, tmp_path):

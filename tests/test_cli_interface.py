@@ -101,7 +101,7 @@ def test_simulate_progress_goes_to_stderr(tmp_path):
 
 def _comparison(**fit) -> Comparison:
     base = {"model": "m", "region": "all", "ncc": 0.9, "ssim": 0.8, "rmse": 0.1, "chi2": 1.0, "thickness_nm": 8.0,
-            "thickness_nm_std": 0.5, "source_size_nm": 0.04, "source_size_nm_std": 0.01, "column_ratio_exp": None,
+            "thickness_nm_std": 0.5, "source_fwhm_nm": 0.09, "source_fwhm_nm_std": 0.02, "column_ratio_exp": None,
             "column_ratio_sim": None}
     return Comparison(**{**base, **fit})
 
@@ -112,8 +112,8 @@ def _comparison(**fit) -> Comparison:
         ({}, None),
         ({"thickness_nm": 15.73}, "thickness 15.7 nm"),  # 16 nm rounded to whole cells
         ({"thickness_nm": 1.908}, "thickness 1.91 nm"),
-        ({"source_size_nm": 0.1}, "source size 0.1 nm"),
-        ({"source_size_nm": 0.0}, None),  # no blur is a physical limit, not the end of a search
+        ({"source_fwhm_nm": 0.25}, "source FWHM 0.25 nm"),
+        ({"source_fwhm_nm": 0.0}, None),  # no blur is a physical limit, not the end of a search
     ],
 )
 def test_a_fitted_parameter_at_its_range_limit_is_a_warning(fit, flagged):
@@ -132,7 +132,7 @@ def test_rl_optics_come_from_the_file_else_a_warning_names_the_defaults(caplog):
     from stem_pipeline.pipeline import denoise_config_for
 
     image = np.ones((64, 64), np.float32)
-    from_file = Micrograph(image, pixel_size_nm=0.02, source="a.dm4", metadata={"voltage_kv": 300.0})
+    from_file = Micrograph(image, pixel_size_nm=0.02, source="a.dm4", metadata={"energy_kev": 300.0})
     with caplog.at_level(logging.WARNING, logger="stem_pipeline"):
         config = denoise_config_for(from_file, DenoiseConfig())
     (rl,) = [s for s in config.steps if s.name == "rl"]

@@ -22,7 +22,7 @@ def _load_quiet(path, **kw):
 
 @pytest.mark.parametrize("ext", ["hspy", "tif", "npy"])
 def test_round_trip_keeps_data_and_calibration(tmp_path, ext):
-    m = Micrograph(IMAGE, pixel_size_nm=0.0213, source="x", metadata={"voltage_kv": 200.0})
+    m = Micrograph(IMAGE, pixel_size_nm=0.0213, source="x", metadata={"energy_kev": 200.0})
     path = io.save(m, tmp_path / f"img.{ext}")
     back = _load_quiet(path)
     np.testing.assert_array_equal(back.data, IMAGE)
@@ -35,9 +35,9 @@ def test_round_trip_keeps_data_and_calibration(tmp_path, ext):
 
 
 def test_hspy_round_trip_keeps_microscope_metadata(tmp_path):
-    m = Micrograph(IMAGE, pixel_size_nm=0.02, metadata={"voltage_kv": 200.0, "note": {"steps": ["a"]}})
+    m = Micrograph(IMAGE, pixel_size_nm=0.02, metadata={"energy_kev": 200.0, "note": {"steps": ["a"]}})
     back = io.load(io.save(m, tmp_path / "m.hspy"))
-    assert back.metadata["voltage_kv"] == 200.0
+    assert back.metadata["energy_kev"] == 200.0
     assert back.metadata["stem_pipeline"]["note"]["steps"] == ["a"]
 
 

@@ -47,7 +47,7 @@ def test_rl_psf_and_simulated_probe_agree_on_the_same_source_fwhm():
         )
         m = sim.microscope
         psf = probe_psf(
-            301, pixel_size_nm=0.002, energy_kev=m.energy_kv, convergence_mrad=m.convergence_mrad, source_fwhm_nm=fwhm
+            301, pixel_size_nm=0.002, energy_kev=m.energy_kev, convergence_mrad=m.convergence_mrad, source_fwhm_nm=fwhm
         )
         rl = profile_fwhm(psf[150], 0.002)
         assert rl == pytest.approx(probe_fwhm_nm(sim)["effective"], rel=0.05)

@@ -74,7 +74,7 @@ def as_config(d: dict) -> SimulationConfig:
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_config_validates(path):
     config = load_config(path)
-    assert config.microscope.energy_kv == 200
+    assert config.microscope.energy_kev == 200
     assert config.microscope.convergence_mrad == 25
     assert tuple(config.microscope.haadf_mrad) == (68, 280)
     assert tuple(config.microscope.bf_mrad) == (0, 17)
@@ -308,29 +308,35 @@ def test_image_of_a_non_square_cell_has_one_true_pixel_size():
     assert abs(rows - stack.shape[1]) >= 1
 
 
-def test_cache_is_reused_across_post_processing():
-    # source blur, field tiling and resampling are applied after the cached run
-    base = tiny(phonons={"num_configs": 0})
-    first = simulate(as_config(base), progress=False)
-    assert first.metadata["cache"] == "miss"
+def test_run_key_leaves_out_post_processing_and_keeps_the_multislice():
+    """The cache key (a pure function of the config): blur, tiling, resampling, name and workers
+    are applied after the cached run; optics, potential and the exact field are part of it."""
+    from stem_pipeline.simulate.run import run_key_parts
+
+    base = as_config(tiny(phonons={"num_configs": 0}))
     post = as_config(
         tiny(
             name="renamed",
             phonons={"num_configs": 0},
             microscope={"source_fwhm_nm": 0.05},
-            scan={"field_cells": [2, 3]},
+            scan={"field_cells": [2, 3], "pixel_size_nm": 0.07},
             num_workers=2,
         )
     )
+    assert run_key_parts(post, method="fast") == run_key_parts(base, method="fast")
+    changed = as_config(tiny(phonons={"num_configs": 0}, microscope={"convergence_mrad": 20}))
+    assert run_key_parts(changed, method="fast") != run_key_parts(base, method="fast")
+    assert run_key_parts(post, method="exact") != run_key_parts(base, method="exact")  # the exact field is scanned
+
+
+def test_cache_is_reused_across_post_processing():
+    first = simulate(as_config(tiny(phonons={"num_configs": 0})), progress=False)
+    assert first.metadata["cache"] == "miss"
+    post = as_config(tiny(phonons={"num_configs": 0}, microscope={"source_fwhm_nm": 0.05}, scan={"field_cells": [2, 3]}))
     again = simulate(post, progress=False)
     assert again.metadata["cache"] == "hit"
     assert again.shape == (16, 24)
     assert not np.allclose(again.data[:8, :8], first.data)  # a different blur was applied
-    # ... but anything that changes the multislice is a new run
-    changed = simulate(as_config(tiny(phonons={"num_configs": 0}, microscope={"convergence_mrad": 20})), progress=False)
-    assert changed.metadata["cache"] == "miss"
-    exact = simulate(post, method="exact", progress=False)  # the exact field is part of the run
-    assert exact.metadata["cache"] == "miss"
 
 
 def test_prism_is_opt_in():

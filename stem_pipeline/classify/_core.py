@@ -94,9 +94,6 @@ class ClassifyConfig(StrictModel):
         ``benchmarks/results/classify.md``).
     min_columns : int
         Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`.
-    seed : int or None
-        Random seed used when the caller passes no ``rng`` (results are then
-        reproducible); None draws fresh entropy.
     """
 
     radius_spacings: float = Field(2.6, gt=1.0, le=6.0)
@@ -118,7 +115,6 @@ class ClassifyConfig(StrictModel):
     hull_margin_spacings: float = Field(0.5, ge=0.0)
     boundary_sd_spacings: float = Field(0.3, ge=0.0)
     min_columns: int = Field(10, ge=1)
-    seed: int | None = 0
 
 
 def classify_columns(
@@ -127,7 +123,6 @@ def classify_columns(
     shape: tuple[int, int],
     crystal_mask: np.ndarray | None = None,
     config: ClassifyConfig | None = None,
-    rng: np.random.Generator | int | None = None,
 ) -> tuple[PhaseLabels, AreaFractions]:
     """Label every column ordered or uniform, map the phases and measure their area fractions.
 
@@ -142,10 +137,7 @@ def classify_columns(
         Crystal pixels; None uses the columns' convex hull grown by half a
         column spacing.
     config : ClassifyConfig, optional
-        Options; defaults when None.
-    rng : Generator, int or None
-        Random source; the classification is deterministic, so it is only
-        kept for compatibility (None uses ``config.seed``).
+        Options; defaults when None. The classification is deterministic.
 
     Returns
     -------
@@ -179,9 +171,6 @@ def classify_columns(
     True
     """
     config = ClassifyConfig() if config is None else config
-    if rng is None:
-        rng = config.seed
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     shape = (int(shape[0]), int(shape[1]))
     if len(columns) < config.min_columns:
         raise NoCrystalError(
@@ -205,7 +194,6 @@ def classify_columns(
         max_components=config.max_components,
         pure_threshold=config.pure_threshold,
         min_separation=config.min_separation,
-        rng=rng,
     )
     if n_classes == 1 and config.minority_min_columns and p_ord.max() < 0.5:
         # One uniform class: look for ordered domains too small for the mixture.

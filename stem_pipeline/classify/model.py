@@ -29,10 +29,6 @@ __all__ = ["minority_posterior", "mixture_posterior", "refine_boundaries", "regu
 log = logging.getLogger("stem_pipeline")
 
 
-def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
 def mixture_posterior(
     feature: np.ndarray,
     *,
@@ -40,7 +36,6 @@ def mixture_posterior(
     pure_threshold: float = 0.35,
     min_separation: float = 0.2,
     fit_mask: np.ndarray | None = None,
-    rng: np.random.Generator | int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Probability of the ordered class for every column from a BIC-selected mixture.
 
@@ -62,10 +57,10 @@ def mixture_posterior(
     fit_mask : (N,) array_like of bool, optional
         Columns the mixture is fitted on (e.g. those with complete
         neighbourhoods); every column gets a posterior.
-    rng : Generator, int or None
-        Kept for compatibility; the EM starts from quantile splits and is
-        deterministic.
 
+    Notes
+    -----
+    The EM starts from quantile splits: the result is deterministic.
     Returns
     -------
     p_ordered : (N,) ndarray of float64
@@ -83,7 +78,6 @@ def mixture_posterior(
     single = np.full(n, 1.0 if (n and np.median(xf[:, 0]) > pure_threshold) else 0.0)
     if len(xf) < 10 or max_components < 2:
         return single, 1
-    _as_rng(rng)  # the EM below is deterministic (quantile initialisations)
     bic1 = _tied_bic(xf, *_fit_one(xf), 1)
     means, cov, weights, loglik = _fit_two(xf)
     bic2 = -2.0 * loglik + _n_params(2, xf.shape[1]) * np.log(len(xf))

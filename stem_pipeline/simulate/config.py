@@ -91,8 +91,8 @@ class MicroscopeConfig(StrictModel):
 
     Attributes
     ----------
-    energy_kv : float
-        Acceleration voltage [kV].
+    energy_kev : float
+        Beam energy [keV] (the acceleration voltage in kV).
     convergence_mrad : float
         Probe convergence semi-angle [mrad].
     haadf_mrad, bf_mrad : (2,) float
@@ -109,7 +109,7 @@ class MicroscopeConfig(StrictModel):
         probe FWHM of ~0.1 nm, as in the paper.
     """
 
-    energy_kv: float = Field(default=200.0, gt=0)
+    energy_kev: float = Field(default=200.0, gt=0)
     convergence_mrad: float = Field(default=25.0, gt=0)
     haadf_mrad: tuple[float, float] = (68.0, 280.0)
     bf_mrad: tuple[float, float] = (0.0, 17.0)

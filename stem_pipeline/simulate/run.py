@@ -119,7 +119,7 @@ def probe_fwhm_nm(config: SimulationConfig, *, sampling_nm: float = 0.002) -> di
     m = config.microscope
     with _abtem_settings(1):
         probe = abtem.Probe(
-            energy=m.energy_kv * 1e3,
+            energy=m.energy_kev * 1e3,
             semiangle_cutoff=m.convergence_mrad,
             extent=20.0,
             sampling=sampling_nm * 10,
@@ -228,7 +228,7 @@ def _run_abtem(
     import abtem
 
     m = config.microscope
-    energy = m.energy_kv * 1e3
+    energy = m.energy_kev * 1e3
     symbols = set(atoms.get_chemical_symbols())
     if config.phonons.num_configs > 0:
         specimen = abtem.FrozenPhonons(
@@ -534,7 +534,7 @@ def simulate_detectors(
             "config_hash": config.config_hash(),
             "structure": config.structure.kind,
             "zone_axis": list(config.structure.zone_axis),
-            "voltage_kv": m.energy_kv,
+            "energy_kev": m.energy_kev,
             "convergence_mrad": m.convergence_mrad,
             "detector": name.upper(),
             "detector_mrad": list(meta["detector_mrad"][name]),
