@@ -7,11 +7,15 @@ comparison with abTEM simulations.
 
 ``import stem_pipeline`` only imports numpy; the heavy libraries (HyperSpy,
 abTEM, atomap, scikit-learn) load inside the functions that need them.
-:func:`analyze`, :func:`load` and :class:`PipelineConfig` are imported on
-first use (module ``__getattr__``), so they cost nothing until then::
+:func:`analyze`, :func:`load`, :class:`PipelineConfig` and the conversions of
+:mod:`stem_pipeline.io` (:func:`to_signal`, :func:`result_signal`,
+:func:`to_dataframe`, :func:`to_atomap`) are imported on first use (module
+``__getattr__``), so they cost nothing until then::
 
     import stem_pipeline as sp
     result = sp.analyze(sp.load("dot.dm4"))   # or sp.analyze(hs.load("dot.dm4"))
+    df = sp.to_dataframe(result)              # every columns.csv column, units in df.attrs
+    region_map = sp.result_signal(result, "region_map")
 """
 
 from typing import Any
@@ -34,6 +38,10 @@ _LAZY = {
     "PipelineConfig": ("pipeline", "PipelineConfig"),
     "load": ("io", "load"),
     "save": ("io", "save"),
+    "to_signal": ("io", "to_signal"),
+    "result_signal": ("io", "result_signal"),
+    "to_dataframe": ("io", "to_dataframe"),
+    "to_atomap": ("io", "to_atomap"),
 }
 
 
@@ -72,5 +80,9 @@ __all__ = [
     "__version__",
     "analyze",
     "load",
+    "result_signal",
     "save",
+    "to_atomap",
+    "to_dataframe",
+    "to_signal",
 ]

@@ -30,13 +30,6 @@ UNLABELLED_COLOUR = "#00bfff"
 #: Region-map codes: 0 outside the crystal, then 1 + label code.
 REGION_OUTSIDE, REGION_ORDERED, REGION_UNIFORM = 0, 1, 2
 #: Units of the columns of :meth:`Columns.to_dataframe` (and ``columns.csv``); "" for none.
-_COLUMN_UNITS: dict[str, str] = {
-    "x_px": "px", "y_px": "px", "x_nm": "nm", "y_nm": "nm",
-    "amplitude": "counts", "background": "counts", "volume": "counts px^2", "cell_intensity": "counts",
-    "peak": "counts", "sigma_x_px": "px", "sigma_y_px": "px", "x_std_px": "px", "y_std_px": "px",
-}
-
-
 def _encode(value: Any) -> Any:
     """Make a field value storable (dataclasses become dicts)."""
     if isinstance(value, _Struct):
@@ -179,19 +172,6 @@ class Micrograph(_Struct):
         """Return a copy with some fields changed (e.g. denoised ``data``)."""
         return dataclasses.replace(self, **changes)
 
-    def to_signal(self):
-        """Return a calibrated HyperSpy ``Signal2D`` (see :func:`stem_pipeline.io.to_signal`)."""
-        from .io import to_signal
-
-        return to_signal(self)
-
-    @classmethod
-    def from_signal(cls, signal, *, source: str | None = None) -> Micrograph:
-        """Build from a HyperSpy ``Signal2D`` (see :func:`stem_pipeline.io.from_signal`)."""
-        from .io import from_signal
-
-        return from_signal(signal, source=source)
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Columns(_Struct):
@@ -294,98 +274,10 @@ class Columns(_Struct):
         present = [name for name in fields if getattr(self, name) is not None]
         return f"Columns({len(self)} columns, {scale}, fields: {', '.join(['rc', *present])})"
 
-    def _intensity_source(self) -> str | None:
+    @property
+    def intensity_source(self) -> str | None:
+        """The field :attr:`intensity` comes from: ``volume``, ``cell_intensity``, ``peak`` or None."""
         return next((n for n in ("volume", "cell_intensity", "peak") if getattr(self, n) is not None), None)
-
-    def to_dataframe(self, labels: PhaseLabels | None = None):
-        """Return a pandas DataFrame with the columns of ``columns.csv``, one row per column.
-
-        Parameters
-        ----------
-        labels : PhaseLabels, optional
-            The columns' phase labels (``PipelineResult.labels``); without
-            them ``label`` and ``contrast`` are ``"n/a"`` and
-            ``order_parameter`` NaN, as in ``columns.csv`` of an image the
-            two-phase model does not apply to.
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``x_px, y_px`` (x = col, y = row), ``x_nm, y_nm`` (NaN when
-            uncalibrated), ``intensity``, the fitted fields that are present,
-            ``label``, ``contrast`` and ``order_parameter``.
-            ``df.attrs["units"]`` maps each column to its unit and
-            ``df.attrs["pixel_size_nm"]`` holds the calibration.
-        """
-        import pandas as pd
-
-        df = pd.DataFrame({"x_px": self.rc[:, 1], "y_px": self.rc[:, 0]})
-        scale = self.pixel_size_nm if self.pixel_size_nm is not None else np.nan
-        df["x_nm"] = df["x_px"] * scale
-        df["y_nm"] = df["y_px"] * scale
-        source = self._intensity_source()
-        df["intensity"] = self.intensity if source else np.nan
-        for name in ("amplitude", "background", "volume", "cell_intensity", "peak", "fit_ok", "lattice"):
-            value = getattr(self, name)
-            if value is not None:
-                df[name] = value
-        if self.sigma is not None:
-            df["sigma_x_px"], df["sigma_y_px"] = self.sigma[:, 1], self.sigma[:, 0]
-        if self.rc_std is not None:
-            df["x_std_px"], df["y_std_px"] = self.rc_std[:, 1], self.rc_std[:, 0]
-        if labels is not None and len(labels.label) != len(self):
-            raise ValueError(f"labels has {len(labels.label)} entries, the columns {len(self)}")
-        df["label"] = labels.label_names if labels is not None else "n/a"
-        df["contrast"] = labels.contrast_names if labels is not None else "n/a"
-        df["order_parameter"] = labels.order_parameter if labels is not None else np.nan
-        units = {name: _COLUMN_UNITS.get(name, "") for name in df.columns}
-        units["intensity"] = _COLUMN_UNITS.get(source or "", "")
-        df.attrs.update(units=units, pixel_size_nm=self.pixel_size_nm, intensity=source)
-        return df
-
-    def to_atomap(self, image: np.ndarray | Micrograph | Any):
-        """Return an atomap ``Sublattice`` of these columns on ``image``, keeping the calibration.
-
-        Parameters
-        ----------
-        image : (M, N) ndarray, Micrograph or HyperSpy Signal2D
-            The image the columns were found on.
-
-        Returns
-        -------
-        atomap.sublattice.Sublattice
-            Positions in x/y (the (row, col) to (x, y) swap happens here);
-            ``pixel_size`` in nm and ``units`` ``"nm"`` when calibrated (from
-            the columns, else the Micrograph), otherwise 1 pixel.
-        """
-        try:
-            import atomap.api  # noqa: F401  (atomap 0.4.2: importing sublattice alone is circular)
-            from atomap.sublattice import Sublattice
-        except ImportError as exc:
-            raise ImportError(
-                "Columns.to_atomap needs atomap: pip install 'stem-pipeline[notebooks]' (or atomap)"
-            ) from exc
-
-        scale = self.pixel_size_nm
-        if isinstance(image, Micrograph):
-            scale = image.pixel_size_nm if scale is None else scale
-            data = image.data
-        elif hasattr(image, "axes_manager"):  # a HyperSpy signal: its pixels, our calibration
-            data = np.asarray(image.data)
-        else:
-            data = np.asarray(image)
-        calibration = {} if scale is None else {"pixel_size": scale, "units": "nm"}
-        return Sublattice(atom_position_list=self.rc[:, ::-1].copy(), image=data, **calibration)
-
-    def to_markers(self, labels: PhaseLabels | None = None):
-        """Return the columns as HyperSpy ``Points`` markers in calibrated (nm) coordinates.
-
-        See :func:`stem_pipeline.io.columns_markers`.
-        """
-        from .io import columns_markers
-
-        return columns_markers(self, labels)
-
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class PhaseLabels(_Struct):
@@ -515,33 +407,6 @@ class PipelineResult(_Struct):
         rows = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(v)}</td></tr>"
                        for k, v in self._summary_items())
         return f"<table><caption>PipelineResult</caption>{rows}</table>"
-
-    def to_dataframe(self):
-        """The columns as a DataFrame with every ``columns.csv`` column (see :meth:`Columns.to_dataframe`).
-
-        Empty (no rows) when no columns were found.
-        """
-        columns = self.columns if self.columns is not None else Columns(rc=np.zeros((0, 2)))
-        columns = columns.replace(pixel_size_nm=columns.pixel_size_nm or self.micrograph.pixel_size_nm)
-        return columns.to_dataframe(self.labels)
-
-    def to_signal(self, kind: str = "denoised", *, markers: bool = True):
-        """Return a calibrated HyperSpy ``Signal2D`` of one of the result's images.
-
-        See :func:`stem_pipeline.io.result_signal`.
-
-        Parameters
-        ----------
-        kind : {"denoised", "raw", "region_map", "crystal_mask"}
-            Which image: the denoised or raw micrograph, the region map (0
-            outside the crystal, 1 ordered, 2 uniform) or the crystal mask.
-        markers : bool
-            Add the columns as permanent ``Points`` markers (coloured by
-            contrast: red bright, purple dim, green uniform).
-        """
-        from .io import result_signal
-
-        return result_signal(self, kind, markers=markers)
 
 
 _STRUCTS: dict[str, type[_Struct]] = {

@@ -28,6 +28,7 @@ from ._types import (
     Columns,
     Micrograph,
     PhaseLabels,
+    PipelineResult,
 )
 from .errors import InputError
 
@@ -560,6 +561,103 @@ def result_signal(result, kind: str = "denoised", *, markers: bool = True):
         columns = result.columns.replace(pixel_size_nm=result.micrograph.pixel_size_nm)
         signal.add_marker(columns_markers(columns, result.labels), permanent=True, plot_marker=False)
     return signal
+
+
+#: Units of the ``columns.csv`` / :func:`to_dataframe` columns (``df.attrs["units"]``).
+COLUMN_UNITS: dict[str, str] = {
+    "x_px": "px", "y_px": "px", "x_nm": "nm", "y_nm": "nm",
+    "amplitude": "counts", "background": "counts", "volume": "counts px^2", "cell_intensity": "counts",
+    "peak": "counts", "sigma_x_px": "px", "sigma_y_px": "px", "x_std_px": "px", "y_std_px": "px",
+}
+
+
+def to_dataframe(obj: Columns | PipelineResult, labels: PhaseLabels | None = None):
+    """A pandas DataFrame with the columns of ``columns.csv``, one row per atom column.
+
+    Parameters
+    ----------
+    obj : Columns or PipelineResult
+        The columns, or a result (its columns, labels and the micrograph's calibration;
+        no rows when it found no columns).
+    labels : PhaseLabels, optional
+        With :class:`Columns`: their phase labels (``PipelineResult.labels``); without
+        them ``label`` and ``contrast`` are ``"n/a"`` and ``order_parameter`` NaN, as in
+        ``columns.csv`` of an image the two-phase model does not apply to.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``x_px, y_px`` (x = col, y = row), ``x_nm, y_nm`` (NaN when uncalibrated),
+        ``intensity``, the fitted fields that are present, ``label``, ``contrast`` and
+        ``order_parameter``. ``df.attrs["units"]`` maps each column to its unit and
+        ``df.attrs["pixel_size_nm"]`` holds the calibration.
+    """
+    import pandas as pd
+
+    if isinstance(obj, PipelineResult):
+        columns = obj.columns if obj.columns is not None else Columns(rc=np.zeros((0, 2)))
+        columns = columns.replace(pixel_size_nm=columns.pixel_size_nm or obj.micrograph.pixel_size_nm)
+        labels = obj.labels
+    else:
+        columns = obj
+    df = pd.DataFrame({"x_px": columns.rc[:, 1], "y_px": columns.rc[:, 0]})
+    scale = columns.pixel_size_nm if columns.pixel_size_nm is not None else np.nan
+    df["x_nm"] = df["x_px"] * scale
+    df["y_nm"] = df["y_px"] * scale
+    source = columns.intensity_source
+    df["intensity"] = columns.intensity if source else np.nan
+    for name in ("amplitude", "background", "volume", "cell_intensity", "peak", "fit_ok", "lattice"):
+        value = getattr(columns, name)
+        if value is not None:
+            df[name] = value
+    if columns.sigma is not None:
+        df["sigma_x_px"], df["sigma_y_px"] = columns.sigma[:, 1], columns.sigma[:, 0]
+    if columns.rc_std is not None:
+        df["x_std_px"], df["y_std_px"] = columns.rc_std[:, 1], columns.rc_std[:, 0]
+    if labels is not None and len(labels.label) != len(columns):
+        raise ValueError(f"labels has {len(labels.label)} entries, the columns {len(columns)}")
+    df["label"] = labels.label_names if labels is not None else "n/a"
+    df["contrast"] = labels.contrast_names if labels is not None else "n/a"
+    df["order_parameter"] = labels.order_parameter if labels is not None else np.nan
+    units = {name: COLUMN_UNITS.get(name, "") for name in df.columns}
+    units["intensity"] = COLUMN_UNITS.get(source or "", "")
+    df.attrs.update(units=units, pixel_size_nm=columns.pixel_size_nm, intensity=source)
+    return df
+
+
+def to_atomap(columns: Columns, image: np.ndarray | Micrograph | Any):
+    """An atomap ``Sublattice`` of ``columns`` on ``image``, keeping the calibration.
+
+    Parameters
+    ----------
+    columns : Columns
+        Column positions (row, col) [px].
+    image : (M, N) ndarray, Micrograph or HyperSpy Signal2D
+        The image the columns were found on.
+
+    Returns
+    -------
+    atomap.sublattice.Sublattice
+        Positions in x/y (the (row, col) to (x, y) swap happens here); ``pixel_size``
+        in nm and ``units`` ``"nm"`` when calibrated (from the columns, else the
+        Micrograph), otherwise 1 pixel.
+    """
+    try:
+        import atomap.api  # noqa: F401  (atomap 0.4.2: importing sublattice alone is circular)
+        from atomap.sublattice import Sublattice
+    except ImportError as exc:
+        raise ImportError("to_atomap needs atomap: pip install 'stem-pipeline[notebooks]' (or atomap)") from exc
+
+    scale = columns.pixel_size_nm
+    if isinstance(image, Micrograph):
+        scale = image.pixel_size_nm if scale is None else scale
+        data = image.data
+    elif is_signal(image):  # its pixels, our calibration
+        data = np.asarray(image.data)
+    else:
+        data = np.asarray(image)
+    calibration = {} if scale is None else {"pixel_size": scale, "units": "nm"}
+    return Sublattice(atom_position_list=columns.rc[:, ::-1].copy(), image=data, **calibration)
 
 
 def _storable(value: Any) -> Any:

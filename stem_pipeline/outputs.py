@@ -19,6 +19,7 @@ import numpy as np
 from ._atomic import atomic_write, atomic_write_json
 from ._types import PipelineResult
 from .errors import InputError
+from .io import to_dataframe
 from .provenance import file_hash, versions
 
 logger = logging.getLogger("stem_pipeline")
@@ -117,11 +118,7 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if result.columns is not None:
-        df = result.columns.to_dataframe()
-        labelled = result.labels is not None
-        df["label"] = result.labels.label_names if labelled else "n/a"
-        df["contrast"] = result.labels.contrast_names if labelled else "n/a"
-        df["order_parameter"] = result.labels.order_parameter if labelled else np.nan
+        df = to_dataframe(result.columns, result.labels)
         atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
     outputs = ([COLUMNS_CSV] if result.columns is not None else []) + [OVERLAY, THUMBNAIL]
     display = result.denoised if result.denoised is not None else result.micrograph.data

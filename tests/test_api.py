@@ -9,6 +9,7 @@ import pytest
 
 import stem_pipeline as sp
 from stem_pipeline import InputError, Micrograph, io
+from stem_pipeline.io import result_signal, to_atomap, to_dataframe
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 DM4 = REALDATA / "SIM_vecmap_pto100_drprobe.dm4"  # simulated PbTiO3 [100], 0.016 nm/px in nm
@@ -117,10 +118,10 @@ def test_load_a_signal_stack_takes_frame_and_warns_without_calibration():
 
 def test_region_map_and_denoised_signals_are_calibrated_with_column_markers(dot_result):
     dot, result = dot_result
-    region = result.to_signal("region_map")
+    region = result_signal(result, "region_map")
     np.testing.assert_array_equal(region.data, result.labels.region_map)
     for kind in ("denoised", "raw", "crystal_mask"):
-        signal = result.to_signal(kind, markers=False)
+        signal = result_signal(result, kind, markers=False)
         assert signal.data.shape == dot.image.shape and not signal.metadata.has_item("Markers")
     for ax in region.axes_manager.signal_axes:
         assert (ax.scale, ax.units) == (pytest.approx(dot.pixel_size_nm), "nm")
@@ -129,16 +130,16 @@ def test_region_map_and_denoised_signals_are_calibrated_with_column_markers(dot_
     np.testing.assert_allclose(marker.kwargs["offsets"], result.columns.rc[:, ::-1] * dot.pixel_size_nm)
     assert len(set(marker.kwargs["color"])) == 3  # bright, dim and uniform columns
     with pytest.raises(ValueError, match="kind='mask'"):
-        result.to_signal("mask")
+        result_signal(result, "mask")
 
 
 def test_to_atomap_keeps_scale_and_units(dot_result):
     pytest.importorskip("atomap.api")
     dot, result = dot_result
-    sub = result.columns.subset(np.arange(20)).to_atomap(result.micrograph)
+    sub = to_atomap(result.columns.subset(np.arange(20)), result.micrograph)
     assert sub.pixel_size == pytest.approx(dot.pixel_size_nm) and sub.units == "nm"
     np.testing.assert_allclose(sub.x_position, result.columns.rc[:20, 1])
-    uncalibrated = result.columns.subset(np.arange(5)).replace(pixel_size_nm=None).to_atomap(dot.image)
+    uncalibrated = to_atomap(result.columns.subset(np.arange(5)).replace(pixel_size_nm=None), dot.image)
     assert uncalibrated.pixel_size == 1.0
 
 
@@ -148,7 +149,7 @@ def test_dataframe_carries_every_columns_csv_column_with_units(tmp_path, dot_res
     from stem_pipeline.outputs import COLUMNS_CSV, write_result
 
     _, result = dot_result
-    df = result.to_dataframe()
+    df = to_dataframe(result)
     write_result(result, tmp_path, {"status": result.status})
     csv = pd.read_csv(tmp_path / COLUMNS_CSV)
     assert list(df.columns) == list(csv.columns)
@@ -158,7 +159,7 @@ def test_dataframe_carries_every_columns_csv_column_with_units(tmp_path, dot_res
     assert set(units) == set(df.columns)
     assert (units["x_nm"], units["x_px"], units["intensity"]) == ("nm", "px", "counts px^2")
     assert df.attrs["pixel_size_nm"] == result.micrograph.pixel_size_nm
-    unlabelled = result.columns.to_dataframe()
+    unlabelled = to_dataframe(result.columns)
     assert set(unlabelled["label"]) == {"n/a"} and unlabelled["order_parameter"].isna().all()
 
 

@@ -6,6 +6,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from stem_pipeline import Columns, Micrograph
+from stem_pipeline.io import to_atomap, to_dataframe
 from stem_pipeline.columns import ColumnsConfig, find_columns, measure_intensities, refine_columns
 from stem_pipeline.lattice import Lattice, crystal_mask, find_lattice
 from stem_pipeline.synthetic import make_carbon, make_dot, render_gaussians
@@ -182,15 +183,15 @@ def test_inputs_not_modified_and_dtypes_accepted():
 def test_dataframe_and_atomap_from_real_output(high_signal):
     dot, (_, _, _, refined) = high_signal
     cols = measure_intensities(dot.image, refined.replace(pixel_size_nm=dot.pixel_size_nm))
-    df = cols.to_dataframe()
+    df = to_dataframe(cols)
     np.testing.assert_array_equal(df["x_px"], cols.rc[:, 1])
     np.testing.assert_array_equal(df["y_px"], cols.rc[:, 0])
     np.testing.assert_allclose(df["x_nm"], cols.rc[:, 1] * dot.pixel_size_nm)
     assert np.all(np.isfinite(df["intensity"]))
     # atomap.sublattice cannot be imported on its own (circular import inside atomap 0.4.2);
-    # importing atomap.api first works around it (reported for Columns.to_atomap).
+    # importing atomap.api first works around it (reported for io.to_atomap).
     pytest.importorskip("atomap.api")
-    sub = cols.subset(np.arange(50)).to_atomap(dot.image)
+    sub = to_atomap(cols.subset(np.arange(50)), dot.image)
     np.testing.assert_allclose(sub.x_position, cols.rc[:50, 1])
     np.testing.assert_allclose(sub.y_position, cols.rc[:50, 0])
 

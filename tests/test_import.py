@@ -43,7 +43,7 @@ def test_analyze_and_the_demo_do_not_import_the_extras(tmp_path):
         "dot = make_dot((128, 128), dose=200, rng=0)\n"
         "result = sp.analyze(dot.image, pixel_size_nm=dot.pixel_size_nm)\n"
         "assert result.columns is not None\n"
-        "result.to_dataframe(); result.to_signal('denoised')\n"
+        "sp.to_dataframe(result); sp.result_signal(result, 'denoised')\n"
         f"assert cli.main(['-q', 'demo', '--out', {str(tmp_path / 'demo')!r}]) == 0\n"
         "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
     )

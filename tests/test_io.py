@@ -152,10 +152,10 @@ def test_load_never_modifies_the_input_file(tmp_path):
 
 def test_signal_round_trip():
     m = Micrograph(IMAGE, pixel_size_nm=0.031, source="dot.dm4")
-    s = m.to_signal()
+    s = io.to_signal(m)
     ax = s.axes_manager.signal_axes[0]
     assert (ax.scale, ax.units, ax.name) == (pytest.approx(0.031), "nm", "x")
-    back = Micrograph.from_signal(s)
+    back = io.from_signal(s)
     np.testing.assert_array_equal(back.data, IMAGE)
     assert back.pixel_size_nm == pytest.approx(0.031)
 

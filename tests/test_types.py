@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stem_pipeline import AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
+from stem_pipeline.io import to_dataframe
 
 RNG = np.random.default_rng(3)
 
@@ -37,7 +38,7 @@ def test_columns_subset_and_dataframe_use_x_for_col():
     c = _columns()
     sub = c.subset(np.array([0, 2]))
     assert len(sub) == 2 and np.array_equal(sub.volume, c.volume[[0, 2]])
-    df = c.to_dataframe()
+    df = to_dataframe(c)
     np.testing.assert_array_equal(df["x_px"], c.rc[:, 1])
     np.testing.assert_array_equal(df["y_px"], c.rc[:, 0])
     np.testing.assert_allclose(df["x_nm"], c.rc[:, 1] * 0.02)
