@@ -4,7 +4,7 @@ Issue 5 ("a Cs0.5FA0.5PbI3 dot model from the simulate module should come out
 near 0.5") and issue 7 ("compare on a simulated two-phase dot names the right
 model for each region"). A full abTEM simulation of a 14 nm dot is days of
 CPU here, so the dot is an **abTEM cell mosaic**
-(:mod:`stem_pipeline.simulate.mosaic`): one repeat cell of each pure phase is
+(:mod:`stem_pipeline.synthetic_mosaic`): one repeat cell of each pure phase is
 simulated with abTEM through the cache (reduced, stated settings), and the
 dot image tiles each phase's periodic cell image over a Voronoi domain map
 (the synthetic generator's), on amorphous carbon, with Poisson noise.
@@ -79,7 +79,7 @@ def write_reduced_yaml(folder: Path) -> dict[str, Path]:
 
 def cells() -> dict:
     """Simulate (or load from the cache) every model's cell at the mosaic thickness; times in seconds."""
-    from stem_pipeline.simulate.mosaic import simulate_cell
+    from stem_pipeline.simulate.cells import simulate_cell
 
     out, times = {}, {}
     for name in MODELS:
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer dots per dose")
     args = parser.parse_args(argv)
-    from stem_pipeline.simulate.mosaic import mosaic_dot
+    from stem_pipeline.synthetic_mosaic import mosaic_dot
     from stem_pipeline.synthetic import make_dot
 
     t_start = time.perf_counter()
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         f"Timings on a shared 2-core machine (x86_64, {platform.python_version()}) while other engineers' jobs ran."
         + (" `--quick` run." if args.quick else ""),
         "",
-        "**How the dot is made** (`stem_pipeline.simulate.mosaic`): one repeat cell of each pure phase is "
+        "**How the dot is made** (`stem_pipeline.synthetic_mosaic`): one repeat cell of each pure phase is "
         "simulated with abTEM (`simulate_cell`, the simulate module's fast path, through its cache) at "
         f"{MOSAIC_THICKNESS_NM} nm (rounded to whole repeat cells), with the paper's optics but reduced "
         f"discretisation: potential sampling {REDUCED['potential.sampling_nm']} nm (HAADF integrated over "
@@ -325,7 +325,8 @@ def _lattice_section(cell_set) -> list[str]:
     from stem_pipeline.denoise import denoise
     from stem_pipeline.lattice import find_lattice
     from stem_pipeline.pipeline import PipelineConfig
-    from stem_pipeline.simulate.mosaic import mosaic_dot, simulate_cell
+    from stem_pipeline.simulate.cells import simulate_cell
+    from stem_pipeline.synthetic_mosaic import mosaic_dot
 
     fractions = (0.15, 0.3, 0.5)
     lines = ["### Lattice finder on abTEM contrast (diagnostic)", "",
@@ -357,10 +358,10 @@ def _found(row: dict) -> str:
 
 def _site_values(cell) -> list[float]:
     """Cell-image values at the columns, bright (Pb) first."""
-    from stem_pipeline.simulate.mosaic import _sample_cell
+    from stem_pipeline.simulate.cells import sample_cell
 
     order = np.argsort(~cell.bright, kind="stable")
-    return [float(v) for v in _sample_cell(cell, cell.sites_nm[order])]
+    return [float(v) for v in sample_cell(cell, cell.sites_nm[order])]
 
 
 def _choose(section1: dict, label: str) -> tuple[str, str]:
@@ -388,7 +389,7 @@ def _choose(section1: dict, label: str) -> tuple[str, str]:
 def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
     from stem_pipeline.compare import CompareConfig
     from stem_pipeline.comparison import compare_models
-    from stem_pipeline.simulate.mosaic import mosaic_dot
+    from stem_pipeline.synthetic_mosaic import mosaic_dot
 
     options = CompareConfig(thicknesses_nm=THICKNESSES_NM)
     lines = [f"## 3. Model ranking per region (`compare_models`, {ORDERED} + {chosen} mosaic)", "",

@@ -130,7 +130,8 @@ def test_two_phase_mosaic_names_the_right_model_for_each_region(configs, tmp_pat
     on its own grid and registering a model on its column period.
     """
     _skip_without_abtem()
-    from stem_pipeline.simulate.mosaic import mosaic_dot, simulate_cell
+    from stem_pipeline.simulate.cells import simulate_cell
+    from stem_pipeline.synthetic_mosaic import mosaic_dot
 
     # CsPbI3's bright/dim contrast needs frozen phonons and a HAADF ring beyond the tiny configs'
     # 83 mrad (with those its columns are alike): the sim_configs with benchmarks/paper_case.py's

@@ -20,7 +20,8 @@ from stem_pipeline._types import (
     REGION_OUTSIDE,
     REGION_UNIFORM,
 )
-from stem_pipeline.simulate.mosaic import CellImage, cell_columns, mosaic_dot
+from stem_pipeline.simulate.cells import CellImage, cell_columns
+from stem_pipeline.synthetic_mosaic import mosaic_dot
 from stem_pipeline.synthetic import domain_map, render_gaussians
 
 PIXEL_NM = 0.035
@@ -155,7 +156,7 @@ def test_real_tiny_abtem_cell_and_mosaic(tmp_path):
     """A real (tiny, static, coarse) abTEM CsPbI3 [001] cell: its maxima are the reported columns."""
     pytest.importorskip("abtem")
     from stem_pipeline.simulate import SimulationConfig
-    from stem_pipeline.simulate.mosaic import simulate_cell
+    from stem_pipeline.simulate.cells import simulate_cell
 
     config = SimulationConfig.model_validate(
         {

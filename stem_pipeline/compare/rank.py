@@ -212,7 +212,7 @@ def model_period_nm(path: str | os.PathLike) -> np.ndarray:
     """The column period of a crystal model's image: a reduced basis (row, col) [nm].
 
     The translations that map every projected heavy-atom column onto a column
-    of the same composition (:func:`stem_pipeline.simulate.mosaic.primitive_vectors_nm`).
+    of the same composition (:func:`stem_pipeline.simulate.cells.primitive_vectors_nm`).
     This is the repeat cell for CsPbI3 and FAPbI3 [001] (the Pb-I column
     repeats every a), but a much smaller cell than the orthogonal repeat for
     e.g. PbI2 along <1 -1 1> (0.347 nm grid in a 0.456 x 4.705 nm repeat):
@@ -229,7 +229,7 @@ def model_period_nm(path: str | os.PathLike) -> np.ndarray:
     (2, 2) ndarray
     """
     from ..simulate import build_structure, load_config
-    from ..simulate.mosaic import column_composition, primitive_vectors_nm
+    from ..simulate.cells import column_composition, primitive_vectors_nm
 
     config = load_config(path)
     atoms = build_structure(config.model_copy(update={"scan": config.scan.model_copy(update={"field_cells": (1, 1)})}))
