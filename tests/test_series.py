@@ -212,7 +212,10 @@ def bad_result(series):
     frames[2, 10:40, 10:40] = np.nan
     other = make_dot((320, 320), dot_size_nm=7.0, rotation_deg=25.0, center_offset_nm=(1.5, -1.0), dose=100.0, rng=7)
     frames[6] = other.image
-    return analyze_series(frames, pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=250.0)
+    given = frames.copy()
+    result = analyze_series(frames, pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=250.0)
+    np.testing.assert_array_equal(frames, given)  # the caller's array is not changed
+    return result
 
 
 def test_nan_frames_are_listed(bad_result):
@@ -241,10 +244,11 @@ def test_running_sum_of_frames(series):
         series.frames[:6], pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=250.0,
         config=SeriesConfig(sum_frames=2),
     )
-    # Frame k shows the sum of frames k-1 and k: its fraction lies between theirs.
+    # Frame k shows the sum of frames k-1 and k: its fraction lies between theirs, at their mean dose.
     truth = series.uniform_fraction[:6]
     for k in range(1, 6):
         assert truth[k - 1] - 0.04 <= res.uniform_fraction[k] <= truth[k] + 0.04
+    assert res.cumulative_dose[1:].tolist() == [250.0 * k for k in range(1, 6)]
 
 
 # --- the command ---------------------------------------------------------------------------------------------

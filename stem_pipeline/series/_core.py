@@ -83,7 +83,8 @@ class SeriesResult:
     dose_source : str
         ``"argument"``, ``"metadata"`` or ``"none"``.
     cumulative_dose : (F,) ndarray
-        Dose at the middle of each frame's exposure, ``(k + 0.5) * dose_per_frame``.
+        Dose at the middle of each frame's exposure, ``(k + 0.5) * dose_per_frame``
+        (with ``sum_frames`` > 1: the mean over the frames summed into frame ``k``'s image).
     status, message : list of str
         Per frame: ``"ok"`` or why it was left out.
     uniform_fraction, uniform_ci95 : (F,), (F, 2) ndarray
@@ -182,12 +183,14 @@ def _dose(series: FrameSeries, dose_per_frame: float | None) -> tuple[float, str
     return 1.0, "frame", "none"
 
 
-def _frame_image(frames, k, ok_index, drift, sum_frames) -> np.ndarray:
-    """Frame ``k``, or the sum of the last ``sum_frames`` registered frames moved into frame ``k``'s place."""
+def _frame_image(frames, k, ok_index, drift, sum_frames) -> tuple[np.ndarray, list[int]]:
+    """Frame ``k``, or the sum of the last ``sum_frames`` registered frames moved into frame ``k``'s place,
+    and the frames summed."""
     if sum_frames == 1:
-        return frames[k]
+        return frames[k], [k]
     earlier = [j for j in ok_index if j <= k][-sum_frames:]
-    return np.sum([ndimage.shift(frames[j], drift[k] - drift[j], order=1, mode="nearest") for j in earlier], axis=0)
+    shifted = [ndimage.shift(frames[j], drift[k] - drift[j], order=1, mode="nearest") for j in earlier]
+    return np.sum(shifted, axis=0), earlier
 
 
 def analyze_series(
@@ -237,6 +240,7 @@ def analyze_series(
     n = len(frames)
     dose_per_frame, unit, dose_source = _dose(series, dose_per_frame_e_per_A2)
     cumulative = (np.arange(n) + 0.5) * dose_per_frame
+    dose = cumulative.copy()
     status, message = _frame_checks(frames)
     usable = np.array([s == "ok" for s in status])
     if usable.sum() < 2:
@@ -257,7 +261,8 @@ def analyze_series(
     fraction, ci = np.full(n, np.nan), np.full((n, 2), np.nan)
     n_columns = np.zeros(n, int)
     for k in ok_index:
-        image = _frame_image(frames, k, ok_index, drift, config.sum_frames)
+        image, summed = _frame_image(frames, k, ok_index, drift, config.sum_frames)
+        dose[k] = float(np.mean(cumulative[summed]))  # a running sum shows the state at its frames' mean dose
         res = analyze(Micrograph(image, pixel_size_nm=series.pixel_size_nm, source=f"frame {k}"), pipeline_config, rng=rng)
         results[k] = res
         n_columns[k] = 0 if res.columns is None else len(res.columns)
@@ -270,7 +275,7 @@ def analyze_series(
     reference_rc = _reference_columns(analyze, reference_image, series.pixel_size_nm, pipeline_config, results, drift)
     labels = _track(reference_rc, results, drift, n, config.link_tolerance_spacings)
     history = column_histories(labels)
-    conversion_dose = np.where(history.conversion_frame >= 0, cumulative[np.maximum(history.conversion_frame, 0)], np.nan)
+    conversion_dose = np.where(history.conversion_frame >= 0, dose[np.maximum(history.conversion_frame, 0)], np.nan)
     conversion_dose[history.initially_uniform] = 0.0
     if history.n_reversals.sum():
         logger.warning(
@@ -280,7 +285,7 @@ def analyze_series(
     measured = np.isfinite(fraction)
     sigma = np.maximum((ci[:, 1] - ci[:, 0]) / 3.92, 0.005)
     chosen, fits = fit_damage(
-        cumulative[measured], fraction[measured], sigma[measured], common_error_fraction=config.common_error_fraction
+        dose[measured], fraction[measured], sigma[measured], common_error_fraction=config.common_error_fraction
     )
     if chosen is None:
         logger.warning("%s: %d frames with fractions; at least 5 are needed to fit", series.source, int(measured.sum()))
@@ -288,7 +293,7 @@ def analyze_series(
         logger.warning("%s: frame %d left out (%s): %s", series.source, k, status[k], message[k])
     return SeriesResult(
         source=series.source, pixel_size_nm=series.pixel_size_nm, dose_per_frame=dose_per_frame, dose_unit=unit,
-        dose_source=dose_source, cumulative_dose=cumulative, status=status, message=message,
+        dose_source=dose_source, cumulative_dose=dose, status=status, message=message,
         uniform_fraction=fraction, uniform_ci95=ci, n_columns=n_columns, drift_rc_px=drift,
         drift_velocity_rc_px=velocity, reference_image=reference_image.astype(np.float32), reference_rc=reference_rc,
         history=history, conversion_dose=conversion_dose, fit=chosen, fits=fits,
