@@ -190,6 +190,20 @@ def test_dose_from_a_hyperspy_stack(tmp_path, series):
     assert dose == pytest.approx(0.05e-9 * 1e-6 / 1.602176634e-19 / 0.35**2, rel=1e-6)
 
 
+def test_folder_of_frames_in_natural_order_and_tiff_stack(tmp_path, series):
+    import tifffile
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name, k in (("frame_1", 1), ("frame_2", 2), ("frame_10", 3)):  # frame_10 sorts after frame_2
+        np.save(folder / f"{name}.npy", series.frames[k])
+    loaded = load_series(folder, pixel_size_nm=series.pixel_size_nm)
+    np.testing.assert_array_equal(loaded.frames, series.frames[1:4])
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, series.frames[:3], photometric="minisblack")
+    np.testing.assert_array_equal(load_series(path).frames, series.frames[:3])
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 
 

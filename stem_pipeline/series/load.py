@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from .. import io
 from ..errors import InputError
+
+logger = logging.getLogger("stem_pipeline")
 
 #: Elementary charge [C].
 _E_CHARGE_C = 1.602176634e-19
@@ -128,6 +131,8 @@ def load_series(path: str | Path, *, pixel_size_nm: float | None = None) -> Fram
         raise InputError(path, f"the frames are too small: {data.shape[1]}x{data.shape[2]} px",
                          f"The pipeline needs at least {io.MIN_SIZE_PX}x{io.MIN_SIZE_PX} px")
     scale = calibration.get("pixel_size_nm") if pixel_size_nm is None else float(pixel_size_nm)
+    if scale is None:
+        logger.warning("%s: no pixel size in the file; results are in pixels (pass pixel_size_nm for nm)", path)
     return FrameSeries(data.astype(np.float32), scale, str(path), dict(calibration))
 
 

@@ -39,6 +39,7 @@ def series_table(result: SeriesResult):
         "drift_x_px": result.drift_rc_px[:, 1],
         "drift_y_px": result.drift_rc_px[:, 0],
         "status": result.status,
+        "in_fit": result.in_fit,
         "reversals": result.history.reversals_per_frame,
     })
 
@@ -85,6 +86,7 @@ def series_summary(result: SeriesResult) -> dict:
         "drift_velocity_px_per_frame": {
             "x": _finite(result.drift_velocity_rc_px[1]), "y": _finite(result.drift_velocity_rc_px[0])
         },
+        "reference_frame": result.reference_frame,
         "n_columns_tracked": len(result.reference_rc),
         "columns_converted": int((result.history.conversion_frame >= 0).sum()),
         "reversals": {
@@ -93,7 +95,8 @@ def series_summary(result: SeriesResult) -> dict:
             "flag": "classification errors: the beam converts ordered to uniform only" if result.n_reversals else None,
         },
         "frames": [
-            {"frame": k, "status": s, "message": m, "uniform_fraction": _finite(result.uniform_fraction[k])}
+            {"frame": k, "status": s, "message": m, "uniform_fraction": _finite(result.uniform_fraction[k]),
+             "in_fit": bool(result.in_fit[k])}
             for k, (s, m) in enumerate(zip(result.status, result.message))
         ],
     }
@@ -107,9 +110,12 @@ def plot_fraction_vs_dose(result: SeriesResult):
     fig = Figure(figsize=(6.5, 4.5), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     dose, frac, ci = result.cumulative_dose, result.uniform_fraction, result.uniform_ci95
-    ok = np.isfinite(frac)
+    ok = result.in_fit
     ax.errorbar(dose[ok], frac[ok], yerr=[frac[ok] - ci[ok, 0], ci[ok, 1] - frac[ok]], fmt="o", color="k",
                 ms=4, capsize=2, label="frames (pipeline, 95 % interval)")
+    bound = np.isfinite(frac) & ~ok
+    if bound.any():
+        ax.plot(dose[bound], frac[bound], "o", mfc="none", mec="0.5", ms=5, label="one-phase read (not fitted)")
     fit = result.fit
     unit = "e/Å²" if result.dose_unit == "e/A^2" else "frames"
     if fit is not None:
