@@ -162,6 +162,17 @@ def test_fit_recovers_a_noiseless_curve_and_prefers_the_true_model():
     assert aicc["two_rates"] < aicc["exponential"] - 10
 
 
+def test_critical_dose_flagged_when_the_data_do_not_pin_it():
+    dose = (np.arange(10) + 0.5) * 250.0
+    sigma = np.full(10, 0.02)
+    good, _ = fit_damage(dose, model(dose, 0.3, 2000.0), sigma)
+    assert good.critical_dose_constrained
+    # A dot almost all uniform from the start: its fraction barely moves within the noise.
+    flat = 0.9 + 0.02 * np.random.default_rng(1).standard_normal(10)
+    chosen, _ = fit_damage(dose, flat, sigma)
+    assert not chosen.critical_dose_constrained
+
+
 def test_dose_from_metadata():
     current_na, dwell_s, pixel_nm = 0.0264, 2e-6, 0.035
     expected = current_na * 1e-9 * dwell_s / 1.602176634e-19 / (pixel_nm * 10) ** 2

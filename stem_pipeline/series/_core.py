@@ -302,6 +302,11 @@ def analyze_series(
     )
     if chosen is None:
         logger.warning("%s: %d frames to fit; at least 5 are needed", series.source, int(in_fit.sum()))
+    elif not chosen.critical_dose_constrained:
+        logger.warning(
+            "%s: the critical dose is not constrained by the data (%.3g, 95 %% interval %.3g-%.3g): the fraction "
+            "changes too little over the series", series.source, chosen.critical_dose, *chosen.critical_dose_ci95,
+        )
     for k in np.flatnonzero(~np.array([s == "ok" for s in status])):
         logger.warning("%s: frame %d left out (%s): %s", series.source, k, status[k], message[k])
     return SeriesResult(

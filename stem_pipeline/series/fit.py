@@ -45,6 +45,8 @@ from scipy import optimize, stats
 #: Residuals beyond this many standard errors weigh less (soft-L1 loss): one misread frame
 #: (e.g. 0.98 where the truth is 0.84, seen on synthetic series) must not bend the whole curve.
 ROBUST_SCALE = 2.0
+#: A critical dose whose 95 % interval spans more than this factor is reported as not constrained.
+MAX_DC_CI_RATIO = 10.0
 #: The stated model; alternatives must beat it by this much AICc to replace it.
 STATED_MODEL, AICC_MARGIN = "exponential", 10.0
 
@@ -108,6 +110,10 @@ class DamageFit:
         Weighted residual sum of squares and the small-sample Akaike criterion.
     n_points : int
         Frames fitted.
+    critical_dose_constrained : bool
+        False when the data do not pin the critical dose down: it ran to its upper bound
+        (1000x the dose range), or its interval spans more than ``MAX_DC_CI_RATIO`` (e.g. a dot
+        almost all uniform from the start, whose small ordered share barely changes).
     """
 
     model: str
@@ -120,6 +126,7 @@ class DamageFit:
     chi2: float
     aicc: float
     n_points: int
+    critical_dose_constrained: bool = True
 
     def curve(self, dose: np.ndarray) -> np.ndarray:
         """The fitted uniform fraction at ``dose`` [e/A^2]."""
@@ -147,6 +154,7 @@ class DamageFit:
             "chi2": self.chi2,
             "aicc": self.aicc,
             "n_points": self.n_points,
+            "critical_dose_constrained": self.critical_dose_constrained,
         }
 
 
@@ -220,6 +228,8 @@ def fit_model(
     dc = model.critical(p)
     g = _gradient(lambda q: np.log(model.critical(q)), p)[0]
     sd_log_dc = float(np.sqrt(max(g @ cov @ g, 0.0)))
+    dose_params = [(v, hi) for key, v, hi in zip(model.names, p, bounds[1]) if key.startswith("D")]
+    at_bound = any(np.isclose(v, hi, rtol=1e-3) for v, hi in dose_params)
     k = p_count + 1  # the error scale is estimated too
     aicc = n * np.log(max(chi2, 1e-12) / n) + 2 * k + 2 * k * (k + 1) / max(n - k - 1, 1)
     return DamageFit(
@@ -233,6 +243,8 @@ def fit_model(
         chi2=chi2,
         aicc=float(aicc),
         n_points=n,
+        critical_dose_constrained=bool(np.isfinite(sd_log_dc) and t * sd_log_dc < np.log(MAX_DC_CI_RATIO) / 2)
+        and not at_bound,
     )
 
 
