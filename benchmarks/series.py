@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.getLogger("stem_pipeline").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
-    n_seeds = 2 if args.quick else 8
+    n_seeds, n_more = (2, 2) if args.quick else (8, 16)
     header = (
         "| frames | counts per frame | series fitted | mean abs f0 error | max | share <= 0.03 | mean f0 error | "
         "Dc constrained | median abs Dc error | max | share <= 20 % | median Dc error | f0 interval coverage | "
@@ -99,33 +99,43 @@ def main(argv=None) -> None:
             lines.append(f"| {n_frames} | {counts} | " + " | ".join(_fmt_cell(rows)) + " |")
             print(lines[-1], flush=True)
     lines.append("| all | all | " + " | ".join(_fmt_cell(all_rows)) + " |")
-    both = [r for r in all_rows if r["both_phases"]]
-    lines.append("| all, both phases at zero dose | all | " + " | ".join(_fmt_cell(both)) + " |")
-    models = {}
-    for r in all_rows:
+    # More dots at one setting, for the spread over dots and the coverage.
+    more = [run_one(10, 100.0, 6000 + s) for s in range(n_more)]
+    lines.append(f"| 10, {n_more} other dots | 100 | " + " | ".join(_fmt_cell(more)) + " |")
+    print(lines[-1], flush=True)
+    pooled = all_rows + more
+    both = [r for r in pooled if r["both_phases"]]
+    lines.append("| all above, both phases at zero dose | all | " + " | ".join(_fmt_cell(both)) + " |")
+    models: dict[str, int] = {}
+    for r in pooled:
         if r["fitted"]:
             models[r["model"]] = models.get(r["model"], 0) + 1
+    f0_grid = ", ".join(f"{f:.2f}" for f in sorted({round(r["f0_true"], 2) for r in all_rows}))
+    f0_more = ", ".join(f"{r['f0_true']:.2f}" for r in sorted(more, key=lambda r: r["f0_true"]))
+    reversals = [r["reversals"] for r in pooled]
     notes = [
         (f"{len(all_rows)} synthetic series (320x320 px, 0.035 nm/px, 8 nm dots of ~625 columns, 3 nm domains, "
         "uniform-domain probability 0.35, Dc = 2000 e/A^2, conversion from the domain boundaries with a 0.15 nm "
         "jitter, linear drift (0.6, -0.4) px per frame plus random jumps up to 3 px, steps <= 5 px) with the "
-        f"same total dose {TOTAL_DOSE:g} e/A^2 (1.25 Dc) in 5, 10 or 20 frames; the same {n_seeds} dots "
-        "(seeds 5000+, never used to choose a default) in every cell, with zero-dose uniform fractions "
-        f"{', '.join(f'{f:.2f}' for f in sorted({round(r['f0_true'], 2) for r in all_rows}))}. Truth: the generator's area fractions (the columns' lattice "
-        "cells). f0 interval: the fit's delta-method interval (Student's t) widened by the per-frame error "
-        "common to all frames (`SeriesConfig.common_error_fraction`, 0.25 of the median per-frame variance); "
-        "'without the common-error term' is the fit's interval alone. Dc interval: delta method on log Dc. "
-        "Dc statistics are over the fits whose Dc is constrained (interval narrower than a factor 10, not at "
-        "its bound; `DamageFit.critical_dose_constrained`); 'not fitted': fewer than 5 frames left after "
-        "one-phase reads (fraction 0 or 1, a bound) were set aside."),
-        (f"Model chosen (the exponential unless an alternative's AICc is lower by > 10): {models}. "
-        f"Reversals (uniform -> ordered, classification errors) per series: median "
-        f"{np.median([r['reversals'] for r in all_rows]):.0f}, max {max(r['reversals'] for r in all_rows)}."),
+        f"same total dose {TOTAL_DOSE:g} e/A^2 (1.25 Dc) in 5, 10 or 20 frames: the same {n_seeds} dots (seeds "
+        f"5000+, never used to choose a default) in every cell, zero-dose uniform fractions {f0_grid}; and "
+        f"{n_more} other dots (seeds 6000+, some looked at while choosing the fit's safeguards) in 10 frames at "
+        f"100 counts, zero-dose fractions {f0_more}. Truth: the generator's area fractions (the columns' "
+        "lattice cells)."),
+        ("f0 interval: the fit's delta-method interval (Student's t) widened by the per-frame error common to "
+        "all frames (`SeriesConfig.common_error_fraction`, 0.25 of the median per-frame variance); 'coverage "
+        "without the common-error term' is the fit's interval alone. Dc interval: delta method on log Dc. Dc "
+        "statistics are over the fits whose Dc is constrained (interval narrower than a factor 10 and not at "
+        "its bound: `DamageFit.critical_dose_constrained`, false e.g. for a dot almost all uniform from the "
+        "start); 'not fitted': fewer than 5 frames left once one-phase reads (fraction 0 or 1, a bound) "
+        "were set aside."),
+        (f"Model chosen over all {len(pooled)} series (the exponential unless an alternative's AICc is lower "
+        f"by > 10): {models}. Reversals (uniform -> ordered, classification errors) per series: median "
+        f"{np.median(reversals):.0f}, max {max(reversals)} (of ~625 columns)."),
         ("A dot with no uniform domain at zero dose converts from its edge (the generator's rule); a thin "
-        "converted rim at the dot's edge is read late by the per-frame classifier, so such series read Dc "
-        "long: see the 'both phases' row."),
+        "converted rim at the dot's edge is read late by the per-frame classifier: see the 'both phases' row."),
         ("Time per frame: `analyze_series` wall time over frames (registration, one `pipeline.analyze` per "
-        "frame and one of the registered mean, tracking, fits) on the shared 2-core machine."),
+        "frame and one of the registered mean, tracking, fits) on the shared 2-core machine while other jobs ran."),
     ]
     text = "\n".join(["# Frame series and beam damage", "", *lines, "", "\n\n".join(notes)]) + "\n"
     print(text)

@@ -232,8 +232,8 @@ def test_single_image_is_refused_with_a_clear_message(tmp_path, series, capsys):
 
 @pytest.fixture(scope="module")
 def bad_result(series):
-    """The series with a NaN patch in frame 2 and another dot (size, place, rotation) as frame 6."""
-    frames = series.frames.copy()
+    """The first 8 frames with a NaN patch in frame 2 and another dot (size, place, rotation) as frame 6."""
+    frames = series.frames[:8].copy()
     frames[2, 10:40, 10:40] = np.nan
     other = make_dot((320, 320), dot_size_nm=7.0, rotation_deg=25.0, center_offset_nm=(1.5, -1.0), dose=100.0, rng=7)
     frames[6] = other.image
@@ -252,9 +252,10 @@ def test_nan_frames_are_listed(bad_result):
 def test_frames_of_another_dot_are_refused(series, bad_result):
     assert bad_result.status[6] == "different_dot"
     assert "different dot" in bad_result.message[6]
-    others = [k for k in range(10) if k not in (2, 6)]
+    others = [k for k in range(8) if k not in (2, 6)]
     assert all(bad_result.status[k] == "ok" for k in others)
-    assert abs(bad_result.fit.f0 - series.zero_dose_uniform_fraction) <= F0_TOL
+    lo, hi = bad_result.fit.f0_ci95  # the other frames still give the zero-dose fraction
+    assert lo <= series.zero_dose_uniform_fraction <= hi and hi - lo < 0.2
 
 
 def test_no_dose_warns_and_uses_frame_number(series):
@@ -287,7 +288,7 @@ def _save(path, array):
 def test_cli_writes_every_output_and_leaves_the_input_alone(tmp_path, series, capsys):
     import pandas as pd
 
-    stack = _save(tmp_path / "stack.npy", series.frames[:7])
+    stack = _save(tmp_path / "stack.npy", series.frames[:6])
     digest = hashlib.sha256(stack.read_bytes()).hexdigest()
     out = tmp_path / "out"
     code = cli.main([
@@ -301,16 +302,16 @@ def test_cli_writes_every_output_and_leaves_the_input_alone(tmp_path, series, ca
     assert {p.name for p in out.iterdir()} == names  # no temporary files left
     table = pd.read_csv(out / "series.csv")
     assert list(table.columns[: len(SERIES_CSV_COLUMNS)]) == SERIES_CSV_COLUMNS
-    assert len(table) == 7 and table["cumulative_dose_e_per_A2"].tolist() == [125 + 250 * k for k in range(7)]
+    assert len(table) == 6 and table["cumulative_dose_e_per_A2"].tolist() == [125 + 250 * k for k in range(6)]
     summary = json.loads((out / "series.json").read_text())
     assert abs(summary["zero_dose_uniform_fraction"] - series.zero_dose_uniform_fraction) <= F0_TOL
     lo, hi = summary["zero_dose_ci95"]
     assert lo < summary["zero_dose_uniform_fraction"] < hi
     assert summary["critical_dose_e_per_A2"] > 0 and len(summary["critical_dose_e_per_A2_ci95"]) == 2
     assert summary["model"] == "exponential" and len(summary["models"]) >= 2
-    assert [f["status"] for f in summary["frames"]] == ["ok"] * 7
+    assert [f["status"] for f in summary["frames"]] == ["ok"] * 6
     columns = pd.read_csv(out / "columns.csv")
-    assert columns["labels"].str.len().eq(7).all() and columns["id"].is_unique
+    assert columns["labels"].str.len().eq(6).all() and columns["id"].is_unique
     for name in ("conversion_map.png", "fraction_vs_dose.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -53,7 +53,10 @@ class NoDoseWarning(UserWarning):
 class SeriesConfig(StrictModel):
     """Configuration of :func:`analyze_series` (the per-frame analysis has its own ``PipelineConfig``)."""
 
-    sum_frames: int = Field(1, ge=1, description="analyse a running sum of this many registered frames (noisy frames)")
+    sum_frames: int = Field(
+        1, ge=1,
+        description="analyse running sums of this many registered frames (noisy frames; the first frames sum fewer)",
+    )
     coarse_sigma_px: float = Field(
         6.0, gt=0, description="smoothing of the coarse registration step [px]: a lattice spacing or more"
     )
@@ -253,7 +256,6 @@ def analyze_series(
     n = len(frames)
     dose_per_frame, unit, dose_source = _dose(series, dose_per_frame_e_per_A2)
     cumulative = (np.arange(n) + 0.5) * dose_per_frame
-    dose = cumulative.copy()
     status, message = _frame_checks(frames)
     usable = np.array([s == "ok" for s in status])
     if usable.sum() < 2:
@@ -270,21 +272,10 @@ def analyze_series(
     velocity, _ = linear_drift(drift)
     reference_image = np.mean([ndimage.shift(frames[k], -drift[k], order=1, mode="nearest") for k in ok_index], axis=0)
 
-    results = {}
-    fraction, ci = np.full(n, np.nan), np.full((n, 2), np.nan)
-    n_columns = np.zeros(n, int)
-    for k in ok_index:
-        image, summed = _frame_image(frames, k, ok_index, drift, config.sum_frames)
-        dose[k] = float(np.mean(cumulative[summed]))  # a running sum shows the state at its frames' mean dose
-        res = analyze(Micrograph(image, pixel_size_nm=series.pixel_size_nm, source=f"frame {k}"), pipeline_config, rng=rng)
-        results[k] = res
-        n_columns[k] = 0 if res.columns is None else len(res.columns)
-        if res.status != "ok":
-            status[k], message[k] = NO_CRYSTAL, res.message or "no crystal"
-        elif res.fractions is None:
-            status[k], message[k] = NO_FRACTIONS, res.message
-        else:
-            fraction[k], ci[k] = res.fractions.uniform, res.fractions.uniform_ci95
+    results, fraction, ci, n_columns, dose = _analyze_frames(
+        analyze, frames, ok_index, drift, cumulative, status, message, pixel_size_nm=series.pixel_size_nm,
+        sum_frames=config.sum_frames, pipeline_config=pipeline_config, rng=rng,
+    )
     reference_rc = _reference_columns(analyze, reference_image, series.pixel_size_nm, pipeline_config, results, drift)
     labels = _track(reference_rc, results, drift, n, config.link_tolerance_spacings)
     history = column_histories(labels)
@@ -296,17 +287,7 @@ def analyze_series(
             series.source, int(history.n_reversals.sum()), int((history.n_reversals > 0).sum()), len(reference_rc),
         )
     in_fit = _fit_frames(fraction, message)
-    sigma = np.maximum((ci[:, 1] - ci[:, 0]) / 3.92, _MIN_FRAME_SD)
-    chosen, fits = fit_damage(
-        dose[in_fit], fraction[in_fit], sigma[in_fit], common_error_fraction=config.common_error_fraction
-    )
-    if chosen is None:
-        logger.warning("%s: %d frames to fit; at least 5 are needed", series.source, int(in_fit.sum()))
-    elif not chosen.critical_dose_constrained:
-        logger.warning(
-            "%s: the critical dose is not constrained by the data (%.3g, 95 %% interval %.3g-%.3g): the fraction "
-            "changes too little over the series", series.source, chosen.critical_dose, *chosen.critical_dose_ci95,
-        )
+    chosen, fits = _fit(series.source, dose, fraction, ci, in_fit, config.common_error_fraction)
     for k in np.flatnonzero(~np.array([s == "ok" for s in status])):
         logger.warning("%s: frame %d left out (%s): %s", series.source, k, status[k], message[k])
     return SeriesResult(
@@ -317,6 +298,47 @@ def analyze_series(
         history=history, conversion_dose=conversion_dose, fit=chosen, fits=fits, in_fit=in_fit,
         reference_frame=reg.reference,
     )
+
+
+def _analyze_frames(analyze, frames, ok_index, drift, cumulative, status, message, *, pixel_size_nm, sum_frames,
+                    pipeline_config, rng):
+    """``pipeline.analyze`` on every registered frame (or running sum); updates ``status`` and ``message``.
+
+    Returns the results by frame, the uniform fraction and its interval, the columns found and the dose
+    of every frame's image.
+    """
+    n = len(frames)
+    results = {}
+    fraction, ci = np.full(n, np.nan), np.full((n, 2), np.nan)
+    n_columns = np.zeros(n, int)
+    dose = np.array(cumulative, float)
+    for k in ok_index:
+        image, summed = _frame_image(frames, k, ok_index, drift, sum_frames)
+        dose[k] = float(np.mean(cumulative[summed]))  # a running sum shows the state at its frames' mean dose
+        res = analyze(Micrograph(image, pixel_size_nm=pixel_size_nm, source=f"frame {k}"), pipeline_config, rng=rng)
+        results[k] = res
+        n_columns[k] = 0 if res.columns is None else len(res.columns)
+        if res.status != "ok":
+            status[k], message[k] = NO_CRYSTAL, res.message or "no crystal"
+        elif res.fractions is None:
+            status[k], message[k] = NO_FRACTIONS, res.message
+        else:
+            fraction[k], ci[k] = res.fractions.uniform, res.fractions.uniform_ci95
+    return results, fraction, ci, n_columns, dose
+
+
+def _fit(source, dose, fraction, ci, in_fit, common_error_fraction):
+    """The damage fit of the frames ``in_fit`` (see :mod:`.fit`), with warnings when it is weak."""
+    sigma = np.maximum((ci[:, 1] - ci[:, 0]) / 3.92, _MIN_FRAME_SD)
+    chosen, fits = fit_damage(dose[in_fit], fraction[in_fit], sigma[in_fit], common_error_fraction=common_error_fraction)
+    if chosen is None:
+        logger.warning("%s: %d frames to fit; at least 5 are needed", source, int(in_fit.sum()))
+    elif not chosen.critical_dose_constrained:
+        logger.warning(
+            "%s: the critical dose is not constrained by the data (%.3g, 95 %% interval %.3g-%.3g): the fraction "
+            "changes too little over the series", source, chosen.critical_dose, *chosen.critical_dose_ci95,
+        )
+    return chosen, fits
 
 
 def _fit_frames(fraction: np.ndarray, message: list) -> np.ndarray:
