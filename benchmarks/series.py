@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     for r in pooled:
         if r["fitted"]:
             models[r["model"]] = models.get(r["model"], 0) + 1
-    f0_grid = ", ".join(f"{f:.2f}" for f in sorted({round(r["f0_true"], 2) for r in all_rows}))
+    f0_grid = ", ".join(f"{f:.2f}" for f in sorted({r["f0_true"] for r in all_rows}))  # each dot once
     f0_more = ", ".join(f"{r['f0_true']:.2f}" for r in sorted(more, key=lambda r: r["f0_true"]))
     reversals = [r["reversals"] for r in pooled]
     notes = [

@@ -173,6 +173,18 @@ def test_critical_dose_flagged_when_the_data_do_not_pin_it():
     assert not chosen.critical_dose_constrained
 
 
+def test_intervals_widen_when_frame_errors_persist():
+    dose = (np.arange(12) + 0.5) * 250.0
+    sigma = np.full(12, 0.02)
+    alternating = 0.02 * np.array([1, -1] * 6)
+    persistent = 0.02 * np.array([1] * 6 + [-1] * 6)  # the same errors, several frames in a row
+    widths = []
+    for noise in (alternating, persistent):
+        fit, _ = fit_damage(dose, model(dose, 0.3, 2000.0) + noise, sigma)
+        widths.append(np.log(fit.critical_dose_ci95[1] / fit.critical_dose_ci95[0]))
+    assert widths[1] > 1.3 * widths[0]
+
+
 def test_dose_from_metadata():
     current_na, dwell_s, pixel_nm = 0.0264, 2e-6, 0.035
     expected = current_na * 1e-9 * dwell_s / 1.602176634e-19 / (pixel_nm * 10) ** 2

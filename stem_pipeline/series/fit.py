@@ -21,7 +21,9 @@ Fit and intervals
     frame's standard error from its 95 % interval, ``(hi - lo) / 3.92``, and a
     soft-L1 loss beyond ``ROBUST_SCALE`` standard errors (a misread frame weighs less). The
     parameter covariance is ``(J^T J)^-1`` scaled up by the reduced chi-square
-    when the scatter exceeds the stated errors; intervals are the delta method
+    when the scatter exceeds the stated errors, and by ``(1 + rho) / (1 - rho)`` when
+    the residuals of consecutive frames are correlated (lag-1 autocorrelation ``rho``
+    in dose order: a classifier bias that lasts several frames); intervals are the delta method
     with Student's t (``n - p`` degrees of freedom), on a log scale for the
     critical dose. Part of a frame's error is shared by all frames of one dot
     (the classifier's bias on that dot, the boundary placement), and extrapolation
@@ -45,6 +47,8 @@ from scipy import optimize, stats
 #: Residuals beyond this many standard errors weigh less (soft-L1 loss): one misread frame
 #: (e.g. 0.98 where the truth is 0.84, seen on synthetic series) must not bend the whole curve.
 ROBUST_SCALE = 2.0
+#: Largest lag-1 autocorrelation of the residuals taken into the intervals.
+MAX_AUTOCORRELATION = 0.9
 #: A critical dose whose 95 % interval spans more than this factor is reported as not constrained.
 MAX_DC_CI_RATIO = 10.0
 #: The stated model; alternatives must beat it by this much AICc to replace it.
@@ -170,6 +174,20 @@ def _gradient(fun: Callable, p: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=-1)
 
 
+def _autocorrelation_inflation(residuals: np.ndarray) -> float:
+    """Variance inflation ``(1 + rho) / (1 - rho)`` for residuals correlated from frame to frame.
+
+    ``rho`` is the lag-1 autocorrelation of the residuals in dose order, clipped to [0, 0.9]:
+    a classifier that reads a dot too high for several frames in a row gives fewer independent
+    points than frames (the AR(1) effective sample size ``n (1 - rho) / (1 + rho)``).
+    """
+    r = np.asarray(residuals, float)
+    denom = float(np.sum(r * r))
+    rho = float(np.sum(r[:-1] * r[1:])) / denom if denom > 0 and len(r) > 2 else 0.0
+    rho = min(max(rho, 0.0), MAX_AUTOCORRELATION)
+    return (1 + rho) / (1 - rho)
+
+
 def _start_and_bounds(name: str, dose: np.ndarray, frac: np.ndarray):
     span = float(np.max(dose)) if np.max(dose) > 0 else 1.0
     f0 = float(np.clip(np.min(frac), 0.0, 0.95))
@@ -220,7 +238,7 @@ def fit_model(
     chi2 = float(np.sum(res.fun**2))
     dof = n - p_count
     jac = _gradient(lambda q: (model.curve(dose, q) - frac) / sigma, p)
-    cov = np.linalg.pinv(jac.T @ jac) * max(1.0, chi2 / dof)
+    cov = np.linalg.pinv(jac.T @ jac) * max(1.0, chi2 / dof) * _autocorrelation_inflation(res.fun[np.argsort(dose)])
     t = stats.t.ppf(0.975, dof)
     f0 = float(p[0])
     var_common = common_error_fraction * float(np.median(sigma)) ** 2
