@@ -124,7 +124,9 @@ def main(argv=None) -> None:
         "lattice cells)."),
         ("f0 interval: the fit's delta-method interval (Student's t) widened by the per-frame error common to "
         "all frames (`SeriesConfig.common_error_fraction`, 0.25 of the median per-frame variance); 'coverage "
-        "without the common-error term' is the fit's interval alone. Dc interval: delta method on log Dc. Dc "
+        "without the common-error term' is the fit's interval alone. Both intervals are inflated by "
+        "(1 + rho) / (1 - rho) for residuals correlated from frame to frame (lag-1 autocorrelation rho). Dc "
+        "interval: delta method on log Dc. Dc "
         "statistics are over the fits whose Dc is constrained (interval narrower than a factor 10 and not at "
         "its bound: `DamageFit.critical_dose_constrained`, false e.g. for a dot almost all uniform from the "
         "start); 'not fitted': fewer than 5 frames left once one-phase reads (fraction 0 or 1, a bound) "

@@ -227,6 +227,7 @@ def run_series(args: argparse.Namespace) -> int:
         f"zero-dose uniform fraction {fit.f0:.3f} [95% CI {fit.f0_ci95[0]:.3f}-{fit.f0_ci95[1]:.3f}], "
         f"critical dose {fit.critical_dose:.4g} {unit} [{fit.critical_dose_ci95[0]:.4g}-"
         f"{fit.critical_dose_ci95[1]:.4g}] ({fit.model} model)"
+        + ("" if fit.critical_dose_constrained else "; the critical dose is not constrained by the data")
     )
     if result.n_reversals:
         print(f"{result.n_reversals} reversals uniform -> ordered (classification errors; see columns.csv)")

@@ -321,6 +321,7 @@ def test_cli_writes_every_output_and_leaves_the_input_alone(tmp_path, series, ca
     assert lo < summary["zero_dose_uniform_fraction"] < hi
     assert summary["critical_dose_e_per_A2"] > 0 and len(summary["critical_dose_e_per_A2_ci95"]) == 2
     assert summary["model"] == "exponential" and len(summary["models"]) >= 2
+    assert summary["critical_dose_constrained"] is True
     assert [f["status"] for f in summary["frames"]] == ["ok"] * 6
     columns = pd.read_csv(out / "columns.csv")
     assert columns["labels"].str.len().eq(6).all() and columns["id"].is_unique

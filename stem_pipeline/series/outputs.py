@@ -81,6 +81,7 @@ def series_summary(result: SeriesResult) -> dict:
         "critical_dose_e_per_A2_ci95": list(fit.critical_dose_ci95) if fit and in_e else None,
         "critical_dose_frames": fit.critical_dose if fit and not in_e else None,
         "critical_dose_frames_ci95": list(fit.critical_dose_ci95) if fit and not in_e else None,
+        "critical_dose_constrained": fit.critical_dose_constrained if fit else None,
         "model": fit.model if fit else None,
         "models": [f.to_dict() for f in result.fits],
         "drift_velocity_px_per_frame": {
