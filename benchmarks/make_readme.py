@@ -44,6 +44,7 @@ SUMMARY = """## Summary: goals against measurements
 | simulate | fast >= 8x exact, <= 2 % deviation | 28.7x / 27.5x at 6.3 / 13.8 nm, 0.31 % (static); with phonons the deviation equals the phonon noise floor | yes |
 | simulate | thickness series cheaper than separate runs | 2.2x, identical | yes |
 | batch | throughput with 1 and 2 workers, memory per worker; re-run in seconds | 36 images/min in-process, ~440-500 MB per worker; re-run 1.1 s | recorded |
+| series | synthetic frame series (5-20 frames, 30-200 counts, drift <= 5 px/frame): f0 within 0.03, Dc within 20 %, drift within 0.3 px; interval coverage; cost per frame | 72 series of 8 dots: f0 mean abs error 0.012, max 0.049 (92 % within 0.03); Dc median 4 %, max 19 % (all within 20 %); drift max 0.051 px; coverage f0 1.00, Dc 0.90; 16 other dots (10 frames, 100 counts): f0 mean 0.024, max 0.054 (69 % within 0.03), Dc median 9 %, max 31 % (80 % within 20 %; 1 of 16 flagged not constrained), coverage f0 0.94, Dc 0.69; 0.3-0.8 s per 320x320 frame | f0 and drift yes on most dots; Dc intervals too narrow |
 
 """
 

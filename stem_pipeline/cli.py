@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
 
+    _add_series(sub)
+
     p = sub.add_parser(
         "demo",
         help="analyse the embedded example dot and say where the report is",
@@ -142,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("stem_pipeline_demo"), help="output folder")
     return parser
+
+
+def _add_series(sub) -> None:
+    """The ``series`` subcommand (frame series and beam damage)."""
+    p = sub.add_parser(
+        "series",
+        help="frame series of one dot: drift, per-frame phases, fraction vs dose, zero-dose fraction",
+        description="Register a frame series (a 3-D stack or a folder of frames), analyse every frame, follow "
+        "the columns, fit the uniform fraction against cumulative dose and extrapolate it to zero dose. Writes "
+        "DIR/{series.csv, series.json, columns.csv, conversion_map.png, fraction_vs_dose.png}.",
+    )
+    p.add_argument("stack", type=Path, metavar="STACK", help="3-D stack file or folder of frames")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument(
+        "--dose-per-frame", type=float, metavar="D",
+        help="dose of one frame [e/A^2] (default: from the metadata, else frame number with a warning)",
+    )
+    p.add_argument("--sum-frames", type=int, default=1, metavar="K", help="analyse running sums of K frames")
+    _add_config(p)
+    p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:

@@ -197,3 +197,57 @@ def run_compare(args: argparse.Namespace) -> int:
     print(f"ranking: {args.out / 'comparison.json'}")
 
     return EXIT_OK
+
+
+def run_series(args: argparse.Namespace) -> int:
+    """``stem-pipeline series STACK --out DIR [--dose-per-frame D] [--sum-frames K]``: beam damage in a series."""
+    import warnings
+
+    from .series import (
+        NoDoseWarning,
+        NotASeriesError,
+        SeriesConfig,
+        analyze_series,
+        write_series,
+    )
+
+    if not args.stack.exists():
+        raise UsageError(f"no such file or folder: {args.stack}")
+    if args.sum_frames < 1:
+        raise UsageError("--sum-frames must be at least 1")
+    if args.dose_per_frame is not None and not args.dose_per_frame > 0:
+        raise UsageError("--dose-per-frame must be positive [e/A^2]")
+    config = _pipeline_config(args.config)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", NoDoseWarning)
+            result = analyze_series(
+                args.stack, pixel_size_nm=args.pixel_size_nm, dose_per_frame_e_per_A2=args.dose_per_frame,
+                config=SeriesConfig(sum_frames=args.sum_frames), pipeline_config=config,
+            )
+    except NotASeriesError as exc:
+        raise UsageError(str(exc)) from None
+    except InputError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILED
+    for w in caught:
+        logger.warning("%s", w.message)
+    paths = write_series(result, args.out)
+    left_out = [f"{k} ({s})" for k, s in enumerate(result.status) if s != "ok"]
+    print(f"{args.stack}: {sum(s == 'ok' for s in result.status)} of {len(result.status)} frames analysed"
+          + (f"; left out: {', '.join(left_out)}" if left_out else ""))
+    fit = result.fit
+    if fit is None:
+        print("too few frames with phase fractions to fit the damage model")
+        return EXIT_FAILED
+    unit = "e/A^2" if result.dose_unit == "e/A^2" else "frames"
+    print(
+        f"zero-dose uniform fraction {fit.f0:.3f} [95% CI {fit.f0_ci95[0]:.3f}-{fit.f0_ci95[1]:.3f}], "
+        f"critical dose {fit.critical_dose:.4g} {unit} [{fit.critical_dose_ci95[0]:.4g}-"
+        f"{fit.critical_dose_ci95[1]:.4g}] ({fit.model} model)"
+        + ("" if fit.critical_dose_constrained else "; the critical dose is not constrained by the data")
+    )
+    if result.n_reversals:
+        print(f"{result.n_reversals} reversals uniform -> ordered (classification errors; see columns.csv)")
+    print(f"results: {paths['series.json']}")
+    return EXIT_OK

@@ -398,6 +398,7 @@ def _calibration(signal) -> dict[str, Any]:
         "camera_length_mm": "Acquisition_instrument.TEM.camera_length",
         "magnification": "Acquisition_instrument.TEM.magnification",
         "dwell_time_s": "Acquisition_instrument.TEM.dwell_time",
+        "beam_current_na": "Acquisition_instrument.TEM.beam_current",
         "detector": "Acquisition_instrument.TEM.Detector.detector_type",
         "title": "General.title",
     }

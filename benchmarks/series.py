@@ -1,0 +1,151 @@
+"""Frame series and beam damage: accuracy of f0 and Dc against frames and counts, interval coverage, cost per frame.
+
+Usage: ``python benchmarks/series.py [--quick]``
+
+Synthetic series of :func:`stem_pipeline.synthetic_series.make_series` (320x320 px, 8 nm dots,
+3 nm domains, uniform-domain probability 0.35, Dc = 2000 e/A^2, conversion spreading from the
+domain boundaries, drift up to 5 px per frame) with the same total dose, 2500 e/A^2 (1.25 Dc),
+split into 5, 10 or 20 frames, at 30, 100 or 200 counts per frame, are analysed by
+:func:`stem_pipeline.series.analyze_series`; the zero-dose fraction f0, the critical dose Dc
+and the drift are compared with the generator's truth. Seeds 5000+ were never used to choose a
+default. Writes ``benchmarks/results/series.md`` (``--quick``: 2 seeds per cell, prints only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+TOTAL_DOSE, DC = 2500.0, 2000.0
+FRAMES, COUNTS = (5, 10, 20), (30, 100, 200)
+
+
+def run_one(n_frames: int, counts: float, seed: int) -> dict:
+    """One series: errors of f0, Dc and drift, interval coverage and the time per frame."""
+    from stem_pipeline.series import analyze_series
+    from stem_pipeline.synthetic_series import make_series
+
+    s = make_series(
+        (320, 320), n_frames=n_frames, counts=counts, critical_dose_e_per_A2=DC,
+        dose_per_frame_e_per_A2=TOTAL_DOSE / n_frames, rng=seed,
+    )
+    start = time.perf_counter()
+    r = analyze_series(s.frames, pixel_size_nm=s.pixel_size_nm, dose_per_frame_e_per_A2=s.dose_per_frame_e_per_A2)
+    elapsed = time.perf_counter() - start
+    f0 = s.zero_dose_uniform_fraction
+    drift_err = np.abs(r.drift_rc_px - (s.drift_rc_px - s.drift_rc_px[r.reference_frame]))
+    row = {
+        "f0_true": f0, "drift_err": float(np.nanmax(drift_err)), "time_per_frame": elapsed / n_frames,
+        "fitted": r.fit is not None, "both_phases": 0.0 < f0 < 1.0, "reversals": r.n_reversals,
+        "n_columns": len(r.reference_rc),
+    }
+    if r.fit is not None:
+        fit = r.fit
+        t = stats.t.ppf(0.975, fit.n_points - len(fit.params))
+        half_fit_only = t * np.sqrt(fit.cov[0, 0])
+        row.update(
+            f0_err=fit.f0 - f0, dc_err=fit.critical_dose / DC - 1, model=fit.model,
+            f0_cover=fit.f0_ci95[0] <= f0 <= fit.f0_ci95[1], f0_width=fit.f0_ci95[1] - fit.f0_ci95[0],
+            f0_cover_fit_only=abs(fit.f0 - f0) <= half_fit_only,
+            dc_cover=fit.critical_dose_ci95[0] <= DC <= fit.critical_dose_ci95[1],
+            dc_constrained=fit.critical_dose_constrained,
+        )
+    return row
+
+
+def _fmt_cell(rows: list[dict]) -> list[str]:
+    fitted = [r for r in rows if r["fitted"]]
+    f0e = np.abs([r["f0_err"] for r in fitted])
+    pinned = [r for r in fitted if r["dc_constrained"]]
+    dce = np.abs([r["dc_err"] for r in pinned]) if pinned else np.array([np.nan])
+    return [
+        f"{len(fitted)}" + (f" (+{len(rows) - len(fitted)} not fitted)" if len(fitted) < len(rows) else ""),
+        f"{f0e.mean():.3f}", f"{f0e.max():.3f}", f"{np.mean(f0e <= 0.03):.2f}",
+        f"{np.mean([r['f0_err'] for r in fitted]):+.3f}",
+        f"{len(pinned)}", f"{np.median(dce):.1%}", f"{dce.max():.1%}", f"{np.mean(dce <= 0.2):.2f}",
+        f"{np.median([r['dc_err'] for r in pinned]) if pinned else np.nan:+.1%}",
+        f"{np.mean([r['f0_cover'] for r in fitted]):.2f}", f"{np.mean([r['f0_cover_fit_only'] for r in fitted]):.2f}",
+        f"{np.mean([r['f0_width'] for r in fitted]):.3f}", f"{np.mean([r['dc_cover'] for r in fitted]):.2f}",
+        f"{max(r['drift_err'] for r in rows):.3f}",
+        f"{np.mean([r['time_per_frame'] for r in rows]):.2f}",
+    ]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="2 seeds per cell; prints, does not write results")
+    args = parser.parse_args(argv)
+    logging.getLogger("stem_pipeline").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+    n_seeds, n_more = (2, 2) if args.quick else (8, 16)
+    header = (
+        "| frames | counts per frame | series fitted | mean abs f0 error | max | share <= 0.03 | mean f0 error | "
+        "Dc constrained | median abs Dc error | max | share <= 20 % | median Dc error | f0 interval coverage | "
+        "coverage without the "
+        "common-error term | mean f0 interval width | Dc interval coverage | max drift error [px] | time per frame [s] |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    all_rows = []
+    for n_frames in FRAMES:
+        for counts in COUNTS:
+            rows = [run_one(n_frames, counts, 5000 + s) for s in range(n_seeds)]  # the same dots in every cell
+            all_rows += rows
+            lines.append(f"| {n_frames} | {counts} | " + " | ".join(_fmt_cell(rows)) + " |")
+            print(lines[-1], flush=True)
+    lines.append("| all | all | " + " | ".join(_fmt_cell(all_rows)) + " |")
+    # More dots at one setting, for the spread over dots and the coverage.
+    more = [run_one(10, 100.0, 6000 + s) for s in range(n_more)]
+    lines.append(f"| 10, {n_more} other dots | 100 | " + " | ".join(_fmt_cell(more)) + " |")
+    print(lines[-1], flush=True)
+    pooled = all_rows + more
+    both = [r for r in pooled if r["both_phases"]]
+    lines.append("| all above, both phases at zero dose | all | " + " | ".join(_fmt_cell(both)) + " |")
+    models: dict[str, int] = {}
+    for r in pooled:
+        if r["fitted"]:
+            models[r["model"]] = models.get(r["model"], 0) + 1
+    f0_grid = ", ".join(f"{f:.2f}" for f in sorted({r["f0_true"] for r in all_rows}))  # each dot once
+    f0_more = ", ".join(f"{r['f0_true']:.2f}" for r in sorted(more, key=lambda r: r["f0_true"]))
+    reversals = [r["reversals"] for r in pooled]
+    notes = [
+        (f"{len(all_rows)} synthetic series (320x320 px, 0.035 nm/px, 8 nm dots of ~625 columns, 3 nm domains, "
+        "uniform-domain probability 0.35, Dc = 2000 e/A^2, conversion from the domain boundaries with a 0.15 nm "
+        "jitter, linear drift (0.6, -0.4) px per frame plus random jumps up to 3 px, steps <= 5 px) with the "
+        f"same total dose {TOTAL_DOSE:g} e/A^2 (1.25 Dc) in 5, 10 or 20 frames: the same {n_seeds} dots (seeds "
+        f"5000+, never used to choose a default) in every cell, zero-dose uniform fractions {f0_grid}; and "
+        f"{n_more} other dots (seeds 6000+, some looked at while choosing the fit's safeguards) in 10 frames at "
+        f"100 counts, zero-dose fractions {f0_more}. Truth: the generator's area fractions (the columns' "
+        "lattice cells)."),
+        ("f0 interval: the fit's delta-method interval (Student's t) widened by the per-frame error common to "
+        "all frames (`SeriesConfig.common_error_fraction`, 0.25 of the median per-frame variance); 'coverage "
+        "without the common-error term' is the fit's interval alone. Both intervals are inflated by "
+        "(1 + rho) / (1 - rho) for residuals correlated from frame to frame (lag-1 autocorrelation rho). Dc "
+        "interval: delta method on log Dc. Dc "
+        "statistics are over the fits whose Dc is constrained (interval narrower than a factor 10 and not at "
+        "its bound: `DamageFit.critical_dose_constrained`, false e.g. for a dot almost all uniform from the "
+        "start); 'not fitted': fewer than 5 frames left once one-phase reads (fraction 0 or 1, a bound) "
+        "were set aside."),
+        (f"Model chosen over all {len(pooled)} series (the exponential unless an alternative's AICc is lower "
+        f"by > 10): {models}. Reversals (uniform -> ordered, classification errors) per series: median "
+        f"{np.median(reversals):.0f}, max {max(reversals)} (of ~625 columns)."),
+        ("A dot with no uniform domain at zero dose converts from its edge (the generator's rule); a thin "
+        "converted rim at the dot's edge is read late by the per-frame classifier: see the 'both phases' row."),
+        ("Time per frame: `analyze_series` wall time over frames (registration, one `pipeline.analyze` per "
+        "frame and one of the registered mean, tracking, fits) on the shared 2-core machine while other jobs ran."),
+    ]
+    text = "\n".join(["# Frame series and beam damage", "", *lines, "", "\n\n".join(notes)]) + "\n"
+    print(text)
+    if not args.quick:
+        out = Path(__file__).parent / "results" / "series.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""``analyze_series``: a frame series of one dot, from the raw stack to the zero-dose fraction.
+
+Frames with non-finite pixels, constant frames, frames that cannot be
+registered and frames showing another dot are listed with a reason and left
+out; every other frame is analysed by :func:`stem_pipeline.pipeline.analyze`
+(optionally as a running sum of ``sum_frames`` registered frames), its columns
+are linked to the columns of the registered mean (:mod:`.track`), and the
+uniform fraction against cumulative dose is fitted (:mod:`.fit`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from .._types import Micrograph
+from ..config import StrictModel
+from ..errors import InputError
+from .fit import DamageFit, fit_damage
+from .load import (
+    FrameSeries,
+    NotASeriesError,
+    dose_per_frame_from_metadata,
+    load_series,
+)
+from .register import linear_drift, register_frames
+from .track import NOT_SEEN, ColumnHistory, column_histories, link_columns
+
+logger = logging.getLogger("stem_pipeline")
+
+#: Frame statuses set here (registration adds ``unregistered`` and ``different_dot``).
+NON_FINITE, CONSTANT, NO_CRYSTAL, NO_FRACTIONS = "non_finite", "constant", "no_crystal", "no_fractions"
+
+
+#: Smallest standard error of a frame's fraction in the fit: the rms frame error on synthetic series
+#: (benchmarks/series.py) is ~0.02, while the pipeline's interval of a near one-phase read can be 0.01 wide.
+_MIN_FRAME_SD = 0.015
+#: A fraction this close to 0 or 1 is a one-phase read.
+_ONE_PHASE = 1e-6
+
+
+class NoDoseWarning(UserWarning):
+    """The series has no dose per frame: it is analysed against frame number."""
+
+
+class SeriesConfig(StrictModel):
+    """Configuration of :func:`analyze_series` (the per-frame analysis has its own ``PipelineConfig``)."""
+
+    sum_frames: int = Field(
+        1, ge=1,
+        description="analyse running sums of this many registered frames (noisy frames; the first frames sum fewer)",
+    )
+    coarse_sigma_px: float = Field(
+        6.0, gt=0, description="smoothing of the coarse registration step [px]: a lattice spacing or more"
+    )
+    upsample: int = Field(20, ge=1, description="sub-pixel precision of the registration: 1/upsample px")
+    max_shift_fraction: float = Field(0.25, gt=0, le=1, description="largest accepted drift, of the frame edge")
+    min_correlation: float = Field(
+        0.8, ge=-1, le=1,
+        description="smoothed frames correlating less with the registered series show another dot (frames of one "
+        "synthetic dot correlate > 0.99 at 30 counts, a dot of another size, place and rotation 0.5)",
+    )
+    link_tolerance_spacings: float = Field(
+        0.35, gt=0, le=0.5, description="largest distance between a frame's column and its reference column [spacings]"
+    )
+    common_error_fraction: float = Field(
+        0.25, ge=0, le=1,
+        description="share of the per-frame fraction variance common to all frames of a dot (added to f0's)",
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SeriesResult:
+    """Everything :func:`analyze_series` measured.
+
+    Attributes
+    ----------
+    source : str
+        The stack, folder or a description.
+    pixel_size_nm : float or None
+        Pixel size [nm].
+    dose_per_frame : float
+        Dose of one frame, in ``dose_unit``.
+    dose_unit : {"e/A^2", "frame"}
+        ``"frame"`` when no dose was known (doses are then frame numbers).
+    dose_source : str
+        ``"argument"``, ``"metadata"`` or ``"none"``.
+    cumulative_dose : (F,) ndarray
+        Dose at the middle of each frame's exposure, ``(k + 0.5) * dose_per_frame``
+        (with ``sum_frames`` > 1: the mean over the frames summed into frame ``k``'s image).
+    status, message : list of str
+        Per frame: ``"ok"`` or why it was left out.
+    uniform_fraction, uniform_ci95 : (F,), (F, 2) ndarray
+        The pipeline's uniform area fraction and its 95 % interval per frame (NaN when not measured).
+    n_columns : (F,) ndarray of int
+        Columns found per frame.
+    drift_rc_px : (F, 2) ndarray
+        Drift (row, col) of each frame relative to the reference frame [px].
+    drift_velocity_rc_px : (2,) ndarray
+        The linear part of the drift per frame [px].
+    reference_image : (M, N) ndarray
+        Mean of the registered frames (reference frame coordinates).
+    reference_rc : (K, 2) ndarray
+        Positions of the tracked columns (ids are the row indices) [px].
+    history : ColumnHistory
+        Label per frame, conversion frame and reversals of every column.
+    conversion_dose : (K,) ndarray
+        Cumulative dose of the frame at which each column was first seen
+        uniform for good (NaN: never converted; 0: uniform from the start).
+    fit : DamageFit or None
+        The chosen damage model (None with fewer than 5 measured frames).
+    fits : list of DamageFit
+        Every model fitted.
+    in_fit : (F,) ndarray of bool
+        Frames whose fraction went into the fit (measured, and not a one-phase read).
+    reference_frame : int
+        The frame the drifts are relative to (and the tracked columns' coordinates).
+    """
+
+    source: str
+    pixel_size_nm: float | None
+    dose_per_frame: float
+    dose_unit: str
+    dose_source: str
+    cumulative_dose: np.ndarray
+    status: list
+    message: list
+    uniform_fraction: np.ndarray
+    uniform_ci95: np.ndarray
+    n_columns: np.ndarray
+    drift_rc_px: np.ndarray
+    drift_velocity_rc_px: np.ndarray
+    reference_image: np.ndarray
+    reference_rc: np.ndarray
+    history: ColumnHistory
+    conversion_dose: np.ndarray
+    fit: DamageFit | None
+    fits: list
+    in_fit: np.ndarray
+    reference_frame: int
+
+    @property
+    def n_reversals(self) -> int:
+        """Uniform -> ordered changes seen (classification errors: the physics runs one way)."""
+        return int(self.history.n_reversals.sum())
+
+
+def _as_series(stack, pixel_size_nm: float | None) -> FrameSeries:
+    if isinstance(stack, FrameSeries):
+        return stack if pixel_size_nm is None else dataclasses.replace(stack, pixel_size_nm=float(pixel_size_nm))
+    if isinstance(stack, (str, Path)):
+        return load_series(stack, pixel_size_nm=pixel_size_nm)
+    data = np.asarray(stack)
+    if data.ndim != 3 or data.shape[0] < 2:
+        raise NotASeriesError(
+            None, f"a frame series must be a 3-D stack (frames, rows, cols) of >= 2 frames, got shape {data.shape}",
+            "Use stem_pipeline.pipeline.analyze for a single image",
+        )
+    return FrameSeries(data.astype(np.float32), pixel_size_nm, "array", {})
+
+
+def _frame_checks(frames: np.ndarray) -> tuple[list, list]:
+    status, message = [], []
+    for frame in frames:
+        n_bad = int((~np.isfinite(frame)).sum())
+        if n_bad:
+            status.append(NON_FINITE)
+            message.append(f"{n_bad} non-finite pixels ({int(np.isnan(frame).sum())} NaN) of {frame.size}")
+        elif float(frame.max()) == float(frame.min()):
+            status.append(CONSTANT)
+            message.append(f"constant frame (every pixel {frame.flat[0]})")
+        else:
+            status.append("ok")
+            message.append(None)
+    return status, message
+
+
+def _dose(series: FrameSeries, dose_per_frame: float | None) -> tuple[float, str, str]:
+    if dose_per_frame is not None:
+        if not dose_per_frame > 0:
+            raise ValueError(f"dose_per_frame_e_per_A2={dose_per_frame}: must be positive")
+        return float(dose_per_frame), "e/A^2", "argument"
+    n_pixels = int(np.prod(series.frames.shape[1:]))
+    meta = dose_per_frame_from_metadata(series.metadata, pixel_size_nm=series.pixel_size_nm, n_pixels=n_pixels)
+    if meta is not None:
+        return meta, "e/A^2", "metadata"
+    warnings.warn(
+        f"{series.source}: no dose per frame in the metadata and none given; the series is analysed against "
+        "frame number. Pass dose_per_frame_e_per_A2 (CLI: --dose-per-frame) for doses in e/A^2.",
+        NoDoseWarning, stacklevel=3,
+    )
+    return 1.0, "frame", "none"
+
+
+def _frame_image(frames, k, ok_index, drift, sum_frames) -> tuple[np.ndarray, list[int]]:
+    """Frame ``k``, or the sum of the last ``sum_frames`` registered frames moved into frame ``k``'s place,
+    and the frames summed."""
+    if sum_frames == 1:
+        return frames[k], [k]
+    earlier = [j for j in ok_index if j <= k][-sum_frames:]
+    shifted = [ndimage.shift(frames[j], drift[k] - drift[j], order=1, mode="nearest") for j in earlier]
+    return np.sum(shifted, axis=0), earlier
+
+
+def analyze_series(
+    stack,
+    *,
+    pixel_size_nm: float | None = None,
+    dose_per_frame_e_per_A2: float | None = None,
+    config: SeriesConfig | None = None,
+    pipeline_config=None,
+    rng: int = 0,
+) -> SeriesResult:
+    """Analyse a frame series of one dot: drift, per-frame phases with column ids, fraction vs dose, zero-dose fraction.
+
+    Parameters
+    ----------
+    stack : (F, M, N) array_like, FrameSeries, str or Path
+        The frames, or a stack file / folder of frames (see :func:`.load.load_series`). Not modified.
+    pixel_size_nm : float, optional
+        Pixel size [nm]; overrides the file's.
+    dose_per_frame_e_per_A2 : float, optional
+        Dose of one frame [e/A^2]; taken from the metadata (beam current,
+        dwell time, pixel size) when None, else the series is analysed
+        against frame number with a :class:`NoDoseWarning`.
+    config : SeriesConfig, optional
+        Registration, tracking and fit options.
+    pipeline_config : PipelineConfig, optional
+        Configuration of the per-frame :func:`stem_pipeline.pipeline.analyze`.
+    rng : int
+        Seed of the per-frame interval bootstraps.
+
+    Returns
+    -------
+    SeriesResult
+
+    Raises
+    ------
+    NotASeriesError
+        A single 2-D image, or anything not a 3-D stack of >= 2 frames.
+    InputError
+        An unreadable file, or fewer than 2 usable frames.
+    """
+    from ..pipeline import analyze
+
+    config = config or SeriesConfig()
+    series = _as_series(stack, pixel_size_nm)
+    frames = np.asarray(series.frames, np.float64)
+    n = len(frames)
+    dose_per_frame, unit, dose_source = _dose(series, dose_per_frame_e_per_A2)
+    cumulative = (np.arange(n) + 0.5) * dose_per_frame
+    status, message = _frame_checks(frames)
+    usable = np.array([s == "ok" for s in status])
+    if usable.sum() < 2:
+        raise InputError(series.source, f"only {int(usable.sum())} of {n} frames are usable", "; ".join(
+            f"frame {k}: {m}" for k, m in enumerate(message) if m))
+    reg = register_frames(
+        np.where(usable[:, None, None], frames, 0.0), usable=usable, coarse_sigma_px=config.coarse_sigma_px,
+        upsample=config.upsample, max_shift_fraction=config.max_shift_fraction, min_correlation=config.min_correlation,
+    )
+    for k in np.flatnonzero(usable & ~reg.ok):
+        status[k], message[k] = reg.status[k], reg.message[k]
+    ok_index = np.flatnonzero(reg.ok)
+    drift = reg.drift_rc_px
+    velocity, _ = linear_drift(drift)
+    reference_image = np.mean([ndimage.shift(frames[k], -drift[k], order=1, mode="nearest") for k in ok_index], axis=0)
+
+    results, fraction, ci, n_columns, dose = _analyze_frames(
+        analyze, frames, ok_index, drift, cumulative, status, message, pixel_size_nm=series.pixel_size_nm,
+        sum_frames=config.sum_frames, pipeline_config=pipeline_config, rng=rng,
+    )
+    reference_rc = _reference_columns(analyze, reference_image, series.pixel_size_nm, pipeline_config, results, drift)
+    labels = _track(reference_rc, results, drift, n, config.link_tolerance_spacings)
+    history = column_histories(labels)
+    conversion_dose = np.where(history.conversion_frame >= 0, dose[np.maximum(history.conversion_frame, 0)], np.nan)
+    conversion_dose[history.initially_uniform] = 0.0
+    if history.n_reversals.sum():
+        logger.warning(
+            "%s: %d reversals (uniform -> ordered) in %d of %d columns: classification errors, the damage runs one way",
+            series.source, int(history.n_reversals.sum()), int((history.n_reversals > 0).sum()), len(reference_rc),
+        )
+    in_fit = _fit_frames(fraction, message)
+    chosen, fits = _fit(series.source, dose, fraction, ci, in_fit, config.common_error_fraction)
+    for k in np.flatnonzero(~np.array([s == "ok" for s in status])):
+        logger.warning("%s: frame %d left out (%s): %s", series.source, k, status[k], message[k])
+    return SeriesResult(
+        source=series.source, pixel_size_nm=series.pixel_size_nm, dose_per_frame=dose_per_frame, dose_unit=unit,
+        dose_source=dose_source, cumulative_dose=dose, status=status, message=message,
+        uniform_fraction=fraction, uniform_ci95=ci, n_columns=n_columns, drift_rc_px=drift,
+        drift_velocity_rc_px=velocity, reference_image=reference_image.astype(np.float32), reference_rc=reference_rc,
+        history=history, conversion_dose=conversion_dose, fit=chosen, fits=fits, in_fit=in_fit,
+        reference_frame=reg.reference,
+    )
+
+
+def _analyze_frames(analyze, frames, ok_index, drift, cumulative, status, message, *, pixel_size_nm, sum_frames,
+                    pipeline_config, rng):
+    """``pipeline.analyze`` on every registered frame (or running sum); updates ``status`` and ``message``.
+
+    Returns the results by frame, the uniform fraction and its interval, the columns found and the dose
+    of every frame's image.
+    """
+    n = len(frames)
+    results = {}
+    fraction, ci = np.full(n, np.nan), np.full((n, 2), np.nan)
+    n_columns = np.zeros(n, int)
+    dose = np.array(cumulative, float)
+    for k in ok_index:
+        image, summed = _frame_image(frames, k, ok_index, drift, sum_frames)
+        dose[k] = float(np.mean(cumulative[summed]))  # a running sum shows the state at its frames' mean dose
+        res = analyze(Micrograph(image, pixel_size_nm=pixel_size_nm, source=f"frame {k}"), pipeline_config, rng=rng)
+        results[k] = res
+        n_columns[k] = 0 if res.columns is None else len(res.columns)
+        if res.status != "ok":
+            status[k], message[k] = NO_CRYSTAL, res.message or "no crystal"
+        elif res.fractions is None:
+            status[k], message[k] = NO_FRACTIONS, res.message
+        else:
+            fraction[k], ci[k] = res.fractions.uniform, res.fractions.uniform_ci95
+    return results, fraction, ci, n_columns, dose
+
+
+def _fit(source, dose, fraction, ci, in_fit, common_error_fraction):
+    """The damage fit of the frames ``in_fit`` (see :mod:`.fit`), with warnings when it is weak."""
+    sigma = np.maximum((ci[:, 1] - ci[:, 0]) / 3.92, _MIN_FRAME_SD)
+    chosen, fits = fit_damage(dose[in_fit], fraction[in_fit], sigma[in_fit], common_error_fraction=common_error_fraction)
+    if chosen is None:
+        logger.warning("%s: %d frames to fit; at least 5 are needed", source, int(in_fit.sum()))
+    elif not chosen.critical_dose_constrained:
+        logger.warning(
+            "%s: the critical dose is not constrained by the data (%.3g, 95 %% interval %.3g-%.3g): the fraction "
+            "changes too little over the series", source, chosen.critical_dose, *chosen.critical_dose_ci95,
+        )
+    return chosen, fits
+
+
+def _fit_frames(fraction: np.ndarray, message: list) -> np.ndarray:
+    """Frames whose fraction is a measurement: not NaN, and not a one-phase read.
+
+    A frame read as all uniform (or all ordered) says that the other phase is below the classifier's
+    detection limit (small minorities of <= ~90 columns are missed: benchmarks/results/classify.md),
+    so its fraction is a bound, not a value; on synthetic series such reads came 0.1-0.15 above the
+    truth once the ordered remnant fell below ~15 %. They are kept in the tables and left out of the fit.
+    """
+    one_phase = np.isfinite(fraction) & ((fraction >= 1 - _ONE_PHASE) | (fraction <= _ONE_PHASE))
+    for k in np.flatnonzero(one_phase):
+        message[k] = "read as one phase: a bound (the other phase below the detection limit), left out of the fit"
+    return np.isfinite(fraction) & ~one_phase
+
+
+def _reference_columns(analyze, image, pixel_size_nm, pipeline_config, results, drift) -> np.ndarray:
+    """Columns of the registered mean; else those of the frame with the most columns, moved to the reference."""
+    res = analyze(Micrograph(image, pixel_size_nm=pixel_size_nm, source="registered mean"), pipeline_config)
+    if res.columns is not None and len(res.columns):
+        return res.columns.rc
+    found = {k: r for k, r in results.items() if r.columns is not None and len(r.columns)}
+    if not found:
+        return np.zeros((0, 2))
+    k = max(found, key=lambda j: len(found[j].columns))
+    return found[k].columns.rc - drift[k]
+
+
+def _track(reference_rc, results, drift, n_frames, tolerance_spacings) -> np.ndarray:
+    """Label (F, K) of every reference column in every frame (-1: not seen or no labels)."""
+    labels = np.full((n_frames, len(reference_rc)), NOT_SEEN, np.int8)
+    if len(reference_rc) < 2:
+        return labels
+    spacing = float(np.median(cKDTree(reference_rc).query(reference_rc, k=2)[0][:, 1]))
+    for k, res in results.items():
+        if res.labels is None:
+            continue
+        link = link_columns(reference_rc, res.columns.rc - drift[k], tolerance_px=tolerance_spacings * spacing)
+        seen = link >= 0
+        labels[k, seen] = res.labels.label[link[seen]]
+    return labels

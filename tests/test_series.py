@@ -1,0 +1,337 @@
+"""Frame series and beam damage: generator truth, registration, tracking, fit, CLI and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.spatial import cKDTree
+
+from stem_pipeline import cli
+from stem_pipeline.errors import InputError
+from stem_pipeline.series import (
+    NoDoseWarning,
+    NotASeriesError,
+    SeriesConfig,
+    analyze_series,
+    column_histories,
+    dose_per_frame_from_metadata,
+    fit_damage,
+    link_columns,
+    load_series,
+)
+from stem_pipeline.synthetic import make_dot
+from stem_pipeline.synthetic_series import make_series
+
+#: The issue's tolerances.
+F0_TOL, DC_RTOL, DRIFT_TOL_PX = 0.03, 0.20, 0.3
+SERIES_CSV_COLUMNS = [
+    "frame", "cumulative_dose_e_per_A2", "uniform_fraction", "uniform_ci95_lo", "uniform_ci95_hi", "n_columns",
+    "drift_x_px", "drift_y_px",
+]
+
+
+def model(dose, f0, dc):
+    return 1 - (1 - f0) * np.exp(-dose / dc)
+
+
+@pytest.fixture(scope="module")
+def series():
+    """10 frames of a two-phase dot at 100 counts per frame, drifting up to 5 px per frame."""
+    return make_series((320, 320), n_frames=10, counts=100.0, zero_dose_uniform_fraction=0.35, rng=104)
+
+
+@pytest.fixture(scope="module")
+def result(series):
+    return analyze_series(
+        series.frames, pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=series.dose_per_frame_e_per_A2
+    )
+
+
+# --- the generator -------------------------------------------------------------------------------------------
+
+
+def test_generator_fraction_follows_the_damage_model(series):
+    f0, dc = series.zero_dose_uniform_fraction, series.critical_dose_e_per_A2
+    assert 0.05 < f0 < 0.95  # both phases
+    expected = model(series.cumulative_dose_e_per_A2, f0, dc)
+    assert np.max(np.abs(series.uniform_fraction - expected)) < 0.02
+    assert np.all(np.diff(series.uniform_fraction) > 0)
+
+
+def test_generator_conversion_starts_at_the_boundaries(series):
+    ordered = series.initial_label == 0
+    uniform_rc = series.rc[~ordered]
+    distance = cKDTree(uniform_rc).query(series.rc[ordered])[0]
+    rho = stats.spearmanr(distance, series.conversion_dose_e_per_A2[ordered]).statistic
+    assert rho > 0.7
+    # ... and the physics runs one way: no column turns back.
+    assert np.all(np.diff(series.label.astype(int), axis=0) >= 0)
+
+
+def test_generator_drift_and_counts(series):
+    steps = np.linalg.norm(np.diff(series.drift_rc_px, axis=0), axis=1)
+    assert steps.max() <= 5.0 + 1e-9 and steps.mean() > 0.5
+    assert series.frames.shape == (10, 320, 320)
+    assert 50 < np.percentile(series.frames[0], 99.9) < 250  # ~100 counts at a bright column
+
+
+# --- the analysis against the truth --------------------------------------------------------------------------
+
+
+def test_f0_and_critical_dose_recovered(series, result):
+    fit = result.fit
+    assert fit is not None and fit.model == "exponential"
+    assert abs(fit.f0 - series.zero_dose_uniform_fraction) <= F0_TOL
+    assert abs(fit.critical_dose / series.critical_dose_e_per_A2 - 1) <= DC_RTOL
+    # A fraction read off the first frame alone is no zero-dose estimate: the fit must go below it.
+    assert fit.f0 < result.uniform_fraction[0]
+
+
+def test_intervals_are_sensible(series, result):
+    fit = result.fit
+    lo, hi = fit.f0_ci95
+    assert lo < fit.f0 < hi and 0.01 < hi - lo < 0.3
+    assert lo <= series.zero_dose_uniform_fraction <= hi
+    dlo, dhi = fit.critical_dose_ci95
+    assert dlo < fit.critical_dose < dhi and dhi / dlo < 3
+    band_lo, band_hi = fit.band(result.cumulative_dose)
+    assert np.all(band_lo <= fit.curve(result.cumulative_dose)) and np.all(band_hi >= fit.curve(result.cumulative_dose))
+
+
+def test_drift_recovered(series, result):
+    truth = series.drift_rc_px - series.drift_rc_px[0]  # relative to the reference, frame 0
+    assert all(s == "ok" for s in result.status)
+    assert np.max(np.abs(result.drift_rc_px - truth)) <= DRIFT_TOL_PX
+    assert np.all(np.isfinite(result.drift_velocity_rc_px))
+
+
+def test_columns_followed_with_their_conversion(series, result):
+    hist = result.history
+    assert hist.label.shape == (10, len(result.reference_rc))
+    # Reference columns are in frame 0's coordinates; the true ones there include the scan shear.
+    shear = (series.rc[:, :1] / series.frames.shape[1] - 0.5) * series.scan_velocity_px
+    link = link_columns(series.rc + shear, result.reference_rc, tolerance_px=2.0)
+    found = link >= 0
+    assert found.mean() > 0.9
+    truth_dose = series.conversion_dose_e_per_A2[found]
+    measured = result.conversion_dose[link[found]]
+    converted = np.isfinite(measured) & (measured > 0) & (series.initial_label[found] == 0)
+    assert converted.sum() > 100
+    rho = stats.spearmanr(truth_dose[converted], measured[converted]).statistic
+    assert rho > 0.6
+    # Columns uniform from the start are mostly truly uniform at zero dose.
+    initially = hist.initially_uniform[link[found]]
+    assert np.mean(series.initial_label[found][initially] == 1) > 0.85
+
+
+# --- pure parts ----------------------------------------------------------------------------------------------
+
+
+def test_column_histories_conversion_and_reversals():
+    o, u, x = 0, 1, -1
+    labels = np.array([
+        [o, o, u, o, x],
+        [o, u, u, o, u],
+        [x, o, u, o, u],
+        [u, u, u, o, x],
+    ])
+    hist = column_histories(labels)
+    assert hist.conversion_frame.tolist() == [3, 3, -1, -1, -1]
+    assert hist.initially_uniform.tolist() == [False, False, True, False, True]
+    assert hist.n_reversals.tolist() == [0, 1, 0, 0, 0]
+    assert hist.reversals_per_frame.tolist() == [0, 0, 1, 0]
+
+
+def test_fit_recovers_a_noiseless_curve_and_prefers_the_true_model():
+    dose = (np.arange(12) + 0.5) * 300.0
+    sigma = np.full(12, 0.01)
+    chosen, fits = fit_damage(dose, model(dose, 0.2, 1500.0), sigma)
+    assert chosen.model == "exponential"
+    assert abs(chosen.f0 - 0.2) < 1e-3 and abs(chosen.critical_dose / 1500.0 - 1) < 1e-3
+    assert {f.model for f in fits} >= {"exponential", "two_rates", "boundary_front"}
+    # Two clearly different rates: the alternative wins by AICc.
+    two = 1 - 0.8 * (0.5 * np.exp(-dose / 200.0) + 0.5 * np.exp(-dose / 5000.0))
+    chosen, fits = fit_damage(dose, two, sigma)
+    assert chosen.model == "two_rates"
+    aicc = {f.model: f.aicc for f in fits}
+    assert aicc["two_rates"] < aicc["exponential"] - 10
+
+
+def test_critical_dose_flagged_when_the_data_do_not_pin_it():
+    dose = (np.arange(10) + 0.5) * 250.0
+    sigma = np.full(10, 0.02)
+    good, _ = fit_damage(dose, model(dose, 0.3, 2000.0), sigma)
+    assert good.critical_dose_constrained
+    # A dot almost all uniform from the start: its fraction barely moves within the noise.
+    flat = 0.9 + 0.02 * np.random.default_rng(1).standard_normal(10)
+    chosen, _ = fit_damage(dose, flat, sigma)
+    assert not chosen.critical_dose_constrained
+
+
+def test_intervals_widen_when_frame_errors_persist():
+    dose = (np.arange(12) + 0.5) * 250.0
+    sigma = np.full(12, 0.02)
+    alternating = 0.02 * np.array([1, -1] * 6)
+    persistent = 0.02 * np.array([1] * 6 + [-1] * 6)  # the same errors, several frames in a row
+    widths = []
+    for noise in (alternating, persistent):
+        fit, _ = fit_damage(dose, model(dose, 0.3, 2000.0) + noise, sigma)
+        widths.append(np.log(fit.critical_dose_ci95[1] / fit.critical_dose_ci95[0]))
+    assert widths[1] > 1.3 * widths[0]
+
+
+def test_dose_from_metadata():
+    current_na, dwell_s, pixel_nm = 0.0264, 2e-6, 0.035
+    expected = current_na * 1e-9 * dwell_s / 1.602176634e-19 / (pixel_nm * 10) ** 2
+    md = {"beam_current_na": current_na, "dwell_time_s": dwell_s}
+    got = dose_per_frame_from_metadata(md, pixel_size_nm=pixel_nm, n_pixels=100)
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert dose_per_frame_from_metadata({"dwell_time_s": dwell_s}, pixel_size_nm=pixel_nm, n_pixels=100) is None
+
+
+def test_dose_from_a_hyperspy_stack(tmp_path, series):
+    import hyperspy.api as hs
+
+    signal = hs.signals.Signal2D(series.frames[:3])
+    for ax in signal.axes_manager.signal_axes:
+        ax.scale, ax.units = series.pixel_size_nm, "nm"
+    signal.metadata.set_item("Acquisition_instrument.TEM.beam_current", 0.05)
+    signal.metadata.set_item("Acquisition_instrument.TEM.dwell_time", 1e-6)
+    path = tmp_path / "stack.hspy"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        signal.save(path)
+    loaded = load_series(path)
+    assert loaded.frames.shape == (3, 320, 320)
+    assert loaded.pixel_size_nm == pytest.approx(series.pixel_size_nm)
+    dose = dose_per_frame_from_metadata(loaded.metadata, pixel_size_nm=loaded.pixel_size_nm, n_pixels=320 * 320)
+    assert dose == pytest.approx(0.05e-9 * 1e-6 / 1.602176634e-19 / 0.35**2, rel=1e-6)
+
+
+def test_folder_of_frames_in_natural_order_and_tiff_stack(tmp_path, series):
+    import tifffile
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name, k in (("frame_1", 1), ("frame_2", 2), ("frame_10", 3)):  # frame_10 sorts after frame_2
+        np.save(folder / f"{name}.npy", series.frames[k])
+    loaded = load_series(folder, pixel_size_nm=series.pixel_size_nm)
+    np.testing.assert_array_equal(loaded.frames, series.frames[1:4])
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, series.frames[:3], photometric="minisblack")
+    np.testing.assert_array_equal(load_series(path).frames, series.frames[:3])
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+
+
+def test_single_image_is_refused_with_a_clear_message(tmp_path, series, capsys):
+    with pytest.raises(NotASeriesError, match="single 2-D image"):
+        load_series(_save(tmp_path / "one.npy", series.frames[0]))
+    with pytest.raises(InputError, match="3-D stack"):
+        analyze_series(series.frames[0])
+    with pytest.raises(SystemExit) as info:
+        cli.main(["series", str(tmp_path / "one.npy"), "--out", str(tmp_path / "out")])
+    assert info.value.code == 2
+    assert "single 2-D image" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def bad_result(series):
+    """The first 8 frames with a NaN patch in frame 2 and another dot (size, place, rotation) as frame 6."""
+    frames = series.frames[:8].copy()
+    frames[2, 10:40, 10:40] = np.nan
+    other = make_dot((320, 320), dot_size_nm=7.0, rotation_deg=25.0, center_offset_nm=(1.5, -1.0), dose=100.0, rng=7)
+    frames[6] = other.image
+    given = frames.copy()
+    result = analyze_series(frames, pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=250.0)
+    np.testing.assert_array_equal(frames, given)  # the caller's array is not changed
+    return result
+
+
+def test_nan_frames_are_listed(bad_result):
+    assert bad_result.status[2] == "non_finite"
+    assert "900 non-finite pixels (900 NaN)" in bad_result.message[2]
+    assert np.isnan(bad_result.uniform_fraction[2]) and np.isnan(bad_result.drift_rc_px[2]).all()
+
+
+def test_frames_of_another_dot_are_refused(series, bad_result):
+    assert bad_result.status[6] == "different_dot"
+    assert "different dot" in bad_result.message[6]
+    others = [k for k in range(8) if k not in (2, 6)]
+    assert all(bad_result.status[k] == "ok" for k in others)
+    lo, hi = bad_result.fit.f0_ci95  # the other frames still give the zero-dose fraction
+    assert lo <= series.zero_dose_uniform_fraction <= hi and hi - lo < 0.2
+
+
+def test_no_dose_warns_and_uses_frame_number(series):
+    with pytest.warns(NoDoseWarning, match="frame number"):
+        res = analyze_series(series.frames[:5], pixel_size_nm=series.pixel_size_nm)
+    assert res.dose_unit == "frame" and res.cumulative_dose.tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert res.fit is not None and res.fit.critical_dose > 0
+
+
+def test_running_sum_of_frames(series):
+    res = analyze_series(
+        series.frames[:6], pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=250.0,
+        config=SeriesConfig(sum_frames=2),
+    )
+    # Frame k shows the sum of frames k-1 and k: its fraction lies between theirs, at their mean dose.
+    truth = series.uniform_fraction[:6]
+    for k in range(1, 6):
+        assert truth[k - 1] - 0.04 <= res.uniform_fraction[k] <= truth[k] + 0.04
+    assert res.cumulative_dose[1:].tolist() == [250.0 * k for k in range(1, 6)]
+
+
+# --- the command ---------------------------------------------------------------------------------------------
+
+
+def _save(path, array):
+    np.save(path, array)
+    return path
+
+
+def test_cli_writes_every_output_and_leaves_the_input_alone(tmp_path, series, capsys):
+    import pandas as pd
+
+    stack = _save(tmp_path / "stack.npy", series.frames[:6])
+    digest = hashlib.sha256(stack.read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    code = cli.main([
+        "series", str(stack), "--out", str(out), "--dose-per-frame", "250", "--pixel-size-nm", "0.035",
+    ])
+    assert code == 0
+    assert "zero-dose uniform fraction" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "stack.npy"]
+    assert hashlib.sha256(stack.read_bytes()).hexdigest() == digest
+    names = {"series.csv", "series.json", "columns.csv", "conversion_map.png", "fraction_vs_dose.png"}
+    assert {p.name for p in out.iterdir()} == names  # no temporary files left
+    table = pd.read_csv(out / "series.csv")
+    assert list(table.columns[: len(SERIES_CSV_COLUMNS)]) == SERIES_CSV_COLUMNS
+    assert len(table) == 6 and table["cumulative_dose_e_per_A2"].tolist() == [125 + 250 * k for k in range(6)]
+    summary = json.loads((out / "series.json").read_text())
+    assert abs(summary["zero_dose_uniform_fraction"] - series.zero_dose_uniform_fraction) <= F0_TOL
+    lo, hi = summary["zero_dose_ci95"]
+    assert lo < summary["zero_dose_uniform_fraction"] < hi
+    assert summary["critical_dose_e_per_A2"] > 0 and len(summary["critical_dose_e_per_A2_ci95"]) == 2
+    assert summary["model"] == "exponential" and len(summary["models"]) >= 2
+    assert summary["critical_dose_constrained"] is True
+    assert [f["status"] for f in summary["frames"]] == ["ok"] * 6
+    columns = pd.read_csv(out / "columns.csv")
+    assert columns["labels"].str.len().eq(6).all() and columns["id"].is_unique
+    for name in ("conversion_map.png", "fraction_vs_dose.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_series_subcommand_has_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["series", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: stem-pipeline series" in text and "--dose-per-frame" in text and "--sum-frames" in text
