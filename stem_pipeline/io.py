@@ -205,6 +205,40 @@ def load(
     if is_signal(path):
         return from_signal(path, pixel_size_nm=pixel_size_nm, frame=frame)
     path = Path(path)
+    data, calibration = read_pixels(path)
+    data = _validate(path, data, frame)
+    scale_nm = calibration.get("pixel_size_nm")
+    if pixel_size_nm is not None:
+        scale_nm = _checked_pixel_size(path, pixel_size_nm)
+    elif scale_nm is None:
+        _warn_uncalibrated(path, stacklevel=2)
+    return Micrograph(data.astype(np.float32), pixel_size_nm=scale_nm, source=str(path), metadata=calibration)
+
+
+def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """The pixels of an image file, whatever their dimensions, and its calibration.
+
+    The reading half of :func:`load` (which then checks for one 2-D, finite, non-constant
+    image): a frame series (:mod:`stem_pipeline.series`) reads its 3-D stacks with it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The image file. See :data:`EXTENSIONS` for the formats.
+
+    Returns
+    -------
+    data : ndarray
+        As stored (a grey image saved as RGB becomes its grey levels).
+    calibration : dict
+        ``pixel_size_nm`` when the file has one, original units and microscope fields.
+
+    Raises
+    ------
+    InputError
+        Missing, empty, unreadable, corrupt or truncated file; unknown extension; a colour image.
+    """
+    path = Path(path)
     ext = path.suffix.lower()
     if ext not in EXTENSIONS:
         raise InputError(
@@ -244,13 +278,7 @@ def load(
     data = np.asarray(data)
     if data.dtype.names and {"R", "G", "B"} <= set(data.dtype.names):  # RosettaSciIO's rgb8/rgba8 signals
         data = _grey_levels(path, np.stack([data[c] for c in "RGB"], axis=-1))
-    data = _validate(path, data, frame)
-    scale_nm = calibration.get("pixel_size_nm")
-    if pixel_size_nm is not None:
-        scale_nm = _checked_pixel_size(path, pixel_size_nm)
-    elif scale_nm is None:
-        _warn_uncalibrated(path, stacklevel=2)
-    return Micrograph(data.astype(np.float32), pixel_size_nm=scale_nm, source=str(path), metadata=calibration)
+    return data, calibration
 
 
 def _read_tiff_pixels(path: Path) -> np.ndarray | None:

@@ -24,7 +24,7 @@ LAYERS: dict[str, list[str]] = {
         "synthetic", "synthetic_mosaic", "synthetic_series", "synthetic_field", "dots", "report",
     ],
     "workflows": [
-        "pipeline", "field", "comparison", "series", "outputs", "inputs", "_lock", "_worker_setup",
+        "pipeline", "field", "comparison", "inputs", "series", "outputs", "_lock", "_worker_setup",
         "batch", "demo", "commands", "cli",
     ],
 }

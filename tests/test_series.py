@@ -235,9 +235,7 @@ def test_single_image_is_refused_with_a_clear_message(tmp_path, series, capsys):
         load_series(_save(tmp_path / "one.npy", series.frames[0]))
     with pytest.raises(InputError, match="3-D stack"):
         analyze_series(series.frames[0])
-    with pytest.raises(SystemExit) as info:
-        cli.main(["series", str(tmp_path / "one.npy"), "--out", str(tmp_path / "out")])
-    assert info.value.code == 2
+    assert cli.main(["series", str(tmp_path / "one.npy"), "--out", str(tmp_path / "out")]) == 2
     assert "single 2-D image" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

@@ -216,7 +216,6 @@ def analyze_series(
     dose_per_frame_e_per_A2: float | None = None,
     config: SeriesConfig | None = None,
     pipeline_config=None,
-    rng: int = 0,
 ) -> SeriesResult:
     """Analyse a frame series of one dot: drift, per-frame phases with column ids, fraction vs dose, zero-dose fraction.
 
@@ -234,8 +233,6 @@ def analyze_series(
         Registration, tracking and fit options.
     pipeline_config : PipelineConfig, optional
         Configuration of the per-frame :func:`stem_pipeline.pipeline.analyze`.
-    rng : int
-        Seed of the per-frame interval bootstraps.
 
     Returns
     -------
@@ -274,7 +271,7 @@ def analyze_series(
 
     results, fraction, ci, n_columns, dose = _analyze_frames(
         analyze, frames, ok_index, drift, cumulative, status, message, pixel_size_nm=series.pixel_size_nm,
-        sum_frames=config.sum_frames, pipeline_config=pipeline_config, rng=rng,
+        sum_frames=config.sum_frames, pipeline_config=pipeline_config,
     )
     reference_rc = _reference_columns(analyze, reference_image, series.pixel_size_nm, pipeline_config, results, drift)
     labels = _track(reference_rc, results, drift, n, config.link_tolerance_spacings)
@@ -301,7 +298,7 @@ def analyze_series(
 
 
 def _analyze_frames(analyze, frames, ok_index, drift, cumulative, status, message, *, pixel_size_nm, sum_frames,
-                    pipeline_config, rng):
+                    pipeline_config):
     """``pipeline.analyze`` on every registered frame (or running sum); updates ``status`` and ``message``.
 
     Returns the results by frame, the uniform fraction and its interval, the columns found and the dose
@@ -315,7 +312,7 @@ def _analyze_frames(analyze, frames, ok_index, drift, cumulative, status, messag
     for k in ok_index:
         image, summed = _frame_image(frames, k, ok_index, drift, sum_frames)
         dose[k] = float(np.mean(cumulative[summed]))  # a running sum shows the state at its frames' mean dose
-        res = analyze(Micrograph(image, pixel_size_nm=pixel_size_nm, source=f"frame {k}"), pipeline_config, rng=rng)
+        res = analyze(Micrograph(image, pixel_size_nm=pixel_size_nm, source=f"frame {k}"), pipeline_config)
         results[k] = res
         n_columns[k] = 0 if res.columns is None else len(res.columns)
         if res.status != "ok":

@@ -8,15 +8,14 @@ from the file's metadata where it has the beam current and dwell time.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .. import io
+from ..inputs import scan_inputs
 from ..errors import InputError
 
 logger = logging.getLogger("stem_pipeline")
@@ -51,32 +50,6 @@ class FrameSeries:
     metadata: dict
 
 
-def _read_array(path: Path) -> tuple[np.ndarray, dict]:
-    """Pixels and calibration of one file, whatever its dimensions (io's readers, without its 2-D check)."""
-    ext = path.suffix.lower()
-    if ext not in io.EXTENSIONS:
-        raise InputError(path, f"unknown file extension {path.suffix!r}", f"Use one of {', '.join(sorted(io.EXTENSIONS))}")
-    if not path.is_file():
-        raise InputError(path, "no such file", "Check the path")
-    try:
-        if ext == ".npy":
-            return np.load(path, allow_pickle=False), {}
-        if ext in io.RASTER_EXTENSIONS:
-            return io._read_raster(path), {}
-        return io._read_hyperspy(path)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (every reader has its own exception types)
-        failure = f"{type(exc).__name__}: {exc}"
-    with warnings.catch_warnings():  # a failed tifffile read can leave its handle for the collector
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-    plain = io._read_tiff_pixels(path) if ext in (".tif", ".tiff") else None
-    if plain is None:
-        raise InputError(path, f"cannot read the file, it may be corrupt or truncated ({failure})", "Re-export it")
-    return plain, {}
-
-
 def _natural_key(path: Path) -> list:
     """Sort key putting frame_2 before frame_10."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
@@ -107,16 +80,16 @@ def load_series(path: str | Path, *, pixel_size_nm: float | None = None) -> Fram
     """
     path = Path(path)
     if path.is_dir():
-        files = sorted(io.find_images([path]), key=_natural_key)
+        files = sorted(scan_inputs([path]).files, key=_natural_key)
         if len(files) < 2:
             raise InputError(path, f"the folder holds {len(files)} image file(s)", "A series needs at least 2 frames")
-        parts = [_read_array(f) for f in files]
+        parts = [io.read_pixels(f) for f in files]
         shapes = {np.shape(d) for d, _ in parts}
         if len(shapes) != 1 or len(next(iter(shapes))) != 2:
             raise InputError(path, f"the frames are not 2-D images of one shape: {sorted(shapes)}", "Crop them alike")
         data, calibration = np.stack([d for d, _ in parts]), parts[0][1]
     else:
-        data, calibration = _read_array(path)
+        data, calibration = io.read_pixels(path)
         data = np.asarray(data)
         if data.ndim == 2:
             raise NotASeriesError(
