@@ -206,13 +206,20 @@ def load(
         return from_signal(path, pixel_size_nm=pixel_size_nm, frame=frame)
     path = Path(path)
     data, calibration = read_pixels(path)
-    data = _validate(path, data, frame)
+    return _micrograph(path, data, calibration, pixel_size_nm=pixel_size_nm, frame=frame)
+
+
+def _micrograph(
+    source: str | os.PathLike, data: np.ndarray, calibration: dict[str, Any], *, pixel_size_nm, frame
+) -> Micrograph:
+    """Validate the pixels (picking ``frame`` of a stack) and calibrate: the common end of loading."""
+    data = _validate(Path(str(source)), data, frame)
     scale_nm = calibration.get("pixel_size_nm")
     if pixel_size_nm is not None:
-        scale_nm = _checked_pixel_size(path, pixel_size_nm)
+        scale_nm = _checked_pixel_size(source, pixel_size_nm)
     elif scale_nm is None:
-        _warn_uncalibrated(path, stacklevel=2)
-    return Micrograph(data.astype(np.float32), pixel_size_nm=scale_nm, source=str(path), metadata=calibration)
+        _warn_uncalibrated(source, stacklevel=3)  # the caller of load or from_signal
+    return Micrograph(data.astype(np.float32), pixel_size_nm=scale_nm, source=str(source), metadata=calibration)
 
 
 def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
@@ -737,13 +744,7 @@ def from_signal(
     source = source or md.get_item("General.original_filename", None) or md.get_item("General.title", None) or "signal"
     calibration = _calibration(signal)
     _assume_nm_for_unitless_scale(calibration, source)
-    data = _validate(Path(str(source)), np.asarray(signal.data), frame)
-    scale = calibration.get("pixel_size_nm")
-    if pixel_size_nm is not None:
-        scale = _checked_pixel_size(source, pixel_size_nm)
-    elif scale is None:
-        _warn_uncalibrated(source, stacklevel=2)
-    return Micrograph(data.astype(np.float32), pixel_size_nm=scale, source=str(source), metadata=calibration)
+    return _micrograph(source, np.asarray(signal.data), calibration, pixel_size_nm=pixel_size_nm, frame=frame)
 
 
 def save(micrograph: Micrograph, path: str | os.PathLike) -> Path:
