@@ -60,12 +60,12 @@ class _Struct:
     _nested: ClassVar[dict[str, str]] = {}
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{f.name}={_short(getattr(self, f.name))}" for f in dataclasses.fields(self))
+        fields = ", ".join(f"{f.name}={_short(getattr(self, f.name))}" for f in dataclasses.fields(self))  # type: ignore[arg-type]
         return f"{type(self).__name__}({fields})"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a dict (nested containers become dicts)."""
-        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -86,7 +86,7 @@ class _Struct:
         plain: dict[str, Any] = {}
         _flatten(self.to_dict(), "", arrays, plain)
         arrays["__plain__"] = np.frombuffer(json.dumps(plain).encode(), dtype=np.uint8)
-        return atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+        return atomic_write(path, lambda tmp: np.savez_compressed(tmp, allow_pickle=False, **arrays))
 
     @classmethod
     def load_npz(cls: type[T], path: str | os.PathLike) -> T:
@@ -166,7 +166,7 @@ class Micrograph(_Struct):
     @property
     def shape(self) -> tuple[int, int]:
         """Image shape (rows, cols)."""
-        return self.data.shape  # type: ignore[return-value]
+        return (int(self.data.shape[0]), int(self.data.shape[1]))
 
     def replace(self, **changes: Any) -> Micrograph:
         """Return a copy with some fields changed (e.g. denoised ``data``)."""
@@ -257,7 +257,7 @@ class Columns(_Struct):
                 continue
             values = [getattr(p, f.name) for p in parts]
             fields[f.name] = None if any(v is None for v in values) else np.concatenate(values)
-        return cls(**fields, pixel_size_nm=parts[0].pixel_size_nm)
+        return cls(**fields, pixel_size_nm=parts[0].pixel_size_nm)  # type: ignore[arg-type]  # rc is never None
 
     def subset(self, index: np.ndarray) -> Columns:
         """Return the columns selected by a boolean mask or an index array."""

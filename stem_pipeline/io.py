@@ -258,11 +258,12 @@ def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     if path.stat().st_size == 0:
         raise InputError(path, "the file is empty (0 bytes)", "Re-export or re-copy the image")
     failure = None
+    calibration: dict[str, Any] = {}
     try:
         if ext == ".npy":
-            data, calibration = np.load(path, allow_pickle=False), {}
+            data = np.load(path, allow_pickle=False)
         elif ext in RASTER_EXTENSIONS:
-            data, calibration = _read_raster(path), {}
+            data = _read_raster(path)
         else:
             data, calibration = _read_hyperspy(path)
     except InputError:
@@ -321,7 +322,7 @@ def _grey_levels(path: Path, rgb: np.ndarray) -> np.ndarray:
     no grey conversion gives them back: analysing one would give plausible-looking nonsense.
     """
     channels = rgb.astype(np.float64)
-    full = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind in "iu" else float(np.ptp(channels, initial=0.0))
+    full = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind in "iu" else float(channels.max(initial=0.0) - channels.min(initial=0.0))
     spread = float((channels.max(axis=-1) - channels.min(axis=-1)).max(initial=0.0))
     if spread > _GREY_CHANNEL_TOLERANCE * full:
         raise InputError(
@@ -386,7 +387,7 @@ def _tiff_calibration(path: Path) -> dict[str, Any]:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
+        page: Any = tif.pages[0]
         tag = page.tags.get("XResolution")
         unit_tag = page.tags.get("ResolutionUnit")
         imagej = tif.imagej_metadata or {}
@@ -396,6 +397,7 @@ def _tiff_calibration(path: Path) -> dict[str, Any]:
     if not num:
         return {}
     scale = den / num  # units per pixel
+    units: str | None
     if "unit" in imagej:
         units = str(imagej["unit"])
         if "\\u" in units:  # ImageJ escapes non-ASCII units such as \u00c5

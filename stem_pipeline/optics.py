@@ -29,7 +29,7 @@ def electron_wavelength_nm(energy_kev: float) -> float:
 
 def source_blur(
     image: np.ndarray,
-    pixel_size_nm: float | tuple[float, float],
+    pixel_size_nm: float | tuple[float, float] | np.ndarray,
     source_fwhm_nm: float,
     *,
     periodic: bool,

@@ -159,8 +159,8 @@ def render_gaussians(
 
 def _grid(center: np.ndarray, v1: np.ndarray, v2: np.ndarray, half_extent_px: float):
     n = int(np.ceil(half_extent_px / min(np.linalg.norm(v1), np.linalg.norm(v2)))) + 2
-    i, j = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
-    i, j = i.ravel(), j.ravel()
+    i2, j2 = np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij")
+    i, j = i2.ravel(), j2.ravel()
     return center + i[:, None] * v1 + j[:, None] * v2, i, j
 
 

@@ -291,7 +291,8 @@ def column_features(
     spacing_px = np.full(n, np.nan)
     spacing_px[has] = np.nanmedian(near[has], axis=1)
     neigh = np.where(dist[:, 1:] < 1.6 * spacing, inten[idx[:, 1:]], np.nan) if k > 1 else np.full((n, 1), np.nan)
-    med = np.nanmedian(np.where(np.isnan(neigh).all(axis=1)[:, None], inten[:, None], neigh), axis=1)
+    lonely = np.asarray(np.isnan(neigh).all(axis=1))
+    med = np.nanmedian(np.where(lonely[:, None], inten[:, None], neigh), axis=1)
     relative = inten / med
 
     # Local fit of the superlattice pattern.

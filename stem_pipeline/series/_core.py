@@ -167,7 +167,8 @@ def _as_series(stack, pixel_size_nm: float | None) -> FrameSeries:
 
 
 def _frame_checks(frames: np.ndarray) -> tuple[list, list]:
-    status, message = [], []
+    status: list[str] = []
+    message: list[str | None] = []
     for frame in frames:
         n_bad = int((~np.isfinite(frame)).sum())
         if n_bad:
