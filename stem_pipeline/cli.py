@@ -156,7 +156,7 @@ def _add_series(sub) -> None:
         "DIR/{series.csv, series.json, columns.csv, conversion_map.png, fraction_vs_dose.png}.",
     )
     p.add_argument("stack", type=Path, metavar="STACK", help="3-D stack file or folder of frames")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (series.csv, series.json, figures)")
     p.add_argument(
         "--dose-per-frame", type=float, metavar="D",
         help="dose of one frame [e/A^2] (default: from the metadata, else frame number with a warning)",

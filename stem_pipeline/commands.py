@@ -77,9 +77,9 @@ def run_analyze(args: argparse.Namespace) -> int:
     from .batch import run_batch
 
     if args.print_config:
-        import yaml
+        from .config import commented_yaml
 
-        print(yaml.safe_dump(_pipeline_config(args.config).model_dump(mode="json"), sort_keys=False), end="")
+        print(commented_yaml(_pipeline_config(args.config)), end="")
         return EXIT_OK
     if not args.inputs or args.out is None:
         raise UsageError("analyze needs at least one INPUT and --out")

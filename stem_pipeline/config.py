@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,3 +64,46 @@ def load_yaml(model: type[M], path: str | os.PathLike) -> M:
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
         )
         raise ValueError(f"{path}: invalid configuration: {problems}") from exc
+
+
+def commented_yaml(model: BaseModel, *, width: int = 100) -> str:
+    """The full configuration as YAML, each key preceded by its description as a comment.
+
+    What ``--print-config`` prints: a file to edit, which :func:`load_yaml` reads back to the
+    same model (comments are ignored).
+
+    Parameters
+    ----------
+    model : BaseModel
+        A configuration (nested models and lists of models are written out too).
+    width : int
+        Wrap the comments at this many characters.
+
+    Returns
+    -------
+    str
+    """
+    lines: list[str] = []
+    _commented(model, "", lines, width)
+    return "\n".join(lines) + "\n"
+
+
+def _commented(model: BaseModel, pad: str, lines: list[str], width: int) -> None:
+    dumped = model.model_dump(mode="json")
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if field.description:
+            lines += [f"{pad}# {text}" for text in textwrap.wrap(field.description, max(40, width - len(pad) - 2))]
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:")
+            _commented(value, pad + "  ", lines, width)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, BaseModel) for v in value):
+            lines.append(f"{pad}{name}:")
+            for item in value:
+                sub: list[str] = []
+                _commented(item, "", sub, width - len(pad) - 2)
+                first = next(i for i, line in enumerate(sub) if not line.startswith("#"))
+                lines += [f"{pad}{'- ' if i == first else '  '}{line}" for i, line in enumerate(sub)]
+        else:
+            text = yaml.safe_dump(dumped[name], default_flow_style=True, width=10_000)
+            lines.append(f"{pad}{name}: {text.removesuffix('...' + chr(10)).strip()}")

@@ -28,93 +28,27 @@ _BRIGHT, _DIM, _UNIFORM_C = (CONTRASTS.index(c) for c in ("bright", "dim", "unif
 MAX_MEAN_FIELD_ITERATIONS = 100
 
 class ClassifyConfig(StrictModel):
-    """Options of the contrast classification and the phase fractions.
+    """Options of the contrast classification and the phase fractions."""
 
-    Attributes
-    ----------
-    radius_spacings : float
-        Radius of the local superlattice fit, in column spacings.
-    max_index_residual : float
-        Neighbours further than this from integer lattice coordinates are
-        left out of the local fit.
-    weight_sigma_spacings : float or None
-        Width of Gaussian distance weights of the local fit, in column
-        spacings (the column itself weighs most, which keeps domain
-        boundaries in place); None weighs the neighbourhood uniformly.
-    max_components : int
-        Largest number of mixture components (1 or 2); BIC chooses.
-    pure_threshold : float
-        Adjusted alternation R^2 above which a single class is ``ordered``
-        (uniform regions scatter around 0, ordered ones sit near 0.5-0.9).
-    min_separation : float
-        Mixture components closer than this in mean R^2 are one class.
-    minority_threshold, minority_min_columns : float, int
-        When the mixture finds one uniform class, a cluster of at least
-        ``minority_min_columns`` neighbouring columns with R^2 at or above
-        ``minority_threshold`` is a small ordered domain
-        (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns
-        switches the search off.
-    undetected_ordered_columns, undetected_uniform_columns : int
-        The largest domain of the other phase, in columns, that a one-phase
-        result can have missed: the 95 % interval of a pure uniform result
-        reaches down (of a pure ordered one up) by that many columns' share.
-        Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor
-        phase at 30 and 400 counts (``benchmarks/classify.py``): ordered
-        domains of up to 92 columns and uniform ones of up to 14 were missed.
-    mrf_beta : float
-        Coupling of the Potts random field that regularises the labels
-        (0 switches it off).
-    mrf_radius_spacings : float
-        Neighbourhood of the random field, in column spacings (2.3: the 20
-        nearest columns).
-    mrf_iterations : int
-        Mean-field iterations.
-    mrf_max_evidence : float
-        Clip of a column's own log-odds in the random field (4: 55 to 1), so
-        that one column's saturated posterior cannot overrule a unanimous
-        neighbourhood (at 30 counts, edge columns of pure CsPbI3 dots were
-        kept ``uniform`` in bands along the edge).
-    edge_confidence_power : float
-        A column's own evidence is weighed by the completeness of its
-        neighbourhood (columns in its local fit over the 90th percentile) to
-        this power, in the random field and the boundary pass.
-    boundary_iterations : int
-        Mean-field iterations of the second pass that re-decides the
-        columns at domain boundaries from their own intensity against
-        one-sided predictions of both phases
-        (:func:`~stem_pipeline.classify.refine_boundaries`); 0 switches it
-        off.
-    hull_margin_spacings : float
-        When no crystal mask is given, the columns' convex hull is grown by
-        this many column spacings.
-    boundary_sd_spacings : float
-        Standard deviation of the residual shift of the domain boundaries, in
-        column spacings, that enters the 95 % interval of the uniform fraction
-        (measured on simulated dots through the columns module; see
-        ``benchmarks/results/classify.md``).
-    min_columns : int
-        Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`.
-    """
-
-    radius_spacings: float = Field(2.6, gt=1.0, le=6.0)
-    max_index_residual: float = Field(0.3, gt=0.0, le=0.5)
-    weight_sigma_spacings: float | None = Field(1.0, gt=0.0)
-    max_components: int = Field(2, ge=1, le=2)
-    pure_threshold: float = Field(0.35, gt=0.0, lt=1.0)
-    min_separation: float = Field(0.2, ge=0.0)
-    minority_threshold: float = Field(0.7, gt=0.0, lt=1.0)
-    minority_min_columns: int = Field(10, ge=0)
-    undetected_ordered_columns: int = Field(95, ge=0)
-    undetected_uniform_columns: int = Field(15, ge=0)
-    mrf_beta: float = Field(3.0, ge=0.0)
-    mrf_radius_spacings: float = Field(2.3, gt=1.0, le=4.0)
-    mrf_iterations: int = Field(10, ge=0, le=MAX_MEAN_FIELD_ITERATIONS)
-    mrf_max_evidence: float = Field(4.0, gt=0.0)
-    edge_confidence_power: float = Field(4.0, ge=0.0)
-    boundary_iterations: int = Field(8, ge=0, le=MAX_MEAN_FIELD_ITERATIONS)
-    hull_margin_spacings: float = Field(0.5, ge=0.0)
-    boundary_sd_spacings: float = Field(0.3, ge=0.0)
-    min_columns: int = Field(10, ge=1)
+    radius_spacings: float = Field(2.6, gt=1.0, le=6.0, description="Radius of the local superlattice fit, in column spacings.")
+    max_index_residual: float = Field(0.3, gt=0.0, le=0.5, description="Neighbours further than this from integer lattice coordinates are left out of the local fit.")
+    weight_sigma_spacings: float | None = Field(1.0, gt=0.0, description="Width of Gaussian distance weights of the local fit, in column spacings (the column itself weighs most, which keeps domain boundaries in place); None weighs the neighbourhood uniformly.")
+    max_components: int = Field(2, ge=1, le=2, description="Largest number of mixture components (1 or 2); BIC chooses.")
+    pure_threshold: float = Field(0.35, gt=0.0, lt=1.0, description="Adjusted alternation R^2 above which a single class is ``ordered`` (uniform regions scatter around 0, ordered ones sit near 0.5-0.9).")
+    min_separation: float = Field(0.2, ge=0.0, description="Mixture components closer than this in mean R^2 are one class.")
+    minority_threshold: float = Field(0.7, gt=0.0, lt=1.0, description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.")
+    minority_min_columns: int = Field(10, ge=0, description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.")
+    undetected_ordered_columns: int = Field(95, ge=0, description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.")
+    undetected_uniform_columns: int = Field(15, ge=0, description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.")
+    mrf_beta: float = Field(3.0, ge=0.0, description="Coupling of the Potts random field that regularises the labels (0 switches it off).")
+    mrf_radius_spacings: float = Field(2.3, gt=1.0, le=4.0, description="Neighbourhood of the random field, in column spacings (2.3: the 20 nearest columns).")
+    mrf_iterations: int = Field(10, ge=0, le=MAX_MEAN_FIELD_ITERATIONS, description="Mean-field iterations.")
+    mrf_max_evidence: float = Field(4.0, gt=0.0, description="Clip of a column's own log-odds in the random field (4: 55 to 1), so that one column's saturated posterior cannot overrule a unanimous neighbourhood (at 30 counts, edge columns of pure CsPbI3 dots were kept ``uniform`` in bands along the edge).")
+    edge_confidence_power: float = Field(4.0, ge=0.0, description="A column's own evidence is weighed by the completeness of its neighbourhood (columns in its local fit over the 90th percentile) to this power, in the random field and the boundary pass.")
+    boundary_iterations: int = Field(8, ge=0, le=MAX_MEAN_FIELD_ITERATIONS, description="Mean-field iterations of the second pass that re-decides the columns at domain boundaries from their own intensity against one-sided predictions of both phases (:func:`~stem_pipeline.classify.refine_boundaries`); 0 switches it off.")
+    hull_margin_spacings: float = Field(0.5, ge=0.0, description="When no crystal mask is given, the columns' convex hull is grown by this many column spacings.")
+    boundary_sd_spacings: float = Field(0.3, ge=0.0, description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction (measured on simulated dots through the columns module; see ``benchmarks/results/classify.md``).")
+    min_columns: int = Field(10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`.")
 
 
 def classify_columns(

@@ -41,58 +41,21 @@ __all__ = [
 
 
 class CompareConfig(StrictModel):
-    """Options of :func:`compare_models`.
+    """Options of :func:`compare_models`."""
 
-    Attributes
-    ----------
-    thicknesses_nm : list of float or None
-        Simulated thickness series [nm]; None gives ``thickness_steps`` values
-        evenly spaced over ``thickness_range_nm`` (each is rounded to whole
-        repeat cells by the simulation).
-    thickness_range_nm : (2,) float
-        Thinnest and thickest simulated specimen [nm].
-    thickness_steps : int
-        Number of thicknesses when ``thicknesses_nm`` is None.
-    source_fwhms_nm : list of float
-        Trial source sizes: FWHM of the Gaussian blur applied to the simulated cell [nm],
-        the ``source_fwhm_nm`` that ``simulate`` and the RL step take.
-    supercell : (2,) int
-        The experimental cell in column-grid vectors; (2, 2) holds the
-        CsPbI3 bright/dim ordering (period a).
-    reps : (2,) int
-        Experimental cells in the compared physical patch.
-    oversample : float
-        Mean-cell samples per image pixel.
-    max_scale_change : float
-        Largest calibration correction taken from the lattices (relative).
-    variance : {'sem', 'poisson'}
-        Chi-squared weights (see :func:`~stem_pipeline.compare.fit.fit_cell`).
-    method : {'fast', 'exact'}
-        Simulation path.
-    rank_by : {'chi2', 'ncc', 'ssim'}
-        Ranking metric.
-    min_cells : int
-        Fewest cells in a region's mean cell.
-    defocus_nm : list of float or None
-        Simulated defocus series [nm] (the simulation's sign convention,
-        ``microscope.defocus_nm``); each value is one more simulation per
-        model, and the best one is fitted with a profile uncertainty. None
-        keeps each model config's defocus (not fitted).
-    """
-
-    thicknesses_nm: list[float] | None = None
-    thickness_range_nm: tuple[float, float] = (2.0, 16.0)
-    thickness_steps: int = Field(8, ge=1, le=64)  # one simulation each
-    source_fwhms_nm: list[float] = list(SOURCE_FWHMS_NM)
-    supercell: tuple[int, int] = (2, 2)
-    reps: tuple[int, int] = (2, 2)
-    oversample: float = Field(2.0, gt=0)
-    max_scale_change: float = Field(0.05, ge=0)
-    variance: Literal["sem", "poisson"] = "sem"
-    method: Literal["fast", "exact"] = "fast"
-    rank_by: Literal["chi2", "ncc", "ssim"] = "chi2"
-    min_cells: int = Field(3, ge=1)
-    defocus_nm: list[float] | None = None
+    thicknesses_nm: list[float] | None = Field(None, description="Simulated thickness series [nm]; None gives ``thickness_steps`` values evenly spaced over ``thickness_range_nm`` (each is rounded to whole repeat cells by the simulation).")
+    thickness_range_nm: tuple[float, float] = Field((2.0, 16.0), description="Thinnest and thickest simulated specimen [nm].")
+    thickness_steps: int = Field(8, ge=1, le=64, description="Number of thicknesses when ``thicknesses_nm`` is None.")  # one simulation each
+    source_fwhms_nm: list[float] = Field(list(SOURCE_FWHMS_NM), description="Trial source sizes: FWHM of the Gaussian blur applied to the simulated cell [nm], the ``source_fwhm_nm`` that ``simulate`` and the RL step take.")
+    supercell: tuple[int, int] = Field((2, 2), description="The experimental cell in column-grid vectors; (2, 2) holds the CsPbI3 bright/dim ordering (period a).")
+    reps: tuple[int, int] = Field((2, 2), description="Experimental cells in the compared physical patch.")
+    oversample: float = Field(2.0, gt=0, description="Mean-cell samples per image pixel.")
+    max_scale_change: float = Field(0.05, ge=0, description="Largest calibration correction taken from the lattices (relative).")
+    variance: Literal["sem", "poisson"] = Field("sem", description="Chi-squared weights (see :func:`~stem_pipeline.compare.fit.fit_cell`).")
+    method: Literal["fast", "exact"] = Field("fast", description="Simulation path.")
+    rank_by: Literal["chi2", "ncc", "ssim"] = Field("chi2", description="Ranking metric.")
+    min_cells: int = Field(3, ge=1, description="Fewest cells in a region's mean cell.")
+    defocus_nm: list[float] | None = Field(None, description="Simulated defocus series [nm] (the simulation's sign convention, ``microscope.defocus_nm``); each value is one more simulation per model, and the best one is fitted with a profile uncertainty. None keeps each model config's defocus (not fitted).")
 
     def thickness_series(self) -> list[float]:
         """The thicknesses to simulate [nm]."""
