@@ -1,0 +1,195 @@
+"""Peak memory of the per-image analysis against image size (1k, 2k, 4k, 8k), with per-stage timings.
+
+Usage: ``python benchmarks/memory.py [--quick] [--sizes 1024 2048 ...] [--label NAME]``
+
+For every size, two float32 ``.npy`` images are analysed by
+:func:`stem_pipeline.outputs.analyze_file` (the unit a batch runs per image:
+load, analysis, columns.csv, overlay, thumbnail, summary), each in a fresh
+Python process:
+
+- ``field``: a synthetic 1024x1024 dot (``make_dot``, 14 nm at 0.02 nm/px, 400
+  counts) tiled to the size, i.e. (size / 1024)^2 dots and ~2,000 columns each;
+- ``noise``: Poisson noise of the same mean (no lattice: ``no_crystal``).
+
+The peak resident memory of that process (``ru_maxrss``) minus the peak of an
+idle process that imported the same modules is the analysis's peak; the limit
+is 8x the image's float32 size plus 400 MB (issue 17, item 12). Each stage's
+peak is sampled too (the RSS above the stage's start, polled every 2 ms by a
+thread, so a short spike can be missed), beside its time. Writes
+``benchmarks/results/memory.md`` (``--quick``, or any ``--sizes``, prints only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results" / "memory.md"
+MB = 1024**2
+#: The bound: 8 float32 copies of the image plus a fixed 400 MB.
+LIMIT_COPIES, LIMIT_FIXED_MB = 8, 400
+_PIXEL_NM = 0.02
+
+# Run in the child: import what analyze_file needs (the baseline stops here), then analyse one file
+# with every stage wrapped to record its time and its RSS peak above the stage's start.
+_CHILD = r"""
+import json, resource, sys, threading, time
+import psutil
+import stem_pipeline.outputs as outputs
+import stem_pipeline.pipeline, stem_pipeline.io, stem_pipeline.report.overlay, stem_pipeline.report.batch
+import stem_pipeline.denoise, stem_pipeline.lattice, stem_pipeline.columns, stem_pipeline.classify
+import matplotlib.backends.backend_agg, skimage.transform
+if sys.argv[1] == "baseline":
+    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    raise SystemExit
+proc = psutil.Process()
+state = {"peak": 0}
+def poll():
+    while True:
+        state["peak"] = max(state["peak"], proc.memory_info().rss)
+        time.sleep(0.002)
+threading.Thread(target=poll, daemon=True).start()
+stages = {}
+def wrap(module, name, label):
+    func = getattr(module, name)
+    def wrapped(*args, **kwargs):
+        start_rss = proc.memory_info().rss
+        state["peak"] = start_rss
+        t0 = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            rec = stages.setdefault(label, {"s": 0.0, "peak_mb": 0.0})
+            rec["s"] += time.perf_counter() - t0
+            peak = max(state["peak"], proc.memory_info().rss)
+            rec["peak_mb"] = max(rec["peak_mb"], (peak - start_rss) / 2**20)
+    setattr(module, name, wrapped)
+import stem_pipeline.columns.assign as assign
+for module, name, label in [
+    (stem_pipeline.io, "load", "load"),
+    (stem_pipeline.denoise, "denoise", "denoise"),
+    (stem_pipeline.lattice, "find_lattices", "lattice"),
+    (stem_pipeline.lattice, "crystal_masks", "crystal_mask"),
+    (stem_pipeline.columns, "find_columns", "find_columns"),
+    (assign, "nearest_column_regions", "regions"),
+    (stem_pipeline.columns, "refine_columns", "refine_columns"),
+    (stem_pipeline.columns, "measure_intensities", "intensities"),
+    (stem_pipeline.classify, "classify_columns", "classify"),
+    (stem_pipeline.report.overlay, "save_overlay", "overlay"),
+    (stem_pipeline.report.batch, "save_thumbnail", "thumbnail"),
+]:
+    wrap(module, name, label)
+t0 = time.perf_counter()
+summary = outputs.analyze_file(sys.argv[1], sys.argv[2], pixel_size_nm=float(sys.argv[3]), overwrite=True)
+total = time.perf_counter() - t0
+print(json.dumps({
+    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "status": summary["status"], "n_columns": summary["n_columns"], "error": summary.get("error"),
+    "uniform": (summary.get("fractions") or {}).get("uniform"),
+    "total_s": total, "stages": stages,
+}))
+"""
+
+
+def _child(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def make_inputs(folder: Path, size: int) -> dict[str, Path]:
+    """The ``field`` and ``noise`` images of ``size`` x ``size`` px as float32 ``.npy`` files."""
+    from stem_pipeline.synthetic import make_dot
+
+    reps = -(-size // 1024)
+    dot = make_dot((1024, 1024), pixel_size_nm=_PIXEL_NM, dot_size_nm=14.0, uniform_fraction=0.5, dose=400, rng=0)
+    tile = np.asarray(dot.image, np.float32)
+    paths = {"field": folder / f"field_{size}.npy", "noise": folder / f"noise_{size}.npy"}
+    np.save(paths["field"], np.tile(tile, (reps, reps))[:size, :size])
+    rng = np.random.default_rng(size)
+    np.save(paths["noise"], rng.poisson(float(tile.mean()), (size, size)).astype(np.float32))
+    return paths
+
+
+def limit_mb(size: int) -> float:
+    """The bound for a ``size`` x ``size`` image [MB]: 8x its float32 bytes plus 400 MB."""
+    return LIMIT_COPIES * size * size * 4 / MB + LIMIT_FIXED_MB
+
+
+def run(sizes: list[int]) -> list[dict]:
+    """Measure every size and input kind; one fresh process per analysis."""
+    baseline = _child("baseline")["maxrss_mb"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for size in sizes:
+            paths = make_inputs(tmp, size)
+            for kind, path in paths.items():
+                res = _child(str(path), str(tmp / f"out_{kind}_{size}"), str(_PIXEL_NM))
+                res.update(size=size, kind=kind, baseline_mb=baseline, peak_mb=res["maxrss_mb"] - baseline)
+                res["limit_mb"] = limit_mb(size)
+                print(json.dumps(res), flush=True)
+                rows.append(res)
+                path.unlink()
+    return rows
+
+
+_STAGES = ("load", "denoise", "lattice", "crystal_mask", "find_columns", "regions", "refine_columns",
+           "intensities", "classify", "overlay", "thumbnail")
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: peak against the limit, then per-stage peaks and times."""
+    lines = [
+        "| image | input | status, columns | peak above idle [MB] | x image | limit [MB] | met | total [s] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        image_mb = r["size"] ** 2 * 4 / MB
+        lines.append(
+            f"| {r['size']}² ({image_mb:.0f} MB) | {r['kind']} | {r['status']}, {r['n_columns']} | "
+            f"{r['peak_mb']:.0f} | {r['peak_mb'] / image_mb:.1f} | {r['limit_mb']:.0f} | "
+            f"{'yes' if r['peak_mb'] <= r['limit_mb'] else 'no'} | {r['total_s']:.1f} |"
+        )
+    lines += ["", "Per stage: peak RSS above the stage's start [MB] / time [s] (blank: the stage did not run).", ""]
+    lines.append("| image | input | " + " | ".join(_STAGES) + " |")
+    lines.append("|---|---|" + "---|" * len(_STAGES))
+    for r in rows:
+        cells = []
+        for name in _STAGES:
+            s = r["stages"].get(name)
+            cells.append(f"{s['peak_mb']:.0f} / {s['s']:.2f}" if s else "")
+        lines.append(f"| {r['size']}² | {r['kind']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="512 and 1024 px only; print, do not record")
+    parser.add_argument("--sizes", type=int, nargs="+", help="sizes to measure; print, do not record")
+    args = parser.parse_args()
+    sizes = args.sizes or ([512, 1024] if args.quick else [1024, 2048, 4096, 8192])
+    rows = run(sizes)
+    text = table(rows)
+    print(text)
+    if args.quick or args.sizes:
+        return
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(
+        "Peak resident memory of `outputs.analyze_file` (load, analysis, columns.csv, overlay, thumbnail, "
+        "summary) for one float32 image, each in a fresh process, above an idle process with the same imports "
+        f"({rows[0]['baseline_mb']:.0f} MB). `field`: a 1024² synthetic dot (14 nm at {_PIXEL_NM} nm/px, 400 "
+        "counts) tiled to the size; `noise`: Poisson noise of the same mean. Limit: 8x the image's float32 "
+        "size + 400 MB (issue 17).\n\n" + text + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
