@@ -373,13 +373,21 @@ def _consistent(g1: np.ndarray, others: np.ndarray, peaks: np.ndarray, tolerance
 
 
 def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: float) -> np.ndarray:
-    """Local amplitude of the Fourier component ``g`` [cycles/px], on a block-reduced grid."""
+    """Local amplitude of the Fourier component ``g`` [cycles/px], on a block-reduced grid.
+
+    The image is demodulated and block-averaged one strip of blocks at a time (the whole-image complex
+    product took ~6 float32 image copies); each block's mean is the same as in one pass.
+    """
     # The phase ramp is separable: an outer product of two 1-D ramps.
     ramp_r = np.exp(-2j * np.pi * g[0] * np.arange(image.shape[0])).astype(np.complex64)
     ramp_c = np.exp(-2j * np.pi * g[1] * np.arange(image.shape[1])).astype(np.complex64)
-    z = (image * ramp_c[None, :]) * ramp_r[:, None]
     m, n = (image.shape[0] // block) * block, (image.shape[1] // block) * block
-    z = z[:m, :n].reshape(m // block, block, n // block, block).mean(axis=(1, 3))
+    z = np.empty((m // block, n // block), np.complex64)
+    strip = max(1, _BLOCK_PIXELS // max(n * block, 1))  # block rows per strip
+    for start in range(0, m // block, strip):
+        rows = slice(start * block, min(start + strip, m // block) * block)
+        part = (image[rows, :n] * ramp_c[None, :n]) * ramp_r[rows, None]
+        z[start : start + strip] = part.reshape(-1, block, n // block, block).mean(axis=(1, 3))
     re = ndimage.gaussian_filter(z.real, sigma_blocks, mode="nearest")
     im = ndimage.gaussian_filter(z.imag, sigma_blocks, mode="nearest")
     return re * re + im * im
