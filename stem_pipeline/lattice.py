@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 from scipy import ndimage
 
 from ._types import Micrograph
@@ -122,6 +123,8 @@ def _as_image(image: np.ndarray | Micrograph) -> np.ndarray:
 #: power spectrum itself (the whole-image maps made find_lattice peak at ~12 float32 image copies, 0.77 GB
 #: for a 4096^2 image, and suppress_lattice at ~28; benchmarks/memory.py).
 _BLOCK_PIXELS = 1 << 20
+#: Threads of the FFTs (the 2-core target machine, as in stem_pipeline.denoise).
+_FFT_WORKERS = 2
 
 
 def _row_blocks(m: int, n: int):
@@ -144,7 +147,7 @@ def _power_spectrum(image: np.ndarray) -> np.ndarray:
     img *= win_r[:, None]
     img *= win_c[None, :]
     m, n = img.shape
-    half = np.fft.rfft2(img)
+    half = sfft.rfft2(img, workers=_FFT_WORKERS)  # numpy's rfft2 peaks at 6 image copies, scipy's at 1
     del img
     nc = half.shape[1]
     rows = np.fft.fftshift(np.arange(m))  # unshifted row of each centred row
@@ -393,6 +396,16 @@ def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: floa
     return re * re + im * im
 
 
+def _mean_demodulated(image: np.ndarray, gs: list[np.ndarray], block: int, sigma_blocks: float) -> np.ndarray:
+    """Mean of :func:`_demodulate` over the frequencies ``gs``, summed one at a time (``np.mean`` of the
+    list stacked them: 4 more full-size maps when the block is one pixel); the same sums in the same order."""
+    total = _demodulate(image, gs[0], block, sigma_blocks)
+    for g in gs[1:]:
+        total += _demodulate(image, g, block, sigma_blocks)
+    total /= len(gs)
+    return total
+
+
 #: (edge fraction, dilation in spacings) of the column-search mask: every edge column is inside.
 SEARCH_EDGE = (0.35, 0.5)
 #: ... of the area mask: the edge at half the lattice amplitude, on the crystal's edge (see :func:`crystal_masks`).
@@ -494,8 +507,8 @@ def _crystal_masks(
     for a, b in ((g1, g2), (g1, -g2)):
         d = a / np.linalg.norm(a) + b / np.linalg.norm(b)
         refs.append(d / np.linalg.norm(d) * 0.5 * (np.linalg.norm(a) + np.linalg.norm(b)))
-    amp = np.sqrt(np.mean([_demodulate(img, g, block, sigma_blocks) for g in signal_g], axis=0))
-    noise = np.sqrt(np.mean([_demodulate(img, g, block, sigma_blocks) for g in refs], axis=0))
+    amp = np.sqrt(_mean_demodulated(img, signal_g, block, sigma_blocks))
+    noise = np.sqrt(_mean_demodulated(img, refs, block, sigma_blocks))
     del img
     noise_level = float(np.median(noise))
     candidate = amp > noise_factor * noise_level
@@ -546,7 +559,7 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
     m, n = data.shape
     mean = float(data.mean())
     data -= mean
-    spectrum = np.fft.rfft2(data)  # the half layout: the notches are point-symmetric
+    spectrum = sfft.rfft2(data, workers=_FFT_WORKERS)  # the half layout: the notches are point-symmetric
     del data
     g = lattice.reciprocal_px * np.array([m, n])  # reciprocal vectors in frequency pixels (rows)
     inv = np.linalg.inv(g)
@@ -558,7 +571,7 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
         hk = np.round(2 * freq @ inv) / 2
         distance = np.hypot(*np.moveaxis(freq - hk @ g, -1, 0))
         spectrum[block] *= (distance > radius_px) | np.all(hk == 0, axis=-1)
-    out = np.fft.irfft2(spectrum, s=(m, n))
+    out = sfft.irfft2(spectrum, s=(m, n), workers=_FFT_WORKERS, overwrite_x=True)
     out += mean
     return out
 

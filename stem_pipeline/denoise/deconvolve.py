@@ -202,7 +202,7 @@ def richardson_lucy(
     data += work(offset)
     otf = _kernel_rfft2(kernel, shape, np.complex64 if work == np.float32 else np.complex128)
 
-    def conv(x: np.ndarray, *, adjoint: bool = False) -> np.ndarray:
+    def spectrum_times_otf(x: np.ndarray, *, adjoint: bool = False) -> np.ndarray:
         spectrum = sfft.rfft2(x, workers=FFT_WORKERS)
         if adjoint:  # x * conj(h) as conj(conj(x) * h): no conjugate copy of the transfer function
             np.conjugate(spectrum, out=spectrum)
@@ -210,17 +210,23 @@ def richardson_lucy(
             np.conjugate(spectrum, out=spectrum)
         else:
             spectrum *= otf
-        return sfft.irfft2(spectrum, s=shape, workers=FFT_WORKERS)
+        return spectrum
 
-    # In-place updates: at most ~5 padded-image copies alive at once (benchmarks/memory.py).
+    def inverse(spectrum: np.ndarray) -> np.ndarray:
+        return sfft.irfft2(spectrum, s=shape, workers=FFT_WORKERS, overwrite_x=True)
+
+    # In-place updates, each intermediate freed as soon as it is used: at most the data, the estimate, the
+    # transfer function and two padded-image-sized arrays at once (benchmarks/memory.py).
     tiny = work(1e-6 * float(data.mean()))
     u = data.copy()
     for i in range(int(iterations)):
-        ratio = conv(u)
+        ratio = inverse(spectrum_times_otf(u))
         np.maximum(ratio, tiny, out=ratio)
         np.divide(data, ratio, out=ratio)
-        update = conv(ratio, adjoint=True)
+        spectrum = spectrum_times_otf(ratio, adjoint=True)
         del ratio
+        update = inverse(spectrum)
+        del spectrum
         update *= u
         if tv_weight > 0:
             update /= np.maximum(1.0 - tv_weight * _tv_divergence(u, 1e-3 * float(data.mean())), 0.2)

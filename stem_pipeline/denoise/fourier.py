@@ -193,16 +193,18 @@ def _half_white_level(power: np.ndarray, shape: tuple[int, int], *, f_min: float
 
 
 def _half_smoothed(power: np.ndarray, n: int, sigma: float) -> np.ndarray:
-    """The half-layout power spectrum smoothed by a periodic Gaussian of ``sigma`` [FFT px], as float64.
+    """The half-layout power spectrum smoothed by a periodic Gaussian of ``sigma`` [FFT px].
 
     The columns beyond both edges of the half layout are filled from the point symmetry
     ``P(r, c) = P(-r, N - c)``, so the result equals the full spectrum's, smoothed with wrap-around.
+    In ``power``'s precision (scipy filters each line in float64; float32 rounds between the two axes,
+    ~1e-7 relative).
     """
     m, nc = power.shape
     pad = int(4.0 * sigma + 0.5) + 1  # scipy's kernel radius at truncate=4, plus one
     cols = np.arange(-pad, nc + pad) % n
     direct = cols < nc
-    padded = np.empty((m, len(cols)))
+    padded = np.empty((m, len(cols)), power.dtype)
     padded[:, direct] = power[:, cols[direct]]
     padded[:, ~direct] = power[np.ix_((-np.arange(m)) % m, n - cols[~direct])]
     smoothed = ndimage.gaussian_filter(padded, sigma, mode=("wrap", "nearest"))
@@ -244,7 +246,7 @@ def _gain_filter(
             noise = noise_power
         noise = np.minimum(noise, floor)
         if mode == "wiener":
-            p = smoothed[rows] if smoothed is not None else power[rows].astype(np.float64)
+            p = (smoothed if smoothed is not None else power)[rows].astype(np.float64)
             gain = np.clip(1.0 - strength * noise / np.maximum(p, 1e-30), 0.0, 1.0)
         else:  # absf: E|F| of complex Gaussian noise with power N is sqrt(pi N) / 2
             amp = np.sqrt(power[rows].astype(np.float64))
@@ -254,7 +256,7 @@ def _gain_filter(
             gain[0, 0] = 1.0  # keep the mean
         spectrum[rows] *= gain.astype(spectrum.real.dtype)
     del power, smoothed
-    out = sfft.irfft2(spectrum, s=shape, workers=FFT_WORKERS)
+    out = sfft.irfft2(spectrum, s=shape, workers=FFT_WORKERS, overwrite_x=True)
     del spectrum
     out += smooth
     return out
