@@ -19,6 +19,10 @@ from .._types import REGION_ORDERED, REGION_OUTSIDE, REGION_UNIFORM, AreaFractio
 __all__ = ["area_fractions", "boundary_length_px", "domain_size_px", "hull_mask", "region_map_from_columns"]
 
 
+#: Pixels per row block of :func:`region_map_from_columns`.
+_BLOCK_PIXELS = 1 << 20
+
+
 def hull_mask(shape: tuple[int, int], rc: np.ndarray, *, margin_px: float = 0.0) -> np.ndarray:
     """Convex hull of the columns, grown by ``margin_px``.
 
@@ -79,10 +83,19 @@ def region_map_from_columns(
     region = np.full(mask.shape, REGION_OUTSIDE, dtype=np.int8)
     if len(rc) == 0 or not mask.any():
         return region, np.zeros(len(rc), dtype=np.int64)
-    pix = np.argwhere(mask)
-    _, owner = cKDTree(rc).query(pix)
-    region[pix[:, 0], pix[:, 1]] = np.where(label[owner] == 1, REGION_UNIFORM, REGION_ORDERED)
-    return region, np.bincount(owner, minlength=len(rc))
+    tree = cKDTree(rc)
+    cell_area = np.zeros(len(rc), dtype=np.int64)
+    # A block of rows at a time: the pixel list and its nearest columns take 32 bytes per crystal pixel
+    # (8 float32 image copies for an all-crystal image).
+    step = max(1, _BLOCK_PIXELS // max(mask.shape[1], 1))
+    for start in range(0, mask.shape[0], step):
+        pix = np.argwhere(mask[start : start + step])
+        if len(pix) == 0:
+            continue
+        _, owner = tree.query(pix + [start, 0])
+        region[pix[:, 0] + start, pix[:, 1]] = np.where(label[owner] == 1, REGION_UNIFORM, REGION_ORDERED)
+        cell_area += np.bincount(owner, minlength=len(rc))
+    return region, cell_area
 
 
 def domain_size_px(region_map: np.ndarray) -> float | None:
