@@ -20,6 +20,8 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from . import _tiles
+from ._tiles import row_blocks, within_distance
 from ._types import Micrograph
 
 logger = logging.getLogger("stem_pipeline")
@@ -119,19 +121,11 @@ def _as_image(image: np.ndarray | Micrograph) -> np.ndarray:
     return data
 
 
-#: Pixels per row block of the spectrum passes (8 MB per float64 temporary): no full-size map besides the
-#: power spectrum itself (the whole-image maps made find_lattice peak at ~12 float32 image copies, 0.77 GB
-#: for a 4096^2 image, and suppress_lattice at ~28; benchmarks/memory.py).
-_BLOCK_PIXELS = 1 << 20
 #: Threads of the FFTs (the 2-core target machine, as in stem_pipeline.denoise).
 _FFT_WORKERS = 2
-
-
-def _row_blocks(m: int, n: int):
-    """Row slices of ~``_BLOCK_PIXELS`` pixels of an (m, n) array."""
-    step = max(1, _BLOCK_PIXELS // max(n, 1))
-    for start in range(0, m, step):
-        yield slice(start, min(start + step, m))
+# The spectrum passes run a block of rows at a time (stem_pipeline._tiles): no full-size map besides the
+# power spectrum itself (the whole-image maps made find_lattice peak at ~12 float32 image copies, 0.77 GB
+# for a 4096^2 image, and suppress_lattice at ~28; benchmarks/memory.py).
 
 
 def _power_spectrum(image: np.ndarray) -> np.ndarray:
@@ -154,7 +148,7 @@ def _power_spectrum(image: np.ndarray) -> np.ndarray:
     cols = np.fft.fftshift(np.arange(n))
     direct = cols < nc  # the other columns are the mirror images P(r, c) = P(-r, n - c)
     power = np.empty((m, n))
-    for block in _row_blocks(m, n):
+    for block in row_blocks(m, n):
         r = rows[block]
         spec = np.empty((len(r), n), half.dtype)
         spec[:, direct] = half[np.ix_(r, cols[direct])]
@@ -198,7 +192,7 @@ def _peak_candidates(
     m, n = power.shape
     halo = 2  # the 5x5 maximum filter reaches two rows
     found_r, found_c, found_ratio = [], [], []
-    for block in _row_blocks(m, n):
+    for block in row_blocks(m, n):
         ext = np.arange(block.start - halo, block.stop + halo) % m
         kk = frequency_of(ext, slice(None))
         rbin = np.minimum((kk / step).astype(np.int64), len(profile) - 1)
@@ -385,15 +379,23 @@ def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: floa
     ramp_r = np.exp(-2j * np.pi * g[0] * np.arange(image.shape[0])).astype(np.complex64)
     ramp_c = np.exp(-2j * np.pi * g[1] * np.arange(image.shape[1])).astype(np.complex64)
     m, n = (image.shape[0] // block) * block, (image.shape[1] // block) * block
-    z = np.empty((m // block, n // block), np.complex64)
-    strip = max(1, _BLOCK_PIXELS // max(n * block, 1))  # block rows per strip
+    # Real and imaginary parts in two arrays, so that each can be freed once smoothed.
+    z_re = np.empty((m // block, n // block), np.float32)
+    z_im = np.empty_like(z_re)
+    strip = max(1, _tiles.BLOCK_PIXELS // max(n * block, 1))  # block rows per strip
     for start in range(0, m // block, strip):
         rows = slice(start * block, min(start + strip, m // block) * block)
         part = (image[rows, :n] * ramp_c[None, :n]) * ramp_r[rows, None]
-        z[start : start + strip] = part.reshape(-1, block, n // block, block).mean(axis=(1, 3))
-    re = ndimage.gaussian_filter(z.real, sigma_blocks, mode="nearest")
-    im = ndimage.gaussian_filter(z.imag, sigma_blocks, mode="nearest")
-    return re * re + im * im
+        z = part.reshape(-1, block, n // block, block).mean(axis=(1, 3))
+        z_re[start : start + strip], z_im[start : start + strip] = z.real, z.imag
+    re = ndimage.gaussian_filter(z_re, sigma_blocks, mode="nearest")
+    del z_re
+    im = ndimage.gaussian_filter(z_im, sigma_blocks, mode="nearest")
+    del z_im
+    re *= re
+    im *= im
+    re += im
+    return re
 
 
 def _mean_demodulated(image: np.ndarray, gs: list[np.ndarray], block: int, sigma_blocks: float) -> np.ndarray:
@@ -528,7 +530,7 @@ def _crystal_masks(
             small = keep[labels]
         if small.any() and dilate_spacings > 0:
             radius = dilate_spacings * spacing / block
-            small = ndimage.distance_transform_edt(~small) <= radius
+            small = within_distance(small, radius)
         masks.append(small[ri[:, None], ci[None, :]])
         logger.info("crystal_mask: %.1f %% of the image is crystal", 100.0 * masks[-1].mean())
     return masks
@@ -565,7 +567,7 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
     inv = np.linalg.inv(g)
     fr = np.rint(np.fft.fftfreq(m) * m)  # integer frequencies of the unshifted rows ...
     fc = np.rint(np.fft.fftfreq(n) * n)[: spectrum.shape[1]]  # ... and columns (the Nyquist one negative)
-    for block in _row_blocks(*spectrum.shape):
+    for block in row_blocks(*spectrum.shape):
         freq = np.stack(np.broadcast_arrays(fr[block][:, None], fc[None, :]), axis=-1)
         # Nearest half-integer reciprocal-lattice point of every frequency pixel, in one pass.
         hk = np.round(2 * freq @ inv) / 2

@@ -311,6 +311,7 @@ def test_import_is_light():
 
 
 def test_region_map_by_row_blocks_equals_one_block(monkeypatch):
+    from stem_pipeline import _tiles
     from stem_pipeline.classify import regions
 
     rng = np.random.default_rng(5)
@@ -318,9 +319,9 @@ def test_region_map_by_row_blocks_equals_one_block(monkeypatch):
     mask[10:80, 5:60] = True
     rc = rng.uniform([8, 3], [82, 62], size=(40, 2))
     label = rng.integers(0, 2, 40)
-    monkeypatch.setattr(regions, "_BLOCK_PIXELS", 1 << 40)
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 1 << 40)
     one = regions.region_map_from_columns(mask, rc, label)
-    monkeypatch.setattr(regions, "_BLOCK_PIXELS", 150)  # two rows per block
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 150)  # two rows per block
     many = regions.region_map_from_columns(mask, rc, label)
     np.testing.assert_array_equal(many[0], one[0])
     np.testing.assert_array_equal(many[1], one[1])

@@ -233,9 +233,10 @@ def test_half_spectrum_maps_equal_the_full_spectrum_ones(shape, monkeypatch):
     floor, white level, smoothed power and filtered image (fails if the mirror or the weights are wrong)."""
     import scipy.fft as sfft
 
+    from stem_pipeline import _tiles
     from stem_pipeline.denoise import fourier as fo
 
-    monkeypatch.setattr(fo, "_BLOCK_PIXELS", 200)  # many row blocks on a small image
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 200)  # many row blocks on a small image
     image = make_dot(shape, dose=50, rng=1).image.astype(np.float32)
     full, smooth_full = fo._periodic_spectrum(image)
     half, smooth_half = fo._periodic_rspectrum(image)

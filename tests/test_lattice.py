@@ -114,9 +114,10 @@ def test_a_small_dots_outline_is_not_a_second_lattice(uniform_fraction):
 def test_spectrum_passes_by_row_blocks_equal_whole_image_ones(shape, monkeypatch):
     """The power spectrum from the real FFT, the peak search and the lattice suppression, a few rows at a
     time, equal the whole-image computations (fails if the mirror half, the halo or the blocks are wrong)."""
+    from stem_pipeline import _tiles
     from stem_pipeline import lattice as lat_mod
 
-    monkeypatch.setattr(lat_mod, "_BLOCK_PIXELS", 500)
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 500)
     image = make_dot(shape, dot_size_nm=3, rng=2).image.astype(np.float32)
     img = image - image.mean(dtype=np.float64)
     img = (img * np.hanning(shape[0])[:, None].astype(np.float32)) * np.hanning(shape[1])[None, :].astype(np.float32)
@@ -153,3 +154,15 @@ def test_spectrum_passes_by_row_blocks_equal_whole_image_ones(shape, monkeypatch
     data = image.astype(np.float64)
     full = np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(data - data.mean())) * keep)).real + data.mean()
     np.testing.assert_allclose(lat_mod.suppress_lattice(image, lattice), full, atol=1e-6 * np.abs(full).max())
+
+
+@pytest.mark.parametrize("radius", [0.7, 2.0, 3.4])
+def test_within_distance_by_row_blocks_equals_the_whole_image_transform(radius):
+    from stem_pipeline._tiles import within_distance
+
+    mask = np.random.default_rng(3).random((61, 47)) > 0.985
+    mask[30:33, 10:20] = True
+    expected = ndimage.distance_transform_edt(~mask) <= radius
+    got = within_distance(mask, radius, pixels=3 * 47)  # three rows per block
+    np.testing.assert_array_equal(got, expected)
+    assert not within_distance(np.zeros((5, 5), bool), radius).any()

@@ -14,13 +14,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .._tiles import row_blocks
 from .._types import REGION_ORDERED, REGION_OUTSIDE, REGION_UNIFORM, AreaFractions
 
 __all__ = ["area_fractions", "boundary_length_px", "domain_size_px", "hull_mask", "region_map_from_columns"]
-
-
-#: Pixels per row block of :func:`region_map_from_columns`.
-_BLOCK_PIXELS = 1 << 20
 
 
 def hull_mask(shape: tuple[int, int], rc: np.ndarray, *, margin_px: float = 0.0) -> np.ndarray:
@@ -87,13 +84,12 @@ def region_map_from_columns(
     cell_area = np.zeros(len(rc), dtype=np.int64)
     # A block of rows at a time: the pixel list and its nearest columns take 32 bytes per crystal pixel
     # (8 float32 image copies for an all-crystal image).
-    step = max(1, _BLOCK_PIXELS // max(mask.shape[1], 1))
-    for start in range(0, mask.shape[0], step):
-        pix = np.argwhere(mask[start : start + step])
+    for rows in row_blocks(*mask.shape):
+        pix = np.argwhere(mask[rows])
         if len(pix) == 0:
             continue
-        _, owner = tree.query(pix + [start, 0])
-        region[pix[:, 0] + start, pix[:, 1]] = np.where(label[owner] == 1, REGION_UNIFORM, REGION_ORDERED)
+        _, owner = tree.query(pix + [rows.start, 0])
+        region[pix[:, 0] + rows.start, pix[:, 1]] = np.where(label[owner] == 1, REGION_UNIFORM, REGION_ORDERED)
         cell_area += np.bincount(owner, minlength=len(rc))
     return region, cell_area
 

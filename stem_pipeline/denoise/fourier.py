@@ -28,6 +28,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .._tiles import row_blocks
 from ._common import FFT_WORKERS, check_image, logger
 
 FourierMode = Literal["bragg", "wiener", "absf"]
@@ -81,17 +82,6 @@ def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # not (1 .. (N - 1) // 2) stands for two full-spectrum pixels and weighs 2 in radial means. The
 # half layout and per-row-block passes keep a filter at ~5 float32 image copies (a full complex
 # spectrum with float64 maps was ~30: 2.0 GB for a 4096^2 image, benchmarks/memory.py).
-
-#: Pixels per row block of the half-layout passes (8 MB per float64 temporary).
-_BLOCK_PIXELS = 1 << 20
-
-
-def _row_blocks(shape: tuple[int, int]):
-    """Row slices of ~``_BLOCK_PIXELS`` pixels covering ``shape``."""
-    rows = max(1, _BLOCK_PIXELS // max(shape[1], 1))
-    for start in range(0, shape[0], rows):
-        yield slice(start, min(start + rows, shape[0]))
-
 
 def _half_radius(shape: tuple[int, int], rows: slice = slice(None)) -> np.ndarray:
     """Frequency radius [cycles/px] of the half layout of an image of ``shape`` (rows ``rows``)."""
@@ -153,7 +143,7 @@ def _half_log_floor(power: np.ndarray, shape: tuple[int, int], *, smooth_bins: f
     def radial_mean(cap: np.ndarray | None) -> np.ndarray:
         total = np.zeros(n_bins)
         counts = np.zeros(n_bins)
-        for rows in _row_blocks(power.shape):
+        for rows in row_blocks(*power.shape):
             b = np.rint(_half_radius(shape, rows) * max(shape)).astype(np.intp)
             logp = np.log(np.maximum(power[rows].astype(np.float64), tiny))
             if cap is not None:
@@ -178,7 +168,7 @@ def _half_white_level(power: np.ndarray, shape: tuple[int, int], *, f_min: float
 
     def weighted_mean(cap: float | None) -> float:
         total = weight = 0.0
-        for rows in _row_blocks(power.shape):
+        for rows in row_blocks(*power.shape):
             sel = _half_radius(shape, rows) >= f_min
             logp = np.log(np.maximum(power[rows][sel].astype(np.float64), tiny))
             if cap is not None:
@@ -235,7 +225,7 @@ def _gain_filter(
     smoothed = None
     if mode == "wiener" and spectrum_smoothing_px:
         smoothed = _half_smoothed(power, shape[1], spectrum_smoothing_px)
-    for rows in _row_blocks(power.shape):
+    for rows in row_blocks(*power.shape):
         f = _half_radius(shape, rows)
         floor = np.exp(log_floor[np.rint(f * max(shape)).astype(np.intp)])
         if callable(noise_power):
