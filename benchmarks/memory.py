@@ -13,9 +13,9 @@ Python process:
 
 The peak resident memory of that process (``ru_maxrss``) minus the peak of an
 idle process that imported the same modules is the analysis's peak; the limit
-is 8x the image's float32 size plus 400 MB (issue 17, item 12). Each stage's
-peak is sampled too (the RSS above the stage's start, polled every 2 ms by a
-thread, so a short spike can be missed), beside its time. Writes
+is 8x the image's float32 size plus 400 MB (issue 17, item 12). The process's
+RSS is also polled every 2 ms by a thread during each stage (a shorter spike
+can be missed), which gives each stage's peak beside its time. Writes
 ``benchmarks/results/memory.md`` (``--quick``, or any ``--sizes``, prints only).
 """
 
@@ -65,10 +65,11 @@ def wrap(module, name, label):
         try:
             return func(*args, **kwargs)
         finally:
-            rec = stages.setdefault(label, {"s": 0.0, "peak_mb": 0.0})
+            rec = stages.setdefault(label, {"s": 0.0, "peak_mb": 0.0, "rss_mb": 0.0})
             rec["s"] += time.perf_counter() - t0
             peak = max(state["peak"], proc.memory_info().rss)
             rec["peak_mb"] = max(rec["peak_mb"], (peak - start_rss) / 2**20)
+            rec["rss_mb"] = max(rec["rss_mb"], peak / 2**20)
     setattr(module, name, wrapped)
 import stem_pipeline.columns.assign as assign
 for module, name, label in [
@@ -158,14 +159,19 @@ def table(rows: list[dict]) -> str:
             f"{r['peak_mb']:.0f} | {r['peak_mb'] / image_mb:.1f} | {r['limit_mb']:.0f} | "
             f"{'yes' if r['peak_mb'] <= r['limit_mb'] else 'no'} | {r['total_s']:.1f} |"
         )
-    lines += ["", "Per stage: peak RSS above the stage's start [MB] / time [s] (blank: the stage did not run).", ""]
+    lines += [
+        "",
+        "Per stage: the process's peak RSS during the stage, above idle [MB] / the stage's time [s] (blank: the "
+        "stage did not run). The largest is the analysis's peak.",
+        "",
+    ]
     lines.append("| image | input | " + " | ".join(_STAGES) + " |")
     lines.append("|---|---|" + "---|" * len(_STAGES))
     for r in rows:
         cells = []
         for name in _STAGES:
             s = r["stages"].get(name)
-            cells.append(f"{s['peak_mb']:.0f} / {s['s']:.2f}" if s else "")
+            cells.append(f"{s['rss_mb'] - r['baseline_mb']:.0f} / {s['s']:.2f}" if s else "")
         lines.append(f"| {r['size']}² | {r['kind']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
