@@ -29,7 +29,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ._common import check_image, logger, pixel_size_of
-from .deconvolve import probe_psf, richardson_lucy
+from .deconvolve import _richardson_lucy, probe_psf
 from .fourier import (
     _gain_filter,
     _half_power,
@@ -257,7 +257,9 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
                 continue
             psf = probe_psf(pixel_size_nm=px, energy_kev=step.energy_kev, convergence_mrad=step.convergence_mrad,
                             defocus_nm=step.defocus_nm, source_size_nm=step.source_size_nm)
-            out = richardson_lucy(out, psf, iterations=step.iterations, tv_weight=step.tv_weight, tol=step.tol)
+            held = [check_image(out)[0]]
+            out = None  # the deconvolution frees its input once padded
+            out = _richardson_lucy(held, dtype, psf, iterations=step.iterations, tv_weight=step.tv_weight, tol=step.tol)
         else:  # pragma: no cover - the config validation rules this out
             raise ValueError(f"unknown step {name!r}")
         # Track the noise spectrum through linear steps only.

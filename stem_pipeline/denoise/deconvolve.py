@@ -184,6 +184,15 @@ def richardson_lucy(
         with a positive sum, or ``iterations < 0``.
     """
     arr, dtype = check_image(image)
+    return _richardson_lucy([arr], dtype, psf, iterations=iterations, tv_weight=tv_weight, tol=tol)
+
+
+def _richardson_lucy(
+    held: list[np.ndarray], dtype: np.dtype, psf: np.ndarray, *, iterations: int, tv_weight: float, tol: float
+) -> np.ndarray:
+    """:func:`richardson_lucy` of the checked image in ``held``, which is emptied once the image is padded:
+    a caller that passes its only reference frees the image before the iterations (one image copy less)."""
+    arr = held.pop()
     kernel = np.asarray(psf, dtype=np.float64)
     if kernel.ndim != 2 or kernel.min() < 0 or not kernel.sum() > 0:
         raise ValueError(f"psf must be a 2-D non-negative kernel with a positive sum, got shape {kernel.shape}")
@@ -200,6 +209,8 @@ def richardson_lucy(
     low = float(data.min())
     offset = (1e-3 * max(float(np.abs(data).mean()), 1e-12)) - low if low <= 0 else 0.0
     data += work(offset)
+    crop = (slice(pr, pr + arr.shape[0]), slice(pc, pc + arr.shape[1]))
+    del arr
     otf = _kernel_rfft2(kernel, shape, np.complex64 if work == np.float32 else np.complex128)
 
     def spectrum_times_otf(x: np.ndarray, *, adjoint: bool = False) -> np.ndarray:
@@ -237,5 +248,6 @@ def richardson_lucy(
         if change < tol:
             logger.debug("richardson_lucy: converged after %d iterations (change %.2g)", i + 1, change)
             break
-    out = u[pr : pr + arr.shape[0], pc : pc + arr.shape[1]] - offset
+    del data
+    out = u[crop] - offset
     return out.astype(dtype, copy=False)
