@@ -9,15 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("denoise", "columns", "classify", "simulate", "compare", "batch")
+ORDER = ("denoise", "columns", "classify", "simulate", "compare", "batch", "memory")
 
 HEADER = """# Benchmarks
 
 Speed and accuracy of stem_pipeline, measured side by side with the tools a microscopist would
 otherwise use, as ratios from one run of each script: atomap's centre-of-mass and Gaussian
 refinement (`columns.py`), DigitalMicrograph-style and scikit-image/BM3D filters (`denoise.py`), a
-hard intensity threshold (`classify.py`), abTEM plain multislice (`simulate.py`), and the
-in-process run against Dask workers (`batch.py`). Accuracy is measured against ground truth:
+hard intensity threshold (`classify.py`), abTEM plain multislice (`simulate.py`), the
+in-process run against Dask workers (`batch.py`), and the peak memory of one image's analysis against its
+size (`memory.py`). Accuracy is measured against ground truth:
 synthetic dots with known column positions, contrasts and domains (`stem_pipeline.synthetic`) at
 several doses, and abTEM simulations.
 
