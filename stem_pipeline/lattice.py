@@ -509,10 +509,10 @@ def _crystal_masks(
     for a, b in ((g1, g2), (g1, -g2)):
         d = a / np.linalg.norm(a) + b / np.linalg.norm(b)
         refs.append(d / np.linalg.norm(d) * 0.5 * (np.linalg.norm(a) + np.linalg.norm(b)))
+    # The noise map is only needed for its median: computed (and freed) before the amplitude map.
+    noise_level = float(np.median(np.sqrt(_mean_demodulated(img, refs, block, sigma_blocks))))
     amp = np.sqrt(_mean_demodulated(img, signal_g, block, sigma_blocks))
-    noise = np.sqrt(_mean_demodulated(img, refs, block, sigma_blocks))
     del img
-    noise_level = float(np.median(noise))
     candidate = amp > noise_factor * noise_level
     level = float(np.median(amp[candidate])) if candidate.any() else np.inf
     # Back to full resolution (nearest block), edge pixels take the last block.
@@ -600,7 +600,8 @@ def find_lattices(image: np.ndarray | Micrograph, *, max_lattices: int = 2) -> l
         return []
     found = [first]
     if max_lattices > 1 and first.foreign_peaks:
-        second = find_lattice(suppress_lattice(image, first))
+        # find_lattice works on a float32 copy anyway: casting first frees the float64 image (2 copies).
+        second = find_lattice(suppress_lattice(image, first).astype(np.float32))
         if second is not None:
             found.append(second)
     return found
