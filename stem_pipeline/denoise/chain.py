@@ -243,7 +243,7 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
             kwargs = step.model_dump(exclude={"name"})
             if name != "bragg" and sigmas:
                 if noise_white is None:
-                    spectrum, _ = _periodic_rspectrum(arr)
+                    spectrum = _periodic_rspectrum(arr)[0]  # the smooth component is not kept
                     noise_white = _half_white_level(_half_power(spectrum), arr.shape)
                     del spectrum
                 noise = functools.partial(_filtered_noise, noise_white, tuple(sigmas))
