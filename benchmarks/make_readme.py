@@ -45,6 +45,7 @@ SUMMARY = """## Summary: goals against measurements
 | simulate | fast >= 8x exact, <= 2 % deviation | 28.7x / 27.5x at 6.3 / 13.8 nm, 0.31 % (static); with phonons the deviation equals the phonon noise floor | yes |
 | simulate | thickness series cheaper than separate runs | 2.2x, identical | yes |
 | batch | throughput with 1 and 2 workers, memory per worker; re-run in seconds | 36 images/min in-process, ~440-500 MB per worker; re-run 1.1 s | recorded |
+| memory | one image's analysis (`analyze_file`) peaks at <= 8x its float32 size + 400 MB, 1k-8k (issue 17) | 8192²: 2,085 MB above idle on a synthetic field and on noise (limit 2,448; the issue measured 8.5 / 9.1 GB); 4096²: 495 / 542 MB (limit 912; was 2,218 / 2,213); 1024² unchanged within float32 rounding | yes |
 
 """
 

@@ -156,14 +156,18 @@ def run(sizes: list[int]) -> list[dict]:
     return rows
 
 
-#: Peak above idle [MB] before the memory work (commit f6ea6f1, this script, same machine); 8192^2: the
-#: resident peaks reported in issue 17 (total, not above idle; not re-measured here: ~9 GB on a shared machine).
+#: Before the memory work (the code at f6ea6f1, measured with this script on the same inputs): peak above
+#: idle [MB] and each stage's peak above idle [MB]. 8192^2 was not re-measured (~9 GB on a shared machine):
+#: issue 17 reports 8.5 GB resident for an 8192^2 image and 9.1 GB for noise.
 BEFORE = {
-    (1024, "field"): "211", (1024, "noise"): "140",
-    (2048, "field"): "742", (2048, "noise"): "565",
-    (4096, "field"): "2219", (4096, "noise"): "2214",
-    (8192, "field"): "8.5 GB (issue)", (8192, "noise"): "9.1 GB (issue)",
+    (1024, "field"): (215, {"load": 6, "denoise": 130, "lattice": 79, "crystal_mask": 51, "find_columns": 51, "regions": 37, "refine_columns": 196, "intensities": 121, "classify": 122, "overlay": 215, "thumbnail": 151}),
+    (1024, "noise"): (140, {"load": 10, "denoise": 131, "lattice": 80, "overlay": 140, "thumbnail": 79}),
+    (2048, "field"): (746, {"load": 31, "denoise": 531, "lattice": 291, "crystal_mask": 291, "find_columns": 184, "regions": 136, "refine_columns": 746, "intensities": 746, "classify": 239, "overlay": 607, "thumbnail": 224}),
+    (2048, "noise"): (565, {"load": 27, "denoise": 531, "lattice": 565, "crystal_mask": 205, "overlay": 435, "thumbnail": 180}),
+    (4096, "field"): (2218, {"load": 128, "denoise": 2067, "lattice": 1171, "crystal_mask": 733, "find_columns": 724, "regions": 516, "refine_columns": 1169, "intensities": 903, "classify": 962, "overlay": 2218, "thumbnail": 683}),
+    (4096, "noise"): (2213, {"load": 123, "denoise": 2067, "lattice": 2213, "crystal_mask": 852, "find_columns": 766, "regions": 526, "refine_columns": 527, "intensities": 527, "overlay": 1625, "thumbnail": 602}),
 }
+BEFORE_8K = {"field": "8.5 GB (issue)", "noise": "9.1 GB (issue)"}
 
 _STAGES = ("load", "denoise", "lattice", "crystal_mask", "find_columns", "regions", "refine_columns",
            "intensities", "classify", "overlay", "thumbnail")
@@ -179,7 +183,7 @@ def table(rows: list[dict]) -> str:
         image_mb = r["size"] ** 2 * 4 / MB
         lines.append(
             f"| {r['size']}² ({image_mb:.0f} MB) | {r['kind']} | {r['status']}, {r['n_columns']} | "
-            f"{BEFORE.get((r['size'], r['kind']), '')} | "
+            f"{BEFORE[(r['size'], r['kind'])][0] if (r['size'], r['kind']) in BEFORE else BEFORE_8K.get(r['kind'], '')} | "
             f"{r['peak_mb']:.0f} | {r['peak_mb'] / image_mb:.1f} | {r['limit_mb']:.0f} | "
             f"{'yes' if r['peak_mb'] <= r['limit_mb'] else 'no'} | {r['total_s']:.1f} |"
         )
@@ -187,12 +191,15 @@ def table(rows: list[dict]) -> str:
         "",
         (
             "Per stage: the process's peak RSS during the stage, above idle [MB] / the stage's time [s] (blank: "
-            "the stage did not run). The largest is the analysis's peak."
+            "the stage did not run; `before` rows: the peak only). The largest is the analysis's peak."
         ),
         "",
     ]
     lines.append("| image | input | " + " | ".join(_STAGES) + " |")
     lines.append("|---|---|" + "---|" * len(_STAGES))
+    for (size, kind), (_, before) in BEFORE.items():
+        cells = [f"{before[name]}" if name in before else "" for name in _STAGES]
+        lines.append(f"| {size}² before | {kind} | " + " | ".join(cells) + " |")
     for r in rows:
         cells = []
         for name in _STAGES:
@@ -209,17 +216,22 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.sizes or ([512, 1024] if args.quick else [1024, 2048, 4096, 8192])
     rows = run(sizes)
-    text = table(rows)
-    print(text)
+    print(table(rows))
     if args.quick or args.sizes:
         return
+    write_results(rows)
+
+
+def write_results(rows: list[dict]) -> None:
+    """Write the tables of ``rows`` (from :func:`run`) to ``benchmarks/results/memory.md``."""
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         "Peak resident memory of `outputs.analyze_file` (load, analysis, columns.csv, overlay, thumbnail, "
         "summary) for one float32 image, each in a fresh process, above an idle process with the same imports "
         f"({rows[0]['baseline_mb']:.0f} MB). `field`: 1024² synthetic dots (14 nm at {_PIXEL_NM} nm/px, 400 "
-        "counts, each its own seed and offset) side by side; `noise`: Poisson noise of the same mean. Limit: 8x the image's float32 "
-        "size + 400 MB (issue 17).\n\n" + text + "\n"
+        "counts, each its own seed and offset) side by side; `noise`: Poisson noise of the same mean. Limit: 8x "
+        "the image's float32 size + 400 MB (issue 17). `before`: the code before the memory work (f6ea6f1) on the "
+        "same inputs; 8192² from the issue.\n\n" + table(rows) + "\n"
     )
 
 
