@@ -9,15 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("denoise", "columns", "classify", "simulate", "compare", "batch")
+ORDER = ("denoise", "columns", "classify", "simulate", "compare", "batch", "memory", "series")
 
 HEADER = """# Benchmarks
 
 Speed and accuracy of stem_pipeline, measured side by side with the tools a microscopist would
 otherwise use, as ratios from one run of each script: atomap's centre-of-mass and Gaussian
 refinement (`columns.py`), DigitalMicrograph-style and scikit-image/BM3D filters (`denoise.py`), a
-hard intensity threshold (`classify.py`), abTEM plain multislice (`simulate.py`), and the
-in-process run against Dask workers (`batch.py`). Accuracy is measured against ground truth:
+hard intensity threshold (`classify.py`), abTEM plain multislice (`simulate.py`), the
+in-process run against Dask workers (`batch.py`), and the peak memory of one image's analysis against its
+size (`memory.py`); frame series against their known damage (`series.py`). Accuracy is measured against ground truth:
 synthetic dots with known column positions, contrasts and domains (`stem_pipeline.synthetic`) at
 several doses, and abTEM simulations.
 
@@ -45,6 +46,7 @@ SUMMARY = """## Summary: goals against measurements
 | simulate | thickness series cheaper than separate runs | 2.2x, identical | yes |
 | batch | throughput with 1 and 2 workers, memory per worker; re-run in seconds | 36 images/min in-process, ~440-500 MB per worker; re-run 1.1 s | recorded |
 | series | synthetic frame series (5-20 frames, 30-200 counts, drift <= 5 px/frame): f0 within 0.03, Dc within 20 %, drift within 0.3 px; interval coverage; cost per frame | 72 series of 8 dots: f0 mean abs error 0.012, max 0.049 (92 % within 0.03); Dc median 4 %, max 19 % (all within 20 %); drift max 0.051 px; coverage f0 1.00, Dc 0.90; 16 other dots (10 frames, 100 counts): f0 mean 0.024, max 0.054 (69 % within 0.03), Dc median 9 %, max 31 % (80 % within 20 %; 1 of 16 flagged not constrained), coverage f0 0.94, Dc 0.69; 0.3-0.8 s per 320x320 frame | f0 and drift yes on most dots; Dc intervals too narrow |
+| memory | one image's analysis (`analyze_file`) peaks at <= 8x its float32 size + 400 MB, 1k-8k (issue 17) | 8192²: 2,085 MB above idle on a synthetic field and on noise (limit 2,448; the issue measured 8.5 / 9.1 GB); 4096²: 495 / 542 MB (limit 912; was 2,218 / 2,213); 1024² unchanged within float32 rounding | yes |
 
 """
 

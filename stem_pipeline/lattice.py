@@ -17,8 +17,11 @@ import logging
 from typing import Any
 
 import numpy as np
+import scipy.fft as sfft
 from scipy import ndimage
 
+from . import _tiles
+from ._tiles import row_blocks, within_distance
 from ._types import Micrograph
 
 logger = logging.getLogger("stem_pipeline")
@@ -118,36 +121,92 @@ def _as_image(image: np.ndarray | Micrograph) -> np.ndarray:
     return data
 
 
+#: Threads of the FFTs (the 2-core target machine, as in stem_pipeline.denoise).
+_FFT_WORKERS = 2
+# The spectrum passes run a block of rows at a time (stem_pipeline._tiles): no full-size map besides the
+# power spectrum itself (the whole-image maps made find_lattice peak at ~12 float32 image copies, 0.77 GB
+# for a 4096^2 image, and suppress_lattice at ~28; benchmarks/memory.py).
+
+
 def _power_spectrum(image: np.ndarray) -> np.ndarray:
-    """Hann-windowed, centred power spectrum (float64)."""
+    """Hann-windowed, centred power spectrum (float64).
+
+    From the real-to-complex FFT: the other half of the (point-symmetric) spectrum is filled in
+    from it, a block of rows at a time.
+    """
     img = image.astype(np.float32, copy=True)
     img -= img.mean(dtype=np.float64)
     win_r = np.hanning(img.shape[0]).astype(np.float32)
     win_c = np.hanning(img.shape[1]).astype(np.float32)
     img *= win_r[:, None]
     img *= win_c[None, :]
-    spec = np.fft.fftshift(np.fft.fft2(img))
+    m, n = img.shape
+    half = sfft.rfft2(img, workers=_FFT_WORKERS)  # numpy's rfft2 peaks at 6 image copies, scipy's at 1
     del img
-    power = (spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2)
+    nc = half.shape[1]
+    rows = np.fft.fftshift(np.arange(m))  # unshifted row of each centred row
+    cols = np.fft.fftshift(np.arange(n))
+    direct = cols < nc  # the other columns are the mirror images P(r, c) = P(-r, n - c)
+    power = np.empty((m, n))
+    for block in row_blocks(m, n):
+        r = rows[block]
+        spec = np.empty((len(r), n), half.dtype)
+        spec[:, direct] = half[np.ix_(r, cols[direct])]
+        spec[:, ~direct] = np.conj(half[np.ix_((-r) % m, n - cols[~direct])])
+        power[block] = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
     return power
 
 
-def _radial_median(power: np.ndarray, radius: np.ndarray, n_bins: int) -> np.ndarray:
-    """Median of ``power`` in unit-width annuli; returns the profile per pixel."""
-    rbin = np.minimum(radius.astype(np.int64), n_bins - 1)
+def _radial_median_profile(power: np.ndarray, frequency_of, step: float, n_bins: int) -> np.ndarray:
+    """Median of ``power`` in annuli ``step`` [cycles/px] wide, one value per annulus.
+
+    ``frequency_of(rows, cols)`` gives the frequency [cycles/px] of the pixels at those indices.
+    """
     index = np.arange(n_bins)
     # Subsample large spectra for speed: the median of an annulus is robust.
-    step = max(1, int(np.ceil(np.sqrt(power.size / 250_000))))
-    sub_p, sub_r = power[::step, ::step], rbin[::step, ::step]
+    sub = max(1, int(np.ceil(np.sqrt(power.size / 250_000))))
+    sub_p = power[::sub, ::sub]
+    radius = frequency_of(slice(None, None, sub), slice(None, None, sub)) / step
+    sub_r = np.minimum(radius.astype(np.int64), n_bins - 1)
     prof = np.asarray(ndimage.median(sub_p, labels=sub_r + 1, index=index + 1), dtype=np.float64)
     prof = np.where(np.isfinite(prof) & (prof > 0), prof, np.nan)
     # Fill empty bins and smooth slightly.
     good = np.isfinite(prof)
     if not good.any():
-        return np.ones_like(power)
+        return np.ones(n_bins)
     prof = np.interp(index, index[good], prof[good])
-    prof = np.exp(ndimage.uniform_filter1d(np.log(prof), 3, mode="nearest"))
-    return prof[rbin]
+    return np.exp(ndimage.uniform_filter1d(np.log(prof), 3, mode="nearest"))
+
+
+def _peak_candidates(
+    power: np.ndarray,
+    profile: np.ndarray,
+    frequency_of,
+    step: float,
+    band: tuple[float, float],
+    min_strength: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col) of the local maxima (5x5, wrapped) of ``power`` over its radial ``profile`` (annuli ``step``
+    wide) with a ratio of at least ``min_strength`` and a frequency [cycles/px] in ``band``, and their
+    ratios; a block of rows at a time."""
+    m, n = power.shape
+    halo = 2  # the 5x5 maximum filter reaches two rows
+    found_r, found_c, found_ratio = [], [], []
+    for block in row_blocks(m, n):
+        ext = np.arange(block.start - halo, block.stop + halo) % m
+        kk = frequency_of(ext, slice(None))
+        rbin = np.minimum((kk / step).astype(np.int64), len(profile) - 1)
+        ratio = power[ext] / np.maximum(profile[rbin], 1e-300)
+        local_max = ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio
+        inner = slice(halo, halo + block.stop - block.start)
+        cand = (
+            (kk[inner] >= band[0]) & (kk[inner] <= band[1]) & local_max[inner] & (ratio[inner] >= min_strength)
+        )
+        rr, cc = np.nonzero(cand)
+        found_r.append(rr + block.start)
+        found_c.append(cc)
+        found_ratio.append(ratio[inner][rr, cc])
+    return np.concatenate(found_r), np.concatenate(found_c), np.concatenate(found_ratio)
 
 
 #: A strong peak further than this (in reciprocal-lattice units) from every integer and half-integer
@@ -212,26 +271,24 @@ def find_lattice(
     centre = shape // 2
     fr = (np.arange(shape[0]) - centre[0]) / shape[0]  # cycles/px
     fc = (np.arange(shape[1]) - centre[1]) / shape[1]
-    kk = np.hypot(fr[:, None], fc[None, :])
-    # Radius in units of the frequency step of the larger side.
+    # Radial bins: the frequency step of the larger side.
     step = 1.0 / shape.max()
-    radius = kk / step
-    n_bins = int(radius.max()) + 2
-    background = _radial_median(power, radius, n_bins)
-    ratio = power / np.maximum(background, 1e-300)
-    del background
-    band = (kk >= 1.0 / max_spacing_px) & (kk <= 1.0 / min_spacing_px)
-    local_max = ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio
-    cand = band & local_max & (ratio >= min_strength)
+
+    def frequency_of(rows, cols) -> np.ndarray:
+        return np.hypot(fr[rows][:, None], fc[cols][None, :])
+
+    n_bins = int(np.hypot(np.abs(fr).max(), np.abs(fc).max()) / step) + 2
+    profile = _radial_median_profile(power, frequency_of, step, n_bins)
+    rr, cc, ratios = _peak_candidates(
+        power, profile, frequency_of, step, (1.0 / max_spacing_px, 1.0 / min_spacing_px), min_strength
+    )
     # Keep one of each +-g pair (upper half plane).
-    rr, cc = np.nonzero(cand)
     gr, gc = fr[rr], fc[cc]
     half = (gr > 0) | ((gr == 0) & (gc > 0))
-    rr, cc, gr, gc = rr[half], cc[half], gr[half], gc[half]
+    rr, cc, gr, gc, strength = rr[half], cc[half], gr[half], gc[half], ratios[half]
     if len(rr) < 2:
         logger.info("find_lattice: %d Bragg peak(s) above strength %.1f: no lattice", len(rr), min_strength)
         return None
-    strength = ratio[rr, cc]
     # "Strong" by the excess power over the background at the same frequency, not by the ratio:
     # the ratio favours high frequencies (the background falls off), which can make the (1,1)
     # reflections look stronger than the (1,0) ones and turn the square grid into a centred one.
@@ -313,16 +370,42 @@ def _consistent(g1: np.ndarray, others: np.ndarray, peaks: np.ndarray, tolerance
 
 
 def _demodulate(image: np.ndarray, g: np.ndarray, block: int, sigma_blocks: float) -> np.ndarray:
-    """Local amplitude of the Fourier component ``g`` [cycles/px], on a block-reduced grid."""
+    """Local amplitude of the Fourier component ``g`` [cycles/px], on a block-reduced grid.
+
+    The image is demodulated and block-averaged one strip of blocks at a time (the whole-image complex
+    product took ~6 float32 image copies); each block's mean is the same as in one pass.
+    """
     # The phase ramp is separable: an outer product of two 1-D ramps.
     ramp_r = np.exp(-2j * np.pi * g[0] * np.arange(image.shape[0])).astype(np.complex64)
     ramp_c = np.exp(-2j * np.pi * g[1] * np.arange(image.shape[1])).astype(np.complex64)
-    z = (image * ramp_c[None, :]) * ramp_r[:, None]
     m, n = (image.shape[0] // block) * block, (image.shape[1] // block) * block
-    z = z[:m, :n].reshape(m // block, block, n // block, block).mean(axis=(1, 3))
-    re = ndimage.gaussian_filter(z.real, sigma_blocks, mode="nearest")
-    im = ndimage.gaussian_filter(z.imag, sigma_blocks, mode="nearest")
-    return re * re + im * im
+    # Real and imaginary parts in two arrays, so that each can be freed once smoothed.
+    z_re = np.empty((m // block, n // block), np.float32)
+    z_im = np.empty_like(z_re)
+    strip = max(1, _tiles.BLOCK_PIXELS // max(n * block, 1))  # block rows per strip
+    for start in range(0, m // block, strip):
+        rows = slice(start * block, min(start + strip, m // block) * block)
+        part = (image[rows, :n] * ramp_c[None, :n]) * ramp_r[rows, None]
+        z = part.reshape(-1, block, n // block, block).mean(axis=(1, 3))
+        z_re[start : start + strip], z_im[start : start + strip] = z.real, z.imag
+    re = ndimage.gaussian_filter(z_re, sigma_blocks, mode="nearest")
+    del z_re
+    im = ndimage.gaussian_filter(z_im, sigma_blocks, mode="nearest")
+    del z_im
+    re *= re
+    im *= im
+    re += im
+    return re
+
+
+def _mean_demodulated(image: np.ndarray, gs: list[np.ndarray], block: int, sigma_blocks: float) -> np.ndarray:
+    """Mean of :func:`_demodulate` over the frequencies ``gs``, summed one at a time (``np.mean`` of the
+    list stacked them: 4 more full-size maps when the block is one pixel); the same sums in the same order."""
+    total = _demodulate(image, gs[0], block, sigma_blocks)
+    for g in gs[1:]:
+        total += _demodulate(image, g, block, sigma_blocks)
+    total /= len(gs)
+    return total
 
 
 #: (edge fraction, dilation in spacings) of the column-search mask: every edge column is inside.
@@ -426,10 +509,10 @@ def _crystal_masks(
     for a, b in ((g1, g2), (g1, -g2)):
         d = a / np.linalg.norm(a) + b / np.linalg.norm(b)
         refs.append(d / np.linalg.norm(d) * 0.5 * (np.linalg.norm(a) + np.linalg.norm(b)))
-    amp = np.sqrt(np.mean([_demodulate(img, g, block, sigma_blocks) for g in signal_g], axis=0))
-    noise = np.sqrt(np.mean([_demodulate(img, g, block, sigma_blocks) for g in refs], axis=0))
+    # The noise map is only needed for its median: computed (and freed) before the amplitude map.
+    noise_level = float(np.median(np.sqrt(_mean_demodulated(img, refs, block, sigma_blocks))))
+    amp = np.sqrt(_mean_demodulated(img, signal_g, block, sigma_blocks))
     del img
-    noise_level = float(np.median(noise))
     candidate = amp > noise_factor * noise_level
     level = float(np.median(amp[candidate])) if candidate.any() else np.inf
     # Back to full resolution (nearest block), edge pixels take the last block.
@@ -447,7 +530,7 @@ def _crystal_masks(
             small = keep[labels]
         if small.any() and dilate_spacings > 0:
             radius = dilate_spacings * spacing / block
-            small = ndimage.distance_transform_edt(~small) <= radius
+            small = within_distance(small, radius)
         masks.append(small[ri[:, None], ci[None, :]])
         logger.info("crystal_mask: %.1f %% of the image is crystal", 100.0 * masks[-1].mean())
     return masks
@@ -477,14 +560,22 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
     data = _as_image(image).astype(np.float64)
     m, n = data.shape
     mean = float(data.mean())
-    spectrum = np.fft.fftshift(np.fft.fft2(data - mean))
+    data -= mean
+    spectrum = sfft.rfft2(data, workers=_FFT_WORKERS)  # the half layout: the notches are point-symmetric
+    del data
     g = lattice.reciprocal_px * np.array([m, n])  # reciprocal vectors in frequency pixels (rows)
-    freq = np.stack(np.meshgrid(np.arange(m) - m // 2, np.arange(n) - n // 2, indexing="ij"), axis=-1)
-    # Nearest half-integer reciprocal-lattice point of every frequency pixel, in one pass.
-    hk = np.round(2 * freq @ np.linalg.inv(g)) / 2
-    distance = np.hypot(*np.moveaxis(freq - hk @ g, -1, 0))
-    keep = (distance > radius_px) | np.all(hk == 0, axis=-1)
-    return np.fft.ifft2(np.fft.ifftshift(spectrum * keep)).real + mean
+    inv = np.linalg.inv(g)
+    fr = np.rint(np.fft.fftfreq(m) * m)  # integer frequencies of the unshifted rows ...
+    fc = np.rint(np.fft.fftfreq(n) * n)[: spectrum.shape[1]]  # ... and columns (the Nyquist one negative)
+    for block in row_blocks(*spectrum.shape):
+        freq = np.stack(np.broadcast_arrays(fr[block][:, None], fc[None, :]), axis=-1)
+        # Nearest half-integer reciprocal-lattice point of every frequency pixel, in one pass.
+        hk = np.round(2 * freq @ inv) / 2
+        distance = np.hypot(*np.moveaxis(freq - hk @ g, -1, 0))
+        spectrum[block] *= (distance > radius_px) | np.all(hk == 0, axis=-1)
+    out = sfft.irfft2(spectrum, s=(m, n), workers=_FFT_WORKERS, overwrite_x=True)
+    out += mean
+    return out
 
 
 def find_lattices(image: np.ndarray | Micrograph, *, max_lattices: int = 2) -> list[Lattice]:
@@ -509,7 +600,8 @@ def find_lattices(image: np.ndarray | Micrograph, *, max_lattices: int = 2) -> l
         return []
     found = [first]
     if max_lattices > 1 and first.foreign_peaks:
-        second = find_lattice(suppress_lattice(image, first))
+        # find_lattice works on a float32 copy anyway: casting first frees the float64 image (2 copies).
+        second = find_lattice(suppress_lattice(image, first).astype(np.float32))
         if second is not None:
             found.append(second)
     return found

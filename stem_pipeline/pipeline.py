@@ -21,17 +21,9 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field
-from scipy import ndimage
 
-from ._types import (
-    LABELS,
-    REGION_OUTSIDE,
-    AreaFractions,
-    Columns,
-    Micrograph,
-    PhaseLabels,
-    PipelineResult,
-)
+from ._tiles import within_distance
+from ._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
 from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
@@ -281,7 +273,7 @@ def _near_columns(parts, shape: tuple[int, int], radius_px: float) -> np.ndarray
     rc = np.concatenate([p.rc for p in parts])
     r, c = np.clip(np.round(rc).astype(int), 0, np.array(shape) - 1).T
     near[r, c] = True
-    return ndimage.distance_transform_edt(~near) <= radius_px
+    return within_distance(near, radius_px)  # by row blocks: no full-size float64 distance map
 
 
 def _lattice_info(lattices) -> dict:

@@ -148,3 +148,20 @@ def test_columns_at_the_interface_of_two_grids_are_located_as_well_as_inside():
     rms_interface, rms_inside = (np.sqrt(np.mean(dist[s] ** 2)) for s in (interface, ~interface))
     assert rms_interface < 1.25 * rms_inside, (rms_interface, rms_inside)
     assert dist[interface].max() < 0.25
+
+
+def test_nearest_column_regions_by_row_blocks_equal_one_block(monkeypatch):
+    from stem_pipeline import _tiles
+
+    rng = np.random.default_rng(8)
+    mask = np.zeros((80, 60), bool)
+    mask[5:75, 4:50] = True
+    a = Columns(rc=rng.uniform([0, 0], [80, 30], size=(25, 2)))
+    b = Columns(rc=rng.uniform([0, 30], [80, 60], size=(25, 2)))
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 1 << 40)
+    one = nearest_column_regions([a, b], mask)
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 100)  # one row per block
+    many = nearest_column_regions([a, b], mask)
+    for x, y in zip(one, many):
+        np.testing.assert_array_equal(x, y)
+    assert np.array_equal(one[0] | one[1], mask) and not (one[0] & one[1]).any()

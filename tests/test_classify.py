@@ -308,3 +308,21 @@ def test_import_is_light():
     code = "import sys, stem_pipeline.classify, stem_pipeline.report; print('sklearn' in sys.modules, 'matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_region_map_by_row_blocks_equals_one_block(monkeypatch):
+    from stem_pipeline import _tiles
+    from stem_pipeline.classify import regions
+
+    rng = np.random.default_rng(5)
+    mask = np.zeros((90, 70), bool)
+    mask[10:80, 5:60] = True
+    rc = rng.uniform([8, 3], [82, 62], size=(40, 2))
+    label = rng.integers(0, 2, 40)
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 1 << 40)
+    one = regions.region_map_from_columns(mask, rc, label)
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 150)  # two rows per block
+    many = regions.region_map_from_columns(mask, rc, label)
+    np.testing.assert_array_equal(many[0], one[0])
+    np.testing.assert_array_equal(many[1], one[1])
+    assert one[1].sum() == mask.sum()

@@ -205,3 +205,36 @@ def test_config_defaults_and_validation():
         ColumnsConfig(no_such_option=1)
     with pytest.raises(ValueError, match="lattice is None"):
         find_columns(np.zeros((32, 32)), lattice=None)
+
+
+def test_memory_bounded_batches_give_the_one_batch_results(high_signal, monkeypatch):
+    """Refinement and intensities in many small batches equal one batch (each column is fitted on its own)."""
+    from stem_pipeline.columns import _windows
+
+    dot, (lat, _, cols, _) = high_signal
+    found = Columns(rc=cols.rc[:300].copy(), pixel_size_nm=cols.pixel_size_nm)
+    monkeypatch.setattr(_windows, "BATCH_BYTES", 1 << 40)
+    one = measure_intensities(dot.image, refine_columns(dot.image, found, lattice=lat))
+    monkeypatch.setattr(_windows, "BATCH_BYTES", 200_000)  # a few dozen columns per batch
+    assert len(list(_windows.batches(300, 8192, half_px=5))) > 5
+    many = measure_intensities(dot.image, refine_columns(dot.image, found, lattice=lat))
+    for name in ("rc", "sigma", "amplitude", "background", "rc_std", "fit_ok", "volume", "cell_intensity"):
+        np.testing.assert_array_equal(getattr(many, name), getattr(one, name), err_msg=name)
+
+
+def test_demodulation_by_strips_equals_one_pass(monkeypatch):
+    from stem_pipeline import _tiles
+    from stem_pipeline import lattice as lat_mod
+
+    image = make_dot((130, 117), dot_size_nm=3, rng=3).image.astype(np.float32)
+    g = np.array([0.11, -0.07])
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 500)
+    for block in (1, 3):
+        ramp_r = np.exp(-2j * np.pi * g[0] * np.arange(130)).astype(np.complex64)
+        ramp_c = np.exp(-2j * np.pi * g[1] * np.arange(117)).astype(np.complex64)
+        m, n = 130 // block * block, 117 // block * block
+        z = ((image * ramp_c[None, :]) * ramp_r[:, None])[:m, :n]
+        z = z.reshape(m // block, block, n // block, block).mean(axis=(1, 3))
+        re = ndimage.gaussian_filter(z.real, 2.0, mode="nearest")
+        im = ndimage.gaussian_filter(z.imag, 2.0, mode="nearest")
+        np.testing.assert_array_equal(lat_mod._demodulate(image, g, block, 2.0), re * re + im * im)

@@ -225,3 +225,55 @@ def test_default_chain_beats_bm3d_on_unseen_dots(dose):
                    uniform_fraction=0.4, rng=100 + dose)
     chain = psnr_affine(denoise(dot.image, pixel_size_nm=dot.pixel_size_nm), dot.clean)[0]
     assert chain > psnr_affine(bm3d(dot.image), dot.clean)[0] + 1.0
+
+
+@pytest.mark.parametrize("shape", [(64, 80), (63, 71), (50, 33)])
+def test_half_spectrum_maps_equal_the_full_spectrum_ones(shape, monkeypatch):
+    """The real-to-complex ("half") layout, processed in row blocks, gives the full spectrum's
+    floor, white level, smoothed power and filtered image (fails if the mirror or the weights are wrong)."""
+    import scipy.fft as sfft
+
+    from stem_pipeline import _tiles
+    from stem_pipeline.denoise import fourier as fo
+
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 200)  # many row blocks on a small image
+    image = make_dot(shape, dose=50, rng=1).image.astype(np.float32)
+    full, smooth_full = fo._periodic_spectrum(image)
+    half, smooth_half = fo._periodic_rspectrum(image)
+    np.testing.assert_allclose(smooth_half, smooth_full, rtol=1e-4, atol=1e-4)
+    power_full = sfft.fftshift(np.abs(full) ** 2).astype(np.float64)
+    power_half = fo._half_power(half)
+    # The half layout is the full spectrum's columns 0 .. N // 2 (unshifted).
+    np.testing.assert_allclose(power_half, sfft.ifftshift(power_full)[:, : shape[1] // 2 + 1], rtol=1e-3, atol=1e-3)
+    f = fo._half_radius(shape)
+    floor_half = np.exp(fo._half_log_floor(power_half, shape)[np.rint(f * max(shape)).astype(int)])
+    floor_full = sfft.ifftshift(fo._radial_floor(power_full))[:, : shape[1] // 2 + 1]
+    np.testing.assert_allclose(floor_half, floor_full, rtol=1e-5)
+    assert fo._half_white_level(power_half, shape) == pytest.approx(fo._white_level(power_full), rel=1e-5)
+    smoothed_full = ndimage.gaussian_filter(power_full, 3.0, mode="wrap")
+    smoothed_half = fo._half_smoothed(power_half, shape[1], 3.0)
+    np.testing.assert_allclose(smoothed_half, sfft.ifftshift(smoothed_full)[:, : shape[1] // 2 + 1], rtol=1e-5)
+    # The filter itself against a full-spectrum Wiener filter with the same noise level.
+    noise = fo._white_level(power_full)
+    floor = fo._radial_floor(power_full)
+    gain = np.clip(1 - 1.2 * np.minimum(noise, floor) / np.maximum(smoothed_full, 1e-30), 0, 1)
+    gain = 0.3 + 0.7 * gain
+    gain[tuple(np.array(shape) // 2)] = 1.0
+    expected = sfft.ifft2(full * sfft.ifftshift(gain)).real + smooth_full
+    got = fourier_filter(image, mode="wiener", strength=1.2, spectrum_smoothing_px=3.0, gain_floor=0.3)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3 * float(np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("shape", [(40, 36), (41, 37)])
+def test_kernel_transfer_by_blocks_equals_the_padded_kernel_fft(shape, monkeypatch):
+    import scipy.fft as sfft
+
+    from stem_pipeline.denoise import deconvolve
+
+    kernel = probe_psf(pixel_size_nm=PX, size=7)
+    full = np.zeros(shape)
+    full[:7, :7] = kernel
+    full = np.roll(full, (-3, -3), axis=(0, 1))
+    monkeypatch.setattr(deconvolve, "FFT_WORKERS", 1)
+    got = deconvolve._kernel_rfft2(kernel, shape, np.complex128)
+    np.testing.assert_allclose(got, sfft.rfft2(full), atol=1e-12)

@@ -108,3 +108,61 @@ def test_a_small_dots_outline_is_not_a_second_lattice(uniform_fraction):
     lattice = find_lattice(dot.image)
     assert lattice.foreign_peaks == 0
     assert lattice.spacing_px == pytest.approx((0.32 if uniform_fraction else 0.3145) / 0.03355, rel=0.01)
+
+
+@pytest.mark.parametrize("shape", [(96, 110), (97, 83)])
+def test_spectrum_passes_by_row_blocks_equal_whole_image_ones(shape, monkeypatch):
+    """The power spectrum from the real FFT, the peak search and the lattice suppression, a few rows at a
+    time, equal the whole-image computations (fails if the mirror half, the halo or the blocks are wrong)."""
+    from stem_pipeline import _tiles
+    from stem_pipeline import lattice as lat_mod
+
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 500)
+    image = make_dot(shape, dot_size_nm=3, rng=2).image.astype(np.float32)
+    img = image - image.mean(dtype=np.float64)
+    img = (img * np.hanning(shape[0])[:, None].astype(np.float32)) * np.hanning(shape[1])[None, :].astype(np.float32)
+    spec = np.fft.fftshift(np.fft.fft2(img.astype(np.float32)))
+    expected = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
+    power = lat_mod._power_spectrum(image)
+    np.testing.assert_allclose(power, expected, rtol=1e-5, atol=1e-9 * expected.max())
+    # Peak candidates against the whole-image ratio map.
+    centre = np.array(shape) // 2
+    fr = (np.arange(shape[0]) - centre[0]) / shape[0]
+    fc = (np.arange(shape[1]) - centre[1]) / shape[1]
+    step = 1.0 / max(shape)
+
+    def frequency_of(rows, cols):
+        return np.hypot(fr[rows][:, None], fc[cols][None, :])
+
+    profile = np.linspace(1.0, 0.1, 80) * power.mean()
+    kk = frequency_of(slice(None), slice(None))
+    ratio = power / profile[np.minimum((kk / step).astype(int), 79)]
+    band = (0.05, 0.3)
+    cand = (kk >= band[0]) & (kk <= band[1]) & (ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio)
+    cand &= ratio >= 2.0
+    rr, cc, ratios = lat_mod._peak_candidates(power, profile, frequency_of, step, band, 2.0)
+    assert len(rr) > 3
+    np.testing.assert_array_equal(np.stack([rr, cc]), np.stack(np.nonzero(cand)))
+    np.testing.assert_allclose(ratios, ratio[cand])
+    # Suppression against the full complex FFT with the same notches.
+    lattice = lat_mod.find_lattice(image)
+    m, n = shape
+    g = lattice.reciprocal_px * np.array([m, n])
+    freq = np.stack(np.meshgrid(np.arange(m) - m // 2, np.arange(n) - n // 2, indexing="ij"), axis=-1)
+    hk = np.round(2 * freq @ np.linalg.inv(g)) / 2
+    keep = (np.hypot(*np.moveaxis(freq - hk @ g, -1, 0)) > 2.5) | np.all(hk == 0, axis=-1)
+    data = image.astype(np.float64)
+    full = np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(data - data.mean())) * keep)).real + data.mean()
+    np.testing.assert_allclose(lat_mod.suppress_lattice(image, lattice), full, atol=1e-6 * np.abs(full).max())
+
+
+@pytest.mark.parametrize("radius", [0.7, 2.0, 3.4])
+def test_within_distance_by_row_blocks_equals_the_whole_image_transform(radius):
+    from stem_pipeline._tiles import within_distance
+
+    mask = np.random.default_rng(3).random((61, 47)) > 0.985
+    mask[30:33, 10:20] = True
+    expected = ndimage.distance_transform_edt(~mask) <= radius
+    got = within_distance(mask, radius, pixels=3 * 47)  # three rows per block
+    np.testing.assert_array_equal(got, expected)
+    assert not within_distance(np.zeros((5, 5), bool), radius).any()

@@ -141,3 +141,24 @@ def test_plot_overlay_is_a_pyplot_figure_that_plt_show_displays():
         assert plt.gcf() is fig
     finally:
         plt.close(fig)
+
+
+def test_block_mean_by_strips_equals_the_reshaped_mean():
+    from stem_pipeline.report.overlay import _block_mean
+
+    image = np.random.default_rng(0).normal(size=(37, 50)).astype(np.float32)
+    expected = image[:36, :48].reshape(12, 3, 16, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(_block_mean(image, 3), expected, rtol=1e-6)
+
+
+def test_large_image_is_drawn_block_averaged_in_its_own_pixel_coordinates(monkeypatch):
+    from stem_pipeline.report import overlay
+
+    dot, cols, labels, fractions = _classified()
+    monkeypatch.setattr(overlay, "MAX_DRAWN_PX", 64)  # 200 px: drawn at a quarter
+    fig = plot_overlay(dot.image, cols, labels, fractions)
+    ax = fig.axes[0]
+    grey, region = ax.get_images()
+    assert grey.get_array().shape == (50, 50) and region.get_array().shape == (50, 50)
+    assert grey.get_extent() == [-0.5, 199.5, 199.5, -0.5]
+    assert ax.get_xlim() == (-0.5, 199.5)

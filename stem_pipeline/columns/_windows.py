@@ -89,8 +89,18 @@ def voronoi_mask(win: Windows, rc: np.ndarray, neighbours: np.ndarray) -> np.nda
     return inside
 
 
-def batches(n: int, size: int):
-    """Slices covering range(n) in chunks of ``size``."""
+#: Bytes of one per-batch (columns, window pixels, parameters) float64 array. The Gaussian fit holds about
+#: a dozen arrays of that size: 7,700 columns in 19x19-pixel windows in one batch took +600 MB
+#: (benchmarks/memory.py); at 32 MB a batch holds ~1,600 such columns and the fit peaks at ~150 MB,
+#: with the same results (every column is fitted on its own).
+BATCH_BYTES = 32 << 20
+
+
+def batches(n: int, size: int, *, half_px: int | None = None, n_params: int = 8):
+    """Slices covering range(n) in chunks of ``size``, or fewer columns when their windows of half-width
+    ``half_px`` times ``n_params`` float64 values would exceed :data:`BATCH_BYTES`."""
+    if half_px is not None:
+        size = min(size, max(1, BATCH_BYTES // (8 * (2 * half_px + 1) ** 2 * n_params)))
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
 

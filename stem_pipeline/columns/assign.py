@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .._tiles import row_blocks
 from .._types import Columns
 
 __all__ = ["grid_misfit", "nearest_column_regions", "resolve_shared_columns"]
@@ -145,9 +146,13 @@ def nearest_column_regions(parts: Sequence[Columns], mask: np.ndarray) -> list[n
     regions = [np.zeros_like(mask) for _ in parts]
     if len(rc) == 0:
         return regions
-    pixels = np.argwhere(mask)
-    _, nearest = cKDTree(rc).query(pixels)
-    for k, region in enumerate(regions):
-        sel = pixels[owner[nearest] == k]
-        region[sel[:, 0], sel[:, 1]] = True
+    tree = cKDTree(rc)
+    for rows in row_blocks(*mask.shape):  # the pixel list and its nearest columns take 32 bytes per pixel
+        pixels = np.argwhere(mask[rows])
+        if len(pixels) == 0:
+            continue
+        _, nearest = tree.query(pixels + [rows.start, 0])
+        for k, region in enumerate(regions):
+            sel = pixels[owner[nearest] == k]
+            region[sel[:, 0] + rows.start, sel[:, 1]] = True
     return regions

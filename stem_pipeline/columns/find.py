@@ -82,16 +82,20 @@ def find_columns(
         if mask.shape != data.shape:
             raise ValueError(f"mask has shape {mask.shape}, the image {data.shape}; pass the crystal_mask of this image")
     spacing = float(lattice.spacing_px)
-    img = data.astype(np.float32, copy=True)
+    # At most ~3 float32 image copies at once (the filters' outputs are reused in place).
     if config.smooth_fraction > 0:
-        img = ndimage.gaussian_filter(img, config.smooth_fraction * spacing, mode="nearest")
+        img = ndimage.gaussian_filter(data.astype(np.float32, copy=False), config.smooth_fraction * spacing,
+                                      mode="nearest")
+    else:
+        img = data.astype(np.float32, copy=True)
     bg_size = _odd(config.background_size_fraction * spacing)
-    background = ndimage.uniform_filter(ndimage.minimum_filter(img, bg_size, mode="nearest"), bg_size)
-    height = img - background
+    height = ndimage.uniform_filter(ndimage.minimum_filter(img, bg_size, mode="nearest"), bg_size)
+    np.subtract(img, height, out=height)  # image minus background
 
     min_dist = max(1, int(config.candidate_separation_fraction * spacing))
     footprint = 2 * min_dist + 1
-    is_max = (ndimage.maximum_filter(img, footprint, mode="nearest") == img) & (height > 0)
+    is_max = ndimage.maximum_filter(img, footprint, mode="nearest") == img
+    is_max &= height > 0
     if mask is not None:
         is_max &= mask
     rr, cc = np.nonzero(is_max)

@@ -60,7 +60,7 @@ def linear_fit(
     nbr = neighbour_index(rc)
     out = {k: np.full(len(index), np.nan) for k in ("amplitude", "background", "cell_intensity", "peak")}
     out["n_pixels"] = np.zeros(len(index), np.int64)
-    for sl in batches(len(index), batch_size):
+    for sl in batches(len(index), batch_size, half_px=half):
         idx = index[sl]
         win = windows(image.shape, rc[idx], half)
         vals = win.values(image)

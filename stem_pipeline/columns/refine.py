@@ -183,7 +183,7 @@ def _centre_of_mass(
     rc = rc.copy()
     ok = np.ones(len(rc), bool)
     for _ in range(config.com_iterations):
-        for sl in batches(len(rc), config.batch_size):
+        for sl in batches(len(rc), config.batch_size, half_px=half):
             win = windows(img.shape, rc[sl], half)
             vals = win.values(img)
             pr = win.centre[:, :1] + win.dr[None, :]
@@ -304,7 +304,7 @@ def refine_columns(
     subtract = None
     passes = 1 + (config.subtract_neighbours if method == "gaussian" else 0)
     for pass_index in range(passes):
-        for sl in batches(n, config.batch_size):
+        for sl in batches(n, config.batch_size, half_px=half):
             win = windows(img.shape, rc_com[sl], half)
             vals = win.values(img)
             if subtract is not None:
@@ -376,7 +376,7 @@ def _render(shape: tuple[int, int], params: np.ndarray, centres: np.ndarray, hal
     out = np.zeros(shape[0] * shape[1])
     k_sigma = 2 if el else 1
     good = np.all(np.isfinite(params), axis=1) & (params[:, 2] > 0)
-    for sl in batches(len(params), 8192):
+    for sl in batches(len(params), 8192, half_px=half):
         win = windows(shape, centres[sl].astype(np.float64), half)
         g, _ = gaussian_model(_amplitude_only(params[sl], k_sigma), win.dr, win.dc, elliptical=el, jacobian=False)
         sel = win.valid & good[sl, None]

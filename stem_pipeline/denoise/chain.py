@@ -20,17 +20,23 @@ noise again from the image.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-import scipy.fft as sfft
 from pydantic import Field
 
 from ..config import StrictModel
 from ._common import check_image, logger, pixel_size_of
-from .deconvolve import probe_psf, richardson_lucy
-from .fourier import _periodic_spectrum, _radial_bins, _white_level, fourier_filter
+from .deconvolve import _richardson_lucy, probe_psf
+from .fourier import (
+    _gain_filter,
+    _half_power,
+    _half_white_level,
+    _periodic_rspectrum,
+    fourier_filter,
+)
 from .spatial import bm3d, gaussian, median, nlm
 
 
@@ -171,9 +177,12 @@ class DenoiseConfig(StrictModel):
         return [s.name for s in self.steps]
 
 
-def _gaussian_power_transfer(shape: tuple[int, int], sigma_px: float) -> np.ndarray:
-    f, _, _ = _radial_bins(shape)
-    return np.exp(-4 * np.pi**2 * sigma_px**2 * f**2)
+def _filtered_noise(noise_white: float, sigmas: tuple[float, ...], f: np.ndarray) -> np.ndarray:
+    """White noise of power ``noise_white`` after Gaussians of ``sigmas`` [px], at frequency radius ``f``."""
+    out = np.full(f.shape, float(noise_white))
+    for sigma_px in sigmas:
+        out *= np.exp(-4 * np.pi**2 * sigma_px**2 * f**2)
+    return out
 
 
 def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: float | None = None) -> np.ndarray:
@@ -218,7 +227,8 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
     arr, dtype = check_image(image)
     out = arr
     noise_white: float | None = None  # white-noise power of the input, if needed
-    transfer: np.ndarray | None | Literal[False] = None  # None: unfiltered; False: unknown
+    # Gaussian sigmas applied so far (their power transfer shapes the noise); None after a non-linear step.
+    sigmas: list[float] | None = []
     for step in config.steps:
         name = step.name
         if name == "gaussian":
@@ -231,14 +241,16 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
         elif name == "bm3d":
             out = bm3d(out, sigma_factor=step.sigma_factor, poisson=step.poisson)
         elif name in _FOURIER:
-            noise_power = None
-            if name != "bragg" and transfer is not False and transfer is not None:
-                if noise_white is None:
-                    spectrum, _ = _periodic_spectrum(arr)
-                    noise_white = _white_level(sfft.fftshift(np.abs(spectrum) ** 2))
-                noise_power = noise_white * transfer
             kwargs = step.model_dump(exclude={"name"})
-            out = fourier_filter(out, mode=_FOURIER[name], noise_power=noise_power, **kwargs)
+            if name != "bragg" and sigmas:
+                if noise_white is None:
+                    spectrum = _periodic_rspectrum(arr)[0]  # the smooth component is not kept
+                    noise_white = _half_white_level(_half_power(spectrum), arr.shape)
+                    del spectrum
+                noise = functools.partial(_filtered_noise, noise_white, tuple(sigmas))
+                out = _gain_filter(out, mode=_FOURIER[name], noise_power=noise, **kwargs).astype(dtype, copy=False)
+            else:
+                out = fourier_filter(out, mode=_FOURIER[name], **kwargs)
         elif name == "rl":
             if px is None:
                 logger.warning("denoise: skipping the 'rl' deconvolution step: it needs the pixel size "
@@ -246,15 +258,16 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
                 continue
             psf = probe_psf(pixel_size_nm=px, energy_kev=step.energy_kev, convergence_mrad=step.convergence_mrad,
                             defocus_nm=step.defocus_nm, source_fwhm_nm=step.source_fwhm_nm)
-            out = richardson_lucy(out, psf, iterations=step.iterations, tv_weight=step.tv_weight, tol=step.tol)
+            held = [check_image(out)[0]]
+            out = None  # the deconvolution frees its input once padded
+            out = _richardson_lucy(held, dtype, psf, iterations=step.iterations, tv_weight=step.tv_weight, tol=step.tol)
         else:  # pragma: no cover - the config validation rules this out
             raise ValueError(f"unknown step {name!r}")
         # Track the noise spectrum through linear steps only.
-        if name in _LINEAR and transfer is not False:
-            g = _gaussian_power_transfer(arr.shape, step.sigma_px)
-            transfer = g if transfer is None else transfer * g
+        if name in _LINEAR and sigmas is not None:
+            sigmas.append(step.sigma_px)
         elif name not in _LINEAR:
-            transfer = False
+            sigmas = None
     if out is arr:
         out = arr.copy()
     return out.astype(dtype, copy=False)

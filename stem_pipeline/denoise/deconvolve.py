@@ -105,6 +105,27 @@ def probe_psf(
     return psf / psf.sum()
 
 
+def _kernel_rfft2(kernel: np.ndarray, shape: tuple[int, int], dtype: type) -> np.ndarray:
+    """``rfft2`` of ``kernel`` zero-padded to ``shape`` and centred on pixel (0, 0), cast to ``dtype``.
+
+    Equal to ``rfft2`` of the padded, rolled kernel (a real FFT along the rows, then a complex one
+    along the columns), but only the kernel's rows are transformed along the rows and the columns are
+    transformed a block at a time, so no full-size float64 or complex128 array is made.
+    """
+    kr, kc = kernel.shape
+    rows = np.zeros((kr, shape[1]))
+    rows[:, :kc] = kernel
+    rows = sfft.rfft(np.roll(rows, -(kc // 2), axis=1), axis=1)
+    at = (np.arange(kr) - kr // 2) % shape[0]  # the kernel rows' places in the rolled array
+    out = np.empty((shape[0], rows.shape[1]), dtype)
+    step = max(1, (1 << 20) // shape[0])
+    for start in range(0, rows.shape[1], step):
+        block = np.zeros((shape[0], min(step, rows.shape[1] - start)), complex)
+        block[at] = rows[:, start : start + block.shape[1]]
+        out[:, start : start + block.shape[1]] = sfft.fft(block, axis=0, workers=FFT_WORKERS)
+    return out
+
+
 def _tv_divergence(u: np.ndarray, eps: float) -> np.ndarray:
     """div(grad u / |grad u|) with forward differences and backward divergence."""
     gr = np.diff(u, axis=0, append=u[-1:, :])
@@ -156,6 +177,15 @@ def richardson_lucy(
         with a positive sum, or ``iterations < 0``.
     """
     arr, dtype = check_image(image)
+    return _richardson_lucy([arr], dtype, psf, iterations=iterations, tv_weight=tv_weight, tol=tol)
+
+
+def _richardson_lucy(
+    held: list[np.ndarray], dtype: np.dtype, psf: np.ndarray, *, iterations: int, tv_weight: float, tol: float
+) -> np.ndarray:
+    """:func:`richardson_lucy` of the checked image in ``held``, which is emptied once the image is padded:
+    a caller that passes its only reference frees the image before the iterations (one image copy less)."""
+    arr = held.pop()
     kernel = np.asarray(psf, dtype=np.float64)
     if kernel.ndim != 2 or kernel.min() < 0 or not kernel.sum() > 0:
         raise ValueError(f"psf must be a 2-D non-negative kernel with a positive sum, got shape {kernel.shape}")
@@ -167,29 +197,50 @@ def richardson_lucy(
     work = np.float32 if dtype == np.float32 else np.float64
     pr, pc = kernel.shape[0] // 2 + 1, kernel.shape[1] // 2 + 1
     shape = (sfft.next_fast_len(arr.shape[0] + 2 * pr, real=True), sfft.next_fast_len(arr.shape[1] + 2 * pc, real=True))
-    padded = np.pad(arr.astype(work), ((pr, shape[0] - arr.shape[0] - pr), (pc, shape[1] - arr.shape[1] - pc)), mode="reflect")
-    low = float(padded.min())
-    offset = (1e-3 * max(float(np.abs(padded).mean()), 1e-12)) - low if low <= 0 else 0.0
-    data = padded + work(offset)
-    full = np.zeros(shape)
-    full[: kernel.shape[0], : kernel.shape[1]] = kernel
-    full = np.roll(full, (-(kernel.shape[0] // 2), -(kernel.shape[1] // 2)), axis=(0, 1))
-    otf = sfft.rfft2(full, workers=FFT_WORKERS).astype(np.complex64 if work == np.float32 else np.complex128)
-    otf_conj = np.conj(otf)
+    data = np.pad(arr.astype(work, copy=False), ((pr, shape[0] - arr.shape[0] - pr), (pc, shape[1] - arr.shape[1] - pc)),
+                  mode="reflect")
+    low = float(data.min())
+    offset = (1e-3 * max(float(np.abs(data).mean()), 1e-12)) - low if low <= 0 else 0.0
+    data += work(offset)
+    crop = (slice(pr, pr + arr.shape[0]), slice(pc, pc + arr.shape[1]))
+    del arr
+    otf = _kernel_rfft2(kernel, shape, np.complex64 if work == np.float32 else np.complex128)
 
-    def conv(x: np.ndarray, h: np.ndarray) -> np.ndarray:
-        return sfft.irfft2(sfft.rfft2(x, workers=FFT_WORKERS) * h, s=shape, workers=FFT_WORKERS)
+    def spectrum_times_otf(x: np.ndarray, *, adjoint: bool = False) -> np.ndarray:
+        spectrum = sfft.rfft2(x, workers=FFT_WORKERS)
+        if adjoint:  # x * conj(h) as conj(conj(x) * h): no conjugate copy of the transfer function
+            np.conjugate(spectrum, out=spectrum)
+            spectrum *= otf
+            np.conjugate(spectrum, out=spectrum)
+        else:
+            spectrum *= otf
+        return spectrum
 
+    def inverse(spectrum: np.ndarray) -> np.ndarray:
+        return sfft.irfft2(spectrum, s=shape, workers=FFT_WORKERS, overwrite_x=True)
+
+    # In-place updates, each intermediate freed as soon as it is used: at most the data, the estimate, the
+    # transfer function and two padded-image-sized arrays at once (benchmarks/memory.py).
     tiny = work(1e-6 * float(data.mean()))
     u = data.copy()
     for i in range(int(iterations)):
-        update = u * conv(data / np.maximum(conv(u, otf), tiny), otf_conj)
+        ratio = inverse(spectrum_times_otf(u))
+        np.maximum(ratio, tiny, out=ratio)
+        np.divide(data, ratio, out=ratio)
+        spectrum = spectrum_times_otf(ratio, adjoint=True)
+        del ratio
+        update = inverse(spectrum)
+        del spectrum
+        update *= u
         if tv_weight > 0:
             update /= np.maximum(1.0 - tv_weight * _tv_divergence(u, 1e-3 * float(data.mean())), 0.2)
-        change = float(np.linalg.norm(update - u) / max(np.linalg.norm(u), 1e-30))
+        norm_u = float(np.linalg.norm(u))
+        u -= update
+        change = float(np.linalg.norm(u)) / max(norm_u, 1e-30)
         u = update
         if change < tol:
             logger.debug("richardson_lucy: converged after %d iterations (change %.2g)", i + 1, change)
             break
-    out = u[pr : pr + arr.shape[0], pc : pc + arr.shape[1]] - offset
+    del data
+    out = u[crop] - offset
     return out.astype(dtype, copy=False)

@@ -28,6 +28,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .._tiles import row_blocks
 from ._common import FFT_WORKERS, check_image, logger
 
 FourierMode = Literal["bragg", "wiener", "absf"]
@@ -48,9 +49,8 @@ def _radial_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.nda
     return f, bins, counts
 
 
-def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """FFT of the periodic component (unshifted) and the smooth component (Moisan 2011)."""
-    m, n = arr.shape
+def _boundary_jumps(arr: np.ndarray) -> np.ndarray:
+    """The jumps across the image's periodic boundaries, on the border pixels (Moisan's ``v``)."""
     v = np.zeros_like(arr)
     dr = arr[-1, :] - arr[0, :]
     dc = arr[:, -1] - arr[:, 0]
@@ -58,6 +58,13 @@ def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     v[-1, :] -= dr
     v[:, 0] += dc
     v[:, -1] -= dc
+    return v
+
+
+def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FFT of the periodic component (unshifted) and the smooth component (Moisan 2011)."""
+    m, n = arr.shape
+    v = _boundary_jumps(arr)
     q = np.cos(2 * np.pi * np.arange(m) / m)[:, None]
     r = np.cos(2 * np.pi * np.arange(n) / n)[None, :]
     denom = 2 * q + 2 * r - 4
@@ -67,6 +74,182 @@ def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     smooth = sfft.ifft2(s_hat, workers=FFT_WORKERS).real.astype(arr.dtype, copy=False)
     spectrum = sfft.fft2(arr, workers=FFT_WORKERS) - s_hat
     return spectrum, smooth
+
+
+# The Wiener and ABSF filters and the white-noise level work on the real-to-complex ("half") layout of
+# scipy.fft.rfft2: unshifted, columns 0 .. N // 2 only. The power spectrum of a real image is
+# point-symmetric, so every value of the full spectrum is there; a column whose mirror column is
+# not (1 .. (N - 1) // 2) stands for two full-spectrum pixels and weighs 2 in radial means. The
+# half layout and per-row-block passes keep a filter at ~5 float32 image copies (a full complex
+# spectrum with float64 maps was ~30: 2.0 GB for a 4096^2 image, benchmarks/memory.py).
+
+def _half_radius(shape: tuple[int, int], rows: slice = slice(None)) -> np.ndarray:
+    """Frequency radius [cycles/px] of the half layout of an image of ``shape`` (rows ``rows``)."""
+    fr = sfft.fftfreq(shape[0])[rows]
+    fc = sfft.rfftfreq(shape[1])
+    return np.hypot(fr[:, None], fc[None, :])
+
+
+def _half_weights(n: int) -> np.ndarray:
+    """(N // 2 + 1,) full-spectrum pixels each half-layout column stands for (1 or 2)."""
+    w = np.full(n // 2 + 1, 2.0)
+    w[0] = 1.0
+    if n % 2 == 0:
+        w[-1] = 1.0
+    return w
+
+
+def _periodic_rspectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Half-layout FFT (:func:`scipy.fft.rfft2`) of the periodic component, and the smooth component.
+
+    The same decomposition as :func:`_periodic_spectrum`, at half the memory.
+    """
+    m, n = arr.shape
+    v = _boundary_jumps(arr)
+    s_hat = sfft.rfft2(v, workers=FFT_WORKERS)
+    del v
+    q = np.cos(2 * np.pi * np.arange(m) / m)[:, None]
+    r = np.cos(2 * np.pi * np.arange(n // 2 + 1) / n)[None, :]
+    denom = (2 * q + 2 * r - 4).astype(arr.dtype)
+    denom[0, 0] = 1.0
+    s_hat /= denom
+    del denom
+    s_hat[0, 0] = 0
+    smooth = sfft.irfft2(s_hat, s=(m, n), workers=FFT_WORKERS).astype(arr.dtype, copy=False)
+    spectrum = sfft.rfft2(arr, workers=FFT_WORKERS)
+    spectrum -= s_hat
+    return spectrum, smooth
+
+
+def _half_power(spectrum: np.ndarray) -> np.ndarray:
+    """``|spectrum| ** 2`` in the spectrum's real precision."""
+    power = np.abs(spectrum)
+    power *= power
+    return power
+
+
+def _half_log_floor(power: np.ndarray, shape: tuple[int, int], *, smooth_bins: float = 1.0) -> np.ndarray:
+    """Per radial bin, the fitted log noise floor of a half-layout power spectrum (see :func:`_radial_floor`).
+
+    Returns ``log(floor)`` per bin ``rint(f * max(shape))``; the radial means weigh each half-layout
+    pixel by the full-spectrum pixels it stands for, so they are those of the full spectrum.
+    """
+    m, n = shape
+    w = _half_weights(n)
+    fr_max = np.abs(sfft.fftfreq(m)).max()
+    n_bins = int(np.rint(np.hypot(fr_max, sfft.rfftfreq(n)[-1]) * max(shape))) + 1
+    tiny = np.finfo(np.float32).tiny
+
+    def radial_mean(cap: np.ndarray | None) -> np.ndarray:
+        total = np.zeros(n_bins)
+        counts = np.zeros(n_bins)
+        for rows in row_blocks(*power.shape):
+            b = np.rint(_half_radius(shape, rows) * max(shape)).astype(np.intp)
+            logp = np.log(np.maximum(power[rows].astype(np.float64), tiny))
+            if cap is not None:
+                np.minimum(logp, cap[b], out=logp)
+            wb = np.broadcast_to(w, b.shape).ravel()
+            total += np.bincount(b.ravel(), (logp * w).ravel(), minlength=n_bins)
+            counts += np.bincount(b.ravel(), wb, minlength=n_bins)
+        return total / counts
+
+    mean = radial_mean(None)
+    # Winsorise: peaks (far above the exponential noise tail) must not lift the floor.
+    mean = radial_mean(mean + np.log(20.0))
+    if smooth_bins > 0 and len(mean) > 4:
+        mean[1:] = ndimage.gaussian_filter1d(mean[1:], smooth_bins, mode="nearest")
+    return mean + _EULER_GAMMA
+
+
+def _half_white_level(power: np.ndarray, shape: tuple[int, int], *, f_min: float = 0.3) -> float:
+    """Mean noise power of a half-layout power spectrum above ``f_min`` [cycles/px] (see :func:`_white_level`)."""
+    w = _half_weights(shape[1])
+    tiny = np.finfo(np.float32).tiny
+
+    def weighted_mean(cap: float | None) -> float:
+        total = weight = 0.0
+        for rows in row_blocks(*power.shape):
+            sel = _half_radius(shape, rows) >= f_min
+            logp = np.log(np.maximum(power[rows][sel].astype(np.float64), tiny))
+            if cap is not None:
+                np.minimum(logp, cap, out=logp)
+            ws = np.broadcast_to(w, sel.shape)[sel]
+            total += float(logp @ ws)
+            weight += float(ws.sum())
+        return total / weight
+
+    mean = weighted_mean(None)
+    return float(np.exp(weighted_mean(mean + np.log(20.0)) + _EULER_GAMMA))
+
+
+def _half_smoothed(power: np.ndarray, n: int, sigma: float) -> np.ndarray:
+    """The half-layout power spectrum smoothed by a periodic Gaussian of ``sigma`` [FFT px].
+
+    The columns beyond both edges of the half layout are filled from the point symmetry
+    ``P(r, c) = P(-r, N - c)``, so the result equals the full spectrum's, smoothed with wrap-around.
+    In ``power``'s precision (scipy filters each line in float64; float32 rounds between the two axes,
+    ~1e-7 relative).
+    """
+    m, nc = power.shape
+    pad = int(4.0 * sigma + 0.5) + 1  # scipy's kernel radius at truncate=4, plus one
+    cols = np.arange(-pad, nc + pad) % n
+    direct = cols < nc
+    padded = np.empty((m, len(cols)), power.dtype)
+    padded[:, direct] = power[:, cols[direct]]
+    padded[:, ~direct] = power[np.ix_((-np.arange(m)) % m, n - cols[~direct])]
+    smoothed = ndimage.gaussian_filter(padded, sigma, mode=("wrap", "nearest"))
+    del padded
+    return smoothed[:, pad : pad + nc]
+
+
+def _gain_filter(
+    arr: np.ndarray,
+    *,
+    mode: str,
+    noise_power=None,
+    strength: float = 1.0,
+    spectrum_smoothing_px: float = 3.0,
+    gain_floor: float = 0.3,
+) -> np.ndarray:
+    """The ``wiener`` and ``absf`` filters of :func:`fourier_filter` in the half layout.
+
+    ``noise_power`` is None (the white level of the spectrum), a float, a half-layout (M, N // 2 + 1)
+    array, or a callable of the frequency radius [cycles/px] returning the noise power.
+    """
+    shape = arr.shape
+    spectrum, smooth = _periodic_rspectrum(arr)
+    power = _half_power(spectrum)
+    log_floor = _half_log_floor(power, shape)
+    if noise_power is None:
+        noise_power = _half_white_level(power, shape)
+    smoothed = None
+    if mode == "wiener" and spectrum_smoothing_px:
+        smoothed = _half_smoothed(power, shape[1], spectrum_smoothing_px)
+    for rows in row_blocks(*power.shape):
+        f = _half_radius(shape, rows)
+        floor = np.exp(log_floor[np.rint(f * max(shape)).astype(np.intp)])
+        if callable(noise_power):
+            noise = noise_power(f)
+        elif np.ndim(noise_power) == 2:
+            noise = noise_power[rows]
+        else:
+            noise = noise_power
+        noise = np.minimum(noise, floor)
+        if mode == "wiener":
+            p = (smoothed if smoothed is not None else power)[rows].astype(np.float64)
+            gain = np.clip(1.0 - strength * noise / np.maximum(p, 1e-30), 0.0, 1.0)
+        else:  # absf: E|F| of complex Gaussian noise with power N is sqrt(pi N) / 2
+            amp = np.sqrt(power[rows].astype(np.float64))
+            gain = np.clip(1.0 - strength * 0.5 * np.sqrt(np.pi * noise) / np.maximum(amp, 1e-30), 0.0, 1.0)
+        gain = gain_floor + (1.0 - gain_floor) * gain
+        if rows.start == 0:
+            gain[0, 0] = 1.0  # keep the mean
+        spectrum[rows] *= gain.astype(spectrum.real.dtype)
+    del power, smoothed
+    out = sfft.irfft2(spectrum, s=shape, workers=FFT_WORKERS, overwrite_x=True)
+    del spectrum
+    out += smooth
+    return out
 
 
 def _radial_floor(power: np.ndarray, *, smooth_bins: float = 1.0) -> np.ndarray:
@@ -110,8 +293,8 @@ def white_noise_power(image: np.ndarray) -> float:
         Expected ``|FFT|**2`` of the noise (unnormalised FFT) [counts^2].
     """
     arr, _ = check_image(image)
-    spectrum, _ = _periodic_spectrum(arr)
-    return _white_level(sfft.fftshift(np.abs(spectrum) ** 2))
+    spectrum, _ = _periodic_rspectrum(arr)
+    return _half_white_level(_half_power(spectrum), arr.shape)
 
 
 def _detect(
@@ -358,48 +541,56 @@ def fourier_filter(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     arr, dtype = check_image(image)
     shape = arr.shape
+    if mode == "bragg":
+        out = _bragg_filter(
+            arr, threshold=threshold, radius_factor=radius_factor,
+            low_frequency_fraction=low_frequency_fraction, min_spacing_px=min_spacing_px,
+        )
+        if out is not None:
+            return out.astype(dtype, copy=False)
+        logger.warning("bragg filter: no lattice found in the power spectrum; using the wiener filter instead")
+        mode = "wiener"
+    if not 0 <= gain_floor < 1:
+        raise ValueError(f"gain_floor must be in [0, 1), got {gain_floor}")
+    if noise_power is not None and np.ndim(noise_power) > 0:
+        # A centred (M, N) map: its half layout (unshifted, columns 0 .. N // 2).
+        noise_power = sfft.ifftshift(np.broadcast_to(noise_power, shape))[:, : shape[1] // 2 + 1]
+    out = _gain_filter(
+        arr, mode=mode, noise_power=noise_power, strength=strength,
+        spectrum_smoothing_px=spectrum_smoothing_px, gain_floor=gain_floor,
+    )
+    return out.astype(dtype, copy=False)
+
+
+def _bragg_filter(
+    arr: np.ndarray, *, threshold: float, radius_factor: float, low_frequency_fraction: float, min_spacing_px: float
+) -> np.ndarray | None:
+    """The ``bragg`` mode of :func:`fourier_filter` (None when no lattice is found)."""
+    shape = arr.shape
     spectrum, smooth = _periodic_spectrum(arr)
     power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
     floor = _radial_floor(power)
-    if mode == "bragg":
-        idx, _, widths = _detect(
-            power,
-            floor,
-            threshold=threshold,
-            min_spacing_px=min_spacing_px,
-            max_spacing_px=None,
-            separation=0.35,
-            lattice_tolerance_px=1.5,
-        )
-        if len(idx) == 0:
-            logger.warning("bragg filter: no lattice found in the power spectrum; using the wiener filter instead")
-            mode = "wiener"
-        else:
-            centre = np.array(shape) // 2
-            rad = np.maximum(radius_factor * widths, 1.0)
-            f_min = np.hypot(*(idx - centre).T).min()
-            lf = max(low_frequency_fraction * f_min, 1.0)
-            mask = _soft_disc_mask(
-                shape,
-                np.vstack([idx, centre[None, :]]).astype(float),
-                np.append(rad, 0.5 * lf),
-                np.append(rad, 0.5 * lf),
-            )
-            logger.debug("bragg filter: %d peaks, mask area %.3f %%", len(idx), 100 * mask.mean())
-    if mode != "bragg":
-        if noise_power is None:
-            noise_power = _white_level(power)
-        noise = np.minimum(np.broadcast_to(noise_power, shape), floor)
-        if mode == "wiener":
-            smoothed = ndimage.gaussian_filter(power, spectrum_smoothing_px, mode="wrap") if spectrum_smoothing_px else power
-            mask = np.clip(1.0 - strength * noise / np.maximum(smoothed, 1e-30), 0.0, 1.0)
-        else:  # absf: E|F| of complex Gaussian noise with power N is sqrt(pi N) / 2
-            amp = np.sqrt(power)
-            mask = np.clip(1.0 - strength * 0.5 * np.sqrt(np.pi * noise) / np.maximum(amp, 1e-30), 0.0, 1.0)
-        if not 0 <= gain_floor < 1:
-            raise ValueError(f"gain_floor must be in [0, 1), got {gain_floor}")
-        mask = gain_floor + (1.0 - gain_floor) * mask
-        centre = tuple(np.array(shape) // 2)
-        mask[centre] = 1.0  # keep the mean
+    idx, _, widths = _detect(
+        power,
+        floor,
+        threshold=threshold,
+        min_spacing_px=min_spacing_px,
+        max_spacing_px=None,
+        separation=0.35,
+        lattice_tolerance_px=1.5,
+    )
+    if len(idx) == 0:
+        return None
+    centre = np.array(shape) // 2
+    rad = np.maximum(radius_factor * widths, 1.0)
+    f_min = np.hypot(*(idx - centre).T).min()
+    lf = max(low_frequency_fraction * f_min, 1.0)
+    mask = _soft_disc_mask(
+        shape,
+        np.vstack([idx, centre[None, :]]).astype(float),
+        np.append(rad, 0.5 * lf),
+        np.append(rad, 0.5 * lf),
+    )
+    logger.debug("bragg filter: %d peaks, mask area %.3f %%", len(idx), 100 * mask.mean())
     out = sfft.ifft2(spectrum * sfft.ifftshift(mask).astype(spectrum.real.dtype), workers=FFT_WORKERS).real
-    return (out + smooth).astype(dtype, copy=False)
+    return out + smooth

@@ -47,6 +47,11 @@ CSV_COLUMNS = (
 _EXTRA_VERSIONS = ("dask", "distributed", "matplotlib", "jinja2")
 
 
+#: Images with an edge of twice this or more are block-averaged to about this edge before the thumbnail's
+#: anti-aliased resize (scikit-image smooths the whole image in float64 first: 2+ float32 image copies).
+_THUMBNAIL_PRE_REDUCE_PX = 1024
+
+
 def save_thumbnail(
     path: str | os.PathLike,
     image: np.ndarray,
@@ -80,6 +85,11 @@ def save_thumbnail(
     data = np.asarray(getattr(image, "data", image), dtype=np.float32)
     if data.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {data.shape}")
+    factor = max(data.shape) // _THUMBNAIL_PRE_REDUCE_PX
+    if factor > 1:
+        from .overlay import _block_mean
+
+        data = _block_mean(data, factor)
     scale = min(1.0, max_size_px / max(data.shape))
     if scale < 1.0:
         shape = tuple(max(1, round(s * scale)) for s in data.shape)

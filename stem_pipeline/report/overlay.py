@@ -77,6 +77,22 @@ def _default_title(image, title: str | None) -> str | None:
     return title
 
 
+#: Longest edge of the image as drawn [px]: the figure is ~830 px wide at 110 dpi, so a larger image is
+#: block-averaged by an integer factor before drawing. matplotlib needs ~24 bytes per drawn pixel
+#: (a 4096^2 image took 1.6 GB to draw, benchmarks/memory.py); images up to this edge are drawn as they are.
+MAX_DRAWN_PX = 1024
+
+
+def _block_mean(data: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` blocks (float32; rows/cols past the last whole block dropped)."""
+    m, n = data.shape[0] // factor, data.shape[1] // factor
+    out = np.empty((m, n), np.float32)
+    for i in range(m):  # one strip of blocks at a time: no full-size temporary
+        strip = np.asarray(data[i * factor : (i + 1) * factor, : n * factor], dtype=np.float32)
+        out[i] = strip.reshape(factor, n, factor).mean(axis=(0, 2))
+    return out
+
+
 def _nice_length_nm(width_nm: float) -> float:
     """A round scale-bar length near a fifth of the field of view [nm]."""
     target = width_nm / 5
@@ -152,16 +168,22 @@ def plot_overlay(
         ax = _image_axes(fig, data.shape)
     else:
         fig = ax.figure
-    finite = data[np.isfinite(data)]
+    # Large images are drawn block-averaged (the region map subsampled), in the full image's pixel coordinates.
+    factor = max(1, -(-max(data.shape) // MAX_DRAWN_PX))
+    shown = _block_mean(data, factor) if factor > 1 else data
+    extent = None if factor == 1 else (-0.5, shown.shape[1] * factor - 0.5, shown.shape[0] * factor - 0.5, -0.5)
+    finite = shown[np.isfinite(shown)]
     lo, hi = np.percentile(finite, [0.5, 99.7]) if finite.size else (0.0, 1.0)
-    ax.imshow(data, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+    del finite
+    ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest", extent=extent)
 
     handles = []
     if labels is not None:
         region = np.asarray(labels.region_map)
         if region.shape == data.shape:
             cmap = ListedColormap([(0, 0, 0, 0), REGION_COLOURS[REGION_ORDERED], REGION_COLOURS[REGION_UNIFORM]])
-            ax.imshow(region, cmap=cmap, vmin=-0.5, vmax=2.5, interpolation="nearest")
+            region = region[factor // 2 :: factor, factor // 2 :: factor][: shown.shape[0], : shown.shape[1]]
+            ax.imshow(region, cmap=cmap, vmin=-0.5, vmax=2.5, interpolation="nearest", extent=extent)
     if columns is not None and len(columns):
         rc = columns.rc
         if dot_size is None:
