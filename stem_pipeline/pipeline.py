@@ -39,21 +39,23 @@ class PipelineConfig(StrictModel):
     their defaults, unknown keys are errors.
     """
 
-    denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
-    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
-    classify: ClassifyConfig = Field(default_factory=ClassifyConfig)
-    two_phase_model: TwoPhaseModelConfig = Field(default_factory=TwoPhaseModelConfig)
+    denoise: DenoiseConfig = Field(default_factory=DenoiseConfig, description="The denoising chain.")
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="Finding, refining and measuring columns.")
+    classify: ClassifyConfig = Field(default_factory=ClassifyConfig, description="Column labels and area fractions.")
+    two_phase_model: TwoPhaseModelConfig = Field(
+        default_factory=TwoPhaseModelConfig, description="When the CsPbI3/PbI2 two-phase model applies to an image."
+    )
     max_lattices: int = Field(
-        2, ge=1, le=2, description="lattices looked for (2: a second phase on its own grid, e.g. PbI2 <1 -1 1>)"
+        2, ge=1, le=2, description="Lattices looked for (2: a second phase on its own grid, e.g. PbI2 <1 -1 1>)."
     )
     lattice_boundary_sd_spacings: float = Field(
         0.5,
         ge=0,
-        description="uncertainty of the boundary between two lattices' regions [column spacings], for the "
+        description="Uncertainty of the boundary between two lattices' regions [column spacings], for the "
         "interval (the boundary is placed half-way between the last columns of each grid, so the true one is within "
-        "+-0.5 spacing of it: sd 0.29 if uniform; 0.5 allows for a systematic shift)",
+        "+-0.5 spacing of it: sd 0.29 if uniform; 0.5 allows for a systematic shift).",
     )
-    min_columns: int = Field(20, ge=1, description="fewer columns than this means no crystal")
+    min_columns: int = Field(20, ge=1, description="Fewer columns than this means no crystal.")
 
 
 @contextmanager

@@ -43,84 +43,87 @@ from .spatial import bm3d, gaussian, median, nlm
 class GaussianStep(StrictModel):
     """Gaussian smoothing (:func:`~stem_pipeline.denoise.gaussian`)."""
 
-    name: Literal["gaussian"] = "gaussian"
-    #: Kernel standard deviation [px].
-    sigma_px: float = Field(0.8, ge=0)
+    name: Literal["gaussian"] = Field("gaussian", description="The step.")
+    sigma_px: float = Field(0.8, ge=0, description="Kernel standard deviation [px].")
 
 
 class MedianStep(StrictModel):
     """Median filter (:func:`~stem_pipeline.denoise.median`)."""
 
-    name: Literal["median"] = "median"
-    #: Window edge [px], odd.
-    size_px: int = Field(3, ge=1)
+    name: Literal["median"] = Field("median", description="The step.")
+    size_px: int = Field(3, ge=1, description="Window edge [px], odd.")
 
 
 class NLMStep(StrictModel):
     """Non-local means (:func:`~stem_pipeline.denoise.nlm`)."""
 
-    name: Literal["nlm"] = "nlm"
-    h_factor: float = Field(0.8, gt=0)
-    patch_size_px: int = Field(5, ge=3)
-    patch_distance_px: int = Field(6, ge=1)
-    poisson: bool = False
+    name: Literal["nlm"] = Field("nlm", description="The step.")
+    h_factor: float = Field(0.8, gt=0, description="Filter strength h as a multiple of the estimated noise sigma.")
+    patch_size_px: int = Field(5, ge=3, description="Edge of the compared patches [px].")
+    patch_distance_px: int = Field(6, ge=1, description="Largest distance searched for similar patches [px].")
+    poisson: bool = Field(False, description="Filter in the Anscombe domain (Poisson noise made Gaussian).")
 
 
 class BM3DStep(StrictModel):
     """BM3D (:func:`~stem_pipeline.denoise.bm3d`; needs the optional ``bm3d`` package)."""
 
-    name: Literal["bm3d"] = "bm3d"
-    sigma_factor: float = Field(1.0, gt=0)
-    poisson: bool = False
+    name: Literal["bm3d"] = Field("bm3d", description="The step.")
+    sigma_factor: float = Field(1.0, gt=0, description="Noise sigma given to BM3D as a multiple of the estimated one.")
+    poisson: bool = Field(False, description="Filter in the Anscombe domain (Poisson noise made Gaussian).")
 
 
 class BraggStep(StrictModel):
     """Automatic Bragg-peak mask (:func:`~stem_pipeline.denoise.fourier_filter`, ``mode='bragg'``)."""
 
-    name: Literal["bragg"] = "bragg"
-    threshold: float = Field(8.0, gt=1)
-    radius_factor: float = Field(2.0, gt=0)
-    low_frequency_fraction: float = Field(0.5, ge=0, le=1)
-    min_spacing_px: float = Field(2.5, ge=2)
+    name: Literal["bragg"] = Field("bragg", description="The step.")
+    threshold: float = Field(8.0, gt=1, description="A spectral peak is a Bragg peak when it exceeds the local background by this factor.")
+    radius_factor: float = Field(2.0, gt=0, description="Radius of each kept disc as a multiple of the peak width.")
+    low_frequency_fraction: float = Field(
+        0.5, ge=0, le=1, description="Frequencies below this fraction of the lowest Bragg peak's are kept (the dot's outline and thickness)."
+    )
+    min_spacing_px: float = Field(2.5, ge=2, description="Shortest lattice period looked for [px].")
 
 
 class WienerStep(StrictModel):
     """Kilaas-style Wiener filter (``mode='wiener'``)."""
 
-    name: Literal["wiener"] = "wiener"
-    #: Over-subtraction of the noise power.
-    strength: float = Field(1.2, gt=0)
-    #: Smoothing of the power spectrum [FFT px].
-    spectrum_smoothing_px: float = Field(3.0, ge=0)
-    #: Smallest gain (a little noise is kept so no isolated spots survive alone).
-    gain_floor: float = Field(0.3, ge=0, lt=1)
+    name: Literal["wiener"] = Field("wiener", description="The step.")
+    strength: float = Field(1.2, gt=0, description="Over-subtraction of the noise power.")
+    spectrum_smoothing_px: float = Field(3.0, ge=0, description="Smoothing of the power spectrum [FFT px].")
+    gain_floor: float = Field(
+        0.3, ge=0, lt=1, description="Smallest gain (a little noise is kept so no isolated spots survive alone)."
+    )
 
 
 class ABSFStep(StrictModel):
     """Average background subtraction filter (``mode='absf'``)."""
 
-    name: Literal["absf"] = "absf"
-    strength: float = Field(1.0, gt=0)
-    gain_floor: float = Field(0.3, ge=0, lt=1)
+    name: Literal["absf"] = Field("absf", description="The step.")
+    strength: float = Field(1.0, gt=0, description="Multiple of the smooth background spectrum subtracted.")
+    gain_floor: float = Field(0.3, ge=0, lt=1, description="Smallest gain.")
 
 
 class RLStep(StrictModel):
     """Richardson-Lucy deconvolution with the probe PSF (needs the pixel size)."""
 
-    name: Literal["rl"] = "rl"
-    #: Maximum iterations; the stopping rule may end earlier. At most 200: the benchmark's
-    #: optimum is 5, and with ``tol: 0`` an unbounded count never finished.
-    iterations: int = Field(5, ge=0, le=200)
-    #: Total-variation regularisation weight (0: plain RL).
-    tv_weight: float = Field(0.0, ge=0, le=0.1)
-    #: Stop when an iteration changes the image by less than this fraction.
-    tol: float = Field(1e-3, ge=0)
-    energy_kev: float = Field(200.0, gt=0)
-    convergence_mrad: float = Field(25.0, gt=0)
-    defocus_nm: float = 0.0
-    #: FWHM of the Gaussian effective source [nm]; the default (chosen by the benchmark) sits
-    #: at the low end so that the deconvolution restores what the smoothing took, no more.
-    source_fwhm_nm: float = Field(0.04, ge=0)
+    name: Literal["rl"] = Field("rl", description="The step.")
+    iterations: int = Field(
+        5, ge=0, le=200,
+        description="Maximum iterations; the stopping rule may end earlier. At most 200: the benchmark's optimum is 5, "
+        "and with tol 0 an unbounded count never finished.",
+    )
+    tv_weight: float = Field(0.0, ge=0, le=0.1, description="Total-variation regularisation weight (0: plain RL).")
+    tol: float = Field(1e-3, ge=0, description="Stop when an iteration changes the image by less than this fraction.")
+    energy_kev: float = Field(200.0, gt=0, description="Beam energy of the probe [keV]; the file's, where it has one.")
+    convergence_mrad: float = Field(
+        25.0, gt=0, description="Probe convergence semi-angle [mrad]; the file's, where it has one."
+    )
+    defocus_nm: float = Field(0.0, description="Probe defocus [nm].")
+    source_fwhm_nm: float = Field(
+        0.04, ge=0,
+        description="FWHM of the Gaussian effective source [nm]; the default (chosen by the benchmark) sits at the low "
+        "end so that the deconvolution restores what the smoothing took, no more.",
+    )
 
 
 Step = Annotated[
@@ -150,7 +153,7 @@ class DenoiseConfig(StrictModel):
     these, so ``from_steps("gaussian,wiener,rl")`` is the default chain.
     """
 
-    steps: list[Step] = Field(default_factory=_default_steps)
+    steps: list[Step] = Field(default_factory=_default_steps, description="The steps, run in order.")
 
     @classmethod
     def from_steps(cls, names: str | Sequence[str]) -> DenoiseConfig:
