@@ -22,6 +22,8 @@ import numpy as np
 logger = logging.getLogger("stem_pipeline")
 
 REPORT_CSV, REPORT_JSON, REPORT_HTML = "report.csv", "report.json", "report.html"
+#: One row per dot of every image (``file`` first, then the per-image ``dots.csv`` columns).
+DOTS_CSV = "dots.csv"
 #: The histogram of per-image uniform fractions linked from the HTML report.
 HISTOGRAM = "uniform_fraction_histogram.png"
 #: Columns of ``report.csv``, one row per input image.
@@ -175,6 +177,22 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: "" if flat[key] is None else flat[key] for key in CSV_COLUMNS}
 
 
+def dots_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The run's ``dots.csv``: every image's dots (its summary's ``dots`` records), with a ``file`` column.
+
+    Images without dots (failed, or no crystal) have no rows here; ``report.csv`` lists them.
+    """
+    from ..field import DOT_COLUMNS
+
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=("file", *DOT_COLUMNS), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        for dot in row.get("dots") or []:
+            writer.writerow({k: "" if v is None else v for k, v in {"file": row.get("file"), **dot}.items()})
+    return buffer.getvalue()
+
+
 def _versions() -> dict[str, str]:
     """:func:`stem_pipeline.provenance.versions` with those of the batch machinery."""
     from ..provenance import versions
@@ -210,7 +228,8 @@ def write_reports(
     Returns
     -------
     dict of str to Path
-        The files written, keyed ``"csv"``, ``"json"`` and ``"html"``, ``"histogram"``.
+        The files written, keyed ``"csv"``, ``"dots"`` (``dots.csv``), ``"json"`` and ``"html"``,
+        ``"histogram"``.
     """
     from .._atomic import atomic_write_json, atomic_write_text
 
@@ -224,6 +243,7 @@ def write_reports(
     writer.writeheader()
     writer.writerows(csv_row(r) for r in rows)
     written = {"csv": atomic_write_text(out / REPORT_CSV, buffer.getvalue())}
+    written["dots"] = atomic_write_text(out / DOTS_CSV, dots_csv(rows))
     document = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "statistics": stats,
