@@ -177,7 +177,18 @@ def _beside(
     return None
 
 
-def _layout(
+def _layout(shape: tuple[int, int], n_dots: int, *args, rng: np.random.Generator, **kwargs):
+    """:func:`_layout_once`, with a fresh draw of every position when a dot finds no room (up to 20 times)."""
+    for attempt in range(20):
+        try:
+            return _layout_once(shape, n_dots, *args, rng=rng, **kwargs)
+        except ValueError:
+            if attempt == 19:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _layout_once(
     shape: tuple[int, int],
     n_dots: int,
     sizes_px: np.ndarray,
@@ -192,8 +203,11 @@ def _layout(
     occupied = np.zeros(shape, bool)
     centers: list[np.ndarray] = []
     touching: list[tuple[int, int]] = []
-    k = 0
+    k = tries = 0
     while k < n_dots:
+        tries += 1
+        if tries > 4 * n_dots + 20:
+            raise ValueError(f"n_dots={n_dots}: no room for a touching pair in a {shape} field")
         half = sizes_px[k] / 2
         pair = len(touching) < n_touching_pairs
         cut = not pair and k < 2 * n_touching_pairs + n_cut
@@ -324,6 +338,11 @@ def make_field(
                 n_columns=int(in_field.sum()),
             )
         )
+    # A touching partner's footprint can overlap its neighbour's last half cell: areas from the final map.
+    truths = [
+        dataclasses.replace(t, area_px=int((labels == k + 1).sum()), touches_border=_touches(labels == k + 1))
+        for k, t in enumerate(truths)
+    ]
     clean += amorphous_background(shape, pixel_size_nm=pixel_size_nm, rng=rng, **carbon)
     image = clean if dose is None else rng.poisson(clean * dose).astype(np.float64)
     clean = clean if dose is None else clean * dose
