@@ -110,9 +110,17 @@ def build_summary(
 
 
 def field_summary(field) -> dict[str, Any]:
-    """The per-dot part of ``summary.json``: ``n_dots``, ``dots`` (the ``dots.csv`` records) and ``n_columns``."""
+    """The per-dot part of ``summary.json``: ``n_dots``, ``dots`` (the ``dots.csv`` records), ``n_columns``
+    over all dots and ``dot_statistics`` (edge length mean and sd, counts by status)."""
+    from .report.dots import dot_statistics
+
     records = field.records()
-    return {"n_dots": len(records), "dots": records, "n_columns": sum(r["n_columns"] for r in records)}
+    return {
+        "n_dots": len(records),
+        "dots": records,
+        "n_columns": sum(r["n_columns"] for r in records),
+        "dot_statistics": dot_statistics(records),
+    }
 
 
 def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dict, field=None) -> dict[str, Any]:

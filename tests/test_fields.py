@@ -263,3 +263,7 @@ def test_analyze_file_writes_the_per_dot_contract(tmp_path, field):
     write_reports([{**summary, "folder": "field"}], tmp_path / "out", html=False)
     run_dots = pd.read_csv(tmp_path / "out" / DOTS_CSV)
     assert run_dots.columns[0] == "file" and len(run_dots) == 4 and (run_dots.file == str(src)).all()
+    stats = json.loads((tmp_path / "out" / "report.json").read_text())["dot_statistics"]
+    assert stats == on_disk["dot_statistics"] and stats["n_dots"] == 4 and stats["counts"]["refused"] >= 1
+    inside = dots[~dots.touches_border]
+    assert stats["edge_nm_mean"] == pytest.approx(inside.edge_nm.mean(), abs=1e-3)

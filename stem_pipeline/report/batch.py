@@ -24,6 +24,8 @@ logger = logging.getLogger("stem_pipeline")
 REPORT_CSV, REPORT_JSON, REPORT_HTML = "report.csv", "report.json", "report.html"
 #: One row per dot of every image (``file`` first, then the per-image ``dots.csv`` columns).
 DOTS_CSV = "dots.csv"
+#: Histograms of the dots' edge lengths and per-dot uniform fractions over the run.
+DOT_HISTOGRAM = "dot_histograms.png"
 #: The histogram of per-image uniform fractions linked from the HTML report.
 HISTOGRAM = "uniform_fraction_histogram.png"
 #: Columns of ``report.csv``, one row per input image.
@@ -229,7 +231,8 @@ def write_reports(
     -------
     dict of str to Path
         The files written, keyed ``"csv"``, ``"dots"`` (``dots.csv``), ``"json"`` and ``"html"``,
-        ``"histogram"``.
+        ``"histogram"``, ``"dot_histogram"`` (when any image has dots; ``report.json`` then has
+        ``dot_statistics``, see :func:`stem_pipeline.report.dots.dot_statistics`).
     """
     from .._atomic import atomic_write_json, atomic_write_text
 
@@ -253,6 +256,11 @@ def write_reports(
         "images": rows,
         "skipped_inputs": list(skipped_inputs),
     }
+    dots = [dot for row in rows for dot in row.get("dots") or []]
+    if dots:
+        from .dots import dot_statistics
+
+        document["dot_statistics"] = dot_statistics(dots)
     written["json"] = atomic_write_json(out / REPORT_JSON, document)
     if html:
         histogram = save_histogram(out / HISTOGRAM, rows) if stats["n_fractions"] else None
@@ -263,6 +271,10 @@ def write_reports(
         written["html"] = atomic_write_text(out / REPORT_HTML, text)
         if histogram is not None:
             written["histogram"] = histogram
+        if dots:
+            from .dots import save_dot_histograms
+
+            written["dot_histogram"] = save_dot_histograms(out / DOT_HISTOGRAM, dots)
     return written
 
 
