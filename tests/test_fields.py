@@ -260,7 +260,8 @@ def test_analyze_file_writes_the_per_dot_contract(tmp_path, field):
     (folder / DOTS_CSV).unlink()  # a missing dots.csv means the image is redone
     assert not is_done(folder, config_hash=PipelineConfig().config_hash(), input_hash=file_hash(src),
                        options=run_options())
-    write_reports([{**summary, "folder": "field"}], tmp_path / "out", html=False)
+    written = write_reports([{**summary, "folder": "field"}], tmp_path / "out")
+    assert written["dot_histogram"].name in written["html"].read_text()
     run_dots = pd.read_csv(tmp_path / "out" / DOTS_CSV)
     assert run_dots.columns[0] == "file" and len(run_dots) == 4 and (run_dots.file == str(src)).all()
     stats = json.loads((tmp_path / "out" / "report.json").read_text())["dot_statistics"]

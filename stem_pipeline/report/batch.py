@@ -264,17 +264,18 @@ def write_reports(
     written["json"] = atomic_write_json(out / REPORT_JSON, document)
     if html:
         histogram = save_histogram(out / HISTOGRAM, rows) if stats["n_fractions"] else None
+        dot_histogram = None
+        if dots:
+            from .dots import save_dot_histograms
+
+            dot_histogram = written["dot_histogram"] = save_dot_histograms(out / DOT_HISTOGRAM, dots)
         text = render_html(
             rows, out=out, stats=stats, config=config_dump, versions=versions, histogram=histogram,
-            skipped_inputs=skipped_inputs,
+            skipped_inputs=skipped_inputs, dot_histogram=dot_histogram,
         )
         written["html"] = atomic_write_text(out / REPORT_HTML, text)
         if histogram is not None:
             written["histogram"] = histogram
-        if dots:
-            from .dots import save_dot_histograms
-
-            written["dot_histogram"] = save_dot_histograms(out / DOT_HISTOGRAM, dots)
     return written
 
 
@@ -329,6 +330,7 @@ def render_html(
     versions: dict[str, str] | None = None,
     histogram: str | os.PathLike | None = None,
     skipped_inputs: Sequence[dict[str, str]] = (),
+    dot_histogram: str | os.PathLike | None = None,
 ) -> str:
     """The HTML batch report (jinja2 template ``templates/report.html.j2``).
 
@@ -348,6 +350,8 @@ def render_html(
         The histogram PNG inside ``out``.
     skipped_inputs : sequence of dict
         Input entries not analysed, each ``{"path", "reason"}``.
+    dot_histogram : str or PathLike, optional
+        The PNG of dot sizes and per-dot fractions inside ``out`` (linked with ``dots.csv``).
 
     Returns
     -------
@@ -387,6 +391,7 @@ def render_html(
         failed=[i for i in images if i["status"] == "error"],
         stats=stats or batch_statistics(rows),
         histogram=_link(out, Path(histogram)) if histogram else None,
+        dot_histogram=_link(out, Path(dot_histogram)) if dot_histogram else None,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if config is not None else "(defaults)",
         versions=versions or _versions(),
         skipped_inputs=list(skipped_inputs),
