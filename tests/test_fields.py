@@ -268,3 +268,19 @@ def test_analyze_file_writes_the_per_dot_contract(tmp_path, field):
     assert stats == on_disk["dot_statistics"] and stats["n_dots"] == 4 and stats["counts"]["refused"] >= 1
     inside = dots[~dots.touches_border]
     assert stats["edge_nm_mean"] == pytest.approx(inside.edge_nm.mean(), abs=1e-3)
+
+
+def test_refusal_reasons_name_the_cause(field):
+    from stem_pipeline._types import PipelineResult
+    from stem_pipeline.field import _refusal
+
+    m = field.micrograph()
+    off_axis = ("columns found; phase fractions not reported, the two-phase model does not apply: the column grid "
+                "is not square: its axes meet at 70.0 deg")
+    cases = {
+        ("no_crystal", "no lattice found"): "lattice not resolved",
+        ("no_crystal", "only 12 columns found (fewer than 20)"): "too few columns",
+        ("ok", off_axis): "off the zone axis",
+    }
+    for (status, message), reason in cases.items():
+        assert _refusal(PipelineResult(micrograph=m, status=status, message=message)).startswith(reason)
