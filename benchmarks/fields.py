@@ -96,7 +96,7 @@ def overview(pixel_sizes, n_fields, seed0=2000):
         found = total = pairs = split = 0
         errors = []
         for i in range(n_fields):
-            side = 384 if px >= 0.2 else 640
+            side = round(100.0 / px)  # 100 nm fields
             fld = make_overview_field((side, side), n_dots=10, n_touching_pairs=1, pixel_size_nm=px, rng=seed0 + i)
             labels = segment_overview(fld.image, pixel_size_nm=px)
             match = _match(labels, fld.labels)
@@ -183,34 +183,60 @@ def scaling(counts, seed0=4000):
     )
 
 
+SECTIONS = {
+    "detection": "## Detection and size (segmentation)",
+    "overview": "## Overview images (lattice not resolved)",
+    "fractions": "## Per-dot fractions and the field interval (analyze_field)",
+    "scaling": "## Time and memory against the number of dots (1024x1024, 6-7 nm dots, 200 counts)",
+}
+NOTE = (
+    "Dots at random in-plane rotations; detection: 1 touching pair and 1 dot cut by the frame per field (the "
+    "cut dot is reported `refused`, not counted in 'inside'); seeds 1000+ (detection), 2000+ (overview), 3000+ "
+    "(fractions), 4000+ (timing). The field interval is area-weighted over the analysed dots, with a "
+    "DerSimonian-Laird random-effects interval (each dot's measurement interval plus the between-dot spread, "
+    "normal quantile): it is meant to cover the composition p of the population of dots; the coverage of the "
+    "field's own area-weighted fraction is shown beside it. Timings on the project's shared 2-core machine "
+    "under a load of ~4.5 (other jobs running): absolute times are pessimistic."
+)
+
+
+def _previous_sections() -> dict[str, str]:
+    """The sections of the recorded results, by key (kept when a run recomputes only some)."""
+    if not RESULTS.is_file():
+        return {}
+    text = RESULTS.read_text()
+    out = {}
+    for key, heading in SECTIONS.items():
+        if heading in text:
+            body = text.split(heading, 1)[1]
+            out[key] = heading + body.split("\n## ", 1)[0].split("\nDots at random", 1)[0].rstrip() + "\n"
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few fields, for a smoke run (results not written)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS))
     args = parser.parse_args(argv)
     q = args.quick
-    start = time.perf_counter()
-    parts = ["# Fields of many dots\n"]
-    rows, head = detection([30, 100, 400] if not q else [100], [0.02, 0.03, 0.04] if not q else [0.035], 2 if q else 5)
-    parts += ["## Detection and size (segmentation)\n", head, *rows, ""]
-    rows, head = overview([0.1, 0.2, 0.3] if not q else [0.2], 1 if q else 3)
-    parts += ["## Overview images (lattice not resolved)\n", head, *rows, ""]
-    rows, head = fractions([30, 100, 400] if not q else [100], 2 if q else 8)
-    parts += ["## Per-dot fractions and the field interval (analyze_field)\n", head, *rows, ""]
-    rows, head = scaling([1, 2, 4, 8] if not q else [1, 4])
-    parts += ["## Time and memory against the number of dots (1024x1024, 6-7 nm dots, 200 counts)\n", head, *rows, ""]
-    parts.append(
-        f"Total benchmark time {time.perf_counter() - start:.0f} s on the project's shared 2-core machine. Dots "
-        "at random in-plane rotations; detection: 1 touching pair and 1 dot cut by the frame per field (the cut "
-        "dot is reported `refused`, not counted in 'inside'); seeds 1000+ (detection), 2000+ (overview), 3000+ "
-        "(fractions), 4000+ (timing). The field interval is area-weighted over the analysed dots, with a "
-        "DerSimonian-Laird random-effects interval (each dot's measurement interval plus the between-dot "
-        "spread, normal quantile): it is meant to cover the composition p of the population of dots; the "
-        "coverage of the field's own area-weighted fraction is shown beside it."
-    )
-    text = "\n".join(parts) + "\n"
+    chosen = args.sections.split(",")
+    sections = {} if q else _previous_sections()
+    runs = {
+        "detection": lambda: detection([30, 100, 400] if not q else [100], [0.02, 0.03, 0.04] if not q else [0.035],
+                                       2 if q else 5),
+        "overview": lambda: overview([0.1, 0.2, 0.3] if not q else [0.2], 1 if q else 3),
+        "fractions": lambda: fractions([30, 100, 400] if not q else [100], 2 if q else 8),
+        "scaling": lambda: scaling([1, 2, 4, 8] if not q else [1, 4]),
+    }
+    for key in chosen:
+        start = time.perf_counter()
+        rows, head = runs[key]()
+        sections[key] = "\n".join([SECTIONS[key] + "\n", head, *rows, "",
+                                   f"({time.perf_counter() - start:.0f} s)"]) + "\n"
+        text = "# Fields of many dots\n\n" + "\n".join(sections[k] for k in SECTIONS if k in sections) + "\n" + NOTE + "\n"
+        if not q:
+            RESULTS.write_text(text)
     print(text)
-    if not q:
-        RESULTS.write_text(text)
 
 
 if __name__ == "__main__":
