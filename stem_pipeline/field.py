@@ -354,7 +354,10 @@ def analyze_field(
         result = analyze(micrograph, config, rng=rng)
         if not shapes and result.crystal_mask is not None and result.status == "ok":
             labels = result.crystal_mask.astype(np.int32)  # a lattice the segmentation's band does not pass
-        return _single(result, labels, px, rotation.get(1))
+            shapes = dot_shapes(labels)
+        labels, unresolved = _with_unresolved(raw, labels, px)
+        return _single(result, labels, px, rotation.get(1), unresolved)
+    labels, unresolved = _with_unresolved(raw, labels, px)
     support = ndimage.distance_transform_edt(labels == 0) > BLANK_MARGIN_NM / px
     dots = []
     for shape in shapes:
@@ -368,20 +371,52 @@ def analyze_field(
         dots.append(DotResult(status="refused" if reason else "ok", message=reason, result=result,
                               offset_rc=offset, **common))
     base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
-    return _assemble(base, dots, labels, raw)
+    return _assemble(base, dots + unresolved, labels, raw)
 
 
-def _single(result: PipelineResult, labels: np.ndarray, px: float | None, rotation: float | None) -> FieldResult:
-    """A field of at most one dot: the whole-image analysis is the dot's."""
-    shapes = dot_shapes(labels)
-    if not shapes:
-        return FieldResult(result=result, dots=[], labels=labels, column_dot=np.zeros(0, int))
-    shape = shapes[0]
-    reason = _refusal(result)
-    dot = DotResult(dot=1, shape=shape, status="refused" if reason else "ok", message=reason, pixel_size_nm=px,
-                    lattice_orientation_deg=rotation, result=result)
-    n = 0 if result.columns is None else len(result.columns)
-    return FieldResult(result=result, dots=[dot], labels=labels, column_dot=np.ones(n, int))
+def _with_unresolved(raw: np.ndarray, labels: np.ndarray, px: float) -> tuple[np.ndarray, list[DotResult]]:
+    """The lattice dots' labels with the bright regions without a lattice added after them, and their refusals."""
+    from .dots import unresolved_regions
+
+    extra = unresolved_regions(raw, labels, pixel_size_nm=px)
+    if not extra.any():
+        return labels, []
+    labels = np.where(extra > 0, extra + int(labels.max()), labels).astype(np.int32)
+    first = int(labels.max()) - int(extra.max()) + 1
+    refused = [
+        DotResult(dot=s.label, shape=s, status="refused", pixel_size_nm=px,
+                  message="lattice not resolved: a bright region without a lattice in the band of column spacings "
+                  "(off the zone axis, amorphous or too thick)" + ("; cut by the frame edge" if s.touches_border else ""))
+        for s in dot_shapes(labels) if s.label >= first
+    ]
+    return labels, refused
+
+
+def _single(
+    result: PipelineResult,
+    labels: np.ndarray,
+    px: float | None,
+    rotation: float | None,
+    unresolved: list[DotResult] = (),
+) -> FieldResult:
+    """A field of at most one lattice dot: the whole-image analysis is the dot's (the numbers of ``analyze``).
+
+    Bright regions without a lattice (``unresolved``, labelled after the lattice dot) are listed as refused;
+    the whole-image analysis finds no columns on them.
+    """
+    extra = list(unresolved)
+    shapes = [s for s in dot_shapes(labels) if s.label not in {d.dot for d in extra}]
+    dots = []
+    if shapes:
+        reason = _refusal(result)
+        dots.append(DotResult(dot=shapes[0].label, shape=shapes[0], status="refused" if reason else "ok",
+                              message=reason, pixel_size_nm=px, lattice_orientation_deg=rotation, result=result))
+    dots += extra
+    if extra:
+        note = _field_message(dots)
+        result = dataclasses.replace(result, message=f"{result.message}; {note}" if result.message else note)
+    n = 0 if result.columns is None or not shapes else len(result.columns)
+    return FieldResult(result=result, dots=dots, labels=labels, column_dot=np.full(n, shapes[0].label if shapes else 0))
 
 
 def _field_message(dots: list[DotResult]) -> str | None:

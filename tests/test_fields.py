@@ -284,3 +284,28 @@ def test_refusal_reasons_name_the_cause(field):
     }
     for (status, message), reason in cases.items():
         assert _refusal(PipelineResult(micrograph=m, status=status, message=message)).startswith(reason)
+
+
+def test_a_dot_without_a_resolved_lattice_is_listed_not_dropped():
+    """A bright square without columns (off the zone axis or amorphous) beside a crystalline dot."""
+    from scipy import ndimage
+
+    from stem_pipeline._types import Micrograph
+    from stem_pipeline.pipeline import analyze
+    from stem_pipeline.synthetic import make_dot
+
+    dot = make_dot((448, 640), dot_size_nm=7.0, rotation_deg=20.0, dose=None, center_offset_nm=(0.0, -4.5), rng=8)
+    square = np.zeros(dot.clean.shape)
+    square[150:300, 440:590] = 0.19  # the mean level of a dot's columns and body, no lattice
+    clean = dot.clean + ndimage.gaussian_filter(square, 2.0)
+    image = np.random.default_rng(8).poisson(clean * 200).astype(np.float32)
+    micrograph = Micrograph(image, pixel_size_nm=PX)
+    result = analyze_field(micrograph)
+    statuses = sorted((d.status, (d.message or "")[:20]) for d in result.dots)
+    assert statuses == [("ok", ""), ("refused", "lattice not resolved")]
+    blob = next(d for d in result.dots if d.status == "refused")
+    assert abs(blob.shape.x_px - 515) < 5 and abs(blob.shape.y_px - 225) < 5
+    assert abs(blob.shape.edge_px - 150) < 8
+    # The crystalline dot keeps the numbers of the single-dot chain.
+    assert result.fractions.uniform == analyze(micrograph).fractions.uniform
+    assert "lattice not resolved: 1" in result.result.message

@@ -13,6 +13,7 @@ from .segment import (
     segment_overview,
     split_by_orientation,
     split_by_shape,
+    unresolved_regions,
 )
 from .shape import DotShape, dot_shapes, min_area_rectangle
 from .strength import LatticeField, lattice_field
@@ -27,4 +28,5 @@ __all__ = [
     "segment_overview",
     "split_by_orientation",
     "split_by_shape",
+    "unresolved_regions",
 ]
