@@ -16,7 +16,7 @@ A field with at most one dot is analysed as a whole, as before fields existed
 
 The field's fractions are area-weighted over its analysed dots; the 95 %
 interval combines each dot's measurement interval with the between-dot spread
-(random effects, DerSimonian-Laird; see :func:`field_fractions`).
+(random effects, DerSimonian-Laird, Student-t quantile; see :func:`field_fractions`).
 """
 
 from __future__ import annotations
@@ -206,7 +206,10 @@ def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
     normalised. Each dot's measurement variance ``s_i^2`` is read from its
     interval (``(hi - lo) / 3.92``); the between-dot variance ``tau^2`` is the
     DerSimonian-Laird moment estimate; the interval is
-    ``estimate +- 1.96 sqrt(sum(w_i^2 (s_i^2 + tau^2)))``, clipped to [0, 1].
+    ``estimate +- t sqrt(sum(w_i^2 (s_i^2 + tau^2)))``, clipped to [0, 1], with
+    ``t`` the 97.5 % quantile of Student's t with ``k - 1`` degrees of freedom
+    for ``k`` dots (with the normal quantile 1.96 instead, 4-dot fields covered
+    the population fraction in only 0.88 of cases; ``benchmarks/fields.py``).
     It is an interval for the fraction of the population of dots the field
     samples (the sample's composition), not only of these dots. With one dot it
     is that dot's interval.
@@ -230,9 +233,11 @@ def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
     s2 = np.maximum(((hi - lo) / 3.92) ** 2, 1e-8)
     areas = np.array([d.fractions.crystal_area_nm2 or d.shape.area_px for d in done], float)
     w = areas / areas.sum()
+    from scipy import stats
+
     tau2 = _dersimonian_laird(f, s2)
     estimate = float(np.sum(w * f))
-    half = 1.96 * float(np.sqrt(np.sum(w**2 * (s2 + tau2))))
+    half = float(stats.t.ppf(0.975, len(done) - 1)) * float(np.sqrt(np.sum(w**2 * (s2 + tau2))))
     nm2 = [d.fractions.crystal_area_nm2 for d in done]
     return AreaFractions(
         ordered=1.0 - estimate,
@@ -240,7 +245,8 @@ def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
         uniform_ci95=(max(0.0, estimate - half), min(1.0, estimate + half)),
         crystal_area_nm2=None if None in nm2 else float(sum(nm2)),
         method=f"{len(done)} dots, area-weighted; 95 % interval: random effects (DerSimonian-Laird between-dot "
-        f"sd {np.sqrt(tau2):.3f}) combined with each dot's measurement interval",
+        f"sd {np.sqrt(tau2):.3f}) combined with each dot's measurement interval, Student-t quantile with "
+        f"{len(done) - 1} degrees of freedom",
     )
 
 

@@ -161,11 +161,12 @@ def test_field_interval_combines_measurement_and_between_dot_spread(field_result
 
     alike = field_fractions([dot(0.5, 0.05), dot(0.5, 0.05), dot(0.5, 0.05), dot(0.5, 0.05)])
     spread = field_fractions([dot(0.2, 0.05), dot(0.8, 0.05), dot(0.3, 0.05), dot(0.7, 0.05)])
-    # Equal dots: tau^2 = 0, the interval of a mean of 4 independent measurements (half-width / 2).
-    assert alike.uniform_ci95[1] - alike.uniform_ci95[0] == pytest.approx(0.05, rel=1e-6)
-    # Spread-out dots: the between-dot sd (~0.27) dominates: half-width ~ 1.96 * 0.27 / 2.
+    t3 = 3.182446  # Student t, 97.5 %, 3 degrees of freedom
+    # Equal dots: tau^2 = 0, the interval of a mean of 4 independent measurements (sd / 2).
+    assert alike.uniform_ci95[1] - alike.uniform_ci95[0] == pytest.approx(2 * t3 * (0.05 / 1.96) / 2, rel=1e-5)
+    # Spread-out dots: the between-dot sd (~0.27) dominates: half-width ~ t3 * 0.27 / 2.
     assert spread.uniform == pytest.approx(0.5)
-    assert 0.2 < (spread.uniform_ci95[1] - spread.uniform_ci95[0]) / 2 < 0.35
+    assert t3 * 0.25 / 2 < (spread.uniform_ci95[1] - spread.uniform_ci95[0]) / 2 < t3 * 0.3 / 2
     single = field_fractions([dot(0.4, 0.03)])
     assert single.uniform_ci95 == pytest.approx((0.37, 0.43))
     assert field_fractions([]) is None
