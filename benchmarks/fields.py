@@ -165,7 +165,7 @@ def fractions(doses, n_fields, seed0=3000):
     return rows, (
         "| dose [counts] | fields | dots | mean abs per-dot error | 90th pct | max | share within limit (0.03; 0.06 at 30) | "
         "field CI coverage of p | field CI coverage of the field's own fraction | mean CI width | "
-        "coverage of p with the normal quantile instead of Student-t | analyze_field time per field [s] |\n"
+        "coverage of p by DerSimonian-Laird alone with the normal quantile | analyze_field time per field [s] |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
 
@@ -196,13 +196,13 @@ def _resampled_coverage(pool: dict[float, list], n_draws: int = 2000, sizes=(2, 
             hits_z += _covers_with_normal_quantile(picked, p)
             n += 1
         if n:
-            parts.append(f"{k} dots: {hits_t / n:.2f} (normal quantile {hits_z / n:.2f}, {n} fields)")
+            parts.append(f"{k} dots: {hits_t / n:.2f} (DerSimonian-Laird with 1.96: {hits_z / n:.2f}; {n} fields)")
     return ("Coverage of p by fields re-assembled from these analysed dots (same p, each dot from a different "
             f"field, {n_draws} draws): " + "; ".join(parts) + ".")
 
 
 def _covers_with_normal_quantile(dots, p: float) -> bool:
-    """Whether the field interval with 1.96 in place of the Student-t quantile covers ``p``."""
+    """Whether the DerSimonian-Laird interval with 1.96 (no empirical floor, no Student t) covers ``p``."""
     f = np.array([d.fractions.uniform for d in dots])
     lo, hi = np.array([d.fractions.uniform_ci95 for d in dots]).T
     s2 = np.maximum(((hi - lo) / 3.92) ** 2, 1e-8)
@@ -239,12 +239,13 @@ SECTIONS = {
 }
 NOTE = (
     "Dots at random in-plane rotations; detection: 1 touching pair and 1 dot cut by the frame per field (the "
-    "cut dot is reported `refused`, not counted in 'inside'); seeds 1000+ (detection), 2000+ (overview), 3000+ "
-    "(fractions; 3000 + 100 x dose index), 4000+ (timing). The field interval is area-weighted over the analysed dots, with a "
-    "DerSimonian-Laird random-effects interval (each dot's measurement interval plus the between-dot spread, "
-    "Student-t quantile with k-1 degrees of freedom for k dots): it is meant to cover the composition p of the population of dots; the coverage of the "
-    "field's own area-weighted fraction is shown beside it. Timings on the project's shared 2-core machine "
-    "under a load of ~4.5 (other jobs running): absolute times are pessimistic."
+    "cut dot is reported `refused`, not counted in 'inside'); seeds 1000+ (detection), 2000+ (overview), "
+    "3000 + 100 x dose index + field (fractions), 4000+ (timing). The field interval is area-weighted over the "
+    "analysed dots: a DerSimonian-Laird random-effects variance (each dot's measurement interval plus the "
+    "between-dot spread) or the dots' empirical spread if larger, with the Student-t quantile for k - 1 degrees "
+    "of freedom (k dots). It is meant to cover the composition p of the population of dots; the coverage of the "
+    "field's own area-weighted fraction is shown beside it. Timings on the project's shared 2-core machine under "
+    "a load of ~4.5 (other jobs running): absolute times are pessimistic."
 )
 
 
