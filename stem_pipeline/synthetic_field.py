@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from ._types import REGION_OUTSIDE, REGION_UNIFORM, Micrograph
+from ._types import REGION_OUTSIDE, Micrograph
 from .synthetic import _as_rng, amorphous_background, make_dot
 
 __all__ = ["DotTruth", "SyntheticField", "make_field", "make_overview_field"]
@@ -233,6 +233,22 @@ def _layout_once(
     return centers, touching
 
 
+def _render_dot(
+    center: np.ndarray, size_nm: float, rotation_deg: float, uniform_fraction: float, *, pixel_size_nm: float,
+    domain_size_nm: float, rng: np.random.Generator, **dot_kwargs: float,
+):
+    """A noise-free dot without carbon on its own canvas, and the canvas's first pixel in the field (row, col)."""
+    side = int(np.ceil((size_nm * np.sqrt(2) + 2 * _CANVAS_MARGIN_NM) / pixel_size_nm)) // 2 * 2
+    r0, c0 = (int(np.floor(v)) - side // 2 for v in center)
+    offset = (np.asarray(center) - np.array([r0, c0]) - side / 2) * pixel_size_nm
+    dot = make_dot(
+        (side, side), pixel_size_nm=pixel_size_nm, dot_size_nm=size_nm, rotation_deg=rotation_deg,
+        uniform_fraction=uniform_fraction, domain_size_nm=domain_size_nm, center_offset_nm=tuple(offset), dose=None,
+        carbon_level=0.0, carbon_contrast=0.0, rng=rng, **dot_kwargs,
+    )
+    return dot, (r0, c0)
+
+
 def make_field(
     shape: tuple[int, int] = (768, 768),
     *,
@@ -306,14 +322,9 @@ def make_field(
     region_map = np.zeros(shape, np.int8)
     truths = []
     for k, (center, size, rot, frac) in enumerate(zip(centers, sizes_nm, rotations, fractions)):
-        side = int(np.ceil((size * np.sqrt(2) + 2 * _CANVAS_MARGIN_NM) / pixel_size_nm)) // 2 * 2
-        r0, c0 = (int(np.floor(v)) - side // 2 for v in center)
-        offset = (np.asarray(center) - np.array([r0, c0]) - side / 2) * pixel_size_nm
-        dot = make_dot(
-            (side, side), pixel_size_nm=pixel_size_nm, dot_size_nm=size, rotation_deg=rot, uniform_fraction=frac,
-            domain_size_nm=domain_size_nm, center_offset_nm=tuple(offset), dose=None, carbon_level=0.0,
-            carbon_contrast=0.0, rng=rng, **dot_kwargs,
-        )
+        dot, (r0, c0) = _render_dot(center, size, rot, frac, pixel_size_nm=pixel_size_nm,
+                                    domain_size_nm=domain_size_nm, rng=rng, **dot_kwargs)
+        side = dot.clean.shape[0]
         # Paste the canvas, clipped to the field.
         fr = slice(max(r0, 0), min(r0 + side, shape[0]))
         fc = slice(max(c0, 0), min(c0 + side, shape[1]))
@@ -323,19 +334,12 @@ def make_field(
         own = dot.region_map[cr, cc] != REGION_OUTSIDE
         labels[fr, fc][own] = k + 1
         region_map[fr, fc][own] = dot.region_map[cr, cc][own]
-        inside = dot.region_map != REGION_OUTSIDE
         in_field = (dot.rc[:, 0] + r0 >= 0) & (dot.rc[:, 0] + r0 < shape[0])
         in_field &= (dot.rc[:, 1] + c0 >= 0) & (dot.rc[:, 1] + c0 < shape[1])
-        area = int(own.sum())
         truths.append(
             DotTruth(
-                center_rc=(float(center[0]), float(center[1])),
-                edge_nm=float(size),
-                rotation_deg=float(rot % 90.0),
-                uniform_fraction=float(np.mean(dot.region_map[inside] == REGION_UNIFORM)) if area else float("nan"),
-                area_px=area,
-                touches_border=_touches(labels == k + 1),
-                n_columns=int(in_field.sum()),
+                center_rc=(float(center[0]), float(center[1])), edge_nm=float(size), rotation_deg=float(rot % 90.0),
+                uniform_fraction=dot.uniform_fraction, area_px=0, touches_border=False, n_columns=int(in_field.sum()),
             )
         )
     # A touching partner's footprint can overlap its neighbour's last half cell: areas from the final map.
