@@ -12,7 +12,9 @@ dot id. A dot that cannot be analysed is kept with status ``refused`` and the
 reason; dots of overview images (lattice not resolved) get ``overview``.
 
 A field with at most one dot is analysed as a whole, as before fields existed
-(the same numbers as :func:`~stem_pipeline.pipeline.analyze`).
+(the same numbers as :func:`~stem_pipeline.pipeline.analyze`), also when the
+frame cuts that dot (its record says so); in a field of several dots, dots
+cut by the frame are refused.
 
 The field's fractions are area-weighted over its analysed dots; the 95 %
 interval combines each dot's measurement interval with the between-dot spread
@@ -420,8 +422,11 @@ def _single(
     dots = []
     if shapes:
         reason = _refusal(result)
+        # A lone dot is analysed as before fields existed, also when the frame cuts it (a zoomed-in dot).
+        note = reason or ("touches the frame edge: fractions are of its visible part" if shapes[0].touches_border
+                          else None)
         dots.append(DotResult(dot=shapes[0].label, shape=shapes[0], status="refused" if reason else "ok",
-                              message=reason, pixel_size_nm=px, lattice_orientation_deg=rotation, result=result))
+                              message=note, pixel_size_nm=px, lattice_orientation_deg=rotation, result=result))
     dots += extra
     if extra:
         note = _field_message(dots)
