@@ -363,6 +363,7 @@ def analyze_field(
     labels, lattice_field, _ = segment_field(raw, pixel_size_nm=px)
     shapes = dot_shapes(labels)
     rotation = {s.label: float(lattice_field.rotation_deg(labels == s.label)) for s in shapes}
+    del lattice_field  # large (complex per pixel); the single-dot chain needs the memory
     if len(shapes) <= 1:
         result = analyze(micrograph, config, rng=rng)
         if not shapes and result.crystal_mask is not None and result.status == "ok":

@@ -99,10 +99,10 @@ def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: floa
     width = 0.15 * (f_hi - f_lo) + 1e-6
     band = 1.0 / (1.0 + np.exp(-(radius - f_lo) / width)) / (1.0 + np.exp((radius - min(f_hi, 0.5)) / width))
     phi = np.arctan2(fc, fr)  # angle of (row, col) frequency from the row axis, as make_dot's rotation
-    spectrum = sfft.fft2(padded, workers=FFT_WORKERS)
+    spectrum = sfft.fft2(padded, workers=FFT_WORKERS).astype(np.complex64)
     sigma_px = smoothing_nm / pixel_size_nm
-    strength = np.zeros(data.shape, np.float64)
-    orientation = np.zeros(data.shape, np.complex128)
+    strength = np.zeros(data.shape, np.float32)
+    orientation = np.zeros(data.shape, np.complex64)
     inner = (slice(pad, pad + data.shape[0]), slice(pad, pad + data.shape[1]))
     for theta in np.deg2rad(np.arange(N_ANGLES) * 90.0 / N_ANGLES):
         # Angular distance to the nearest of the four lobes.
@@ -111,5 +111,5 @@ def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: floa
         energy = np.abs(sfft.ifft2(spectrum * lobes.astype(np.float32), workers=FFT_WORKERS)[inner]) ** 2
         energy = ndimage.gaussian_filter(energy, sigma_px, mode="reflect")
         strength += energy
-        orientation += energy * np.exp(4j * theta)
-    return LatticeField(strength=strength.astype(np.float32), orientation=orientation.astype(np.complex64))
+        orientation += energy * np.complex64(np.exp(4j * theta))
+    return LatticeField(strength=strength, orientation=orientation)
