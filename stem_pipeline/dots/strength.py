@@ -98,18 +98,25 @@ def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: floa
     # Smooth radial band (Gaussian-edged), zero at DC.
     width = 0.15 * (f_hi - f_lo) + 1e-6
     band = 1.0 / (1.0 + np.exp(-(radius - f_lo) / width)) / (1.0 + np.exp((radius - min(f_hi, 0.5)) / width))
-    phi = np.arctan2(fc, fr)  # angle of (row, col) frequency from the row axis, as make_dot's rotation
+    phi = np.arctan2(fc, fr).astype(np.float32)  # angle of (row, col) frequency from the row axis, as make_dot's
     spectrum = sfft.fft2(padded, workers=FFT_WORKERS).astype(np.complex64)
-    sigma_px = smoothing_nm / pixel_size_nm
+    spectrum *= band.astype(np.float32)
     strength = np.zeros(data.shape, np.float32)
-    orientation = np.zeros(data.shape, np.complex64)
+    cos4 = np.zeros(data.shape, np.float32)
+    sin4 = np.zeros(data.shape, np.float32)
     inner = (slice(pad, pad + data.shape[0]), slice(pad, pad + data.shape[1]))
+    quarter = np.float32(np.pi / 2)
     for theta in np.deg2rad(np.arange(N_ANGLES) * 90.0 / N_ANGLES):
-        # Angular distance to the nearest of the four lobes.
-        d = np.angle(np.exp(4j * (phi - theta))) / 4.0
-        lobes = band * np.exp(-0.5 * (np.rad2deg(d) / LOBE_SIGMA_DEG) ** 2)
-        energy = np.abs(sfft.ifft2(spectrum * lobes.astype(np.float32), workers=FFT_WORKERS)[inner]) ** 2
-        energy = ndimage.gaussian_filter(energy, sigma_px, mode="reflect")
+        # Angular distance to the nearest of the four lobes [deg].
+        d = np.rad2deg(np.mod(phi - np.float32(theta) + quarter / 2, quarter) - quarter / 2)
+        lobes = np.exp(-0.5 * (d / np.float32(LOBE_SIGMA_DEG)) ** 2)
+        energy = np.abs(sfft.ifft2(spectrum * lobes, workers=FFT_WORKERS)[inner]) ** 2
         strength += energy
-        orientation += energy * np.complex64(np.exp(4j * theta))
+        cos4 += energy * np.float32(np.cos(4 * theta))
+        sin4 += energy * np.float32(np.sin(4 * theta))
+    # The local averaging is linear: smoothing the sums equals summing the smoothed energies.
+    sigma_px = smoothing_nm / pixel_size_nm
+    strength = ndimage.gaussian_filter(strength, sigma_px, mode="reflect")
+    orientation = (ndimage.gaussian_filter(cos4, sigma_px, mode="reflect")
+                   + 1j * ndimage.gaussian_filter(sin4, sigma_px, mode="reflect")).astype(np.complex64)
     return LatticeField(strength=strength, orientation=orientation)
