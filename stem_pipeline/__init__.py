@@ -46,7 +46,9 @@ _LAZY = {
 
 
 #: Subpackages reachable as attributes (``stem_pipeline.report.plot_overlay``), imported on first use.
-_SUBMODULES = frozenset({"io", "report", "synthetic", "classify", "columns", "denoise", "lattice", "compare", "simulate"})
+_SUBMODULES = frozenset(
+    {"io", "report", "synthetic", "classify", "columns", "denoise", "lattice", "compare", "simulate", "field", "series"}
+)
 
 
 def __getattr__(name: str) -> Any:

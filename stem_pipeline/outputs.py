@@ -1,6 +1,7 @@
 """The per-image output contract, written atomically, and the one-file analysis unit.
 
 For an image ``IMG`` the folder ``OUT/<IMG stem>/`` holds ``columns.csv``,
+``dots.csv`` (one row per dot of the field, see :mod:`stem_pipeline.field`),
 ``overlay.png`` and, written last, ``summary.json``: a summary on disk means
 the image is done, so an interrupted run redoes only the unfinished images.
 """
@@ -25,6 +26,7 @@ from .provenance import file_hash, versions
 logger = logging.getLogger("stem_pipeline")
 
 SUMMARY, COLUMNS_CSV, OVERLAY, THUMBNAIL = "summary.json", "columns.csv", "overlay.png", "thumbnail.png"
+DOTS_CSV = "dots.csv"
 #: Statuses that count as processed (not retried by a re-run).
 DONE_STATUSES = ("ok", "no_crystal")
 
@@ -97,6 +99,8 @@ def build_summary(
         "ci_method": fractions.method if fractions else None,
         "crystal_area_nm2": _round(fractions.crystal_area_nm2, 3) if fractions else None,
         "lattice": result.lattice if result is not None else None,
+        "n_dots": 0,
+        "dots": [],
         "config_hash": config_hash,
         "input_hash": input_hash,
         "run_options": options if options is not None else run_options(),
@@ -106,32 +110,68 @@ def build_summary(
     return summary
 
 
-def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dict) -> dict[str, Any]:
-    """Write ``columns.csv``, ``overlay.png`` and ``thumbnail.png``, then ``summary.json``, each atomically.
+def field_summary(field) -> dict[str, Any]:
+    """The per-dot part of ``summary.json``: ``n_dots``, ``dots`` (the ``dots.csv`` records), ``n_columns``
+    over all dots and ``dot_statistics`` (edge length mean and sd, counts by status)."""
+    from .report.dots import dot_statistics
 
-    The summary gets ``outputs``, the files written beside it, which :func:`is_done` checks;
-    the summary as written is returned.
+    records = field.records()
+    return {
+        "n_dots": len(records),
+        "dots": records,
+        "n_columns": sum(r["n_columns"] for r in records),
+        "dot_statistics": dot_statistics(records),
+    }
+
+
+def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dict, field=None) -> dict[str, Any]:
+    """Write ``columns.csv``, ``overlay.png`` and ``thumbnail.png`` (and ``dots.csv``), then ``summary.json``.
+
+    Each file is written atomically. With ``field`` (a :class:`stem_pipeline.field.FieldResult`
+    whose ``result`` is ``result``), ``columns.csv`` lists every dot's columns with a ``dot``
+    column, ``dots.csv`` one row per dot, and the overlay outlines and numbers the dots. The
+    summary gets ``outputs``, the files written beside it, which :func:`is_done` checks; the
+    summary as written is returned.
     """
     from .report.batch import save_thumbnail
     from .report.overlay import save_overlay
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if result.columns is not None:
+    outputs = []
+    if field is not None:
+        from .dots.shape import DOT_COLUMNS
+
+        dots = field.to_dataframe()
+        atomic_write(folder / DOTS_CSV, lambda tmp: dots.to_csv(tmp, index=False, columns=list(DOT_COLUMNS)))
+        outputs.append(DOTS_CSV)
+        df = field.columns_dataframe()
+        if df is not None:
+            atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+            outputs.append(COLUMNS_CSV)
+    elif result.columns is not None:
         df = to_dataframe(result.columns, result.labels)
         atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
-    outputs = ([COLUMNS_CSV] if result.columns is not None else []) + [OVERLAY, THUMBNAIL]
+        outputs.append(COLUMNS_CSV)
+    outputs += [OVERLAY, THUMBNAIL]
     display = result.denoised if result.denoised is not None else result.micrograph.data
-    save_overlay(
-        folder / OVERLAY,
-        display,
-        result.columns,
-        result.labels,
-        result.fractions,
-        pixel_size_nm=result.micrograph.pixel_size_nm,
-        title=f"{Path(str(result.micrograph.source)).name}: {result.status}"
-        + (f" ({result.message})" if result.message else ""),
+    title = f"{Path(str(result.micrograph.source)).name}: {result.status}" + (
+        f" ({result.message})" if result.message else ""
     )
+    if field is not None and field.dots:
+        from .report.dots import save_field_overlay
+
+        save_field_overlay(folder / OVERLAY, field, display, title=title)
+    else:
+        save_overlay(
+            folder / OVERLAY,
+            display,
+            result.columns,
+            result.labels,
+            result.fractions,
+            pixel_size_nm=result.micrograph.pixel_size_nm,
+            title=title,
+        )
     save_thumbnail(folder / THUMBNAIL, result.micrograph.data)  # for the batch report, from the image in memory
     summary = {**summary, "outputs": outputs}
     atomic_write_json(folder / SUMMARY, summary)
@@ -174,7 +214,8 @@ def analyze_file(
     import warnings
 
     from . import io
-    from .pipeline import PipelineConfig, analyze
+    from .field import analyze_field
+    from .pipeline import PipelineConfig
 
     config = config or PipelineConfig()
     chash = config.config_hash()
@@ -197,7 +238,8 @@ def analyze_file(
     except InputError as exc:
         return _write_error(path, folder, str(exc), chash, input_hash, options, start)
     try:
-        result = analyze(micrograph, config)
+        field = analyze_field(micrograph, config)
+        result = field.result
     except Exception as exc:  # a bug or a pathological image: recorded, the batch goes on
         logger.debug("%s: analysis failed", path, exc_info=True)
         error = f"{path}: analysis failed: {type(exc).__name__}: {exc}"
@@ -212,7 +254,8 @@ def analyze_file(
         options=options,
         timings_s=timings,
     )
-    return write_result(result, folder, summary)
+    summary.update(field_summary(field))
+    return write_result(result, folder, summary, field)
 
 
 def _write_error(

@@ -138,7 +138,7 @@ def test_write_reports_files_and_html(tmp_path):
         if row["status"] == "ok":
             save_thumbnail(tmp_path / row["folder"] / "overlay.png", np.eye(64))
     written = write_reports(rows, tmp_path)
-    assert set(written) == {"csv", "json", "html", "histogram"}
+    assert set(written) == {"csv", "dots", "json", "html", "histogram"}
     with open(written["csv"], newline="") as f:
         table = list(csv.DictReader(f))
     assert [r["file"] for r in table] == [r["file"] for r in rows]
@@ -158,7 +158,7 @@ def test_write_reports_files_and_html(tmp_path):
 
 def test_incremental_reports_skip_the_html(tmp_path):
     written = write_reports([_row(0, 0.4)], tmp_path, html=False)
-    assert set(written) == {"csv", "json"} and not (tmp_path / "report.html").exists()
+    assert set(written) == {"csv", "dots", "json"} and not (tmp_path / "report.html").exists()
 
 
 def test_html_report_of_a_real_batch_references_every_overlay(tmp_path):

@@ -22,6 +22,10 @@ import numpy as np
 logger = logging.getLogger("stem_pipeline")
 
 REPORT_CSV, REPORT_JSON, REPORT_HTML = "report.csv", "report.json", "report.html"
+#: One row per dot of every image (``file`` first, then the per-image ``dots.csv`` columns).
+DOTS_CSV = "dots.csv"
+#: Histograms of the dots' edge lengths and per-dot uniform fractions over the run.
+DOT_HISTOGRAM = "dot_histograms.png"
 #: The histogram of per-image uniform fractions linked from the HTML report.
 HISTOGRAM = "uniform_fraction_histogram.png"
 #: Columns of ``report.csv``, one row per input image.
@@ -188,6 +192,22 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: "" if flat[key] is None else flat[key] for key in CSV_COLUMNS}
 
 
+def dots_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The run's ``dots.csv``: every image's dots (its summary's ``dots`` records), with a ``file`` column.
+
+    Images without dots (failed, or no crystal) have no rows here; ``report.csv`` lists them.
+    """
+    from ..dots.shape import DOT_COLUMNS
+
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=("file", *DOT_COLUMNS), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        for dot in row.get("dots") or []:
+            writer.writerow({k: "" if v is None else v for k, v in {"file": row.get("file"), **dot}.items()})
+    return buffer.getvalue()
+
+
 def _versions() -> dict[str, str]:
     """:func:`stem_pipeline.provenance.versions` with those of the batch machinery."""
     from ..provenance import versions
@@ -223,7 +243,9 @@ def write_reports(
     Returns
     -------
     dict of str to Path
-        The files written, keyed ``"csv"``, ``"json"`` and ``"html"``, ``"histogram"``.
+        The files written, keyed ``"csv"``, ``"dots"`` (``dots.csv``), ``"json"`` and ``"html"``,
+        ``"histogram"``, ``"dot_histogram"`` (when any image has dots; ``report.json`` then has
+        ``dot_statistics``, see :func:`stem_pipeline.report.dots.dot_statistics`).
     """
     from .._atomic import atomic_write_json, atomic_write_text
 
@@ -237,6 +259,7 @@ def write_reports(
     writer.writeheader()
     writer.writerows(csv_row(r) for r in rows)
     written = {"csv": atomic_write_text(out / REPORT_CSV, buffer.getvalue())}
+    written["dots"] = atomic_write_text(out / DOTS_CSV, dots_csv(rows))
     document = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "statistics": stats,
@@ -246,12 +269,22 @@ def write_reports(
         "images": rows,
         "skipped_inputs": list(skipped_inputs),
     }
+    dots = [dot for row in rows for dot in row.get("dots") or []]
+    if dots:
+        from .dots import dot_statistics
+
+        document["dot_statistics"] = dot_statistics(dots)
     written["json"] = atomic_write_json(out / REPORT_JSON, document)
     if html:
         histogram = save_histogram(out / HISTOGRAM, rows) if stats["n_fractions"] else None
+        dot_histogram = None
+        if dots:
+            from .dots import save_dot_histograms
+
+            dot_histogram = written["dot_histogram"] = save_dot_histograms(out / DOT_HISTOGRAM, dots)
         text = render_html(
             rows, out=out, stats=stats, config=config_dump, versions=versions, histogram=histogram,
-            skipped_inputs=skipped_inputs,
+            skipped_inputs=skipped_inputs, dot_histogram=dot_histogram,
         )
         written["html"] = atomic_write_text(out / REPORT_HTML, text)
         if histogram is not None:
@@ -310,6 +343,7 @@ def render_html(
     versions: dict[str, str] | None = None,
     histogram: str | os.PathLike | None = None,
     skipped_inputs: Sequence[dict[str, str]] = (),
+    dot_histogram: str | os.PathLike | None = None,
 ) -> str:
     """The HTML batch report (jinja2 template ``templates/report.html.j2``).
 
@@ -329,6 +363,8 @@ def render_html(
         The histogram PNG inside ``out``.
     skipped_inputs : sequence of dict
         Input entries not analysed, each ``{"path", "reason"}``.
+    dot_histogram : str or PathLike, optional
+        The PNG of dot sizes and per-dot fractions inside ``out`` (linked with ``dots.csv``).
 
     Returns
     -------
@@ -368,6 +404,7 @@ def render_html(
         failed=[i for i in images if i["status"] == "error"],
         stats=stats or batch_statistics(rows),
         histogram=_link(out, Path(histogram)) if histogram else None,
+        dot_histogram=_link(out, Path(dot_histogram)) if dot_histogram else None,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if config is not None else "(defaults)",
         versions=versions or _versions(),
         skipped_inputs=list(skipped_inputs),

@@ -1,0 +1,32 @@
+"""Fields of many dots: split a field into dots and measure each dot's size and shape.
+
+:func:`segment_field` finds the dots of an atomic-resolution field from the
+local lattice strength (:func:`lattice_field`) and splits touching dots where
+the lattice rotation changes or the outline is not convex;
+:func:`segment_overview` does the same from the intensity of overview images
+whose lattice is not resolved; :func:`dot_shapes` measures each dot's
+centroid, projected edge, aspect ratio and edge orientation.
+"""
+
+from .segment import (
+    segment_field,
+    segment_overview,
+    split_by_orientation,
+    split_by_shape,
+    unresolved_regions,
+)
+from .shape import DotShape, dot_shapes, min_area_rectangle
+from .strength import LatticeField, lattice_field
+
+__all__ = [
+    "DotShape",
+    "LatticeField",
+    "dot_shapes",
+    "lattice_field",
+    "min_area_rectangle",
+    "segment_field",
+    "segment_overview",
+    "split_by_orientation",
+    "split_by_shape",
+    "unresolved_regions",
+]

@@ -1,0 +1,507 @@
+"""A field of many dots: the dot is the unit of analysis.
+
+``analyze_field`` splits the field into dots (:mod:`stem_pipeline.dots`)
+before anything that depends on the lattice, measures every dot's size and
+shape, and analyses each dot with the single-dot chain
+(:func:`stem_pipeline.pipeline.analyze`) on a crop around it in which the
+other dots' pixels are replaced by carbon drawn from the field's own support:
+no other dot's lattice is in the crop, so denoising (Bragg masks, Wiener
+filters) acts with the dot's own peaks only and cannot carry one dot's
+lattice onto another. Columns are mapped back to field coordinates with their
+dot id. A dot that cannot be analysed is kept with status ``refused`` and the
+reason; dots of overview images (lattice not resolved) get ``overview``.
+
+A field with at most one dot is analysed as a whole, as before fields existed
+(the same numbers as :func:`~stem_pipeline.pipeline.analyze`), also when the
+frame cuts that dot (its record says so); in a field of several dots, dots
+cut by the frame are refused.
+
+The field's fractions are area-weighted over its analysed dots; the 95 %
+interval combines each dot's measurement interval with the between-dot spread
+(random effects, DerSimonian-Laird, Student-t quantile; see :func:`field_fractions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ._types import (
+    REGION_OUTSIDE,
+    AreaFractions,
+    Columns,
+    Micrograph,
+    PhaseLabels,
+    PipelineResult,
+)
+from .dots.shape import DOT_COLUMNS, DotShape, dot_shapes
+from .io import as_micrograph, to_dataframe
+
+logger = logging.getLogger("stem_pipeline")
+
+__all__ = ["DOT_COLUMNS", "DotResult", "FieldResult", "analyze_field", "field_fractions"]
+
+#: Pixel sizes at or above this are overview images: column spacings (~0.31 nm) are not resolved [nm].
+OVERVIEW_PIXEL_NM = 0.1
+#: Carbon kept around a dot in its crop [nm] (the single-dot chain needs support around the crystal).
+CROP_MARGIN_NM = 1.5
+#: Other dots are blanked this far beyond their segmented edge [nm] (their lattice's last half cell).
+BLANK_MARGIN_NM = 0.3
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DotResult:
+    """One dot of a field: its shape, status and (when analysed) its own analysis.
+
+    Attributes
+    ----------
+    dot : int
+        Dot id (1..K), its value in :attr:`FieldResult.labels`.
+    shape : DotShape
+        Centroid, edge, area, aspect, edge orientation, ``touches_border``.
+    status : {"ok", "refused", "overview"}
+        ``ok``: analysed with fractions; ``refused``: not analysed or no
+        fractions (``message`` says why); ``overview``: size and shape only.
+    message : str or None
+        The reason for ``refused`` (or a remark).
+    pixel_size_nm : float or None
+        Pixel size [nm].
+    lattice_orientation_deg : float or None
+        Rotation of the dot's column grid [deg] in [0, 90), from the local lattice orientation.
+    result : PipelineResult or None
+        The single-dot analysis (of the crop, or of the whole image for a one-dot field).
+    offset_rc : (int, int)
+        Position of the crop's first pixel in the field (row, col) [px].
+    """
+
+    dot: int
+    shape: DotShape
+    status: str
+    message: str | None = None
+    pixel_size_nm: float | None = None
+    lattice_orientation_deg: float | None = None
+    result: PipelineResult | None = None
+    offset_rc: tuple[int, int] = (0, 0)
+
+    @property
+    def fractions(self) -> AreaFractions | None:
+        """The dot's area fractions (None unless ``ok``)."""
+        return self.result.fractions if self.status == "ok" and self.result is not None else None
+
+    @property
+    def columns(self) -> Columns | None:
+        """The dot's columns in field coordinates (None when not analysed)."""
+        if self.result is None or self.result.columns is None:
+            return None
+        cols = self.result.columns
+        return cols.replace(rc=cols.rc + np.asarray(self.offset_rc, float))
+
+    def area_nm2(self) -> float | None:
+        """Footprint area [nm^2] (None without calibration)."""
+        return None if self.pixel_size_nm is None else self.shape.area_px * self.pixel_size_nm**2
+
+    def to_record(self) -> dict[str, Any]:
+        """The dot's row of ``dots.csv`` (:data:`DOT_COLUMNS`); fractions None where not measured."""
+        s, px, f = self.shape, self.pixel_size_nm, self.fractions
+        nm = (lambda v: None) if px is None else (lambda v: round(float(v) * px, 4))
+        cols = self.columns
+        return {
+            "dot": self.dot,
+            "x_px": round(s.x_px, 2),
+            "y_px": round(s.y_px, 2),
+            "x_nm": nm(s.x_px),
+            "y_nm": nm(s.y_px),
+            "edge_nm": nm(s.edge_px),
+            "area_nm2": None if px is None else round(s.area_px * px**2, 3),
+            "aspect": round(s.aspect, 3),
+            "orientation_deg": round(s.orientation_deg, 2),
+            "lattice_orientation_deg": (
+                None if self.lattice_orientation_deg is None else round(self.lattice_orientation_deg, 2)
+            ),
+            "touches_border": s.touches_border,
+            "status": self.status,
+            "message": self.message,
+            "n_columns": 0 if cols is None else len(cols),
+            "ordered_fraction": None if f is None else round(f.ordered, 6),
+            "uniform_fraction": None if f is None else round(f.uniform, 6),
+            "uniform_ci95_lo": None if f is None else round(f.uniform_ci95[0], 6),
+            "uniform_ci95_hi": None if f is None else round(f.uniform_ci95[1], 6),
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FieldResult:
+    """Everything :func:`analyze_field` produced for one field.
+
+    Attributes
+    ----------
+    result : PipelineResult
+        The field as one result (the output contract's ``summary.json``,
+        ``columns.csv`` and overlay): all analysed dots' columns and labels,
+        field-level fractions, the field's status and message.
+    dots : list of DotResult
+        Every dot found, analysed or not.
+    labels : (M, N) ndarray of int32
+        0 on the support, ``k`` on dot ``k``.
+    column_dot : (N,) ndarray of int
+        Dot id of each column of ``result.columns``.
+    """
+
+    result: PipelineResult
+    dots: list[DotResult]
+    labels: np.ndarray
+    column_dot: np.ndarray
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+    @property
+    def fractions(self) -> AreaFractions | None:
+        return self.result.fractions
+
+    def columns_dataframe(self):
+        """Every dot's columns (field coordinates) with ``dot``, ``label``, ``contrast`` and ``order_parameter``.
+
+        Columns of dots that were not classified have ``label`` and ``contrast`` ``n/a``.
+        """
+        import pandas as pd
+
+        frames = []
+        for d in self.dots:
+            cols = d.columns
+            if cols is None:
+                continue
+            df = to_dataframe(cols, d.result.labels)
+            df.insert(0, "dot", d.dot)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else None
+
+    def records(self) -> list[dict[str, Any]]:
+        """One ``dots.csv`` record per dot."""
+        return [d.to_record() for d in self.dots]
+
+    def to_dataframe(self):
+        """The dots as a pandas DataFrame with the columns of :data:`DOT_COLUMNS`."""
+        import pandas as pd
+
+        return pd.DataFrame(self.records(), columns=list(DOT_COLUMNS))
+
+
+def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
+    """Area-weighted fractions over the analysed dots, with a random-effects 95 % interval.
+
+    The estimate is ``sum(w_i f_i)`` with ``w_i`` the dots' crystal areas,
+    normalised. Each dot's measurement variance ``s_i^2`` is read from its
+    interval (``(hi - lo) / 3.92``); the between-dot variance ``tau^2`` is the
+    DerSimonian-Laird moment estimate. The variance of the estimate is the
+    larger of the model's ``sum(w_i^2 (s_i^2 + tau^2))`` and the empirical
+    (Hartung-Knapp-like) ``sum(w_i^2 (f_i - estimate)^2) / (1 - sum(w_i^2))``,
+    and the interval is ``estimate +- t sqrt(variance)``, clipped to [0, 1],
+    with ``t`` the 97.5 % quantile of Student's t with ``k - 1`` degrees of
+    freedom for ``k`` dots (the DerSimonian-Laird variance with the normal
+    quantile 1.96 covered the population fraction in only 0.76-0.83 of 2-6 dot
+    fields; ``benchmarks/fields.py`` states the coverage of this one).
+    It is an interval for the fraction of the population of dots the field
+    samples (the sample's composition), not only of these dots. With one dot it
+    is that dot's interval.
+
+    Parameters
+    ----------
+    dots : list of DotResult
+
+    Returns
+    -------
+    AreaFractions or None
+        None when no dot has fractions.
+    """
+    done = [d for d in dots if d.fractions is not None]
+    if not done:
+        return None
+    if len(done) == 1:
+        return done[0].fractions
+    f = np.array([d.fractions.uniform for d in done])
+    lo, hi = np.array([d.fractions.uniform_ci95 for d in done]).T
+    s2 = np.maximum(((hi - lo) / 3.92) ** 2, 1e-8)
+    areas = np.array([d.fractions.crystal_area_nm2 or d.shape.area_px for d in done], float)
+    w = areas / areas.sum()
+    from scipy import stats
+
+    tau2 = _dersimonian_laird(f, s2)
+    estimate = float(np.sum(w * f))
+    model = float(np.sum(w**2 * (s2 + tau2)))
+    empirical = float(np.sum(w**2 * (f - estimate) ** 2)) / max(1.0 - float(np.sum(w**2)), 1e-12)
+    half = float(stats.t.ppf(0.975, len(done) - 1)) * float(np.sqrt(max(model, empirical)))
+    nm2 = [d.fractions.crystal_area_nm2 for d in done]
+    return AreaFractions(
+        ordered=1.0 - estimate,
+        uniform=estimate,
+        uniform_ci95=(max(0.0, estimate - half), min(1.0, estimate + half)),
+        crystal_area_nm2=None if None in nm2 else float(sum(nm2)),
+        method=f"{len(done)} dots, area-weighted; 95 % interval: random effects (DerSimonian-Laird between-dot "
+        f"sd {np.sqrt(tau2):.3f}) combined with each dot's measurement interval, or the dots' empirical spread "
+        f"if larger; Student-t quantile with {len(done) - 1} degrees of freedom",
+    )
+
+
+def _dersimonian_laird(f: np.ndarray, s2: np.ndarray) -> float:
+    """Between-study variance ``tau^2`` of estimates ``f`` with within variances ``s2`` (DerSimonian-Laird)."""
+    v = 1.0 / s2
+    mean = np.sum(v * f) / np.sum(v)
+    q = float(np.sum(v * (f - mean) ** 2))
+    denom = float(np.sum(v) - np.sum(v**2) / np.sum(v))
+    return max(0.0, (q - (len(f) - 1)) / denom) if denom > 0 else 0.0
+
+
+def _carbon_fill(raw: np.ndarray, support: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` values drawn from the support's own pixels (no lattice, the same counts statistics)."""
+    pool = raw[support]
+    if pool.size == 0:
+        return np.full(n, float(np.median(raw)), raw.dtype)
+    return rng.choice(pool, size=n)
+
+
+def _refusal(result: PipelineResult) -> str | None:
+    """Why a dot's single-dot analysis gave no fractions, in the words of the output contract."""
+    if result.status == "ok" and result.fractions is not None:
+        return None
+    message = result.message or ""
+    if result.status != "ok":
+        if "columns found" in message:
+            return f"too few columns: {message}"
+        return f"lattice not resolved: {message}"
+    if "grid" in message or "spacing" in message:
+        return f"off the zone axis (no square CsPbI3/PbI2 grid): {message}"
+    return message or "no fractions"
+
+
+def _analyze_dot(
+    micrograph: Micrograph,
+    labels: np.ndarray,
+    shape: DotShape,
+    support: np.ndarray,
+    config,
+    rng: np.random.Generator,
+) -> tuple[PipelineResult, tuple[int, int]]:
+    """The single-dot chain on a crop around one dot, the other dots blanked with carbon."""
+    from .pipeline import analyze
+
+    px = micrograph.pixel_size_nm
+    mine = labels == shape.label
+    rows, cols = np.nonzero(mine)
+    margin = int(np.ceil(CROP_MARGIN_NM / px))
+    r0, r1 = max(rows.min() - margin, 0), min(rows.max() + margin + 1, labels.shape[0])
+    c0, c1 = max(cols.min() - margin, 0), min(cols.max() + margin + 1, labels.shape[1])
+    crop = np.array(micrograph.data[r0:r1, c0:c1], copy=True)
+    others = (labels[r0:r1, c0:c1] > 0) & ~mine[r0:r1, c0:c1]
+    if others.any():
+        others = ndimage.distance_transform_edt(~others) <= BLANK_MARGIN_NM / px
+        others &= ~mine[r0:r1, c0:c1]
+        crop[others] = _carbon_fill(micrograph.data, support, int(others.sum()), rng)
+    sub = micrograph.replace(data=crop, source=f"{micrograph.source} dot {shape.label}")
+    return analyze(sub, config), (int(r0), int(c0))
+
+
+def analyze_field(
+    micrograph: Micrograph | np.ndarray | Any,
+    config=None,
+    *,
+    pixel_size_nm: float | None = None,
+    rng: np.random.Generator | int | None = 0,
+) -> FieldResult:
+    """Analyse a field of dots: every dot found, sized, and analysed on its own or refused with a reason.
+
+    Parameters
+    ----------
+    micrograph : Micrograph, HyperSpy Signal2D or (M, N) ndarray
+        The raw image, as :func:`stem_pipeline.pipeline.analyze` takes it.
+    config : PipelineConfig, optional
+        The single-dot chain's configuration (defaults when None).
+    pixel_size_nm : float, optional
+        Pixel size [nm]; needed for an array, and overrides a Micrograph's or signal's.
+    rng : Generator, int or None
+        Random source of the carbon pixels that replace the other dots around each dot.
+
+    Returns
+    -------
+    FieldResult
+        ``result.status`` is ``ok`` when the field holds at least one dot,
+        ``no_crystal`` when it holds none; ``result.message`` counts the dots
+        by status and reason.
+    """
+    from .dots import segment_field, segment_overview
+    from .pipeline import PipelineConfig, analyze
+
+    config = config or PipelineConfig()
+    micrograph = as_micrograph(micrograph, pixel_size_nm=pixel_size_nm)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    px = micrograph.pixel_size_nm
+    raw = np.asarray(micrograph.data)
+    if px is not None and px >= OVERVIEW_PIXEL_NM:
+        labels = segment_overview(raw, pixel_size_nm=px)
+        dots = [
+            DotResult(dot=s.label, shape=s, status="overview", pixel_size_nm=px,
+                      message="overview image: lattice not resolved at this pixel size; size and shape only")
+            for s in dot_shapes(labels)
+        ]
+        base = PipelineResult(micrograph=micrograph, status="ok" if dots else "no_crystal",
+                              config_hash=config.config_hash())
+        return _assemble(base, dots, labels, raw)
+    if px is None:  # no calibration: no band of spacings to segment with; the image is one dot
+        result = analyze(micrograph, config)
+        labels = (result.crystal_mask if result.crystal_mask is not None else np.zeros(raw.shape, bool)).astype(np.int32)
+        return _single(result, labels, px, None)
+    labels, lattice_field, _ = segment_field(raw, pixel_size_nm=px)
+    shapes = dot_shapes(labels)
+    rotation = {s.label: float(lattice_field.rotation_deg(labels == s.label)) for s in shapes}
+    del lattice_field  # large (complex per pixel); the single-dot chain needs the memory
+    if len(shapes) <= 1:
+        result = analyze(micrograph, config)
+        if not shapes and result.crystal_mask is not None and result.status == "ok":
+            labels = result.crystal_mask.astype(np.int32)  # a lattice the segmentation's band does not pass
+            shapes = dot_shapes(labels)
+        labels, unresolved = _with_unresolved(raw, labels, px)
+        return _single(result, labels, px, rotation.get(1), unresolved)
+    labels, unresolved = _with_unresolved(raw, labels, px)
+    support = ndimage.distance_transform_edt(labels == 0) > BLANK_MARGIN_NM / px
+    dots = []
+    for shape in shapes:
+        common = {"dot": shape.label, "shape": shape, "pixel_size_nm": px,
+                  "lattice_orientation_deg": rotation[shape.label]}
+        if shape.touches_border:
+            dots.append(DotResult(status="refused", message="cut by the frame edge", **common))
+            continue
+        result, offset = _analyze_dot(micrograph, labels, shape, support, config, rng)
+        reason = _refusal(result)
+        dots.append(DotResult(status="refused" if reason else "ok", message=reason, result=result,
+                              offset_rc=offset, **common))
+    base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
+    return _assemble(base, dots + unresolved, labels, raw)
+
+
+def _with_unresolved(raw: np.ndarray, labels: np.ndarray, px: float) -> tuple[np.ndarray, list[DotResult]]:
+    """The lattice dots' labels with the bright regions without a lattice added after them, and their refusals."""
+    from .dots import unresolved_regions
+
+    extra = unresolved_regions(raw, labels, pixel_size_nm=px)
+    if not extra.any():
+        return labels, []
+    labels = np.where(extra > 0, extra + int(labels.max()), labels).astype(np.int32)
+    first = int(labels.max()) - int(extra.max()) + 1
+    refused = [
+        DotResult(dot=s.label, shape=s, status="refused", pixel_size_nm=px,
+                  message="lattice not resolved: a bright region without a lattice in the band of column spacings "
+                  "(off the zone axis, amorphous or too thick)" + ("; cut by the frame edge" if s.touches_border else ""))
+        for s in dot_shapes(labels) if s.label >= first
+    ]
+    return labels, refused
+
+
+def _single(
+    result: PipelineResult,
+    labels: np.ndarray,
+    px: float | None,
+    rotation: float | None,
+    unresolved: list[DotResult] = (),
+) -> FieldResult:
+    """A field of at most one lattice dot: the whole-image analysis is the dot's (the numbers of ``analyze``).
+
+    Bright regions without a lattice (``unresolved``, labelled after the lattice dot) are listed as refused;
+    the whole-image analysis finds no columns on them.
+    """
+    extra = list(unresolved)
+    shapes = [s for s in dot_shapes(labels) if s.label not in {d.dot for d in extra}]
+    dots = []
+    if shapes:
+        reason = _refusal(result)
+        # A lone dot is analysed as before fields existed, also when the frame cuts it (a zoomed-in dot).
+        note = reason or ("touches the frame edge: fractions are of its visible part" if shapes[0].touches_border
+                          else None)
+        dots.append(DotResult(dot=shapes[0].label, shape=shapes[0], status="refused" if reason else "ok",
+                              message=note, pixel_size_nm=px, lattice_orientation_deg=rotation, result=result))
+    dots += extra
+    if extra:
+        note = _field_message(dots)
+        result = dataclasses.replace(result, message=f"{result.message}; {note}" if result.message else note)
+    n = 0 if result.columns is None or not shapes else len(result.columns)
+    return FieldResult(result=result, dots=dots, labels=labels, column_dot=np.full(n, shapes[0].label if shapes else 0))
+
+
+def _field_message(dots: list[DotResult]) -> str | None:
+    """``"5 dots: 3 analysed; 2 refused (cut by the frame edge: 2)"``."""
+    if not dots:
+        return "no dot found"
+    by_status: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    for d in dots:
+        by_status[d.status] = by_status.get(d.status, 0) + 1
+        if d.status == "refused":
+            key = (d.message or "").split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    parts = [f"{by_status.get('ok', 0)} analysed"]
+    if by_status.get("refused"):
+        parts.append(f"{by_status['refused']} refused (" + ", ".join(f"{k}: {v}" for k, v in reasons.items()) + ")")
+    if by_status.get("overview"):
+        parts.append(f"{by_status['overview']} sized only (overview image)")
+    return f"{len(dots)} dots: " + "; ".join(parts)
+
+
+def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, raw: np.ndarray) -> FieldResult:
+    """The field as one PipelineResult: analysed dots' columns and labels merged, field fractions.
+
+    When some dots are classified and others not, the merged ``columns``/``labels`` hold the classified
+    dots' columns (labels must cover every column); :meth:`FieldResult.columns_dataframe` lists all.
+    """
+    display = ndimage.gaussian_filter(raw.astype(np.float32), 1.0)
+    region_map = np.full(raw.shape, REGION_OUTSIDE, np.int8)
+    labelled, unlabelled = [], []
+    for d in dots:
+        res = d.result
+        if res is None:
+            continue
+        if res.denoised is not None:
+            (r0, c0), (h, w) = d.offset_rc, res.denoised.shape
+            mine = labels[r0 : r0 + h, c0 : c0 + w] == d.dot
+            display[r0 : r0 + h, c0 : c0 + w][mine] = res.denoised[mine]
+        if d.columns is None:
+            continue
+        if res.labels is not None:
+            (r0, c0), (h, w) = d.offset_rc, res.labels.region_map.shape
+            own = res.labels.region_map != REGION_OUTSIDE
+            region_map[r0 : r0 + h, c0 : c0 + w][own] = res.labels.region_map[own]
+            labelled.append(d)
+        else:
+            unlabelled.append(d)
+    chosen = labelled or unlabelled
+    merged = Columns.concatenate([d.columns for d in chosen]) if chosen else None
+    labels_all = None
+    if labelled:
+        parts = [d.result.labels for d in labelled]
+        labels_all = PhaseLabels(
+            label=np.concatenate([p.label for p in parts]),
+            contrast=np.concatenate([p.contrast for p in parts]),
+            order_parameter=np.concatenate([p.order_parameter for p in parts]),
+            region_map=region_map,
+        )
+    timings: dict[str, float] = {}
+    for d in dots:
+        for k, v in (d.result.timings_s if d.result is not None else {}).items():
+            timings[k] = round(timings.get(k, 0.0) + v, 4)
+    result = dataclasses.replace(
+        base,
+        status="ok" if dots else "no_crystal",
+        denoised=display,
+        crystal_mask=labels > 0,
+        columns=merged,
+        labels=labels_all,
+        fractions=field_fractions(dots),
+        lattice={},
+        timings_s=timings,
+        message=_field_message(dots),
+    )
+    dot_ids = np.concatenate([np.full(len(d.columns), d.dot) for d in chosen]) if chosen else np.zeros(0, int)
+    return FieldResult(result=result, dots=dots, labels=labels, column_dot=dot_ids)

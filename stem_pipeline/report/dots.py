@@ -1,0 +1,147 @@
+"""Dots on the overlay: every dot outlined and numbered, refused dots drawn with their reason.
+
+:func:`draw_dots` adds to axes that :func:`stem_pipeline.report.overlay.plot_overlay`
+drew; :func:`save_field_overlay` draws a field's overlay with its dots and
+writes it atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_write
+
+__all__ = ["dot_statistics", "draw_dots", "save_dot_histograms", "save_field_overlay"]
+
+#: Outline colours by dot status.
+STATUS_COLOURS = {"ok": "#ffd92f", "refused": "#ff7f00", "overview": "#66c2a5"}
+
+
+def draw_dots(ax, labels: np.ndarray, records: list[dict]) -> None:
+    """Outline and number every dot on ``ax``; refused dots dashed, with their reason below the image.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Axes showing the image in pixel coordinates (as :func:`plot_overlay` draws it).
+    labels : (M, N) ndarray of int
+        0 on the support, ``k`` on dot ``k``.
+    records : list of dict
+        One ``dots.csv`` record per dot (``dot``, ``x_px``, ``y_px``, ``status``, ``message``).
+    """
+    notes = []
+    for rec in records:
+        colour = STATUS_COLOURS.get(rec["status"], "white")
+        refused = rec["status"] == "refused"
+        ax.contour(labels == rec["dot"], levels=[0.5], colors=[colour], linewidths=1.0,
+                   linestyles="dashed" if refused else "solid")
+        ax.text(rec["x_px"], rec["y_px"], str(rec["dot"]), color=colour, fontsize=11, fontweight="bold",
+                ha="center", va="center")
+        if refused:
+            notes.append(f"dot {rec['dot']}: {rec['message']}")
+    if notes:
+        text = "\n".join(textwrap.shorten(n, 110) for n in notes[:12])
+        if len(notes) > 12:
+            text += f"\n... and {len(notes) - 12} more (dots.csv)"
+        ax.text(0.0, -0.01, "refused " + text, transform=ax.transAxes, ha="left", va="top", fontsize=7,
+                color=STATUS_COLOURS["refused"])
+
+
+def save_field_overlay(path: str | os.PathLike, field, display: np.ndarray, *, title: str | None = None,
+                       dpi: int = 110) -> Path:
+    """The overlay of a field (columns, labels, field fractions) with its dots, written atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Output file (format from the suffix).
+    field : FieldResult
+        From :func:`stem_pipeline.field.analyze_field`.
+    display : (M, N) ndarray
+        The image to draw on.
+    title : str, optional
+        Axes title.
+    dpi : int
+        Resolution [dots per inch].
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from .overlay import plot_overlay
+
+    result = field.result
+    fig = plot_overlay(display, result.columns, result.labels, result.fractions,
+                       pixel_size_nm=result.micrograph.pixel_size_nm, title=title)
+    draw_dots(fig.axes[0], field.labels, field.records())
+    FigureCanvasAgg(fig)
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))
+
+
+def dot_statistics(records: list[dict]) -> dict:
+    """Counts by status and the edge length's mean and sd over the dots that were not cut by the frame.
+
+    Parameters
+    ----------
+    records : list of dict
+        ``dots.csv`` records (of one image or of a whole run).
+
+    Returns
+    -------
+    dict
+        ``n_dots``, ``counts`` (per status), ``n_sized`` (dots wholly inside the frame with an edge
+        length), ``edge_nm_mean``, ``edge_nm_sd`` (None for fewer than 1 / 2 sized dots).
+    """
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    edges = np.array([r["edge_nm"] for r in records if r.get("edge_nm") is not None and not r["touches_border"]],
+                     float)
+    return {
+        "n_dots": len(records),
+        "counts": counts,
+        "n_sized": int(edges.size),
+        "edge_nm_mean": round(float(edges.mean()), 3) if edges.size else None,
+        "edge_nm_sd": round(float(edges.std(ddof=1)), 3) if edges.size > 1 else None,
+    }
+
+
+def save_dot_histograms(path: str | os.PathLike, records: list[dict]) -> Path:
+    """Histograms of the dots' edge lengths (mean +- sd) and of their uniform fractions, as one PNG (atomic).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The PNG file.
+    records : list of dict
+        ``dots.csv`` records.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    stats = dot_statistics(records)
+    edges = [r["edge_nm"] for r in records if r.get("edge_nm") is not None and not r["touches_border"]]
+    fractions = [r["uniform_fraction"] for r in records if r.get("uniform_fraction") is not None]
+    fig = Figure(figsize=(9.0, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.hist(edges, bins=20, color="tab:blue", edgecolor="black")
+    title = f"{len(edges)} dots inside the frame"
+    if stats["edge_nm_sd"] is not None:
+        title += f": {stats['edge_nm_mean']:.1f} +- {stats['edge_nm_sd']:.1f} nm"
+    ax1.set_title(title, fontsize=10)
+    ax1.set_xlabel("edge length [nm]")
+    ax1.set_ylabel("dots")
+    ax2.hist(fractions, bins=np.linspace(0.0, 1.0, 21), color="tab:green", edgecolor="black")
+    ax2.set_xlim(0.0, 1.0)
+    ax2.set_title(f"{len(fractions)} analysed dots", fontsize=10)
+    ax2.set_xlabel("uniform (PbI2/FAPbI3-like) area fraction per dot")
+    fig.tight_layout()
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"))
