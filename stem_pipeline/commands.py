@@ -114,8 +114,10 @@ def _print_report(summaries: list[dict], out) -> None:
                 logger.warning("%s: no pixel size: the fractions below are of pixel areas and the column spacing "
                                "was not checked against the two-phase model (pass --pixel-size-nm)", name)
             f, (lo, hi) = s["fractions"], s["uniform_fraction_ci95"]
+            n_dots = s.get("n_dots") or 1
+            dots = f"{n_dots} dots (field: area-weighted, interval over the dots), " if n_dots > 1 else ""
             print(
-                f"{name}: {s['n_columns']} columns, ordered (CsPbI3-like) {f['ordered']:.3f}, "
+                f"{name}: {dots}{s['n_columns']} columns, ordered (CsPbI3-like) {f['ordered']:.3f}, "
                 f"uniform (PbI2/FAPbI3-like) {f['uniform']:.3f} [95% CI {lo:.3f}-{hi:.3f}]"
             )
         elif s["status"] == "no_crystal":
@@ -127,15 +129,18 @@ def _print_report(summaries: list[dict], out) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """``stem-pipeline demo``: analyse the embedded example dot."""
-    from .demo import demo_image, demo_truth
+    """``stem-pipeline demo``: analyse the embedded examples, a dot and a field of three dots."""
+    from .demo import demo_field, demo_field_truth, demo_image, demo_truth
 
-    path = demo_image()
-    print(f"demo image: {path} (a synthetic Cs0.5FA0.5PbI3-like dot made by stem_pipeline.synthetic)")
-    args.inputs, args.config, args.pixel_size_nm, args.frame, args.print_config = [path], None, None, None, False
+    path, field = demo_image(), demo_field()
+    print(f"demo images: {path} (a synthetic Cs0.5FA0.5PbI3-like dot) and {field} (a field of three dots at "
+          "0, 27 and 55 deg), made by stem_pipeline.synthetic")
+    args.inputs, args.config, args.pixel_size_nm, args.frame, args.print_config = [path, field], None, None, None, False
     args.workers, args.scheduler, args.overwrite = 1, None, False
     status = run_analyze(args)
     print(f"ground truth of the demo dot: uniform fraction {demo_truth()['uniform_fraction']:.3f}")
+    truths = ", ".join(f"{d['uniform_fraction']:.3f}" for d in demo_field_truth()["dots"])
+    print(f"ground truth of the field's dots: uniform fractions {truths} (per dot: {field.stem}/dots.csv)")
     return status
 
 

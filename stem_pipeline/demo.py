@@ -1,4 +1,4 @@
-"""The embedded example: a small synthetic Cs0.5FA0.5PbI3-like dot, generated on first use."""
+"""The embedded examples, generated on first use: a synthetic Cs0.5FA0.5PbI3-like dot, and a field of three dots."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ DEMO_PARAMS: dict[str, Any] = {
     "rng": 2024,
 }
 _VERSION = 2  # 2: the truth is the area the columns cover (synthetic.column_region_map)
+#: Parameters of the demo field: three dots at different rotations and compositions (the case of issue 13).
+DEMO_FIELD_PARAMS: dict[str, Any] = {
+    "shape": [768, 768],
+    "n_dots": 3,
+    "dot_sizes_nm": [7.0, 9.0],
+    "rotations_deg": [0.0, 27.0, 55.0],
+    "uniform_fractions": [0.5, 0.5, 0.5],
+    "dose": 200.0,
+    "pixel_size_nm": 0.035,
+    "rng": 2024,
+}
+_FIELD_VERSION = 1
 
 
 def demo_image() -> Path:
@@ -49,3 +61,34 @@ def demo_image() -> Path:
 def demo_truth() -> dict:
     """The ground truth of the demo image (true uniform fraction, column count, parameters)."""
     return json.loads(demo_image().with_suffix(".truth.json").read_text())
+
+
+def demo_field() -> Path:
+    """Path of the demo field (three dots at 0, 27 and 55 deg; a calibrated TIFF), generated on first use.
+
+    Each dot's true uniform fraction, edge and centre are written beside it as ``<name>.truth.json``.
+    """
+    from . import io
+    from .synthetic_field import make_field
+
+    path = cache_dir("demo") / f"field_three_dots_demo_v{_FIELD_VERSION}.tif"
+    truth = path.with_suffix(".truth.json")
+    if path.is_file() and truth.is_file():
+        return path
+    params = dict(DEMO_FIELD_PARAMS)
+    rows, cols = params.pop("shape")
+    for key in ("dot_sizes_nm", "rotations_deg", "uniform_fractions"):
+        params[key] = tuple(params[key])
+    field = make_field((rows, cols), **params)
+    io.save(field.micrograph(source="stem_pipeline demo field"), path)
+    dots = [
+        {"uniform_fraction": d.uniform_fraction, "edge_nm": d.edge_nm, "center_rc_px": [float(v) for v in d.center_rc]}
+        for d in field.dots
+    ]
+    truth.write_text(json.dumps({"dots": dots, "params": DEMO_FIELD_PARAMS}, indent=2))
+    return path
+
+
+def demo_field_truth() -> dict:
+    """The ground truth of the demo field: one record per dot (uniform fraction, edge, centre)."""
+    return json.loads(demo_field().with_suffix(".truth.json").read_text())

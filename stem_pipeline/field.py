@@ -334,10 +334,12 @@ def analyze_field(
         by status and reason.
     """
     from .dots import segment_field, segment_overview
-    from .pipeline import PipelineConfig, analyze
+    from .pipeline import PipelineConfig, analyze, denoise_config_for
 
-    config = config or PipelineConfig()
     micrograph = as_micrograph(micrograph, pixel_size_nm=pixel_size_nm)
+    config = config or PipelineConfig()
+    # The file's optics for the 'rl' step, decided (and any default warned about) once, not per dot.
+    config = config.model_copy(update={"denoise": denoise_config_for(micrograph, config.denoise)})
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     px = micrograph.pixel_size_nm
     raw = np.asarray(micrograph.data)

@@ -118,7 +118,8 @@ def denoise_config_for(micrograph: Micrograph, config: DenoiseConfig) -> Denoise
             if update:
                 logger.info("%s: 'rl' deconvolution optics from the file: %s", name,
                             ", ".join(f"{k}={v:g}" for k, v in update.items()))
-                step = step.model_copy(update=update)
+            # Every optics field is now decided (set explicitly), so a crop of this image is not warned about again.
+            step = step.model_copy(update={**{f: getattr(step, f) for f in missing}, **update})
         steps.append(step)
     return config.model_copy(update={"steps": steps})
 

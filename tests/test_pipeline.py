@@ -106,9 +106,14 @@ def test_demo_reports_fractions_near_its_truth(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "uniform" in out.stdout and "report.html" in out.stdout
-    summaries = list((tmp_path / "demo").glob("*/summary.json"))
-    assert len(summaries) == 1
-    summary = json.loads(summaries[0].read_text())
-    from stem_pipeline.demo import demo_truth
+    from stem_pipeline.demo import demo_field, demo_field_truth, demo_image, demo_truth
 
+    summary = json.loads((tmp_path / "demo" / demo_image().stem / "summary.json").read_text())
     assert abs(summary["fractions"]["uniform"] - demo_truth()["uniform_fraction"]) <= 0.05
+    # The field: every dot found and analysed, each near its own truth (matched by position).
+    field = json.loads((tmp_path / "demo" / demo_field().stem / "summary.json").read_text())
+    truth = demo_field_truth()["dots"]
+    assert field["n_dots"] == len(truth) == 3
+    for t in truth:
+        dot = min(field["dots"], key=lambda d: (d["y_px"] - t["center_rc_px"][0]) ** 2 + (d["x_px"] - t["center_rc_px"][1]) ** 2)
+        assert dot["status"] == "ok" and abs(dot["uniform_fraction"] - t["uniform_fraction"]) <= 0.05
