@@ -144,8 +144,7 @@ def _table(runs: dict, *, n: int, size: int, rerun_s: float) -> str:
         )
     lines += [
         "",
-        f"Re-run on the finished output (every image skipped, in-process, including Python start-up): "
-        f"{rerun_s:.1f} s.",
+        f"Re-run on the finished output (every image skipped, in-process, including Python start-up): {rerun_s:.1f} s.",
         "",
         "Peak memory is each worker process's maximum resident set size (`ru_maxrss`), which includes "
         "the Python interpreter and the imported libraries. The in-process baseline lets numpy/scipy use "

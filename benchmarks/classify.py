@@ -46,8 +46,13 @@ def run_case(dose, domain_nm, seeds):
     for seed in seeds:
         rng = np.random.default_rng(seed)
         dot = make_dot(
-            (448, 448), dose=dose, rng=seed, dot_size_nm=11.0, domain_size_nm=domain_nm,
-            rotation_deg=float(rng.uniform(-45, 45)), thickness_gradient=0.3,
+            (448, 448),
+            dose=dose,
+            rng=seed,
+            dot_size_nm=11.0,
+            domain_size_nm=domain_nm,
+            rotation_deg=float(rng.uniform(-45, 45)),
+            thickness_gradient=0.3,
         )
         inten = disc_intensity(dot.image, dot.rc)
         cols = Columns(rc=dot.rc, cell_intensity=inten, pixel_size_nm=dot.pixel_size_nm)
@@ -56,16 +61,18 @@ def run_case(dose, domain_nm, seeds):
         dt = time.perf_counter() - t0
         far = dot.boundary_distance_nm() > 1.0
         lo, hi = fr.uniform_ci95
-        rows.append(dict(
-            err=fr.uniform - dot.uniform_fraction,
-            base_err=baseline_fraction(dot, inten) - dot.uniform_fraction,
-            acc=float(np.mean(labels.label[far] == dot.label[far])) if far.any() else np.nan,
-            cover_dot=lo <= dot.uniform_fraction <= hi,
-            cover_p=lo <= 0.5 <= hi,
-            width=hi - lo,
-            time=dt,
-            n=len(dot.rc),
-        ))
+        rows.append(
+            dict(
+                err=fr.uniform - dot.uniform_fraction,
+                base_err=baseline_fraction(dot, inten) - dot.uniform_fraction,
+                acc=float(np.mean(labels.label[far] == dot.label[far])) if far.any() else np.nan,
+                cover_dot=lo <= dot.uniform_fraction <= hi,
+                cover_p=lo <= 0.5 <= hi,
+                width=hi - lo,
+                time=dt,
+                n=len(dot.rc),
+            )
+        )
     return rows
 
 
@@ -79,15 +86,24 @@ def _held_out(rng):
 
 
 def _wide(rng):
-    return dict(dot_size_nm=float(rng.uniform(8, 14)), domain_size_nm=float(rng.uniform(2, 5)),
-                rotation_deg=float(rng.uniform(-45, 45)), thickness_gradient=float(rng.uniform(0, 0.3)),
-                pixel_size_nm=float(rng.uniform(0.028, 0.04)), center_offset_nm=tuple(rng.uniform(-1, 1, 2)))
+    return dict(
+        dot_size_nm=float(rng.uniform(8, 14)),
+        domain_size_nm=float(rng.uniform(2, 5)),
+        rotation_deg=float(rng.uniform(-45, 45)),
+        thickness_gradient=float(rng.uniform(0, 0.3)),
+        pixel_size_nm=float(rng.uniform(0.028, 0.04)),
+        center_offset_nm=tuple(rng.uniform(-1, 1, 2)),
+    )
 
 
 def _minor(rng):
-    return dict(dot_size_nm=float(rng.uniform(8, 14)), domain_size_nm=float(rng.uniform(1.5, 3.5)),
-                rotation_deg=float(rng.uniform(-45, 45)), thickness_gradient=float(rng.uniform(0, 0.3)),
-                pixel_size_nm=float(rng.uniform(0.028, 0.04)))
+    return dict(
+        dot_size_nm=float(rng.uniform(8, 14)),
+        domain_size_nm=float(rng.uniform(1.5, 3.5)),
+        rotation_deg=float(rng.uniform(-45, 45)),
+        thickness_gradient=float(rng.uniform(0, 0.3)),
+        pixel_size_nm=float(rng.uniform(0.028, 0.04)),
+    )
 
 
 #: name -> (layout of a seed, domain sizes [nm] as printed, first seed, dots)
@@ -111,12 +127,19 @@ def run_pipeline_case(dose, seeds, layout):
         dist, idx = cKDTree(dot.rc).query(res.columns.rc)
         sel = (dist < 2.0) & (dot.boundary_distance_nm()[idx] > 1.0)
         lo, hi = fr.uniform_ci95
-        rows.append(dict(
-            ok=True, err=fr.uniform - dot.uniform_fraction,
-            acc=float(np.mean(res.labels.label[sel] == dot.label[idx[sel]])) if sel.any() else np.nan,
-            cover_dot=lo <= dot.uniform_fraction <= hi, cover_p=lo <= 0.5 <= hi, width=hi - lo,
-            time=res.timings_s["classify"], total=res.timings_s["total"], n=len(res.columns),
-        ))
+        rows.append(
+            dict(
+                ok=True,
+                err=fr.uniform - dot.uniform_fraction,
+                acc=float(np.mean(res.labels.label[sel] == dot.label[idx[sel]])) if sel.any() else np.nan,
+                cover_dot=lo <= dot.uniform_fraction <= hi,
+                cover_p=lo <= 0.5 <= hi,
+                width=hi - lo,
+                time=res.timings_s["classify"],
+                total=res.timings_s["total"],
+                n=len(res.columns),
+            )
+        )
     return rows
 
 
@@ -127,26 +150,34 @@ def run_minor_phase(dose, seeds, minor):
         rng = np.random.default_rng(seed)
         layout = _minor(rng)
         share = float(rng.choice([0.1, 0.05, 0.0]))
-        dot = make_dot((512, 512), dose=dose, rng=seed, uniform_fraction=share if minor == "uniform" else 1 - share,
-                       **layout)
+        dot = make_dot(
+            (512, 512), dose=dose, rng=seed, uniform_fraction=share if minor == "uniform" else 1 - share, **layout
+        )
         fr = analyze(dot.micrograph()).fractions
         n_minor = int(np.sum(dot.label == (1 if minor == "uniform" else 0)))
         one_phase = fr is not None and fr.uniform in (0.0, 1.0)
-        rows.append(dict(
-            ok=fr is not None, n_minor=n_minor, one_phase=one_phase,
-            err=np.nan if fr is None else fr.uniform - dot.uniform_fraction,
-            cover=fr is not None and fr.uniform_ci95[0] <= dot.uniform_fraction <= fr.uniform_ci95[1],
-        ))
+        rows.append(
+            dict(
+                ok=fr is not None,
+                n_minor=n_minor,
+                one_phase=one_phase,
+                err=np.nan if fr is None else fr.uniform - dot.uniform_fraction,
+                cover=fr is not None and fr.uniform_ci95[0] <= dot.uniform_fraction <= fr.uniform_ci95[1],
+            )
+        )
     return rows
 
 
 def minor_phase_lines(n_seeds):
     lines = [
-        "", "## Minor phase: is a small domain found?", "",
+        "",
+        "## Minor phase: is a small domain found?",
+        "",
         f"{n_seeds} dots per row (seeds 60000+): 8-14 nm, domains 1.5-3.5 nm, random pixel size 0.028-0.04 nm, rotation "
         "and gradient; the minor phase's domain probability is 0, 0.05 or 0.1 (drawn per dot). 'missed' are dots "
         "with minor-phase columns but a one-phase result; 'split' are dots without any that got two phases. "
-        "These runs measured `ClassifyConfig.undetected_*_columns`, the interval term of one-phase results.", "",
+        "These runs measured `ClassifyConfig.undetected_*_columns`, the interval term of one-phase results.",
+        "",
         "| minor phase | dose | dots with fractions | dots with minor phase | missed | largest missed [columns] "
         "| split pure dots | mean abs error | max abs error | interval coverage |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -168,8 +199,9 @@ def minor_phase_lines(n_seeds):
 
 def timing_2000(repeats=5):
     """Classification time of a 2,000-column dot (true positions, disc intensities), best of ``repeats``."""
-    dot = make_dot((600, 600), dose=100, rng=5, dot_size_nm=14.5, domain_size_nm=3.5, rotation_deg=10,
-                   thickness_gradient=0.3)
+    dot = make_dot(
+        (600, 600), dose=100, rng=5, dot_size_nm=14.5, domain_size_nm=3.5, rotation_deg=10, thickness_gradient=0.3
+    )
     cols = Columns(rc=dot.rc, cell_intensity=disc_intensity(dot.image, dot.rc), pixel_size_nm=dot.pixel_size_nm)
     times = []
     for _ in range(repeats):

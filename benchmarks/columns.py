@@ -95,8 +95,11 @@ def refinement_benchmark(n_atomap: int, repeat: int) -> list[dict]:
     rows = []
     # The default centre-of-mass disk (0.35 spacing) is tuned as the start of the Gaussian fit; a
     # 0.25-spacing disk is the better standalone centre of mass.
-    cases = [("com", "com", ColumnsConfig()), ("com, disk 0.25", "com", ColumnsConfig(com_radius_fraction=0.25)),
-             ("gaussian", "gaussian", ColumnsConfig())]
+    cases = [
+        ("com", "com", ColumnsConfig()),
+        ("com, disk 0.25", "com", ColumnsConfig(com_radius_fraction=0.25)),
+        ("gaussian", "gaussian", ColumnsConfig()),
+    ]
     atomap_runs = {}
     for label, method, config in cases:
         t_ours, ours = _best_time(
@@ -209,9 +212,7 @@ def memory_benchmark(size: int, dot_size_nm: float) -> dict:
         np.save(path, dot.image)
         n_true = len(dot.rc)
         del dot
-        out = subprocess.run(
-            [sys.executable, "-c", _MEMORY_CHILD, path], capture_output=True, text=True, check=True
-        )
+        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, path], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result.update(size=size, n_true=n_true)
     return result

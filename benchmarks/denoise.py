@@ -38,7 +38,12 @@ from stem_pipeline.synthetic import make_dot
 DOSES = (400, 100, 30)
 PX = 0.035
 BASELINES = {
-    "gaussian 1 px", "gaussian 1.5 px", "gaussian 2 px", "median 3 px", "NLM", "BM3D",
+    "gaussian 1 px",
+    "gaussian 1.5 px",
+    "gaussian 2 px",
+    "median 3 px",
+    "NLM",
+    "BM3D",
     "DM-style: gaussian 1 px + Bragg mask",
 }
 
@@ -76,8 +81,15 @@ def _dots(kind: str, size: int) -> dict:
     if kind == "tuning":
         return {d: make_dot((size, size), dose=d, rng=1) for d in DOSES}
     return {
-        d: make_dot((size, size), dose=d, dot_size_nm=9.0 * size / 512, rotation_deg=17.0, domain_size_nm=2.5,
-                    uniform_fraction=0.4, rng=100 + d)
+        d: make_dot(
+            (size, size),
+            dose=d,
+            dot_size_nm=9.0 * size / 512,
+            rotation_deg=17.0,
+            domain_size_nm=2.5,
+            uniform_fraction=0.4,
+            rng=100 + d,
+        )
         for d in DOSES
     }
 
@@ -109,8 +121,12 @@ def _timings(methods: dict, size: int) -> dict:
 def _table(scores: dict, times: dict | None, title: str) -> list[str]:
     best = {d: max(v[d][0] for k, v in scores.items() if k in BASELINES) for d in DOSES}
     head = "| method | " + " | ".join(f"PSNR {d} | SSIM {d}" for d in DOSES) + " |"
-    lines = [f"### {title}", "", head + (" time 1024² [s] |" if times else ""),
-             "|---|" + "---:|---:|" * len(DOSES) + ("---:|" if times else "")]
+    lines = [
+        f"### {title}",
+        "",
+        head + (" time 1024² [s] |" if times else ""),
+        "|---|" + "---:|---:|" * len(DOSES) + ("---:|" if times else ""),
+    ]
     for name, row in scores.items():
         cells = " | ".join(f"{row[d][0]:.2f} | {row[d][1]:.3f}" for d in DOSES)
         mark = " (baseline)" if name in BASELINES else ""
@@ -118,12 +134,17 @@ def _table(scores: dict, times: dict | None, title: str) -> list[str]:
         lines.append(f"| {name}{mark} | {cells} |{t}")
     chain = scores["default chain (gaussian, wiener, rl)"]
     best_name = {d: max((k for k in scores if k in BASELINES), key=lambda k: scores[k][d][0]) for d in DOSES}
-    lines += ["", "Default chain minus the best baseline (PSNR): " + ", ".join(
-        f"dose {d}: {chain[d][0] - best[d]:+.2f} dB (vs {best_name[d]})" for d in DOSES)]
+    lines += [
+        "",
+        "Default chain minus the best baseline (PSNR): "
+        + ", ".join(f"dose {d}: {chain[d][0] - best[d]:+.2f} dB (vs {best_name[d]})" for d in DOSES),
+    ]
     bm = "BM3D + Anscombe (Poisson)"
     if bm in scores:
-        lines.append("Default chain minus BM3D + Anscombe (a Poisson-aware BM3D, not counted as a simple baseline): "
-                     + ", ".join(f"dose {d}: {chain[d][0] - scores[bm][d][0]:+.2f} dB" for d in DOSES))
+        lines.append(
+            "Default chain minus BM3D + Anscombe (a Poisson-aware BM3D, not counted as a simple baseline): "
+            + ", ".join(f"dose {d}: {chain[d][0] - scores[bm][d][0]:+.2f} dB" for d in DOSES)
+        )
     return lines + [""]
 
 
@@ -147,8 +168,11 @@ def main(argv: list[str] | None = None) -> str:
     ]
     for kind in ("unseen", "tuning"):
         scores = _score(methods, _dots(kind, size))
-        title = ("Unseen dots (9 nm, 17 deg, 2.5 nm domains): the goal is judged here" if kind == "unseen"
-                 else "Tuning dots (12 nm, 0 deg, 3.5 nm domains)")
+        title = (
+            "Unseen dots (9 nm, 17 deg, 2.5 nm domains): the goal is judged here"
+            if kind == "unseen"
+            else "Tuning dots (12 nm, 0 deg, 3.5 nm domains)"
+        )
         lines += _table(scores, times if kind == "unseen" else None, title)
     lines += [
         "Notes: the noise-free reference already contains the probe blur, so deconvolution alone (RL) scores "

@@ -30,25 +30,9 @@ import numpy as np
 
 from stem_pipeline.dots import dot_shapes, segment_field, segment_overview
 from stem_pipeline.field import _dersimonian_laird, analyze_field
-from stem_pipeline.synthetic_field import make_field, make_overview_field
+from stem_pipeline.synthetic_field import make_field, make_overview_field, match_labels
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fields.md"
-
-
-def _match(found: np.ndarray, truth: np.ndarray) -> list[tuple[int, float]]:
-    """For every true dot: the found label covering most of it and their intersection over union."""
-    out = []
-    for k in range(1, int(truth.max()) + 1):
-        t = truth == k
-        hits = found[t]
-        hits = hits[hits > 0]
-        if not hits.size:
-            out.append((0, 0.0))
-            continue
-        v = int(np.bincount(hits).argmax())
-        f = found == v
-        out.append((v, float((t & f).sum() / (t | f).sum())))
-    return out
 
 
 def detection(doses, pixel_sizes, n_fields, seed0=1000):
@@ -60,12 +44,20 @@ def detection(doses, pixel_sizes, n_fields, seed0=1000):
             errors, times = [], []
             for i in range(n_fields):
                 n = 4 if side * px >= 28 else 3
-                fld = make_field((side, side), n_dots=n, n_touching_pairs=1, n_cut=1, dot_sizes_nm=(8.0, 12.0) if
-                                 n == 4 else (7.0, 9.0), dose=dose, pixel_size_nm=px, rng=seed0 + i)
+                fld = make_field(
+                    (side, side),
+                    n_dots=n,
+                    n_touching_pairs=1,
+                    n_cut=1,
+                    dot_sizes_nm=(8.0, 12.0) if n == 4 else (7.0, 9.0),
+                    dose=dose,
+                    pixel_size_nm=px,
+                    rng=seed0 + i,
+                )
                 t0 = time.perf_counter()
                 labels, _, _ = segment_field(fld.image, pixel_size_nm=px)
                 times.append(time.perf_counter() - t0)
-                match = _match(labels, fld.labels)
+                match = match_labels(labels, fld.labels)
                 shapes = {s.label: s for s in dot_shapes(labels)}
                 truth = dot_shapes(fld.labels)
                 for k in fld.inside:
@@ -99,7 +91,7 @@ def overview(pixel_sizes, n_fields, seed0=2000):
             side = round(100.0 / px)  # 100 nm fields
             fld = make_overview_field((side, side), n_dots=10, n_touching_pairs=1, pixel_size_nm=px, rng=seed0 + i)
             labels = segment_overview(fld.image, pixel_size_nm=px)
-            match = _match(labels, fld.labels)
+            match = match_labels(labels, fld.labels)
             shapes = {s.label: s for s in dot_shapes(labels)}
             truth = dot_shapes(fld.labels)
             for k, (v, iou) in enumerate(match):
@@ -110,7 +102,9 @@ def overview(pixel_sizes, n_fields, seed0=2000):
             for a, b in fld.touching:
                 pairs += 1
                 split += match[a][1] > 0.8 and match[b][1] > 0.8 and match[a][0] != match[b][0]
-        rows.append(f"| {px} | {found}/{total} | {split}/{pairs} | {np.mean(errors):+.2f} | {np.abs(errors).max():.2f} |")
+        rows.append(
+            f"| {px} | {found}/{total} | {split}/{pairs} | {np.mean(errors):+.2f} | {np.abs(errors).max():.2f} |"
+        )
         print(rows[-1], flush=True)
     return rows, (
         "| pixel [nm] | dots found | touching pairs split | mean edge error [px] | max abs edge error [px] |\n"
@@ -127,8 +121,16 @@ def fractions(doses, n_fields, seed0=3000):
         for i in range(n_fields):
             rng = np.random.default_rng(seed0 + 100 * m + i)  # other fields at every dose
             p = float(rng.choice([0.2, 0.5, 0.8]))
-            fld = make_field((1024, 1024), n_dots=4, n_touching_pairs=1, dot_sizes_nm=(8.0, 11.0),
-                             uniform_fractions=(p,) * 4, dose=dose, pixel_size_nm=0.035, rng=rng)
+            fld = make_field(
+                (1024, 1024),
+                n_dots=4,
+                n_touching_pairs=1,
+                dot_sizes_nm=(8.0, 11.0),
+                uniform_fractions=(p,) * 4,
+                dose=dose,
+                pixel_size_nm=0.035,
+                rng=rng,
+            )
             t0 = time.perf_counter()
             res = analyze_field(fld.micrograph())
             times.append(time.perf_counter() - t0)
@@ -197,8 +199,10 @@ def _resampled_coverage(pool: dict[float, list], n_draws: int = 2000, sizes=(2, 
             n += 1
         if n:
             parts.append(f"{k} dots: {hits_t / n:.2f} (DerSimonian-Laird with 1.96: {hits_z / n:.2f}; {n} fields)")
-    return ("Coverage of p by fields re-assembled from these analysed dots (same p, each dot from a different "
-            f"field, {n_draws} draws): " + "; ".join(parts) + ".")
+    return (
+        "Coverage of p by fields re-assembled from these analysed dots (same p, each dot from a different "
+        f"field, {n_draws} draws): " + "; ".join(parts) + "."
+    )
 
 
 def _covers_with_normal_quantile(dots, p: float) -> bool:
@@ -215,8 +219,9 @@ def _covers_with_normal_quantile(dots, p: float) -> bool:
 def scaling(counts, seed0=4000):
     rows = []
     for n in counts:
-        fld = make_field((1024, 1024), n_dots=n, dot_sizes_nm=(6.0, 7.0), dose=200, pixel_size_nm=0.035,
-                         gap_nm=1.5, rng=seed0 + n)
+        fld = make_field(
+            (1024, 1024), n_dots=n, dot_sizes_nm=(6.0, 7.0), dose=200, pixel_size_nm=0.035, gap_nm=1.5, rng=seed0 + n
+        )
         tracemalloc.start()
         t0 = time.perf_counter()
         res = analyze_field(fld.micrograph())
@@ -265,14 +270,17 @@ def _previous_sections() -> dict[str, str]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few fields, for a smoke run (results not written)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS))
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS)
+    )
     args = parser.parse_args(argv)
     q = args.quick
     chosen = args.sections.split(",")
     sections = {} if q else _previous_sections()
     runs = {
-        "detection": lambda: detection([30, 100, 400] if not q else [100], [0.02, 0.03, 0.04] if not q else [0.035],
-                                       2 if q else 5),
+        "detection": lambda: detection(
+            [30, 100, 400] if not q else [100], [0.02, 0.03, 0.04] if not q else [0.035], 2 if q else 5
+        ),
         "overview": lambda: overview([0.1, 0.2, 0.3] if not q else [0.2], 1 if q else 3),
         "fractions": lambda: fractions([30, 100, 400] if not q else [100], 2 if q else 8),
         "scaling": lambda: scaling([1, 2, 4, 8] if not q else [1, 4]),
@@ -280,9 +288,12 @@ def main(argv=None):
     for key in chosen:
         start = time.perf_counter()
         rows, head = runs[key]()
-        sections[key] = "\n".join([SECTIONS[key] + "\n", head, *rows, "",
-                                   f"({time.perf_counter() - start:.0f} s)"]) + "\n"
-        text = "# Fields of many dots\n\n" + "\n".join(sections[k] for k in SECTIONS if k in sections) + "\n" + NOTE + "\n"
+        sections[key] = (
+            "\n".join([SECTIONS[key] + "\n", head, *rows, "", f"({time.perf_counter() - start:.0f} s)"]) + "\n"
+        )
+        text = (
+            "# Fields of many dots\n\n" + "\n".join(sections[k] for k in SECTIONS if k in sections) + "\n" + NOTE + "\n"
+        )
         if not q:
             RESULTS.write_text(text)
     print(text)

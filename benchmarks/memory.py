@@ -121,8 +121,13 @@ def make_inputs(folder: Path, size: int) -> dict[str, Path]:
     for i in range(reps):
         for j in range(reps):
             dot = make_dot(
-                (1024, 1024), pixel_size_nm=_PIXEL_NM, dot_size_nm=14.0, uniform_fraction=0.5, dose=400,
-                center_offset_nm=tuple(rng.uniform(-2, 2, 2)), rng=i * reps + j,
+                (1024, 1024),
+                pixel_size_nm=_PIXEL_NM,
+                dot_size_nm=14.0,
+                uniform_fraction=0.5,
+                dose=400,
+                center_offset_nm=tuple(rng.uniform(-2, 2, 2)),
+                rng=i * reps + j,
             )
             field[i * 1024 : (i + 1) * 1024, j * 1024 : (j + 1) * 1024] = dot.image
     paths = {"field": folder / f"field_{size}.npy", "noise": folder / f"noise_{size}.npy"}
@@ -160,17 +165,90 @@ def run(sizes: list[int]) -> list[dict]:
 #: idle [MB] and each stage's peak above idle [MB]. 8192^2 was not re-measured (~9 GB on a shared machine):
 #: issue 17 reports 8.5 GB resident for an 8192^2 image and 9.1 GB for noise.
 BEFORE = {
-    (1024, "field"): (215, {"load": 6, "denoise": 130, "lattice": 79, "crystal_mask": 51, "find_columns": 51, "regions": 37, "refine_columns": 196, "intensities": 121, "classify": 122, "overlay": 215, "thumbnail": 151}),
+    (1024, "field"): (
+        215,
+        {
+            "load": 6,
+            "denoise": 130,
+            "lattice": 79,
+            "crystal_mask": 51,
+            "find_columns": 51,
+            "regions": 37,
+            "refine_columns": 196,
+            "intensities": 121,
+            "classify": 122,
+            "overlay": 215,
+            "thumbnail": 151,
+        },
+    ),
     (1024, "noise"): (140, {"load": 10, "denoise": 131, "lattice": 80, "overlay": 140, "thumbnail": 79}),
-    (2048, "field"): (746, {"load": 31, "denoise": 531, "lattice": 291, "crystal_mask": 291, "find_columns": 184, "regions": 136, "refine_columns": 746, "intensities": 746, "classify": 239, "overlay": 607, "thumbnail": 224}),
-    (2048, "noise"): (565, {"load": 27, "denoise": 531, "lattice": 565, "crystal_mask": 205, "overlay": 435, "thumbnail": 180}),
-    (4096, "field"): (2218, {"load": 128, "denoise": 2067, "lattice": 1171, "crystal_mask": 733, "find_columns": 724, "regions": 516, "refine_columns": 1169, "intensities": 903, "classify": 962, "overlay": 2218, "thumbnail": 683}),
-    (4096, "noise"): (2213, {"load": 123, "denoise": 2067, "lattice": 2213, "crystal_mask": 852, "find_columns": 766, "regions": 526, "refine_columns": 527, "intensities": 527, "overlay": 1625, "thumbnail": 602}),
+    (2048, "field"): (
+        746,
+        {
+            "load": 31,
+            "denoise": 531,
+            "lattice": 291,
+            "crystal_mask": 291,
+            "find_columns": 184,
+            "regions": 136,
+            "refine_columns": 746,
+            "intensities": 746,
+            "classify": 239,
+            "overlay": 607,
+            "thumbnail": 224,
+        },
+    ),
+    (2048, "noise"): (
+        565,
+        {"load": 27, "denoise": 531, "lattice": 565, "crystal_mask": 205, "overlay": 435, "thumbnail": 180},
+    ),
+    (4096, "field"): (
+        2218,
+        {
+            "load": 128,
+            "denoise": 2067,
+            "lattice": 1171,
+            "crystal_mask": 733,
+            "find_columns": 724,
+            "regions": 516,
+            "refine_columns": 1169,
+            "intensities": 903,
+            "classify": 962,
+            "overlay": 2218,
+            "thumbnail": 683,
+        },
+    ),
+    (4096, "noise"): (
+        2213,
+        {
+            "load": 123,
+            "denoise": 2067,
+            "lattice": 2213,
+            "crystal_mask": 852,
+            "find_columns": 766,
+            "regions": 526,
+            "refine_columns": 527,
+            "intensities": 527,
+            "overlay": 1625,
+            "thumbnail": 602,
+        },
+    ),
 }
 BEFORE_8K = {"field": "8.5 GB (issue)", "noise": "9.1 GB (issue)"}
 
-_STAGES = ("load", "denoise", "lattice", "crystal_mask", "find_columns", "regions", "refine_columns",
-           "intensities", "classify", "overlay", "thumbnail")
+_STAGES = (
+    "load",
+    "denoise",
+    "lattice",
+    "crystal_mask",
+    "find_columns",
+    "regions",
+    "refine_columns",
+    "intensities",
+    "classify",
+    "overlay",
+    "thumbnail",
+)
 
 
 def table(rows: list[dict]) -> str:

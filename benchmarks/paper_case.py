@@ -153,8 +153,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer dots per dose")
     args = parser.parse_args(argv)
-    from stem_pipeline.synthetic_mosaic import mosaic_dot
     from stem_pipeline.synthetic import make_dot
+    from stem_pipeline.synthetic_mosaic import mosaic_dot
 
     t_start = time.perf_counter()
     n_dots = 2 if args.quick else 4
@@ -187,15 +187,30 @@ def main(argv=None) -> int:
         "",
     ]
     cell_set, sim_times = cells()
-    lines += ["## Cells (abTEM, reduced settings)", "",
-              "First (uncached) runs of the three-thickness series, measured once on this machine while other jobs "
-              "ran: " + ", ".join(f"{k} {v}" for k, v in FIRST_RUN_S.items()) + ". The times in the table are this "
-              "run's (cache hits are ~0).", "", "| model | cell [nm] | thickness [nm] | columns | "
-              "lattice finder on a pure 12 nm dot | time [s] (cache hit if ~0) |", "|---|---|---|---|---|---|"]
+    lines += [
+        "## Cells (abTEM, reduced settings)",
+        "",
+        "First (uncached) runs of the three-thickness series, measured once on this machine while other jobs "
+        "ran: " + ", ".join(f"{k} {v}" for k, v in FIRST_RUN_S.items()) + ". The times in the table are this "
+        "run's (cache hits are ~0).",
+        "",
+        "| model | cell [nm] | thickness [nm] | columns | "
+        "lattice finder on a pure 12 nm dot | time [s] (cache hit if ~0) |",
+        "|---|---|---|---|---|---|",
+    ]
     rng = np.random.default_rng(0)
     for name, cell in cell_set.items():
-        pure = mosaic_dot(cell, cell, DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
-                          uniform_fraction=0.0, dose=400.0, rotation_deg=7.0, rng=rng)
+        pure = mosaic_dot(
+            cell,
+            cell,
+            DOT["shape"],
+            pixel_size_nm=DOT["pixel_size_nm"],
+            dot_size_nm=DOT["dot_size_nm"],
+            uniform_fraction=0.0,
+            dose=400.0,
+            rotation_deg=7.0,
+            rng=rng,
+        )
         ext = cell.extent_nm
         lines.append(
             f"| {name} | {ext[0]:.3f} x {ext[1]:.3f} | {cell.thickness_nm:.2f} | {len(cell.sites_nm)} | "
@@ -203,9 +218,14 @@ def main(argv=None) -> int:
         )
     o = cell_set[ORDERED]
     values = _site_values(o)
-    lines += ["", "CsPbI3 [001] column heights in its cell, Pb-I first then I, I, Cs (abTEM HAADF, fraction of the "
-              "beam): " + ", ".join(f"{v:.4f}" for v in values)
-              + f"; dim / bright = {min(values[1:]) / values[0]:.2f}-{max(values[1:]) / values[0]:.2f}.", ""]
+    lines += [
+        "",
+        "CsPbI3 [001] column heights in its cell, Pb-I first then I, I, Cs (abTEM HAADF, fraction of the "
+        "beam): "
+        + ", ".join(f"{v:.4f}" for v in values)
+        + f"; dim / bright = {min(values[1:]) / values[0]:.2f}-{max(values[1:]) / values[0]:.2f}.",
+        "",
+    ]
 
     configs = pipeline_configs()
     lines += [
@@ -219,42 +239,77 @@ def main(argv=None) -> int:
     ]
 
     # 1. uniform-phase candidates
-    lines += ["## 1. Which uniform phase the pipeline can take", "",
-              "Candidates, physically closest first: **pbi2_1m11**, PbI2 (what FAPbI3 becomes under the beam, per "
-              "the paper) along <1 -1 1>, the PbI2 axis whose projection comes closest to the paper's ~0.32 nm "
-              "uniform grid (0.347 nm, 82 deg; sim_configs/README.md); **pbi2_441**, PbI2 along the paper's stated "
-              "[-4 4 1], which projects to 1-D 0.228 nm fringes (no resolvable column grid); **fapbi3_001**, "
-              "undecomposed FAPbI3 [001] (square 0.318 nm grid, but its FA column is nearly empty in HAADF, so "
-              "it is a Pb-I/I pattern, not a uniform one). No model was tuned.", "",
-              f"Ordered phase {ORDERED}. For each uniform candidate: a pure uniform dot (truth 1.0), a pure ordered "
-              "dot (truth 0.0, same for every candidate) and one two-phase dot, dose 400. 'mask cover' is the "
-              "fraction of the true dot area inside the pipeline's crystal mask; 'lattice' is what `find_lattice` "
-              "returns on the two-phase dot (CsPbI3 column grid: 0.3145 nm, 90 deg).", "",
-              "| pipeline | uniform phase | pure ordered found | pure uniform found | lattice (two-phase, raw) | truth | "
-              "found | error | 95 % interval | truth inside | mask cover | lattice (pipeline) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## 1. Which uniform phase the pipeline can take",
+        "",
+        "Candidates, physically closest first: **pbi2_1m11**, PbI2 (what FAPbI3 becomes under the beam, per "
+        "the paper) along <1 -1 1>, the PbI2 axis whose projection comes closest to the paper's ~0.32 nm "
+        "uniform grid (0.347 nm, 82 deg; sim_configs/README.md); **pbi2_441**, PbI2 along the paper's stated "
+        "[-4 4 1], which projects to 1-D 0.228 nm fringes (no resolvable column grid); **fapbi3_001**, "
+        "undecomposed FAPbI3 [001] (square 0.318 nm grid, but its FA column is nearly empty in HAADF, so "
+        "it is a Pb-I/I pattern, not a uniform one). No model was tuned.",
+        "",
+        f"Ordered phase {ORDERED}. For each uniform candidate: a pure uniform dot (truth 1.0), a pure ordered "
+        "dot (truth 0.0, same for every candidate) and one two-phase dot, dose 400. 'mask cover' is the "
+        "fraction of the true dot area inside the pipeline's crystal mask; 'lattice' is what `find_lattice` "
+        "returns on the two-phase dot (CsPbI3 column grid: 0.3145 nm, 90 deg).",
+        "",
+        "| pipeline | uniform phase | pure ordered found | pure uniform found | lattice (two-phase, raw) | truth | "
+        "found | error | 95 % interval | truth inside | mask cover | lattice (pipeline) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     section1 = {}
     for label, config in configs.items():
-        pure_o = mosaic_dot(o, o, DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
-                            uniform_fraction=0.0, rotation_deg=11.0, dose=400.0, rng=100)
+        pure_o = mosaic_dot(
+            o,
+            o,
+            DOT["shape"],
+            pixel_size_nm=DOT["pixel_size_nm"],
+            dot_size_nm=DOT["dot_size_nm"],
+            uniform_fraction=0.0,
+            rotation_deg=11.0,
+            dose=400.0,
+            rng=100,
+        )
         row_o = analyze_dot(pure_o, config)
         for name in CANDIDATES:
             u = cell_set[name]
-            pure_u = mosaic_dot(o, u, DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
-                                uniform_fraction=1.0, rotation_deg=11.0, dose=400.0, rng=100)
+            pure_u = mosaic_dot(
+                o,
+                u,
+                DOT["shape"],
+                pixel_size_nm=DOT["pixel_size_nm"],
+                dot_size_nm=DOT["dot_size_nm"],
+                uniform_fraction=1.0,
+                rotation_deg=11.0,
+                dose=400.0,
+                rng=100,
+            )
             row_u = analyze_dot(pure_u, config)
-            dot = mosaic_dot(o, u, DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"],
-                             dot_size_nm=DOT["dot_size_nm"], domain_size_nm=DOT["domain_size_nm"],
-                             rotation_deg=11.0, dose=400.0, rng=101)
+            dot = mosaic_dot(
+                o,
+                u,
+                DOT["shape"],
+                pixel_size_nm=DOT["pixel_size_nm"],
+                dot_size_nm=DOT["dot_size_nm"],
+                domain_size_nm=DOT["domain_size_nm"],
+                rotation_deg=11.0,
+                dose=400.0,
+                rng=101,
+            )
             row = analyze_dot(dot, config)
             section1[label, name] = (row_o, row_u, row)
-            lines.append(f"| {label} | {name} | {_found(row_o)} | {_found(row_u)} | {lattice_of(dot.micrograph())} | "
-                         f"{fmt(row)} |")
+            lines.append(
+                f"| {label} | {name} | {_found(row_o)} | {_found(row_u)} | {lattice_of(dot.micrograph())} | "
+                f"{fmt(row)} |"
+            )
         FINDINGS.append(
             f"`{label}`: pure CsPbI3 dot (truth 0) -> {_found(row_o)}; "
-            + "; ".join(f"{n}: pure uniform (truth 1) -> {_found(section1[label, n][1])}, two-phase "
-                        f"(truth {section1[label, n][2]['truth']:.2f}) -> {_found(section1[label, n][2])}"
-                        for n in CANDIDATES)
+            + "; ".join(
+                f"{n}: pure uniform (truth 1) -> {_found(section1[label, n][1])}, two-phase "
+                f"(truth {section1[label, n][2]['truth']:.2f}) -> {_found(section1[label, n][2])}"
+                for n in CANDIDATES
+            )
         )
     lines.append("")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -265,12 +320,18 @@ def main(argv=None) -> int:
 
     # 2. fraction vs truth at several doses
     chosen, why = _choose(section1, list(configs)[-1])
-    lines += [f"## 2. Uniform fraction found vs truth ({ORDERED} + {chosen})", "", why, "",
-              f"{n_dots} dots per dose (random layout, rotation 0-90 deg, centre offset +-1 nm; seeds 1000.., the same "
-              "layouts at every dose, so only the noise changes with the dose).", "",
-              "| pipeline | dose [counts] | truth | found | error | 95 % interval | truth inside | mask cover | "
-              "lattice (pipeline) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"## 2. Uniform fraction found vs truth ({ORDERED} + {chosen})",
+        "",
+        why,
+        "",
+        f"{n_dots} dots per dose (random layout, rotation 0-90 deg, centre offset +-1 nm; seeds 1000.., the same "
+        "layouts at every dose, so only the noise changes with the dose).",
+        "",
+        "| pipeline | dose [counts] | truth | found | error | 95 % interval | truth inside | mask cover | "
+        "lattice (pipeline) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     summary = []
     runs = dict(configs)
     runs[BASELINE] = configs["defaults"]
@@ -279,9 +340,15 @@ def main(argv=None) -> int:
             errs, cover = [], []
             for k in range(n_dots):
                 r = np.random.default_rng(1000 + k)
-                layout = dict(pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
-                              domain_size_nm=DOT["domain_size_nm"], rotation_deg=float(r.uniform(0, 90)),
-                              center_offset_nm=tuple(r.uniform(-1, 1, 2)), dose=dose, rng=r)
+                layout = dict(
+                    pixel_size_nm=DOT["pixel_size_nm"],
+                    dot_size_nm=DOT["dot_size_nm"],
+                    domain_size_nm=DOT["domain_size_nm"],
+                    rotation_deg=float(r.uniform(0, 90)),
+                    center_offset_nm=tuple(r.uniform(-1, 1, 2)),
+                    dose=dose,
+                    rng=r,
+                )
                 if label == BASELINE:  # same layout (same draws from r), the generator's Gaussian contrast
                     dot = make_dot(DOT["shape"], **layout)
                 else:
@@ -292,18 +359,28 @@ def main(argv=None) -> int:
                     errs.append(row["found"] - row["truth"])
                     cover.append(row["lo"] <= row["truth"] <= row["hi"])
             summary.append((label, dose, errs, cover))
-    lines += ["", "| pipeline | dose | dots ok | mean error | max abs error | coverage of the 95 % interval |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| pipeline | dose | dots ok | mean error | max abs error | coverage of the 95 % interval |",
+        "|---|---|---|---|---|---|",
+    ]
     for label in runs:
         n_ok = sum(len(e) for lab, _, e, _ in summary if lab == label)
         what = "same layouts and doses" if label == BASELINE else f"{ORDERED} + {chosen} mosaic"
-        FINDINGS.append(f"Fraction vs truth (`{label}`, {what}): {n_ok} of {n_dots * len(doses)} dots got fractions"
-                        + (f", max abs error {max(np.max(np.abs(e)) for lab, _, e, _ in summary if lab == label and e):.3f}"
-                           if n_ok else ""))
+        FINDINGS.append(
+            f"Fraction vs truth (`{label}`, {what}): {n_ok} of {n_dots * len(doses)} dots got fractions"
+            + (
+                f", max abs error {max(np.max(np.abs(e)) for lab, _, e, _ in summary if lab == label and e):.3f}"
+                if n_ok
+                else ""
+            )
+        )
     for label, dose, errs, cover in summary:
         if errs:
-            lines.append(f"| {label} | {dose:.0f} | {len(errs)}/{n_dots} | {np.mean(errs):+.3f} | "
-                         f"{np.max(np.abs(errs)):.3f} | {np.mean(cover):.2f} |")
+            lines.append(
+                f"| {label} | {dose:.0f} | {len(errs)}/{n_dots} | {np.mean(errs):+.3f} | "
+                f"{np.max(np.abs(errs)):.3f} | {np.mean(cover):.2f} |"
+            )
         else:
             lines.append(f"| {label} | {dose:.0f} | 0/{n_dots} | | | |")
     lines.append("")
@@ -329,25 +406,40 @@ def _lattice_section(cell_set) -> list[str]:
     from stem_pipeline.synthetic_mosaic import mosaic_dot
 
     fractions = (0.15, 0.3, 0.5)
-    lines = ["### Lattice finder on abTEM contrast (diagnostic)", "",
-             "`find_lattice` on the denoised dot (dose 400, rotation 11 deg), for the cells at each thickness of the "
-             "series; `strong_fraction` 0.15 is what `pipeline.analyze` uses (peaks weaker than 0.15 of the "
-             "strongest are ignored so that weak CsPbI3 superlattice peaks do not double the grid). Expected: "
-             "0.3145 nm 90 deg (CsPbI3 column grid); 0.629 nm is the Pb-I superlattice, 0.347 nm 82 deg the "
-             "PbI2 <1 -1 1> grid.", "",
-             "| thickness [nm] | dot | " + " | ".join(f"strong_fraction {f}" for f in fractions) + " |",
-             "|---|---|" + "---|" * len(fractions)]
+    lines = [
+        "### Lattice finder on abTEM contrast (diagnostic)",
+        "",
+        "`find_lattice` on the denoised dot (dose 400, rotation 11 deg), for the cells at each thickness of the "
+        "series; `strong_fraction` 0.15 is what `pipeline.analyze` uses (peaks weaker than 0.15 of the "
+        "strongest are ignored so that weak CsPbI3 superlattice peaks do not double the grid). Expected: "
+        "0.3145 nm 90 deg (CsPbI3 column grid); 0.629 nm is the Pb-I superlattice, 0.347 nm 82 deg the "
+        "PbI2 <1 -1 1> grid.",
+        "",
+        "| thickness [nm] | dot | " + " | ".join(f"strong_fraction {f}" for f in fractions) + " |",
+        "|---|---|" + "---|" * len(fractions),
+    ]
     for t in THICKNESSES_NM:
         o = simulate_cell(reduced_config(ORDERED), thickness_nm=t, thicknesses_nm=THICKNESSES_NM)
         u = simulate_cell(reduced_config(CANDIDATES[0]), thickness_nm=t, thicknesses_nm=THICKNESSES_NM)
         for f_u, what in ((0.0, "pure CsPbI3"), (0.5, f"CsPbI3 + {CANDIDATES[0]}")):
-            dot = mosaic_dot(o, u, DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
-                             uniform_fraction=f_u, rotation_deg=11.0, dose=400.0, rng=101)
+            dot = mosaic_dot(
+                o,
+                u,
+                DOT["shape"],
+                pixel_size_nm=DOT["pixel_size_nm"],
+                dot_size_nm=DOT["dot_size_nm"],
+                uniform_fraction=f_u,
+                rotation_deg=11.0,
+                dose=400.0,
+                rng=101,
+            )
             den = denoise(dot.image, PipelineConfig().denoise, pixel_size_nm=dot.pixel_size_nm)
             cells = []
             for f in fractions:
                 lat = find_lattice(den, strong_fraction=f)
-                cells.append("none" if lat is None else f"{lat.spacing_px * dot.pixel_size_nm:.3f} nm {lat.angle_deg:.0f} deg")
+                cells.append(
+                    "none" if lat is None else f"{lat.spacing_px * dot.pixel_size_nm:.3f} nm {lat.angle_deg:.0f} deg"
+                )
             lines.append(f"| {o.thickness_nm:.2f} / {u.thickness_nm:.2f} | {what} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -372,9 +464,12 @@ def _choose(section1: dict, label: str) -> tuple[str, str]:
     """
     for name in CANDIDATES:
         _, row_u, row = section1[label, name]
-        if row_u["status"] == "ok" and row_u["found"] >= 0.9 and row["status"] == "ok" and abs(
-            row["found"] - row["truth"]
-        ) <= 0.1:
+        if (
+            row_u["status"] == "ok"
+            and row_u["found"] >= 0.9
+            and row["status"] == "ok"
+            and abs(row["found"] - row["truth"]) <= 0.1
+        ):
             return name, (
                 f"Chosen uniform phase: **{name}**, the first of {CANDIDATES} (physically closest first) that the "
                 f"pipeline (`{label}`) reads as one crystal with the CsPbI3 grid (pure uniform dot >= 0.9, two-phase "
@@ -392,15 +487,28 @@ def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
     from stem_pipeline.synthetic_mosaic import mosaic_dot
 
     options = CompareConfig(thicknesses_nm=THICKNESSES_NM)
-    lines = [f"## 3. Model ranking per region (`compare_models`, {ORDERED} + {chosen} mosaic)", "",
-             f"One mosaic dot (dose 400, truth thickness {MOSAIC_THICKNESS_NM} nm, rounded per model), models: "
-             + ", ".join(MODELS) + " with the same reduced settings, thickness series "
-             f"{THICKNESSES_NM} nm (the cells' own cached runs: the 'experiment' and the models share one abTEM run "
-             "per model). `stem-pipeline compare` calls `compare_models` with the default `CompareConfig` (2-16 nm in "
-             "8 steps), which the CLI cannot change; the series here is set in Python to keep the run affordable.", ""]
-    dot = mosaic_dot(cell_set[ORDERED], cell_set[chosen], DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"],
-                     dot_size_nm=DOT["dot_size_nm"], domain_size_nm=4.5, rotation_deg=9.0, dose=400.0,
-                     rng=_balanced_seed())
+    lines = [
+        f"## 3. Model ranking per region (`compare_models`, {ORDERED} + {chosen} mosaic)",
+        "",
+        f"One mosaic dot (dose 400, truth thickness {MOSAIC_THICKNESS_NM} nm, rounded per model), models: "
+        + ", ".join(MODELS)
+        + " with the same reduced settings, thickness series "
+        f"{THICKNESSES_NM} nm (the cells' own cached runs: the 'experiment' and the models share one abTEM run "
+        "per model). `stem-pipeline compare` calls `compare_models` with the default `CompareConfig` (2-16 nm in "
+        "8 steps), which the CLI cannot change; the series here is set in Python to keep the run affordable.",
+        "",
+    ]
+    dot = mosaic_dot(
+        cell_set[ORDERED],
+        cell_set[chosen],
+        DOT["shape"],
+        pixel_size_nm=DOT["pixel_size_nm"],
+        dot_size_nm=DOT["dot_size_nm"],
+        domain_size_nm=4.5,
+        rotation_deg=9.0,
+        dose=400.0,
+        rng=_balanced_seed(),
+    )
     lines.append(f"Dot truth: uniform fraction {dot.uniform_fraction:.3f}.")
     lines.append("")
     with tempfile.TemporaryDirectory() as tmp:
@@ -410,18 +518,31 @@ def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
                 t0 = time.perf_counter()
                 out = Path(tmp) / label.replace(" ", "_") / region
                 try:
-                    results = compare_models(dot.micrograph(), [paths[m] for m in MODELS], region=region, out=out,
-                                             config=config, options=options, progress=False)
+                    results = compare_models(
+                        dot.micrograph(),
+                        [paths[m] for m in MODELS],
+                        region=region,
+                        out=out,
+                        config=config,
+                        options=options,
+                        progress=False,
+                    )
                 except Exception as exc:  # report, do not hide
-                    lines += [f"**pipeline {label}, --region {region}**: compare failed: "
-                              f"`{type(exc).__name__}: {exc}`", ""]
-                    FINDINGS.append(f"`compare_models` (`{label}`, region {region}): failed, "
-                                    f"`{type(exc).__name__}: {exc}`")
+                    lines += [
+                        f"**pipeline {label}, --region {region}**: compare failed: `{type(exc).__name__}: {exc}`",
+                        "",
+                    ]
+                    FINDINGS.append(
+                        f"`compare_models` (`{label}`, region {region}): failed, `{type(exc).__name__}: {exc}`"
+                    )
                     continue
                 FINDINGS.append(f"`compare_models` (`{label}`, region {region}): first {results[0].model}")
-                lines += [f"**pipeline {label}, --region {region}** ({time.perf_counter() - t0:.0f} s):", "",
-                          "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source FWHM [nm] | ratio exp | "
-                          "ratio sim |", "|---|---|---|---|---|---|---|---|---|"]
+                lines += [
+                    f"**pipeline {label}, --region {region}** ({time.perf_counter() - t0:.0f} s):",
+                    "",
+                    "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source FWHM [nm] | ratio exp | ratio sim |",
+                    "|---|---|---|---|---|---|---|---|---|",
+                ]
                 for k, r in enumerate(results, 1):
                     lines.append(
                         f"| {k} | {r.model} | {_g(r.chi2)} | {_g(r.ncc, 3)} | {_g(r.ssim, 3)} | "
@@ -437,17 +558,20 @@ def _compare_section(cell_set: dict, chosen: str, configs: dict) -> list[str]:
 def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> list[str]:
     """compare's fit and ranking with the TRUE columns, grid and regions of the mosaic (diagnostic)."""
     from stem_pipeline._types import LABELS
-    from stem_pipeline.compare import experimental_cell, fit_cell, rank
-    from stem_pipeline.compare import comparison_from_fit, simulation_series
+    from stem_pipeline.compare import comparison_from_fit, experimental_cell, fit_cell, rank, simulation_series
 
-    lines = ["### Ranking with the true columns and regions (diagnostic)", "",
-             "The same dot and models, but the experimental mean cells are folded from the mosaic's true columns, "
-             "true region map and each phase's true column grid (instead of the pipeline's), then "
-             "`compare.fit_cell` and `compare.rank` as in `compare_models` (supercell 2x2, chi2 with SEM weights). "
-             "'sim cell = repeat' is what `compare_models` does (the simulated image's edges are its period); "
-             "'sim cell = primitive' passes each model's primitive column period "
-             "(`CellImage.primitive_vectors_nm`, e.g. the 0.347 nm grid of PbI2 <1 -1 1>, whose 0.456 x 4.705 nm "
-             "orthogonal repeat holds 18 alike columns) as `fit_cell(sim_cell_vectors_nm=...)`.", ""]
+    lines = [
+        "### Ranking with the true columns and regions (diagnostic)",
+        "",
+        "The same dot and models, but the experimental mean cells are folded from the mosaic's true columns, "
+        "true region map and each phase's true column grid (instead of the pipeline's), then "
+        "`compare.fit_cell` and `compare.rank` as in `compare_models` (supercell 2x2, chi2 with SEM weights). "
+        "'sim cell = repeat' is what `compare_models` does (the simulated image's edges are its period); "
+        "'sim cell = primitive' passes each model's primitive column period "
+        "(`CellImage.primitive_vectors_nm`, e.g. the 0.347 nm grid of PbI2 <1 -1 1>, whose 0.456 x 4.705 nm "
+        "orthogonal repeat holds 18 alike columns) as `fit_cell(sim_cell_vectors_nm=...)`.",
+        "",
+    ]
     series = {name: simulation_series(path, options, progress=False) for name, path in paths.items()}
     ordered = cell_set[ORDERED]
     # crystal-frame (row, col) vectors -> image vectors: the ordered grid's known rotation (grid @ frame)
@@ -455,27 +579,46 @@ def _truth_ranking(dot, paths: dict, options, cell_set: dict, chosen: str) -> li
     for region, cell in (("ordered", ordered), ("uniform", cell_set[chosen])):
         vectors = (cell.grid_vectors_nm() / dot.pixel_size_nm) @ frame
         keep = dot.label == LABELS.index(region)
-        mean = experimental_cell(dot.micrograph(), dot.rc[keep], vectors, intensity=dot.amplitude[keep],
-                                 supercell=options.supercell, oversample=options.oversample,
-                                 min_cells=options.min_cells)
+        mean = experimental_cell(
+            dot.micrograph(),
+            dot.rc[keep],
+            vectors,
+            intensity=dot.amplitude[keep],
+            supercell=options.supercell,
+            oversample=options.oversample,
+            min_cells=options.min_cells,
+        )
         for how in ("repeat", "primitive"):
             entries = []
             for name, (images, thick, pixel) in series.items():
                 sim_vectors = cell_set[name].primitive_vectors_nm() if how == "primitive" else None
                 try:
-                    fit = fit_cell(mean, images, pixel, thicknesses_nm=thick, source_fwhms_nm=options.source_fwhms_nm,
-                                   reps=options.reps, variance=options.variance,
-                                   max_scale_change=options.max_scale_change, sim_cell_vectors_nm=sim_vectors)
+                    fit = fit_cell(
+                        mean,
+                        images,
+                        pixel,
+                        thicknesses_nm=thick,
+                        source_fwhms_nm=options.source_fwhms_nm,
+                        reps=options.reps,
+                        variance=options.variance,
+                        max_scale_change=options.max_scale_change,
+                        sim_cell_vectors_nm=sim_vectors,
+                    )
                 except Exception as exc:  # report, do not hide
                     lines.append(f"- {region} vs {name} (sim cell = {how}): fit failed `{type(exc).__name__}: {exc}`")
                     continue
                 entries.append(comparison_from_fit(name, region, fit))
-            lines += ["", f"**region {region}, sim cell = {how}** ({mean.count} true-column cells folded):", "",
-                      "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source FWHM [nm] | ratio exp | ratio sim |",
-                      "|---|---|---|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                f"**region {region}, sim cell = {how}** ({mean.count} true-column cells folded):",
+                "",
+                "| rank | model | chi2 | NCC | SSIM | thickness [nm] | source FWHM [nm] | ratio exp | ratio sim |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
             if entries:
-                FINDINGS.append(f"compare fit on the true {region} region, sim cell = {how}: first "
-                                f"{rank(entries)[0].model}")
+                FINDINGS.append(
+                    f"compare fit on the true {region} region, sim cell = {how}: first {rank(entries)[0].model}"
+                )
             for k, r in enumerate(rank(entries), 1):
                 lines.append(
                     f"| {k} | {r.model} | {_g(r.chi2)} | {_g(r.ncc, 3)} | {_g(r.ssim, 3)} | {_g(r.thickness_nm, 2)} | "
@@ -489,8 +632,14 @@ def _balanced_seed() -> int:
     from stem_pipeline.synthetic import domain_map
 
     for seed in range(100):
-        region = domain_map(DOT["shape"], pixel_size_nm=DOT["pixel_size_nm"], dot_size_nm=DOT["dot_size_nm"],
-                            domain_size_nm=4.5, rotation_deg=9.0, rng=seed)
+        region = domain_map(
+            DOT["shape"],
+            pixel_size_nm=DOT["pixel_size_nm"],
+            dot_size_nm=DOT["dot_size_nm"],
+            domain_size_nm=4.5,
+            rotation_deg=9.0,
+            rng=seed,
+        )
         if 0.4 <= np.mean(region[region != 0] == 2) <= 0.6:
             return seed
     return 0

@@ -32,8 +32,12 @@ def run_one(n_frames: int, counts: float, seed: int) -> dict:
     from stem_pipeline.synthetic_series import make_series
 
     s = make_series(
-        (320, 320), n_frames=n_frames, counts=counts, critical_dose_e_per_A2=DC,
-        dose_per_frame_e_per_A2=TOTAL_DOSE / n_frames, rng=seed,
+        (320, 320),
+        n_frames=n_frames,
+        counts=counts,
+        critical_dose_e_per_A2=DC,
+        dose_per_frame_e_per_A2=TOTAL_DOSE / n_frames,
+        rng=seed,
     )
     start = time.perf_counter()
     r = analyze_series(s.frames, pixel_size_nm=s.pixel_size_nm, dose_per_frame_e_per_A2=s.dose_per_frame_e_per_A2)
@@ -41,8 +45,12 @@ def run_one(n_frames: int, counts: float, seed: int) -> dict:
     f0 = s.zero_dose_uniform_fraction
     drift_err = np.abs(r.drift_rc_px - (s.drift_rc_px - s.drift_rc_px[r.reference_frame]))
     row = {
-        "f0_true": f0, "drift_err": float(np.nanmax(drift_err)), "time_per_frame": elapsed / n_frames,
-        "fitted": r.fit is not None, "both_phases": 0.0 < f0 < 1.0, "reversals": r.n_reversals,
+        "f0_true": f0,
+        "drift_err": float(np.nanmax(drift_err)),
+        "time_per_frame": elapsed / n_frames,
+        "fitted": r.fit is not None,
+        "both_phases": 0.0 < f0 < 1.0,
+        "reversals": r.n_reversals,
         "n_columns": len(r.reference_rc),
     }
     if r.fit is not None:
@@ -50,8 +58,11 @@ def run_one(n_frames: int, counts: float, seed: int) -> dict:
         t = stats.t.ppf(0.975, fit.n_points - len(fit.params))
         half_fit_only = t * np.sqrt(fit.cov[0, 0])
         row.update(
-            f0_err=fit.f0 - f0, dc_err=fit.critical_dose / DC - 1, model=fit.model,
-            f0_cover=fit.f0_ci95[0] <= f0 <= fit.f0_ci95[1], f0_width=fit.f0_ci95[1] - fit.f0_ci95[0],
+            f0_err=fit.f0 - f0,
+            dc_err=fit.critical_dose / DC - 1,
+            model=fit.model,
+            f0_cover=fit.f0_ci95[0] <= f0 <= fit.f0_ci95[1],
+            f0_width=fit.f0_ci95[1] - fit.f0_ci95[0],
             f0_cover_fit_only=abs(fit.f0 - f0) <= half_fit_only,
             dc_cover=fit.critical_dose_ci95[0] <= DC <= fit.critical_dose_ci95[1],
             dc_constrained=fit.critical_dose_constrained,
@@ -66,12 +77,19 @@ def _fmt_cell(rows: list[dict]) -> list[str]:
     dce = np.abs([r["dc_err"] for r in pinned]) if pinned else np.array([np.nan])
     return [
         f"{len(fitted)}" + (f" (+{len(rows) - len(fitted)} not fitted)" if len(fitted) < len(rows) else ""),
-        f"{f0e.mean():.3f}", f"{f0e.max():.3f}", f"{np.mean(f0e <= 0.03):.2f}",
+        f"{f0e.mean():.3f}",
+        f"{f0e.max():.3f}",
+        f"{np.mean(f0e <= 0.03):.2f}",
         f"{np.mean([r['f0_err'] for r in fitted]):+.3f}",
-        f"{len(pinned)}", f"{np.median(dce):.1%}", f"{dce.max():.1%}", f"{np.mean(dce <= 0.2):.2f}",
+        f"{len(pinned)}",
+        f"{np.median(dce):.1%}",
+        f"{dce.max():.1%}",
+        f"{np.mean(dce <= 0.2):.2f}",
         f"{np.median([r['dc_err'] for r in pinned]) if pinned else np.nan:+.1%}",
-        f"{np.mean([r['f0_cover'] for r in fitted]):.2f}", f"{np.mean([r['f0_cover_fit_only'] for r in fitted]):.2f}",
-        f"{np.mean([r['f0_width'] for r in fitted]):.3f}", f"{np.mean([r['dc_cover'] for r in fitted]):.2f}",
+        f"{np.mean([r['f0_cover'] for r in fitted]):.2f}",
+        f"{np.mean([r['f0_cover_fit_only'] for r in fitted]):.2f}",
+        f"{np.mean([r['f0_width'] for r in fitted]):.3f}",
+        f"{np.mean([r['dc_cover'] for r in fitted]):.2f}",
         f"{max(r['drift_err'] for r in rows):.3f}",
         f"{np.mean([r['time_per_frame'] for r in rows]):.2f}",
     ]
@@ -114,30 +132,40 @@ def main(argv=None) -> None:
     f0_more = ", ".join(f"{r['f0_true']:.2f}" for r in sorted(more, key=lambda r: r["f0_true"]))
     reversals = [r["reversals"] for r in pooled]
     notes = [
-        (f"{len(all_rows)} synthetic series (320x320 px, 0.035 nm/px, 8 nm dots of ~625 columns, 3 nm domains, "
-        "uniform-domain probability 0.35, Dc = 2000 e/A^2, conversion from the domain boundaries with a 0.15 nm "
-        "jitter, linear drift (0.6, -0.4) px per frame plus random jumps up to 3 px, steps <= 5 px) with the "
-        f"same total dose {TOTAL_DOSE:g} e/A^2 (1.25 Dc) in 5, 10 or 20 frames: the same {n_seeds} dots (seeds "
-        f"5000+, never used to choose a default) in every cell, zero-dose uniform fractions {f0_grid}; and "
-        f"{n_more} other dots (seeds 6000+, some looked at while choosing the fit's safeguards) in 10 frames at "
-        f"100 counts, zero-dose fractions {f0_more}. Truth: the generator's area fractions (the columns' "
-        "lattice cells)."),
-        ("f0 interval: the fit's delta-method interval (Student's t) widened by the per-frame error common to "
-        "all frames (`SeriesConfig.common_error_fraction`, 0.25 of the median per-frame variance); 'coverage "
-        "without the common-error term' is the fit's interval alone. Both intervals are inflated by "
-        "(1 + rho) / (1 - rho) for residuals correlated from frame to frame (lag-1 autocorrelation rho). Dc "
-        "interval: delta method on log Dc. Dc "
-        "statistics are over the fits whose Dc is constrained (interval narrower than a factor 10 and not at "
-        "its bound: `DamageFit.critical_dose_constrained`, false e.g. for a dot almost all uniform from the "
-        "start); 'not fitted': fewer than 5 frames left once one-phase reads (fraction 0 or 1, a bound) "
-        "were set aside."),
-        (f"Model chosen over all {len(pooled)} series (the exponential unless an alternative's AICc is lower "
-        f"by > 10): {models}. Reversals (uniform -> ordered, classification errors) per series: median "
-        f"{np.median(reversals):.0f}, max {max(reversals)} (of ~625 columns)."),
-        ("A dot with no uniform domain at zero dose converts from its edge (the generator's rule); a thin "
-        "converted rim at the dot's edge is read late by the per-frame classifier: see the 'both phases' row."),
-        ("Time per frame: `analyze_series` wall time over frames (registration, one `pipeline.analyze` per "
-        "frame and one of the registered mean, tracking, fits) on the shared 2-core machine while other jobs ran."),
+        (
+            f"{len(all_rows)} synthetic series (320x320 px, 0.035 nm/px, 8 nm dots of ~625 columns, 3 nm domains, "
+            "uniform-domain probability 0.35, Dc = 2000 e/A^2, conversion from the domain boundaries with a 0.15 nm "
+            "jitter, linear drift (0.6, -0.4) px per frame plus random jumps up to 3 px, steps <= 5 px) with the "
+            f"same total dose {TOTAL_DOSE:g} e/A^2 (1.25 Dc) in 5, 10 or 20 frames: the same {n_seeds} dots (seeds "
+            f"5000+, never used to choose a default) in every cell, zero-dose uniform fractions {f0_grid}; and "
+            f"{n_more} other dots (seeds 6000+, some looked at while choosing the fit's safeguards) in 10 frames at "
+            f"100 counts, zero-dose fractions {f0_more}. Truth: the generator's area fractions (the columns' "
+            "lattice cells)."
+        ),
+        (
+            "f0 interval: the fit's delta-method interval (Student's t) widened by the per-frame error common to "
+            "all frames (`SeriesConfig.common_error_fraction`, 0.25 of the median per-frame variance); 'coverage "
+            "without the common-error term' is the fit's interval alone. Both intervals are inflated by "
+            "(1 + rho) / (1 - rho) for residuals correlated from frame to frame (lag-1 autocorrelation rho). Dc "
+            "interval: delta method on log Dc. Dc "
+            "statistics are over the fits whose Dc is constrained (interval narrower than a factor 10 and not at "
+            "its bound: `DamageFit.critical_dose_constrained`, false e.g. for a dot almost all uniform from the "
+            "start); 'not fitted': fewer than 5 frames left once one-phase reads (fraction 0 or 1, a bound) "
+            "were set aside."
+        ),
+        (
+            f"Model chosen over all {len(pooled)} series (the exponential unless an alternative's AICc is lower "
+            f"by > 10): {models}. Reversals (uniform -> ordered, classification errors) per series: median "
+            f"{np.median(reversals):.0f}, max {max(reversals)} (of ~625 columns)."
+        ),
+        (
+            "A dot with no uniform domain at zero dose converts from its edge (the generator's rule); a thin "
+            "converted rim at the dot's edge is read late by the per-frame classifier: see the 'both phases' row."
+        ),
+        (
+            "Time per frame: `analyze_series` wall time over frames (registration, one `pipeline.analyze` per "
+            "frame and one of the registered mean, tracking, fits) on the shared 2-core machine while other jobs ran."
+        ),
     ]
     text = "\n".join(["# Frame series and beam damage", "", *lines, "", "\n\n".join(notes)]) + "\n"
     print(text)

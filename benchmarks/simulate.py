@@ -344,7 +344,9 @@ def part_convergence(quick: bool) -> list[str]:
         img, dt_s, _ = timed(lambda: simulate(cfg, thickness_nm=1.89 if quick else 6.29, cache=False, progress=False))
         ref = img.data if ref is None else ref
         a, b = ratios(img.data)
-        sc_rows.append(f"| {math.ceil(size * 10 / A)}x{math.ceil(size * 10 / A)} ({size} nm) | {dt_s:.1f} | {dev(img.data, ref):.2f} % | {a:.3f} | {b:.3f} |")
+        sc_rows.append(
+            f"| {math.ceil(size * 10 / A)}x{math.ceil(size * 10 / A)} ({size} nm) | {dt_s:.1f} | {dev(img.data, ref):.2f} % | {a:.3f} | {b:.3f} |"
+        )
     return [
         "## Convergence (direct abTEM calls, CsPbI3 [001])",
         "",
@@ -437,7 +439,9 @@ def part_done(quick: bool, reuse: Path | None = None) -> list[str]:
     # (2) abTEM's own source blur and tiling of the CLI's run
     sigma = cfg.microscope.source_fwhm_nm * 10 / (2 * math.sqrt(2 * math.log(2)))
     images = abtem.Images(array=raw.T.copy(), sampling=(step, step))
-    post = np.asarray(images.gaussian_filter(sigma=sigma, boundary="periodic").tile(tuple(cfg.scan.field_cells)).array).T
+    post = np.asarray(
+        images.gaussian_filter(sigma=sigma, boundary="periodic").tile(tuple(cfg.scan.field_cells)).array
+    ).T
     k = idx.index(per_cell // 2)
     r_ref = (ref[0, 0] / ref[k, k], ref[0, 0] / (0.5 * (ref[0, k] + ref[k, 0])))
     r_raw, r_cli = ratios(raw), ratios(img.data[:per_cell, :per_cell])
@@ -498,7 +502,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small, fast variants of every part")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument(
-        "--done-reuse", type=Path, metavar="DIR",
+        "--done-reuse",
+        type=Path,
+        metavar="DIR",
         help="done part: reuse a CLI run (DIR/cell.tif, DIR/cache/, DIR/cli_seconds.txt) instead of running it",
     )
     args = parser.parse_args()

@@ -29,6 +29,8 @@ CONTRAST_COLOURS: dict[str, str] = {"bright": "#e41a1c", "dim": "#8e44ad", "unif
 UNLABELLED_COLOUR = "#00bfff"
 #: Region-map codes: 0 outside the crystal, then 1 + label code.
 REGION_OUTSIDE, REGION_ORDERED, REGION_UNIFORM = 0, 1, 2
+
+
 #: Units of the columns of :meth:`Columns.to_dataframe` (and ``columns.csv``); "" for none.
 def _encode(value: Any) -> Any:
     """Make a field value storable (dataclasses become dicts)."""
@@ -102,8 +104,11 @@ def _flatten(d: dict, prefix: str, arrays: dict, plain: dict) -> None:
         name = f"{prefix}{key}"
         if isinstance(value, np.ndarray):
             arrays[name] = value
-        elif isinstance(value, dict) and value and all(isinstance(k, str) for k in value) and any(
-            isinstance(v, (np.ndarray, dict)) for v in value.values()
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(k, str) for k in value)
+            and any(isinstance(v, (np.ndarray, dict)) for v in value.values())
         ):
             plain[name] = {"__nested__": True}
             _flatten(value, f"{name}/", arrays, plain)
@@ -279,6 +284,7 @@ class Columns(_Struct):
         """The field :attr:`intensity` comes from: ``volume``, ``cell_intensity``, ``peak`` or None."""
         return next((n for n in ("volume", "cell_intensity", "peak") if getattr(self, n) is not None), None)
 
+
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class PhaseLabels(_Struct):
     """Per-column phase labels and the pixel region map.
@@ -386,7 +392,11 @@ class PipelineResult(_Struct):
     def _summary_items(self) -> list[tuple[str, str]]:
         m = self.micrograph
         scale = "uncalibrated" if m.pixel_size_nm is None else f"{m.pixel_size_nm:.4g} nm/px"
-        items = [("source", str(m.source)), ("image", f"{m.shape[0]}x{m.shape[1]} px, {scale}"), ("status", self.status)]
+        items = [
+            ("source", str(m.source)),
+            ("image", f"{m.shape[0]}x{m.shape[1]} px, {scale}"),
+            ("status", self.status),
+        ]
         if self.columns is not None:
             items.append(("columns", str(len(self.columns))))
         if self.fractions is not None:
@@ -404,8 +414,10 @@ class PipelineResult(_Struct):
     def _repr_html_(self) -> str:
         from html import escape
 
-        rows = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(v)}</td></tr>"
-                       for k, v in self._summary_items())
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:left'>{escape(v)}</td></tr>"
+            for k, v in self._summary_items()
+        )
         return f"<table><caption>PipelineResult</caption>{rows}</table>"
 
 

@@ -160,9 +160,8 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
         # and maps it again: measured 1.6-1.8x slower per image than in one process (column refinement).
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     }
-    with dask.config.set(settings):
-        with LocalCluster(**options) as cluster:
-            yield cluster
+    with dask.config.set(settings), LocalCluster(**options) as cluster:
+        yield cluster
 
 
 def analyze_task(
@@ -398,8 +397,10 @@ def _has_distributed() -> bool:
 
     if importlib.util.find_spec("distributed") is not None:
         return True
-    logger.warning("dask.distributed is not installed (pip install 'stem-pipeline[distributed]'): "
-                   "analysing the images one after another in this process")
+    logger.warning(
+        "dask.distributed is not installed (pip install 'stem-pipeline[distributed]'): "
+        "analysing the images one after another in this process"
+    )
     return False
 
 
@@ -493,7 +494,8 @@ def _run_dask(client, tasks, config, options, finish, bar, *, no_worker_timeout_
         logger.error(
             "the Dask cluster has had no worker for %.0f s: %d image(s) still pending; "
             "start workers and run the same command again to resume",
-            no_worker_timeout_s, len(pending),
+            no_worker_timeout_s,
+            len(pending),
         )
         for future in pending:
             future.cancel()

@@ -33,7 +33,9 @@ def _add_verbosity(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
     group.add_argument(
         "-v", "--verbose", dest=f"{prefix}verbose", action="count", default=0, help="more log output (-vv: debug)"
     )
-    group.add_argument("-q", "--quiet", dest=f"{prefix}quiet", action="store_true", help="only errors; no progress bars")
+    group.add_argument(
+        "-q", "--quiet", dest=f"{prefix}quiet", action="store_true", help="only errors; no progress bars"
+    )
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -68,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="OUT", help="output folder (required unless --print-config)")
     _add_config(p)
     p.add_argument(
-        "--print-config", action="store_true", help="print the full configuration (defaults and --config) as YAML and exit"
+        "--print-config",
+        action="store_true",
+        help="print the full configuration (defaults and --config) as YAML and exit",
     )
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] for every input (overrides files)")
     p.add_argument("--frame", help="for stacks: frame index, 'sum' or 'mean'")
@@ -114,22 +118,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("image", type=Path, metavar="IMAGE", help="experimental image file")
     p.add_argument(
-        "--models", type=Path, nargs="+", required=True, metavar="CONFIG.yaml",
+        "--models",
+        type=Path,
+        nargs="+",
+        required=True,
+        metavar="CONFIG.yaml",
         help="simulation configs of the candidate models (see sim_configs/)",
     )
     p.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="output folder for comparison.json and comparison.png"
     )
     p.add_argument(
-        "--region", choices=("ordered", "uniform", "all"), default="all",
+        "--region",
+        choices=("ordered", "uniform", "all"),
+        default="all",
         help="compare the models with the ordered (CsPbI3-like) or uniform region, or with both (default: all)",
     )
     p.add_argument(
-        "--thicknesses-nm", type=float, nargs="+", metavar="T",
+        "--thicknesses-nm",
+        type=float,
+        nargs="+",
+        metavar="T",
         help="thickness series to fit [nm] (default: the comparison's range, 2-16 nm)",
     )
     p.add_argument(
-        "--defocus-nm", type=float, nargs="+", metavar="DF",
+        "--defocus-nm",
+        type=float,
+        nargs="+",
+        metavar="DF",
         help="defocus series to fit [nm], one simulation per value (default: each config's defocus, not fitted)",
     )
     _add_config(p)
@@ -156,9 +172,13 @@ def _add_series(sub) -> None:
         "DIR/{series.csv, series.json, columns.csv, conversion_map.png, fraction_vs_dose.png}.",
     )
     p.add_argument("stack", type=Path, metavar="STACK", help="3-D stack file or folder of frames")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (series.csv, series.json, figures)")
     p.add_argument(
-        "--dose-per-frame", type=float, metavar="D",
+        "--out", type=Path, required=True, metavar="DIR", help="output folder (series.csv, series.json, figures)"
+    )
+    p.add_argument(
+        "--dose-per-frame",
+        type=float,
+        metavar="D",
         help="dose of one frame [e/A^2] (default: from the metadata, else frame number with a warning)",
     )
     p.add_argument("--sum-frames", type=int, default=1, metavar="K", help="analyse running sums of K frames")
@@ -205,8 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         extra = _EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:
             raise
-        logger.error("`stem-pipeline %s` needs %s, which is not installed: pip install 'stem-pipeline[%s]'",
-                     args.command, exc.name, extra)
+        logger.error(
+            "`stem-pipeline %s` needs %s, which is not installed: pip install 'stem-pipeline[%s]'",
+            args.command,
+            exc.name,
+            extra,
+        )
         return EXIT_FAILED
     except KeyboardInterrupt:
         logger.error("interrupted; a re-run resumes where this one stopped")

@@ -111,8 +111,11 @@ def _print_report(summaries: list[dict], out) -> None:
             print(f"{name}: {s['n_columns']} columns; {s.get('message')}")
         elif s["status"] == "ok":
             if s.get("pixel_size_nm") is None:
-                logger.warning("%s: no pixel size: the fractions below are of pixel areas and the column spacing "
-                               "was not checked against the two-phase model (pass --pixel-size-nm)", name)
+                logger.warning(
+                    "%s: no pixel size: the fractions below are of pixel areas and the column spacing "
+                    "was not checked against the two-phase model (pass --pixel-size-nm)",
+                    name,
+                )
             f, (lo, hi) = s["fractions"], s["uniform_fraction_ci95"]
             n_dots = s.get("n_dots") or 1
             dots = f"{n_dots} dots (field: area-weighted, interval over the dots), " if n_dots > 1 else ""
@@ -133,8 +136,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from .demo import demo_field, demo_field_truth, demo_image, demo_truth
 
     path, field = demo_image(), demo_field()
-    print(f"demo images: {path} (a synthetic Cs0.5FA0.5PbI3-like dot) and {field} (a field of three dots at "
-          "0, 27 and 55 deg), made by stem_pipeline.synthetic")
+    print(
+        f"demo images: {path} (a synthetic Cs0.5FA0.5PbI3-like dot) and {field} (a field of three dots at "
+        "0, 27 and 55 deg), made by stem_pipeline.synthetic"
+    )
     args.inputs, args.config, args.pixel_size_nm, args.frame, args.print_config = [path, field], None, None, None, False
     args.workers, args.scheduler, args.overwrite = 1, None, False
     status = run_analyze(args)
@@ -166,7 +171,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     io.save(image, args.out)
-    print(f"simulated {args.config} -> {args.out} ({image.shape[0]}x{image.shape[1]} px, {image.pixel_size_nm:.4f} nm/px)")
+    print(
+        f"simulated {args.config} -> {args.out} ({image.shape[0]}x{image.shape[1]} px, {image.pixel_size_nm:.4f} nm/px)"
+    )
     return EXIT_OK
 
 
@@ -192,7 +199,12 @@ def run_compare(args: argparse.Namespace) -> int:
         logger.error("%s", exc)
         return EXIT_FAILED
     results = compare_models(
-        micrograph, args.models, region=args.region, out=args.out, config=config, options=options,
+        micrograph,
+        args.models,
+        region=args.region,
+        out=args.out,
+        config=config,
+        options=options,
         progress=not args.quiet,
     )
     for rank, r in enumerate(results, 1):
@@ -227,8 +239,11 @@ def run_series(args: argparse.Namespace) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", NoDoseWarning)
             result = analyze_series(
-                args.stack, pixel_size_nm=args.pixel_size_nm, dose_per_frame_e_per_A2=args.dose_per_frame,
-                config=SeriesConfig(sum_frames=args.sum_frames), pipeline_config=config,
+                args.stack,
+                pixel_size_nm=args.pixel_size_nm,
+                dose_per_frame_e_per_A2=args.dose_per_frame,
+                config=SeriesConfig(sum_frames=args.sum_frames),
+                pipeline_config=config,
             )
     except NotASeriesError as exc:
         raise UsageError(str(exc)) from None
@@ -239,8 +254,10 @@ def run_series(args: argparse.Namespace) -> int:
         logger.warning("%s", w.message)
     paths = write_series(result, args.out)
     left_out = [f"{k} ({s})" for k, s in enumerate(result.status) if s != "ok"]
-    print(f"{args.stack}: {sum(s == 'ok' for s in result.status)} of {len(result.status)} frames analysed"
-          + (f"; left out: {', '.join(left_out)}" if left_out else ""))
+    print(
+        f"{args.stack}: {sum(s == 'ok' for s in result.status)} of {len(result.status)} frames analysed"
+        + (f"; left out: {', '.join(left_out)}" if left_out else "")
+    )
     fit = result.fit
     if fit is None:
         print("too few frames with phase fractions to fit the damage model")

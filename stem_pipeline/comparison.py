@@ -21,13 +21,13 @@ from ._types import Comparison, Micrograph
 from .compare.fit import CellFit, fit_cell, profile_minimum
 from .compare.rank import (
     CompareConfig,
-    simulation_series,
     comparison_from_fit,
     experimental_cell,
     model_period_nm,
     range_limit_warnings,
     rank,
     region_columns,
+    simulation_series,
     write_comparison,
 )
 from .errors import InputError, NoCrystalError

@@ -346,16 +346,24 @@ def analyze_field(
     if px is not None and px >= OVERVIEW_PIXEL_NM:
         labels = segment_overview(raw, pixel_size_nm=px)
         dots = [
-            DotResult(dot=s.label, shape=s, status="overview", pixel_size_nm=px,
-                      message="overview image: lattice not resolved at this pixel size; size and shape only")
+            DotResult(
+                dot=s.label,
+                shape=s,
+                status="overview",
+                pixel_size_nm=px,
+                message="overview image: lattice not resolved at this pixel size; size and shape only",
+            )
             for s in dot_shapes(labels)
         ]
-        base = PipelineResult(micrograph=micrograph, status="ok" if dots else "no_crystal",
-                              config_hash=config.config_hash())
+        base = PipelineResult(
+            micrograph=micrograph, status="ok" if dots else "no_crystal", config_hash=config.config_hash()
+        )
         return _assemble(base, dots, labels, raw)
     if px is None:  # no calibration: no band of spacings to segment with; the image is one dot
         result = analyze(micrograph, config)
-        labels = (result.crystal_mask if result.crystal_mask is not None else np.zeros(raw.shape, bool)).astype(np.int32)
+        labels = (result.crystal_mask if result.crystal_mask is not None else np.zeros(raw.shape, bool)).astype(
+            np.int32
+        )
         return _single(result, labels, px, None)
     labels, lattice_field, _ = segment_field(raw, pixel_size_nm=px)
     shapes = dot_shapes(labels)
@@ -372,15 +380,20 @@ def analyze_field(
     support = ndimage.distance_transform_edt(labels == 0) > BLANK_MARGIN_NM / px
     dots = []
     for shape in shapes:
-        common = {"dot": shape.label, "shape": shape, "pixel_size_nm": px,
-                  "lattice_orientation_deg": rotation[shape.label]}
+        common = {
+            "dot": shape.label,
+            "shape": shape,
+            "pixel_size_nm": px,
+            "lattice_orientation_deg": rotation[shape.label],
+        }
         if shape.touches_border:
             dots.append(DotResult(status="refused", message="cut by the frame edge", **common))
             continue
         result, offset = _analyze_dot(micrograph, labels, shape, support, config, rng)
         reason = _refusal(result)
-        dots.append(DotResult(status="refused" if reason else "ok", message=reason, result=result,
-                              offset_rc=offset, **common))
+        dots.append(
+            DotResult(status="refused" if reason else "ok", message=reason, result=result, offset_rc=offset, **common)
+        )
     base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
     return _assemble(base, dots + unresolved, labels, raw)
 
@@ -395,10 +408,16 @@ def _with_unresolved(raw: np.ndarray, labels: np.ndarray, px: float) -> tuple[np
     labels = np.where(extra > 0, extra + int(labels.max()), labels).astype(np.int32)
     first = int(labels.max()) - int(extra.max()) + 1
     refused = [
-        DotResult(dot=s.label, shape=s, status="refused", pixel_size_nm=px,
-                  message="lattice not resolved: a bright region without a lattice in the band of column spacings "
-                  "(off the zone axis, amorphous or too thick)" + ("; cut by the frame edge" if s.touches_border else ""))
-        for s in dot_shapes(labels) if s.label >= first
+        DotResult(
+            dot=s.label,
+            shape=s,
+            status="refused",
+            pixel_size_nm=px,
+            message="lattice not resolved: a bright region without a lattice in the band of column spacings "
+            "(off the zone axis, amorphous or too thick)" + ("; cut by the frame edge" if s.touches_border else ""),
+        )
+        for s in dot_shapes(labels)
+        if s.label >= first
     ]
     return labels, refused
 
@@ -421,10 +440,20 @@ def _single(
     if shapes:
         reason = _refusal(result)
         # A lone dot is analysed as before fields existed, also when the frame cuts it (a zoomed-in dot).
-        note = reason or ("touches the frame edge: fractions are of its visible part" if shapes[0].touches_border
-                          else None)
-        dots.append(DotResult(dot=shapes[0].label, shape=shapes[0], status="refused" if reason else "ok",
-                              message=note, pixel_size_nm=px, lattice_orientation_deg=rotation, result=result))
+        note = reason or (
+            "touches the frame edge: fractions are of its visible part" if shapes[0].touches_border else None
+        )
+        dots.append(
+            DotResult(
+                dot=shapes[0].label,
+                shape=shapes[0],
+                status="refused" if reason else "ok",
+                message=note,
+                pixel_size_nm=px,
+                lattice_orientation_deg=rotation,
+                result=result,
+            )
+        )
     dots += extra
     if extra:
         note = _field_message(dots)

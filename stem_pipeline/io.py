@@ -322,7 +322,11 @@ def _grey_levels(path: Path, rgb: np.ndarray) -> np.ndarray:
     no grey conversion gives them back: analysing one would give plausible-looking nonsense.
     """
     channels = rgb.astype(np.float64)
-    full = float(np.iinfo(rgb.dtype).max) if rgb.dtype.kind in "iu" else float(channels.max(initial=0.0) - channels.min(initial=0.0))
+    full = (
+        float(np.iinfo(rgb.dtype).max)
+        if rgb.dtype.kind in "iu"
+        else float(channels.max(initial=0.0) - channels.min(initial=0.0))
+    )
     spread = float((channels.max(axis=-1) - channels.min(axis=-1)).max(initial=0.0))
     if spread > _GREY_CHANNEL_TOLERANCE * full:
         raise InputError(
@@ -451,9 +455,7 @@ def _calibration(signal) -> dict[str, Any]:
 
 def _validate(path: Path, data: np.ndarray, frame: int | str | None) -> np.ndarray:
     if np.iscomplexobj(data):
-        raise InputError(
-            path, "the image holds complex numbers", "Export the modulus or the real part of the image"
-        )
+        raise InputError(path, "the image holds complex numbers", "Export the modulus or the real part of the image")
     if data.dtype.kind not in "biuf":
         raise InputError(path, f"the image has non-numeric data of type {data.dtype}")
     if data.ndim == 3 and frame is not None:
@@ -603,9 +605,19 @@ def result_signal(result, kind: str = "denoised", *, markers: bool = True):
 
 #: Units of the ``columns.csv`` / :func:`to_dataframe` columns (``df.attrs["units"]``).
 COLUMN_UNITS: dict[str, str] = {
-    "x_px": "px", "y_px": "px", "x_nm": "nm", "y_nm": "nm",
-    "amplitude": "counts", "background": "counts", "volume": "counts px^2", "cell_intensity": "counts",
-    "peak": "counts", "sigma_x_px": "px", "sigma_y_px": "px", "x_std_px": "px", "y_std_px": "px",
+    "x_px": "px",
+    "y_px": "px",
+    "x_nm": "nm",
+    "y_nm": "nm",
+    "amplitude": "counts",
+    "background": "counts",
+    "volume": "counts px^2",
+    "cell_intensity": "counts",
+    "peak": "counts",
+    "sigma_x_px": "px",
+    "sigma_y_px": "px",
+    "x_std_px": "px",
+    "y_std_px": "px",
 }
 
 

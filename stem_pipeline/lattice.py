@@ -199,9 +199,7 @@ def _peak_candidates(
         ratio = power[ext] / np.maximum(profile[rbin], 1e-300)
         local_max = ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio
         inner = slice(halo, halo + block.stop - block.start)
-        cand = (
-            (kk[inner] >= band[0]) & (kk[inner] <= band[1]) & local_max[inner] & (ratio[inner] >= min_strength)
-        )
+        cand = (kk[inner] >= band[0]) & (kk[inner] <= band[1]) & local_max[inner] & (ratio[inner] >= min_strength)
         rr, cc = np.nonzero(cand)
         found_r.append(rr + block.start)
         found_c.append(cc)
@@ -455,8 +453,12 @@ def crystal_mask(
         True on the crystal. All False when nothing exceeds the noise level.
     """
     (mask,) = _crystal_masks(
-        image, lattice, [(edge_fraction, dilate_spacings)],
-        smoothing_spacings=smoothing_spacings, noise_factor=noise_factor, min_area_cells=min_area_cells,
+        image,
+        lattice,
+        [(edge_fraction, dilate_spacings)],
+        smoothing_spacings=smoothing_spacings,
+        noise_factor=noise_factor,
+        min_area_cells=min_area_cells,
     )
     return mask
 

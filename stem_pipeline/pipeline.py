@@ -40,7 +40,9 @@ class PipelineConfig(StrictModel):
     """
 
     denoise: DenoiseConfig = Field(default_factory=DenoiseConfig, description="The denoising chain.")
-    columns: ColumnsConfig = Field(default_factory=ColumnsConfig, description="Finding, refining and measuring columns.")
+    columns: ColumnsConfig = Field(
+        default_factory=ColumnsConfig, description="Finding, refining and measuring columns."
+    )
     classify: ClassifyConfig = Field(default_factory=ClassifyConfig, description="Column labels and area fractions.")
     two_phase_model: TwoPhaseModelConfig = Field(
         default_factory=TwoPhaseModelConfig, description="When the CsPbI3/PbI2 two-phase model applies to an image."
@@ -96,8 +98,11 @@ def denoise_config_for(micrograph: Micrograph, config: DenoiseConfig) -> Denoise
         return config
     name = micrograph.source or "image"
     if micrograph.pixel_size_nm is None:
-        logger.warning("%s: skipping the 'rl' deconvolution step: it needs the pixel size "
-                       "(pass pixel_size_nm, or --pixel-size-nm)", name)
+        logger.warning(
+            "%s: skipping the 'rl' deconvolution step: it needs the pixel size "
+            "(pass pixel_size_nm, or --pixel-size-nm)",
+            name,
+        )
         return config.model_copy(update={"steps": [s for s in config.steps if s.name != "rl"]})
     steps = []
     for step in config.steps:
@@ -113,11 +118,19 @@ def denoise_config_for(micrograph: Micrograph, config: DenoiseConfig) -> Denoise
                     missing.append(field)
                     defaults.append(f"{field}={getattr(step, field):g}")
             if defaults:
-                logger.warning("%s: the file gives no %s; the 'rl' deconvolution uses the defaults %s "
-                               "(set them in the config's rl step)", name, " or ".join(missing), ", ".join(defaults))
+                logger.warning(
+                    "%s: the file gives no %s; the 'rl' deconvolution uses the defaults %s "
+                    "(set them in the config's rl step)",
+                    name,
+                    " or ".join(missing),
+                    ", ".join(defaults),
+                )
             if update:
-                logger.info("%s: 'rl' deconvolution optics from the file: %s", name,
-                            ", ".join(f"{k}={v:g}" for k, v in update.items()))
+                logger.info(
+                    "%s: 'rl' deconvolution optics from the file: %s",
+                    name,
+                    ", ".join(f"{k}={v:g}" for k, v in update.items()),
+                )
             # Every optics field is now decided (set explicitly), so a crop of this image is not warned about again.
             step = step.model_copy(update={**{f: getattr(step, f) for f in missing}, **update})
         steps.append(step)
@@ -188,7 +201,11 @@ def analyze(
         union = np.logical_or.reduce([search for search, _ in masks])
     if not union.any():
         return PipelineResult(
-            status="no_crystal", denoised=denoised, lattice=_lattice_info(lattices), message="no crystal region", **common
+            status="no_crystal",
+            denoised=denoised,
+            lattice=_lattice_info(lattices),
+            message="no crystal region",
+            **common,
         )
     with _timed(timings, "find_columns"):
         # Each lattice is searched over the whole crystal: a weak lattice's mask can miss the corners
@@ -196,14 +213,14 @@ def analyze(
         parts = [find_columns(denoised, lattice=lat, mask=union, config=config.columns) for lat in lattices]
         if len(parts) > 1:
             parts = resolve_shared_columns(
-                parts, [lat.vectors_px for lat in lattices], tolerance_fraction=config.columns.lattice_tolerance_fraction
+                parts,
+                [lat.vectors_px for lat in lattices],
+                tolerance_fraction=config.columns.lattice_tolerance_fraction,
             )
             # A lattice with too few columns is no region of its own.
             enough = [len(c) >= config.min_columns for c in parts]
             if any(enough):
-                lattices, masks, parts = (
-                    [x for x, ok in zip(xs, enough) if ok] for xs in (lattices, masks, parts)
-                )
+                lattices, masks, parts = ([x for x, ok in zip(xs, enough) if ok] for xs in (lattices, masks, parts))
     with _timed(timings, "regions"):
         # Fractions are of the crystal's own area, not of the (wider) search mask; the half-spacing
         # cell of every found column is crystal too (small domains of a weak lattice).
@@ -224,9 +241,9 @@ def analyze(
         )
     # All lattices' columns are refined and measured together, so that each column's Voronoi cell (its fit
     # window) stops at its neighbours on the other grid too, not only at those on its own.
-    pooled = Columns.concatenate(
-        [c.replace(lattice=np.full(len(c), k, np.int8)) for k, c in enumerate(parts)]
-    ).replace(pixel_size_nm=micrograph.pixel_size_nm)
+    pooled = Columns.concatenate([c.replace(lattice=np.full(len(c), k, np.int8)) for k, c in enumerate(parts)]).replace(
+        pixel_size_nm=micrograph.pixel_size_nm
+    )
     finest = min(lattices, key=lambda lat: lat.spacing_px)
     with _timed(timings, "refine_columns"):
         pooled = refine_columns(denoised, pooled, lattice=finest, config=config.columns)
@@ -299,8 +316,11 @@ def _classify_regions(parts, regions, lattices, shape, config):
             continue
         labels, fractions = classify_columns(cols, shape=shape, crystal_mask=region, config=config.classify)
         reasons += contrast_pattern_reasons(
-            cols.intensity, cols.rc, labels.label == LABELS.index("ordered"),
-            spacing_px=lat.spacing_px, config=config.two_phase_model,
+            cols.intensity,
+            cols.rc,
+            labels.label == LABELS.index("ordered"),
+            spacing_px=lat.spacing_px,
+            config=config.two_phase_model,
         )
         results.append((cols, region, labels, fractions))
     if not results:

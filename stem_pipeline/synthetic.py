@@ -137,9 +137,7 @@ def amorphous_background(
     return np.clip(level + speckle, 0.0, None)
 
 
-def render_gaussians(
-    shape: tuple[int, int], rc: np.ndarray, amplitude: np.ndarray, sigma_px: float
-) -> np.ndarray:
+def render_gaussians(shape: tuple[int, int], rc: np.ndarray, amplitude: np.ndarray, sigma_px: float) -> np.ndarray:
     """Sum of isotropic Gaussians of height ``amplitude`` at ``rc`` (row, col) [px]."""
     out = np.zeros(shape)
     half = int(np.ceil(4 * sigma_px))
@@ -230,7 +228,10 @@ def domain_map(
     rng = _as_rng(rng)
     shape = (int(shape[0]), int(shape[1]))
     center, u, w, half = dot_frame(
-        shape, pixel_size_nm=pixel_size_nm, dot_size_nm=dot_size_nm, rotation_deg=rotation_deg,
+        shape,
+        pixel_size_nm=pixel_size_nm,
+        dot_size_nm=dot_size_nm,
+        rotation_deg=rotation_deg,
         center_offset_nm=center_offset_nm,
     )
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
@@ -371,7 +372,10 @@ def make_dot(
     )
     inside = region != REGION_OUTSIDE
     center, u, w, half = dot_frame(
-        shape, pixel_size_nm=pixel_size_nm, dot_size_nm=dot_size_nm, rotation_deg=rotation_deg,
+        shape,
+        pixel_size_nm=pixel_size_nm,
+        dot_size_nm=dot_size_nm,
+        rotation_deg=rotation_deg,
         center_offset_nm=center_offset_nm,
     )
 

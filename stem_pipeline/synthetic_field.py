@@ -20,7 +20,7 @@ from scipy import ndimage
 from ._types import REGION_OUTSIDE, Micrograph
 from .synthetic import _as_rng, amorphous_background, make_dot
 
-__all__ = ["DotTruth", "SyntheticField", "make_field", "make_overview_field"]
+__all__ = ["DotTruth", "SyntheticField", "make_field", "make_overview_field", "match_labels"]
 
 #: Extra canvas around a dot's diagonal when it is rendered on its own [nm].
 _CANVAS_MARGIN_NM = 1.0
@@ -217,9 +217,7 @@ def _layout_once(
         square = _square_mask(shape, center, rotations[k], half)
         partner = None
         if pair:
-            partner = _beside(
-                shape, square, occupied, sizes_px[k + 1] / 2, rotations[k + 1], gap_px=gap_px, rng=rng
-            )
+            partner = _beside(shape, square, occupied, sizes_px[k + 1] / 2, rotations[k + 1], gap_px=gap_px, rng=rng)
             if partner is None:
                 continue  # no room beside this one: place the pair again
         centers.append(center)
@@ -234,17 +232,33 @@ def _layout_once(
 
 
 def _render_dot(
-    center: np.ndarray, size_nm: float, rotation_deg: float, uniform_fraction: float, *, pixel_size_nm: float,
-    domain_size_nm: float, rng: np.random.Generator, **dot_kwargs: float,
+    center: np.ndarray,
+    size_nm: float,
+    rotation_deg: float,
+    uniform_fraction: float,
+    *,
+    pixel_size_nm: float,
+    domain_size_nm: float,
+    rng: np.random.Generator,
+    **dot_kwargs: float,
 ):
     """A noise-free dot without carbon on its own canvas, and the canvas's first pixel in the field (row, col)."""
     side = int(np.ceil((size_nm * np.sqrt(2) + 2 * _CANVAS_MARGIN_NM) / pixel_size_nm)) // 2 * 2
     r0, c0 = (int(np.floor(v)) - side // 2 for v in center)
     offset = (np.asarray(center) - np.array([r0, c0]) - side / 2) * pixel_size_nm
     dot = make_dot(
-        (side, side), pixel_size_nm=pixel_size_nm, dot_size_nm=size_nm, rotation_deg=rotation_deg,
-        uniform_fraction=uniform_fraction, domain_size_nm=domain_size_nm, center_offset_nm=tuple(offset), dose=None,
-        carbon_level=0.0, carbon_contrast=0.0, rng=rng, **dot_kwargs,
+        (side, side),
+        pixel_size_nm=pixel_size_nm,
+        dot_size_nm=size_nm,
+        rotation_deg=rotation_deg,
+        uniform_fraction=uniform_fraction,
+        domain_size_nm=domain_size_nm,
+        center_offset_nm=tuple(offset),
+        dose=None,
+        carbon_level=0.0,
+        carbon_contrast=0.0,
+        rng=rng,
+        **dot_kwargs,
     )
     return dot, (r0, c0)
 
@@ -314,16 +328,23 @@ def make_field(
     if len(rotations) != n_dots or len(fractions) != n_dots:
         raise ValueError(f"rotations_deg and uniform_fractions need one value per dot (n_dots={n_dots})")
     centers, touching = _layout(
-        shape, n_dots, sizes_nm / pixel_size_nm, rotations, n_touching_pairs=n_touching_pairs, n_cut=n_cut,
-        gap_px=gap_nm / pixel_size_nm, rng=rng,
+        shape,
+        n_dots,
+        sizes_nm / pixel_size_nm,
+        rotations,
+        n_touching_pairs=n_touching_pairs,
+        n_cut=n_cut,
+        gap_px=gap_nm / pixel_size_nm,
+        rng=rng,
     )
     clean = np.zeros(shape)
     labels = np.zeros(shape, np.int32)
     region_map = np.zeros(shape, np.int8)
     truths = []
     for k, (center, size, rot, frac) in enumerate(zip(centers, sizes_nm, rotations, fractions)):
-        dot, (r0, c0) = _render_dot(center, size, rot, frac, pixel_size_nm=pixel_size_nm,
-                                    domain_size_nm=domain_size_nm, rng=rng, **dot_kwargs)
+        dot, (r0, c0) = _render_dot(
+            center, size, rot, frac, pixel_size_nm=pixel_size_nm, domain_size_nm=domain_size_nm, rng=rng, **dot_kwargs
+        )
         side = dot.clean.shape[0]
         # Paste the canvas, clipped to the field.
         fr = slice(max(r0, 0), min(r0 + side, shape[0]))
@@ -338,8 +359,13 @@ def make_field(
         in_field &= (dot.rc[:, 1] + c0 >= 0) & (dot.rc[:, 1] + c0 < shape[1])
         truths.append(
             DotTruth(
-                center_rc=(float(center[0]), float(center[1])), edge_nm=float(size), rotation_deg=float(rot % 90.0),
-                uniform_fraction=dot.uniform_fraction, area_px=0, touches_border=False, n_columns=int(in_field.sum()),
+                center_rc=(float(center[0]), float(center[1])),
+                edge_nm=float(size),
+                rotation_deg=float(rot % 90.0),
+                uniform_fraction=dot.uniform_fraction,
+                area_px=0,
+                touches_border=False,
+                n_columns=int(in_field.sum()),
             )
         )
     # A touching partner's footprint can overlap its neighbour's last half cell: areas from the final map.
@@ -351,8 +377,14 @@ def make_field(
     image = clean if dose is None else rng.poisson(clean * dose).astype(np.float64)
     clean = clean if dose is None else clean * dose
     return SyntheticField(
-        image=image.astype(np.float32), clean=clean.astype(np.float32), pixel_size_nm=float(pixel_size_nm),
-        labels=labels, region_map=region_map, dots=truths, touching=touching, dose=dose,
+        image=image.astype(np.float32),
+        clean=clean.astype(np.float32),
+        pixel_size_nm=float(pixel_size_nm),
+        labels=labels,
+        region_map=region_map,
+        dots=truths,
+        touching=touching,
+        dose=dose,
     )
 
 
@@ -405,8 +437,14 @@ def make_overview_field(
     sizes_nm = rng.uniform(*dot_sizes_nm, size=n_dots)
     rotations = rng.uniform(0, 90, n_dots)
     centers, touching = _layout(
-        shape, n_dots, sizes_nm / pixel_size_nm, rotations, n_touching_pairs=n_touching_pairs, n_cut=0,
-        gap_px=gap_nm / pixel_size_nm, rng=rng,
+        shape,
+        n_dots,
+        sizes_nm / pixel_size_nm,
+        rotations,
+        n_touching_pairs=n_touching_pairs,
+        n_cut=0,
+        gap_px=gap_nm / pixel_size_nm,
+        rng=rng,
     )
     labels = np.zeros(shape, np.int32)
     signal = np.zeros(shape)
@@ -419,8 +457,13 @@ def make_overview_field(
         signal += fine.reshape(shape[0], sub, shape[1], sub).mean(axis=(1, 3))
         truths.append(
             DotTruth(
-                center_rc=(float(center[0]), float(center[1])), edge_nm=float(size), rotation_deg=float(rot % 90),
-                uniform_fraction=float("nan"), area_px=int((labels == k + 1).sum()), touches_border=False, n_columns=0,
+                center_rc=(float(center[0]), float(center[1])),
+                edge_nm=float(size),
+                rotation_deg=float(rot % 90),
+                uniform_fraction=float("nan"),
+                area_px=int((labels == k + 1).sum()),
+                touches_border=False,
+                n_columns=0,
             )
         )
     clean = ndimage.gaussian_filter(signal * (dot_level - carbon_level), blur_nm / pixel_size_nm)
@@ -430,6 +473,39 @@ def make_overview_field(
     image = clean if dose is None else rng.poisson(np.clip(clean, 0, None) * dose).astype(np.float64)
     clean = clean if dose is None else clean * dose
     return SyntheticField(
-        image=image.astype(np.float32), clean=clean.astype(np.float32), pixel_size_nm=float(pixel_size_nm),
-        labels=labels, region_map=np.zeros(shape, np.int8), dots=truths, touching=touching, dose=dose,
+        image=image.astype(np.float32),
+        clean=clean.astype(np.float32),
+        pixel_size_nm=float(pixel_size_nm),
+        labels=labels,
+        region_map=np.zeros(shape, np.int8),
+        dots=truths,
+        touching=touching,
+        dose=dose,
     )
+
+
+def match_labels(found: np.ndarray, truth: np.ndarray) -> list[tuple[int, float]]:
+    """For every true dot: the found label covering most of it, and their intersection over union.
+
+    Parameters
+    ----------
+    found, truth : (M, N) ndarray of int
+        Label maps (0: no dot), e.g. a segmentation and :attr:`SyntheticField.labels`.
+
+    Returns
+    -------
+    list of (int, float)
+        One ``(found label, IoU)`` per true label 1, 2, ...; ``(0, 0.0)`` when no found label covers it.
+    """
+    out = []
+    for k in range(1, int(truth.max()) + 1):
+        t = truth == k
+        hits = found[t]
+        hits = hits[hits > 0]
+        if not hits.size:
+            out.append((0, 0.0))
+            continue
+        v = int(np.bincount(hits).argmax())
+        f = found == v
+        out.append((v, float((t & f).sum() / (t | f).sum())))
+    return out

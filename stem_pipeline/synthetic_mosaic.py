@@ -77,7 +77,7 @@ def _phase_columns(cell: CellImage, frame, region: np.ndarray, phase: int, pixel
     reach = half * pixel_size_nm * np.sqrt(2) + ext.max()
     ni, nj = (int(np.ceil(reach / e)) for e in ext)
     i, j = np.meshgrid(np.arange(-ni, ni + 1), np.arange(-nj, nj + 1), indexing="ij")
-    crystal = (cell.sites_nm[None, :, :] + np.stack([i.ravel() * ext[0], j.ravel() * ext[1]], axis=1)[:, None, :])
+    crystal = cell.sites_nm[None, :, :] + np.stack([i.ravel() * ext[0], j.ravel() * ext[1]], axis=1)[:, None, :]
     bright = np.broadcast_to(cell.bright, crystal.shape[:2]).ravel()
     crystal = crystal.reshape(-1, 2)
     rc = center + (crystal[:, :1] * u + crystal[:, 1:] * w) / pixel_size_nm
@@ -185,9 +185,7 @@ def mosaic_dot(
     r, c = np.clip(np.round(rc).astype(int), 0, np.array(shape) - 1).T
     # noise-free column peak heights: the cell at the exact column position plus the carbon under it
     amplitude = np.concatenate([peak_o, peak_u]) / scale + carbon[r, c]
-    contrast = np.concatenate(
-        [np.where(bright_o, _BRIGHT, _DIM), np.full(len(rc_u), _UNIFORM)]
-    ).astype(np.int8)
+    contrast = np.concatenate([np.where(bright_o, _BRIGHT, _DIM), np.full(len(rc_u), _UNIFORM)]).astype(np.int8)
     label = np.where(contrast == _UNIFORM, LABELS.index("uniform"), LABELS.index("ordered")).astype(np.int8)
 
     image, clean, amplitude = apply_dose(clean, amplitude, dose=dose, rng=rng)

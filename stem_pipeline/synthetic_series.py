@@ -235,22 +235,36 @@ def make_series(
     rng = _as_rng(rng)
     shape = (int(shape[0]), int(shape[1]))
     dot = make_dot(
-        shape, pixel_size_nm=pixel_size_nm, dot_size_nm=dot_size_nm, domain_size_nm=domain_size_nm,
-        uniform_fraction=zero_dose_uniform_fraction, dose=None, rng=rng, **dot_kwargs,
+        shape,
+        pixel_size_nm=pixel_size_nm,
+        dot_size_nm=dot_size_nm,
+        domain_size_nm=domain_size_nm,
+        uniform_fraction=zero_dose_uniform_fraction,
+        dose=None,
+        rng=rng,
+        **dot_kwargs,
     )
     sigma_px = dot_kwargs.get("column_sigma_nm", 0.045) / pixel_size_nm
     uniform_height = dot_kwargs.get("uniform_ratio", 0.8)
     # Everything but the columns (diffuse dot signal, carbon) moves rigidly with the dot.
     static = dot.clean - render_gaussians(shape, dot.rc, dot.amplitude, sigma_px)
     center, u, w, half = dot_frame(
-        shape, pixel_size_nm=pixel_size_nm, dot_size_nm=dot_size_nm,
-        rotation_deg=dot_kwargs.get("rotation_deg", 0.0), center_offset_nm=dot_kwargs.get("center_offset_nm", (0, 0)),
+        shape,
+        pixel_size_nm=pixel_size_nm,
+        dot_size_nm=dot_size_nm,
+        rotation_deg=dot_kwargs.get("rotation_deg", 0.0),
+        center_offset_nm=dot_kwargs.get("center_offset_nm", (0, 0)),
     )
     rel = dot.rc - center
     edge_px = half - np.maximum(np.abs(rel @ u), np.abs(rel @ w))
     d_conv = conversion_doses(
-        dot.rc, dot.label, critical_dose_e_per_A2=critical_dose_e_per_A2, edge_distance_px=edge_px,
-        pixel_size_nm=pixel_size_nm, boundary_jitter_nm=boundary_jitter_nm, rng=rng,
+        dot.rc,
+        dot.label,
+        critical_dose_e_per_A2=critical_dose_e_per_A2,
+        edge_distance_px=edge_px,
+        pixel_size_nm=pixel_size_nm,
+        boundary_jitter_nm=boundary_jitter_nm,
+        rng=rng,
     )
     dose = (np.arange(n_frames) + 0.5) * dose_per_frame_e_per_A2
     velocity = np.asarray(scan_velocity_px, float)

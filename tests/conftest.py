@@ -29,7 +29,14 @@ def two_lattice_dot():
     from stem_pipeline.synthetic import make_dot
 
     dot = make_dot(
-        (384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.347,
-        rotation_deg=40.0, dose=400.0, dim_ratio=0.3, rng=3,
+        (384, 384),
+        pixel_size_nm=0.03,
+        dot_size_nm=9.0,
+        uniform_fraction=0.5,
+        spacing_uniform_nm=0.347,
+        rotation_deg=40.0,
+        dose=400.0,
+        dim_ratio=0.3,
+        rng=3,
     )
     return dot, analyze(dot.micrograph())

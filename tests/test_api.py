@@ -165,7 +165,13 @@ def test_dataframe_carries_every_columns_csv_column_with_units(tmp_path, dot_res
 
 def test_reprs_are_short_and_show_no_array_contents(dot_result):
     _, result = dot_result
-    for text in (repr(result), result._repr_html_(), repr(result.columns), repr(result.labels), repr(result.micrograph)):
+    for text in (
+        repr(result),
+        result._repr_html_(),
+        repr(result.columns),
+        repr(result.labels),
+        repr(result.micrograph),
+    ):
         assert "array(" not in text and "[[" not in text and len(text) < 1000, text
     assert "status=ok" in repr(result) and f"columns={len(result.columns)}" in repr(result)
     assert f"{result.fractions.uniform:.3f}" in result._repr_html_()

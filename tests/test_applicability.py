@@ -42,8 +42,13 @@ def test_tolerances_are_configurable():
 def test_oxide_like_grid_gets_columns_but_no_fractions():
     # A calibrated dot whose columns sit 0.2 nm apart, like an oxide perovskite's a/2.
     dot = make_dot(
-        (256, 256), pixel_size_nm=0.02, dot_size_nm=4.0, spacing_ordered_nm=0.2, spacing_uniform_nm=0.2,
-        column_sigma_nm=0.03, rng=3,
+        (256, 256),
+        pixel_size_nm=0.02,
+        dot_size_nm=4.0,
+        spacing_ordered_nm=0.2,
+        spacing_uniform_nm=0.2,
+        column_sigma_nm=0.03,
+        rng=3,
     )
     result = analyze(dot.micrograph())
     assert result.status == "ok"
@@ -94,8 +99,14 @@ def test_physical_contrast_dim_columns_at_a_third(dose):
     from scipy.spatial import cKDTree
 
     dot = make_dot(
-        (384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, rotation_deg=27.0, uniform_fraction=0.5, dim_ratio=0.3,
-        dose=dose, rng=4242,
+        (384, 384),
+        pixel_size_nm=0.03,
+        dot_size_nm=9.0,
+        rotation_deg=27.0,
+        uniform_fraction=0.5,
+        dim_ratio=0.3,
+        dose=dose,
+        rng=4242,
     )
     result = analyze(dot.micrograph())
     assert result.lattice["spacing_px"] * dot.pixel_size_nm == pytest.approx(0.3145, rel=0.03)
@@ -123,8 +134,15 @@ def test_a_second_lattice_is_found_and_its_region_classified_on_its_own_grid(two
 
 def test_a_second_lattice_outside_the_model_gets_no_fractions():
     dot = make_dot(
-        (384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.38,
-        rotation_deg=20.0, dose=100.0, dim_ratio=0.3, rng=3,
+        (384, 384),
+        pixel_size_nm=0.03,
+        dot_size_nm=9.0,
+        uniform_fraction=0.5,
+        spacing_uniform_nm=0.38,
+        rotation_deg=20.0,
+        dose=100.0,
+        dim_ratio=0.3,
+        rng=3,
     )
     result = analyze(dot.micrograph())
     assert result.fractions is None and "spacing 0.3" in result.message and "outside" in result.message
@@ -132,8 +150,17 @@ def test_a_second_lattice_outside_the_model_gets_no_fractions():
 
 def test_a_small_minor_ordered_domain_does_not_stop_the_fractions():
     """35 CsPbI3 columns in a PbI2-like dot: too few to measure the bright share on, so not checked."""
-    dot = make_dot((512, 512), pixel_size_nm=0.02987, dot_size_nm=9.2768, domain_size_nm=2.4896,
-                   rotation_deg=-18.4166, thickness_gradient=0.2824, uniform_fraction=0.9, dose=400.0, rng=60075)
+    dot = make_dot(
+        (512, 512),
+        pixel_size_nm=0.02987,
+        dot_size_nm=9.2768,
+        domain_size_nm=2.4896,
+        rotation_deg=-18.4166,
+        thickness_gradient=0.2824,
+        uniform_fraction=0.9,
+        dose=400.0,
+        rng=60075,
+    )
     assert 20 < np.sum(dot.label == 0) < 60
     result = analyze(dot.micrograph())
     assert result.fractions is not None, result.message

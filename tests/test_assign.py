@@ -87,10 +87,7 @@ def test_two_lattice_dot_each_column_on_its_phase_grid_and_regions_match_truth(t
     # Columns well inside a true uniform domain are on the uniform grid, and vice versa.
     from scipy import ndimage
 
-    inner = {
-        code: ndimage.binary_erosion(dot.region_map == code, iterations=int(1.0 / 0.03))
-        for code in (1, 2)
-    }
+    inner = {code: ndimage.binary_erosion(dot.region_map == code, iterations=int(1.0 / 0.03)) for code in (1, 2)}
     r, c = np.round(result.columns.rc).astype(int).T
     on_uniform = result.columns.lattice == uniform_lattice
     assert on_uniform[inner[2][r, c]].mean() >= 0.98
@@ -110,8 +107,15 @@ def test_every_found_column_lies_in_the_crystal_area(seed):
     from stem_pipeline.synthetic import make_dot
 
     dot = make_dot(
-        SHAPE, pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, spacing_uniform_nm=0.347,
-        rotation_deg=7.0 * seed, dose=100.0, dim_ratio=0.3, rng=seed,
+        SHAPE,
+        pixel_size_nm=0.03,
+        dot_size_nm=9.0,
+        uniform_fraction=0.5,
+        spacing_uniform_nm=0.347,
+        rotation_deg=7.0 * seed,
+        dose=100.0,
+        dim_ratio=0.3,
+        rng=seed,
     )
     result = analyze(dot.micrograph())
     r, c = np.round(result.columns.rc).astype(int).T

@@ -50,8 +50,13 @@ DOTS = [
 @pytest.mark.parametrize("seed, rotation, size, domain, gradient", DOTS)
 def test_fraction_and_label_accuracy(dose, tolerance, seed, rotation, size, domain, gradient):
     dot = make_dot(
-        (480, 480), dose=dose, rng=seed, rotation_deg=rotation, dot_size_nm=size,
-        domain_size_nm=domain, thickness_gradient=gradient,
+        (480, 480),
+        dose=dose,
+        rng=seed,
+        rotation_deg=rotation,
+        dot_size_nm=size,
+        domain_size_nm=domain,
+        thickness_gradient=gradient,
     )
     assert 0.1 < dot.uniform_fraction < 0.9  # a two-phase dot
     labels, fractions = classify_dot(dot)
@@ -71,10 +76,24 @@ def test_fraction_and_label_accuracy(dose, tolerance, seed, rotation, size, doma
 @pytest.mark.parametrize("dose", [400.0, 30.0])
 @pytest.mark.parametrize("gradient", [0.0, 0.3])
 def test_pure_dots_are_not_split(dose, gradient):
-    ordered = make_dot((400, 400), dose=dose, rng=1010, rotation_deg=-27, dot_size_nm=9.5,
-                       uniform_fraction=0.0, thickness_gradient=gradient)
-    uniform = make_dot((400, 400), dose=dose, rng=1011, rotation_deg=41, dot_size_nm=10.5,
-                       uniform_fraction=1.0, thickness_gradient=gradient)
+    ordered = make_dot(
+        (400, 400),
+        dose=dose,
+        rng=1010,
+        rotation_deg=-27,
+        dot_size_nm=9.5,
+        uniform_fraction=0.0,
+        thickness_gradient=gradient,
+    )
+    uniform = make_dot(
+        (400, 400),
+        dose=dose,
+        rng=1011,
+        rotation_deg=41,
+        dot_size_nm=10.5,
+        uniform_fraction=1.0,
+        thickness_gradient=gradient,
+    )
     lab_o, fr_o = classify_dot(ordered, use_dot_mask=False)
     lab_u, fr_u = classify_dot(uniform, use_dot_mask=False)
     assert fr_o.uniform <= 0.03
@@ -117,8 +136,9 @@ def test_interval_is_narrow_and_covers_with_true_positions():
     """Over 12 small dots (true positions, disc intensities) the interval holds the dot's fraction."""
     hits, widths = 0, []
     for seed in range(12):
-        dot = make_dot((256, 256), dose=100, rng=2000 + seed, rotation_deg=5 + 3 * seed,
-                       dot_size_nm=7.0, domain_size_nm=2.5)
+        dot = make_dot(
+            (256, 256), dose=100, rng=2000 + seed, rotation_deg=5 + 3 * seed, dot_size_nm=7.0, domain_size_nm=2.5
+        )
         _, fractions = classify_dot(dot)
         lo, hi = fractions.uniform_ci95
         hits += lo <= dot.uniform_fraction <= hi
@@ -190,8 +210,17 @@ def test_pure_cspbi3_dot_at_30_counts_keeps_its_edges():
     must not keep bands of them (this dot read 0.056 uniform before the evidence clip)."""
     from stem_pipeline.pipeline import analyze
 
-    dot = make_dot((512, 512), dose=30.0, rng=60047, uniform_fraction=0.0, dot_size_nm=10.0671, domain_size_nm=1.6937,
-                   rotation_deg=7.0620, thickness_gradient=0.0444, pixel_size_nm=0.028592)
+    dot = make_dot(
+        (512, 512),
+        dose=30.0,
+        rng=60047,
+        uniform_fraction=0.0,
+        dot_size_nm=10.0671,
+        domain_size_nm=1.6937,
+        rotation_deg=7.0620,
+        thickness_gradient=0.0444,
+        pixel_size_nm=0.028592,
+    )
     assert analyze(dot.micrograph()).fractions.uniform <= 0.03
 
 
@@ -219,12 +248,23 @@ def test_a_small_ordered_domain_in_a_uniform_dot_is_found_or_allowed_for():
     does not; without it the one-phase interval still reaches the truth (undetected-domain term)."""
     from stem_pipeline.pipeline import PipelineConfig, analyze
 
-    dot = make_dot((512, 512), dose=400.0, rng=60046, uniform_fraction=0.9, dot_size_nm=13.178, domain_size_nm=2.90464,
-                   rotation_deg=4.90896, thickness_gradient=0.10012, pixel_size_nm=0.03464)
+    dot = make_dot(
+        (512, 512),
+        dose=400.0,
+        rng=60046,
+        uniform_fraction=0.9,
+        dot_size_nm=13.178,
+        domain_size_nm=2.90464,
+        rotation_deg=4.90896,
+        thickness_gradient=0.10012,
+        pixel_size_nm=0.03464,
+    )
     assert np.sum(dot.label == LABELS.index("ordered")) == 90
     found = analyze(dot.micrograph()).fractions
     assert abs(found.uniform - dot.uniform_fraction) <= 0.01
-    blind = analyze(dot.micrograph(), PipelineConfig.model_validate({"classify": {"minority_min_columns": 0}})).fractions
+    blind = analyze(
+        dot.micrograph(), PipelineConfig.model_validate({"classify": {"minority_min_columns": 0}})
+    ).fractions
     assert blind.uniform == 1.0
     lo, hi = blind.uniform_ci95
     assert lo <= dot.uniform_fraction and hi == 1.0 and lo > 0.9

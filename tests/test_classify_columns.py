@@ -25,8 +25,9 @@ def found_columns(dot):
 
 @pytest.mark.parametrize("dose, tolerance", [(400.0, 0.03), (60.0, 0.06), (30.0, 0.06)])
 def test_through_columns_module(dose, tolerance):
-    dot = make_dot((400, 400), dose=dose, rng=3003, rotation_deg=14, dot_size_nm=11.0, domain_size_nm=4.0,
-                   thickness_gradient=0.3)
+    dot = make_dot(
+        (400, 400), dose=dose, rng=3003, rotation_deg=14, dot_size_nm=11.0, domain_size_nm=4.0, thickness_gradient=0.3
+    )
     cols = found_columns(dot)
     labels, fractions = classify_columns(cols, shape=dot.image.shape, crystal_mask=dot.region_map > 0)
     assert abs(fractions.uniform - dot.uniform_fraction) <= tolerance
@@ -46,8 +47,15 @@ def _coverage(seeds, doses):
     hits, widths, errors = [], [], []
     for k, seed in enumerate(seeds):
         rng = np.random.default_rng(seed)
-        dot = make_dot((288, 288), dose=doses[k % len(doses)], rng=seed, dot_size_nm=8.0, domain_size_nm=3.0,
-                       rotation_deg=float(rng.uniform(-45, 45)), thickness_gradient=0.3)
+        dot = make_dot(
+            (288, 288),
+            dose=doses[k % len(doses)],
+            rng=seed,
+            dot_size_nm=8.0,
+            domain_size_nm=3.0,
+            rotation_deg=float(rng.uniform(-45, 45)),
+            thickness_gradient=0.3,
+        )
         if not 0.05 < dot.uniform_fraction < 0.95:
             continue
         _, fractions = classify_columns(found_columns(dot), shape=dot.image.shape, crystal_mask=dot.region_map > 0)

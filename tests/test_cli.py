@@ -136,7 +136,9 @@ def test_every_config_field_is_documented_and_printed_as_a_comment(capsys):
             yield sub
             yield from models(sub)
 
-    undocumented = [f"{m.__name__}.{k}" for m in models(StrictModel) for k, f in m.model_fields.items() if not f.description]
+    undocumented = [
+        f"{m.__name__}.{k}" for m in models(StrictModel) for k, f in m.model_fields.items() if not f.description
+    ]
     assert not undocumented
     assert cli.main(["analyze", "--print-config"]) == 0
     out = capsys.readouterr().out

@@ -26,7 +26,11 @@ thickness_nm: 0.629
 
 def run(*args, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "stem_pipeline.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, check=False
+        [sys.executable, "-m", "stem_pipeline.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
     )
 
 
@@ -85,7 +89,9 @@ def test_analyze_prints_results_on_stdout_and_progress_and_logs_on_stderr(tmp_pa
     out = run("analyze", src, "--out", tmp_path / "out", "--workers", "1", "-v")
     assert out.returncode == 0, out.stderr
     stdout = out.stdout.splitlines()
-    assert len(stdout) == 2 and stdout[0].endswith("]") and "dot.tif: " in stdout[0] and stdout[1].startswith("report: ")
+    assert (
+        len(stdout) == 2 and stdout[0].endswith("]") and "dot.tif: " in stdout[0] and stdout[1].startswith("report: ")
+    )
     assert "INFO: " in out.stderr and "100%" in out.stderr  # logs and the progress bar
 
 
@@ -100,9 +106,20 @@ def test_simulate_progress_goes_to_stderr(tmp_path):
 
 
 def _comparison(**fit) -> Comparison:
-    base = {"model": "m", "region": "all", "ncc": 0.9, "ssim": 0.8, "rmse": 0.1, "chi2": 1.0, "thickness_nm": 8.0,
-            "thickness_nm_std": 0.5, "source_fwhm_nm": 0.09, "source_fwhm_nm_std": 0.02, "column_ratio_exp": None,
-            "column_ratio_sim": None}
+    base = {
+        "model": "m",
+        "region": "all",
+        "ncc": 0.9,
+        "ssim": 0.8,
+        "rmse": 0.1,
+        "chi2": 1.0,
+        "thickness_nm": 8.0,
+        "thickness_nm_std": 0.5,
+        "source_fwhm_nm": 0.09,
+        "source_fwhm_nm_std": 0.02,
+        "column_ratio_exp": None,
+        "column_ratio_sim": None,
+    }
     return Comparison(**{**base, **fit})
 
 
@@ -137,8 +154,10 @@ def test_rl_optics_come_from_the_file_else_a_warning_names_the_defaults(caplog):
         config = denoise_config_for(from_file, DenoiseConfig())
     (rl,) = [s for s in config.steps if s.name == "rl"]
     assert rl.energy_kev == 300.0
-    expected = ("a.dm4: the file gives no convergence_mrad; the 'rl' deconvolution uses the defaults "
-                "convergence_mrad=25 (set them in the config's rl step)")
+    expected = (
+        "a.dm4: the file gives no convergence_mrad; the 'rl' deconvolution uses the defaults "
+        "convergence_mrad=25 (set them in the config's rl step)"
+    )
     assert [r.getMessage() for r in caplog.records] == [expected]
     explicit = DenoiseConfig.model_validate({"steps": [{"name": "rl", "energy_kev": 200.0}]})
     assert denoise_config_for(from_file, explicit).steps[0].energy_kev == 200.0  # the config wins

@@ -6,8 +6,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from stem_pipeline import Columns, Micrograph
-from stem_pipeline.io import to_atomap, to_dataframe
 from stem_pipeline.columns import ColumnsConfig, find_columns, measure_intensities, refine_columns
+from stem_pipeline.io import to_atomap, to_dataframe
 from stem_pipeline.lattice import Lattice, crystal_mask, find_lattice
 from stem_pipeline.synthetic import make_carbon, make_dot, render_gaussians
 

@@ -230,8 +230,17 @@ def test_rank_and_write_comparison(tmp_path, cs_cell):
     json_path, png_path = write_comparison(tmp_path / "out", entries, info={"image": "x"})
     data = json.loads(json_path.read_text())
     assert [r["model"] for r in data["results"]] == ["a", "b", "c"]
-    for key in ("model", "region", "ncc", "ssim", "chi2", "thickness_nm", "source_fwhm_nm",
-                "column_ratio_exp", "column_ratio_sim"):
+    for key in (
+        "model",
+        "region",
+        "ncc",
+        "ssim",
+        "chi2",
+        "thickness_nm",
+        "source_fwhm_nm",
+        "column_ratio_exp",
+        "column_ratio_sim",
+    ):
         assert key in data["results"][0]
     assert png_path.stat().st_size > 1000
     assert not list((tmp_path / "out").glob(".*tmp"))  # no leftovers of the atomic write
@@ -281,7 +290,9 @@ def test_each_region_of_a_two_lattice_dot_is_folded_on_its_own_grid(two_lattice_
         spacing[region] = lattice["spacing_px"] * dot.pixel_size_nm
         assert len(set(result.columns.lattice[keep])) == 1
         cell = experimental_cell(
-            dot.micrograph(), result.columns.rc[keep], np.asarray(lattice["vectors_px"]),
+            dot.micrograph(),
+            result.columns.rc[keep],
+            np.asarray(lattice["vectors_px"]),
             intensity=result.columns.intensity[keep],
         )
         assert cell.count >= 20

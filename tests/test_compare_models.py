@@ -110,8 +110,18 @@ def test_compare_command_ranks_and_writes_the_report(configs, tmp_path, capsys):
     micrograph, _, _ = noisy_experiment(configs["cspbi3_001"], index=1, fwhm_nm=0.082, angle_deg=7.0)
     image = io.save(micrograph, tmp_path / "experiment.tif")
     out = tmp_path / "cmp"
-    argv = ["-q", "compare", str(image), "--models", str(configs["fapbi3_001"]), str(configs["cspbi3_001"]),
-            "--out", str(out), "--thicknesses-nm", *map(str, THICKNESSES)]
+    argv = [
+        "-q",
+        "compare",
+        str(image),
+        "--models",
+        str(configs["fapbi3_001"]),
+        str(configs["cspbi3_001"]),
+        "--out",
+        str(out),
+        "--thicknesses-nm",
+        *map(str, THICKNESSES),
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert printed.index("cspbi3_001") < printed.index("fapbi3_001")  # best first, whatever the input order
@@ -130,36 +140,44 @@ def test_two_phase_mosaic_names_the_right_model_for_each_region(configs, tmp_pat
     on its own grid and registering a model on its column period.
     """
     _skip_without_abtem()
-    from stem_pipeline.simulate.cells import simulate_cell
-    from stem_pipeline.synthetic_mosaic import mosaic_dot
-
     # CsPbI3's bright/dim contrast needs frozen phonons and a HAADF ring beyond the tiny configs'
     # 83 mrad (with those its columns are alike): the sim_configs with benchmarks/paper_case.py's
     # reduced settings (the same cache entries).
     import yaml
 
     from stem_pipeline.simulate import load_config
+    from stem_pipeline.simulate.cells import simulate_cell
+    from stem_pipeline.synthetic_mosaic import mosaic_dot
 
     series = CompareConfig(thicknesses_nm=[1.9, 3.8, 5.7])
     models = []
     for name in ("cspbi3_001", "fapbi3_001", "pbi2_1m11"):
         c = load_config(Path(__file__).resolve().parents[1] / "sim_configs" / f"{name}.yaml")
-        c = c.model_copy(update={
-            "potential": c.potential.model_copy(update={"sampling_nm": 0.006}),
-            "scan": c.scan.model_copy(update={"sampling_nm": 0.04, "field_cells": (1, 1)}),
-            "phonons": c.phonons.model_copy(update={"num_configs": 2}),
-        })
+        c = c.model_copy(
+            update={
+                "potential": c.potential.model_copy(update={"sampling_nm": 0.006}),
+                "scan": c.scan.model_copy(update={"sampling_nm": 0.04, "field_cells": (1, 1)}),
+                "phonons": c.phonons.model_copy(update={"num_configs": 2}),
+            }
+        )
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(c.model_dump(mode="json"), sort_keys=False))
         models.append(path)
-    cells = [
-        simulate_cell(load_config(p), thickness_nm=3.8, thicknesses_nm=series.thicknesses_nm) for p in models[::2]
-    ]
-    dot = mosaic_dot(*cells, (448, 448), pixel_size_nm=0.035, dot_size_nm=12.0, domain_size_nm=4.5,
-                     rotation_deg=9.0, dose=400.0, rng=3)
+    cells = [simulate_cell(load_config(p), thickness_nm=3.8, thicknesses_nm=series.thicknesses_nm) for p in models[::2]]
+    dot = mosaic_dot(
+        *cells,
+        (448, 448),
+        pixel_size_nm=0.035,
+        dot_size_nm=12.0,
+        domain_size_nm=4.5,
+        rotation_deg=9.0,
+        dose=400.0,
+        rng=3,
+    )
     assert 0.25 <= dot.uniform_fraction <= 0.75
-    results = compare_models(dot.micrograph(), models, region=["ordered", "uniform"], out=tmp_path / "cmp",
-                             options=series, progress=False)
+    results = compare_models(
+        dot.micrograph(), models, region=["ordered", "uniform"], out=tmp_path / "cmp", options=series, progress=False
+    )
     first = {}
     for r in results:
         first.setdefault(r.region, r.model)

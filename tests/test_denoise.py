@@ -207,8 +207,15 @@ def test_no_contrast_erased_and_boundaries_kept():
 @pytest.mark.parametrize("dose", [400, 100, 30])
 def test_default_chain_beats_simple_filters_on_unseen_dots(dose):
     # Tuned on 12 nm dots at 0 deg with 3.5 nm domains; tested on another size, rotation and layout.
-    dot = make_dot((320, 320), dose=dose, dot_size_nm=9.0, rotation_deg=17.0, domain_size_nm=2.5,
-                   uniform_fraction=0.4, rng=100 + dose)
+    dot = make_dot(
+        (320, 320),
+        dose=dose,
+        dot_size_nm=9.0,
+        rotation_deg=17.0,
+        domain_size_nm=2.5,
+        uniform_fraction=0.4,
+        rng=100 + dose,
+    )
     chain = psnr_affine(denoise(dot.image, pixel_size_nm=dot.pixel_size_nm), dot.clean)[0]
     baselines = {f"gaussian {s}": psnr_affine(gaussian(dot.image, sigma_px=s), dot.clean)[0] for s in (1.0, 1.5, 2.0)}
     baselines["median"] = psnr_affine(median(dot.image), dot.clean)[0]
@@ -221,8 +228,15 @@ def test_default_chain_beats_simple_filters_on_unseen_dots(dose):
 @pytest.mark.slow
 @pytest.mark.parametrize("dose", [400, 100, 30])
 def test_default_chain_beats_bm3d_on_unseen_dots(dose):
-    dot = make_dot((320, 320), dose=dose, dot_size_nm=9.0, rotation_deg=17.0, domain_size_nm=2.5,
-                   uniform_fraction=0.4, rng=100 + dose)
+    dot = make_dot(
+        (320, 320),
+        dose=dose,
+        dot_size_nm=9.0,
+        rotation_deg=17.0,
+        domain_size_nm=2.5,
+        uniform_fraction=0.4,
+        rng=100 + dose,
+    )
     chain = psnr_affine(denoise(dot.image, pixel_size_nm=dot.pixel_size_nm), dot.clean)[0]
     assert chain > psnr_affine(bm3d(dot.image), dot.clean)[0] + 1.0
 

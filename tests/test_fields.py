@@ -19,32 +19,17 @@ from stem_pipeline.dots import (
     segment_overview,
 )
 from stem_pipeline.field import DOT_COLUMNS, DotResult, analyze_field, field_fractions
-from stem_pipeline.synthetic_field import make_field, make_overview_field
+from stem_pipeline.synthetic_field import make_field, make_overview_field, match_labels
 
 PX = 0.035
-
-
-def _match(found: np.ndarray, truth: np.ndarray) -> list[tuple[int, float]]:
-    """For every true dot: the found label covering most of it, and their intersection over union."""
-    out = []
-    for k in range(1, int(truth.max()) + 1):
-        t = truth == k
-        hits = found[t]
-        hits = hits[hits > 0]
-        if not hits.size:
-            out.append((0, 0.0))
-            continue
-        v = int(np.bincount(hits).argmax())
-        f = found == v
-        out.append((v, float((t & f).sum() / (t | f).sum())))
-    return out
 
 
 @pytest.fixture(scope="module")
 def field():
     """Four 7.5-9 nm dots at random rotations and fractions, one touching pair, one cut by the frame."""
-    return make_field((768, 768), n_dots=4, n_touching_pairs=1, n_cut=1, dot_sizes_nm=(7.5, 9.0), dose=200,
-                      pixel_size_nm=PX, rng=2)
+    return make_field(
+        (768, 768), n_dots=4, n_touching_pairs=1, n_cut=1, dot_sizes_nm=(7.5, 9.0), dose=200, pixel_size_nm=PX, rng=2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +40,7 @@ def field_result(field):
 def test_make_field_truth_is_consistent(field):
     assert len(field.dots) == 4 and int(field.labels.max()) == 4
     assert sum(d.touches_border for d in field.dots) >= 1
-    (a, b), = field.touching
+    ((a, b),) = field.touching
     grown = np.zeros_like(field.labels, bool)
     grown[1:, :] |= field.labels[:-1, :] == a + 1
     grown[:-1, :] |= field.labels[1:, :] == a + 1
@@ -69,10 +54,10 @@ def test_make_field_truth_is_consistent(field):
 
 def test_segmentation_finds_every_dot_splits_the_touching_pair_and_nothing_on_carbon(field):
     labels, _, _ = segment_field(field.image, pixel_size_nm=PX)
-    matches = _match(labels, field.labels)
+    matches = match_labels(labels, field.labels)
     for k in field.inside:
         assert matches[k][1] > 0.85, f"dot {k}: IoU {matches[k][1]:.2f}"
-    (a, b), = field.touching
+    ((a, b),) = field.touching
     assert matches[a][0] != matches[b][0]
     for v in range(1, int(labels.max()) + 1):  # every found dot lies on a true dot, none on bare carbon
         assert (field.labels[labels == v] > 0).mean() > 0.8
@@ -92,7 +77,7 @@ def test_edge_length_within_0_3_nm(field):
     labels, _, _ = segment_field(field.image, pixel_size_nm=PX)
     found = {s.label: s for s in dot_shapes(labels)}
     truth = dot_shapes(field.labels)  # the edge of the area the dot's columns cover
-    for k, (v, _) in enumerate(_match(labels, field.labels)):
+    for k, (v, _) in enumerate(match_labels(labels, field.labels)):
         if k in field.inside:
             assert abs(found[v].edge_px - truth[k].edge_px) * PX <= 0.3
             assert abs(found[v].edge_px * PX - field.dots[k].edge_nm) <= 0.45  # the generator's nominal edge
@@ -127,9 +112,10 @@ def test_every_dot_is_reported_with_its_numbers_or_its_reason(field, field_resul
         r, c = np.round(d.columns.rc).astype(int).T
         assert (field.labels[r, c] == k + 1).mean() > 0.98
         assert abs(len(d.columns) - truth.n_columns) <= 0.02 * truth.n_columns
-        assert d.lattice_orientation_deg == pytest.approx(truth.rotation_deg, abs=1.0) or abs(
-            d.lattice_orientation_deg - truth.rotation_deg
-        ) > 89.0
+        assert (
+            d.lattice_orientation_deg == pytest.approx(truth.rotation_deg, abs=1.0)
+            or abs(d.lattice_orientation_deg - truth.rotation_deg) > 89.0
+        )
     assert "1 refused (cut by the frame edge: 1)" in field_result.result.message
 
 
@@ -219,7 +205,7 @@ def test_one_dot_image_gives_the_same_numbers_as_analyze():
 def test_overview_field_gives_sizes_only():
     ov = make_overview_field((384, 384), n_dots=8, n_touching_pairs=1, pixel_size_nm=0.2, rng=1)
     labels = segment_overview(ov.image, pixel_size_nm=0.2)
-    matches = _match(labels, ov.labels)
+    matches = match_labels(labels, ov.labels)
     assert all(iou > 0.8 for _, iou in matches)
     assert len({v for v, _ in matches}) == len(ov.dots)  # the touching pair is split
     found = {s.label: s for s in dot_shapes(labels)}
@@ -259,8 +245,9 @@ def test_analyze_file_writes_the_per_dot_contract(tmp_path, field):
     assert set(cols["dot"]) == set(dots["dot"][dots.n_columns > 0])
     assert on_disk["fractions"]["uniform"] == pytest.approx(summary["fractions"]["uniform"])
     (folder / DOTS_CSV).unlink()  # a missing dots.csv means the image is redone
-    assert not is_done(folder, config_hash=PipelineConfig().config_hash(), input_hash=file_hash(src),
-                       options=run_options())
+    assert not is_done(
+        folder, config_hash=PipelineConfig().config_hash(), input_hash=file_hash(src), options=run_options()
+    )
     written = write_reports([{**summary, "folder": "field"}], tmp_path / "out")
     assert written["dot_histogram"].name in written["html"].read_text()
     run_dots = pd.read_csv(tmp_path / "out" / DOTS_CSV)
@@ -276,8 +263,10 @@ def test_refusal_reasons_name_the_cause(field):
     from stem_pipeline.field import _refusal
 
     m = field.micrograph()
-    off_axis = ("columns found; phase fractions not reported, the two-phase model does not apply: the column grid "
-                "is not square: its axes meet at 70.0 deg")
+    off_axis = (
+        "columns found; phase fractions not reported, the two-phase model does not apply: the column grid "
+        "is not square: its axes meet at 70.0 deg"
+    )
     cases = {
         ("no_crystal", "no lattice found"): "lattice not resolved",
         ("no_crystal", "only 12 columns found (fewer than 20)"): "too few columns",
@@ -314,8 +303,17 @@ def test_a_dot_without_a_resolved_lattice_is_listed_not_dropped():
 
 def test_the_field_of_issue_13_three_rotated_dots():
     """Three 9 nm dots at 0, 27 and 55 deg, dim ratio 0.3, 200 counts (analyze ignored one and reported 0.474)."""
-    fld = make_field((1024, 1024), n_dots=3, dot_sizes_nm=(9.0, 9.0), rotations_deg=(0.0, 27.0, 55.0),
-                     uniform_fractions=(0.2, 0.8, 0.15), dim_ratio=0.3, dose=200, pixel_size_nm=PX, rng=13)
+    fld = make_field(
+        (1024, 1024),
+        n_dots=3,
+        dot_sizes_nm=(9.0, 9.0),
+        rotations_deg=(0.0, 27.0, 55.0),
+        uniform_fractions=(0.2, 0.8, 0.15),
+        dim_ratio=0.3,
+        dose=200,
+        pixel_size_nm=PX,
+        rng=13,
+    )
     result = analyze_field(fld.micrograph())
     assert [d.status for d in result.dots] == ["ok"] * 3
     areas, truths = [], []

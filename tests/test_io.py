@@ -120,7 +120,12 @@ def _write(path, array):
         ("stack.npy", lambda p: _write(p, np.ones((3, 80, 80))), {}, r"not 2-D: shape \(3, 80, 80\).*frame="),
         ("cube.npy", lambda p: _write(p, np.ones((2, 2, 80, 80))), {}, "not 2-D"),
         # RosettaSciIO takes a 3-frame float TIFF for RGB and fails: still a stack, not a corrupt file.
-        ("stack3.tif", lambda p: tifffile.imwrite(p, np.ones((3, 80, 80), np.float32), photometric="rgb", planarconfig="separate"), {}, r"not 2-D: shape \(3, 80, 80\)"),
+        (
+            "stack3.tif",
+            lambda p: tifffile.imwrite(p, np.ones((3, 80, 80), np.float32), photometric="rgb", planarconfig="separate"),
+            {},
+            r"not 2-D: shape \(3, 80, 80\)",
+        ),
         ("nan.npy", lambda p: _write(p, np.where(IMAGE > 0.99, np.nan, IMAGE)), {}, r"\d+ non-finite pixels \(\d+ NaN"),
         ("inf.npy", lambda p: _write(p, np.where(IMAGE > 0.99, np.inf, IMAGE)), {}, "inf"),
         ("flat.npy", lambda p: _write(p, np.full((80, 80), 3.0)), {}, "constant"),

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-from scipy import ndimage
-
 from helpers import same_lattice
+from scipy import ndimage
 
 from stem_pipeline.lattice import Lattice, crystal_mask, find_lattice, reduce_basis
 from stem_pipeline.synthetic import make_carbon, make_dot
@@ -66,7 +65,9 @@ def test_crystal_area_mask_has_the_dots_area_and_the_search_mask_its_columns(see
     from stem_pipeline.lattice import crystal_masks
 
     rng = np.random.default_rng(seed)
-    dot = make_dot((448, 448), dot_size_nm=float(rng.uniform(8, 11)), rotation_deg=float(rng.uniform(-45, 45)), rng=seed)
+    dot = make_dot(
+        (448, 448), dot_size_nm=float(rng.uniform(8, 11)), rotation_deg=float(rng.uniform(-45, 45)), rng=seed
+    )
     lat = find_lattice(dot.image)
     inside = dot.region_map > 0
     search, area = crystal_masks(dot.image, lat)  # search is wider: it keeps every edge column
@@ -90,7 +91,12 @@ def test_rotated_pure_ordered_dot_gives_the_square_column_grid_not_a_centred_one
     from stem_pipeline.denoise import denoise
 
     dot = make_dot(
-        (384, 384), pixel_size_nm=0.03, dot_size_nm=9, uniform_fraction=0.0, rotation_deg=rotation_deg, dose=dose,
+        (384, 384),
+        pixel_size_nm=0.03,
+        dot_size_nm=9,
+        uniform_fraction=0.0,
+        rotation_deg=rotation_deg,
+        dose=dose,
         rng=seed,
     )
     lattice = find_lattice(denoise(dot.image, pixel_size_nm=dot.pixel_size_nm))
@@ -103,8 +109,17 @@ def test_rotated_pure_ordered_dot_gives_the_square_column_grid_not_a_centred_one
 def test_a_small_dots_outline_is_not_a_second_lattice(uniform_fraction):
     # An 8.4 nm dot: its outline gives low-frequency peaks (periods of ~3 nm) off the column grid, which were
     # counted as a second lattice's reflections and stopped the phase fractions of 1 dot in 8 (seeds 60000+).
-    dot = make_dot((512, 512), pixel_size_nm=0.03355, dot_size_nm=8.38, rotation_deg=5.84, domain_size_nm=1.93,
-                   thickness_gradient=0.07, uniform_fraction=uniform_fraction, dose=None, rng=60026)
+    dot = make_dot(
+        (512, 512),
+        pixel_size_nm=0.03355,
+        dot_size_nm=8.38,
+        rotation_deg=5.84,
+        domain_size_nm=1.93,
+        thickness_gradient=0.07,
+        uniform_fraction=uniform_fraction,
+        dose=None,
+        rng=60026,
+    )
     lattice = find_lattice(dot.image)
     assert lattice.foreign_peaks == 0
     assert lattice.spacing_px == pytest.approx((0.32 if uniform_fraction else 0.3145) / 0.03355, rel=0.01)

@@ -20,18 +20,41 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stem_pipeline"
 LAYERS: dict[str, list[str]] = {
     "core": ["errors", "config", "optics", "provenance", "paths", "_atomic", "_tiles", "_types", "__init__"],
     "stages": [
-        "io", "denoise", "lattice", "columns", "classify", "simulate", "compare",
-        "synthetic", "synthetic_mosaic", "synthetic_series", "synthetic_field", "dots", "report",
+        "io",
+        "denoise",
+        "lattice",
+        "columns",
+        "classify",
+        "simulate",
+        "compare",
+        "synthetic",
+        "synthetic_mosaic",
+        "synthetic_series",
+        "synthetic_field",
+        "dots",
+        "report",
     ],
     "workflows": [
-        "pipeline", "field", "comparison", "inputs", "series", "outputs", "_lock", "_worker_setup",
-        "batch", "demo", "commands", "cli",
+        "pipeline",
+        "field",
+        "comparison",
+        "inputs",
+        "series",
+        "outputs",
+        "_lock",
+        "_worker_setup",
+        "batch",
+        "demo",
+        "commands",
+        "cli",
     ],
 }
 #: Third-party packages only one unit may import.
 ONLY_IN = {"hyperspy": "io", "rsciio": "io", "atomap": "io", "abtem": "simulate"}
 
-ORDER = {unit: (layer_i, position) for layer_i, units in enumerate(LAYERS.values()) for position, unit in enumerate(units)}
+ORDER = {
+    unit: (layer_i, position) for layer_i, units in enumerate(LAYERS.values()) for position, unit in enumerate(units)
+}
 
 
 def _unit(path: Path) -> str:
@@ -98,6 +121,8 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
     """The parser resolves relative and function-level imports (else the test above proves nothing)."""
     fake = PACKAGE / "_types.py"
     source = "def f():\n    from .pipeline import analyze\n    import hyperspy.api\n"
-    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source if self == fake else Path.read_bytes(self).decode())
+    monkeypatch.setattr(
+        Path, "read_text", lambda self, *a, **k: source if self == fake else Path.read_bytes(self).decode()
+    )
     with pytest.raises(AssertionError, match=r"pipeline.*not below _types[\s\S]*hyperspy.api belongs in io"):
         test_imports_point_down(fake)

@@ -21,8 +21,8 @@ from stem_pipeline._types import (
     REGION_UNIFORM,
 )
 from stem_pipeline.simulate.cells import CellImage, cell_columns
-from stem_pipeline.synthetic_mosaic import mosaic_dot
 from stem_pipeline.synthetic import domain_map, render_gaussians
+from stem_pipeline.synthetic_mosaic import mosaic_dot
 
 PIXEL_NM = 0.035
 
@@ -73,8 +73,17 @@ def test_region_map_is_the_synthetic_domain_map(cells):
 def test_pixels_show_their_phase_cell_at_true_columns(cells, rotation_deg):
     ordered, uniform = cells
     dot = mosaic_dot(
-        ordered, uniform, (240, 240), pixel_size_nm=PIXEL_NM, dot_size_nm=7.0, rotation_deg=rotation_deg,
-        domain_size_nm=2.5, carbon_contrast=0.0, carbon_level=0.1, dose=None, rng=5,
+        ordered,
+        uniform,
+        (240, 240),
+        pixel_size_nm=PIXEL_NM,
+        dot_size_nm=7.0,
+        rotation_deg=rotation_deg,
+        domain_size_nm=2.5,
+        carbon_contrast=0.0,
+        carbon_level=0.1,
+        dose=None,
+        rng=5,
     )
     contrast = np.asarray(CONTRASTS)[dot.contrast]
     # carbon is flat at 0.1 here; a true column sits on a peak of its own phase's cell
@@ -174,7 +183,9 @@ def test_real_tiny_abtem_cell_and_mosaic(tmp_path):
     assert cell.image.shape == (13, 13)
     np.testing.assert_allclose(cell.pixel_size_nm, 0.629 / 13)
     assert len(cell.sites_nm) == 4 and cell.bright.sum() == 1
-    peaks = np.argwhere(ndimage.maximum_filter(cell.image, 3, mode="wrap") == cell.image) * np.asarray(cell.pixel_size_nm)
+    peaks = np.argwhere(ndimage.maximum_filter(cell.image, 3, mode="wrap") == cell.image) * np.asarray(
+        cell.pixel_size_nm
+    )
     # every column has a maximum within one pixel (periodic distance)
     ext = cell.extent_nm
     d = (peaks[:, None, :] - cell.sites_nm[None] + ext / 2) % ext - ext / 2

@@ -13,8 +13,11 @@ from stem_pipeline.synthetic import make_dot
 
 def _classified():
     dot = make_dot((200, 200), dose=200, rng=4004, dot_size_nm=5.5, domain_size_nm=2.5)
-    cols = Columns(rc=dot.rc, peak=dot.clean[np.round(dot.rc[:, 0]).astype(int), np.round(dot.rc[:, 1]).astype(int)],
-                   pixel_size_nm=dot.pixel_size_nm)
+    cols = Columns(
+        rc=dot.rc,
+        peak=dot.clean[np.round(dot.rc[:, 0]).astype(int), np.round(dot.rc[:, 1]).astype(int)],
+        pixel_size_nm=dot.pixel_size_nm,
+    )
     labels, fractions = classify_columns(cols, shape=dot.image.shape, crystal_mask=dot.region_map > 0)
     return dot, cols, labels, fractions
 

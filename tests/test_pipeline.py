@@ -70,8 +70,18 @@ def test_analyze_file_writes_the_output_contract_and_resumes(tmp_path, held_out_
     summary = analyze_file(src, folder)
     assert summary["status"] == "ok"
     on_disk = json.loads((folder / SUMMARY).read_text())
-    for key in ("file", "status", "error", "pixel_size_nm", "n_columns", "fractions", "uniform_fraction_ci95",
-                "config_hash", "versions", "timings_s"):
+    for key in (
+        "file",
+        "status",
+        "error",
+        "pixel_size_nm",
+        "n_columns",
+        "fractions",
+        "uniform_fraction_ci95",
+        "config_hash",
+        "versions",
+        "timings_s",
+    ):
         assert key in on_disk
     assert on_disk["pixel_size_nm"] == pytest.approx(held_out_dot.pixel_size_nm)
     assert set(on_disk["fractions"]) == {"ordered", "uniform"}
@@ -102,7 +112,9 @@ def test_analyze_file_records_bad_input_without_raising(tmp_path):
 def test_demo_reports_fractions_near_its_truth(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "stem_pipeline.cli", "demo", "--out", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     assert "uniform" in out.stdout and "report.html" in out.stdout
@@ -115,5 +127,8 @@ def test_demo_reports_fractions_near_its_truth(tmp_path):
     truth = demo_field_truth()["dots"]
     assert field["n_dots"] == len(truth) == 3
     for t in truth:
-        dot = min(field["dots"], key=lambda d: (d["y_px"] - t["center_rc_px"][0]) ** 2 + (d["x_px"] - t["center_rc_px"][1]) ** 2)
+        dot = min(
+            field["dots"],
+            key=lambda d: (d["y_px"] - t["center_rc_px"][0]) ** 2 + (d["x_px"] - t["center_rc_px"][1]) ** 2,
+        )
         assert dot["status"] == "ok" and abs(dot["uniform_fraction"] - t["uniform_fraction"]) <= 0.05

@@ -167,8 +167,11 @@ def test_skipped_entries_are_counted_with_their_reasons(tmp_path, good_tif, caps
     (folder / "notes.txt").write_text("n")
     assert _status(["analyze", str(folder), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
     reasons = {Path(s["path"]).name: s["reason"] for s in _report(tmp_path / "o")["skipped_inputs"]}
-    assert reasons == {".hidden.tif": "hidden file", "broken.tif": "broken symbolic link",
-                       "notes.txt": "not an image file (.txt)"}
+    assert reasons == {
+        ".hidden.tif": "hidden file",
+        "broken.tif": "broken symbolic link",
+        "notes.txt": "not an image file (.txt)",
+    }
     assert "skipped 3 input entries" in capsys.readouterr().err
     html = (tmp_path / "o" / "report.html").read_text()
     assert "broken symbolic link" in html
@@ -240,8 +243,13 @@ def test_false_colour_image_is_refused_grey_rgb_is_read(tmp_path, good_tif):
     iio.imwrite(tmp_path / "grey_rgb.png", np.repeat(grey[..., None], 3, axis=-1))
     report = {
         Path(r["file"]).stem: r
-        for r in batch.run_batch([tmp_path / "viridis.png", tmp_path / "grey_rgb.png"], tmp_path / "o",
-                                 workers=1, progress=False, pixel_size_nm=0.035)
+        for r in batch.run_batch(
+            [tmp_path / "viridis.png", tmp_path / "grey_rgb.png"],
+            tmp_path / "o",
+            workers=1,
+            progress=False,
+            pixel_size_nm=0.035,
+        )
     }
     assert report["viridis"]["status"] == "error" and "colour" in report["viridis"]["error"]
     assert "viridis.png" in report["viridis"]["error"]
@@ -259,7 +267,9 @@ def test_every_file_error_reaches_stderr_with_a_prefix(tmp_path, good_tif):
         (folder / f"broken{i}.tif").write_bytes(b"II*\x00garbage")
     done = subprocess.run(
         _cli("-q", "analyze", str(folder), "--out", str(tmp_path / "o"), "--workers", "2"),
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR: ")]
@@ -273,7 +283,10 @@ def test_ctrl_c_on_a_local_cluster_prints_one_line_and_resumes(tmp_path):
     # A terminal's Ctrl-C: SIGINT to the whole process group (the command and its workers).
     proc = subprocess.Popen(
         _cli("analyze", str(folder), "--out", str(out), "--workers", "2"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 180
     while not list(out.glob("*/summary.json")):
@@ -299,9 +312,21 @@ def scheduler(tmp_path_factory):
     folder = tmp_path_factory.mktemp("scheduler")
     info = folder / "scheduler.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(info)],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(info),
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -320,9 +345,21 @@ def _start_worker(address: str, cwd: Path) -> subprocess.Popen:
 
     cwd.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
-         "--no-dashboard"],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_worker",
+            address,
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     with Client(address, timeout=30) as client:
         client.wait_for_workers(1, timeout=60)

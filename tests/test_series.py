@@ -30,8 +30,14 @@ from stem_pipeline.synthetic_series import make_series
 #: The issue's tolerances.
 F0_TOL, DC_RTOL, DRIFT_TOL_PX = 0.03, 0.20, 0.3
 SERIES_CSV_COLUMNS = [
-    "frame", "cumulative_dose_e_per_A2", "uniform_fraction", "uniform_ci95_lo", "uniform_ci95_hi", "n_columns",
-    "drift_x_px", "drift_y_px",
+    "frame",
+    "cumulative_dose_e_per_A2",
+    "uniform_fraction",
+    "uniform_ci95_lo",
+    "uniform_ci95_hi",
+    "n_columns",
+    "drift_x_px",
+    "drift_y_px",
 ]
 
 
@@ -134,12 +140,14 @@ def test_columns_followed_with_their_conversion(series, result):
 
 def test_column_histories_conversion_and_reversals():
     o, u, x = 0, 1, -1
-    labels = np.array([
-        [o, o, u, o, x],
-        [o, u, u, o, u],
-        [x, o, u, o, u],
-        [u, u, u, o, x],
-    ])
+    labels = np.array(
+        [
+            [o, o, u, o, x],
+            [o, u, u, o, u],
+            [x, o, u, o, u],
+            [u, u, u, o, x],
+        ]
+    )
     hist = column_histories(labels)
     assert hist.conversion_frame.tolist() == [3, 3, -1, -1, -1]
     assert hist.initially_uniform.tolist() == [False, False, True, False, True]
@@ -277,7 +285,9 @@ def test_no_dose_warns_and_uses_frame_number(series):
 
 def test_running_sum_of_frames(series):
     res = analyze_series(
-        series.frames[:6], pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=250.0,
+        series.frames[:6],
+        pixel_size_nm=series.pixel_size_nm,
+        dose_per_frame_e_per_A2=250.0,
         config=SeriesConfig(sum_frames=2),
     )
     # Frame k shows the sum of frames k-1 and k: its fraction lies between theirs, at their mean dose.
@@ -301,9 +311,18 @@ def test_cli_writes_every_output_and_leaves_the_input_alone(tmp_path, series, ca
     stack = _save(tmp_path / "stack.npy", series.frames[:6])
     digest = hashlib.sha256(stack.read_bytes()).hexdigest()
     out = tmp_path / "out"
-    code = cli.main([
-        "series", str(stack), "--out", str(out), "--dose-per-frame", "250", "--pixel-size-nm", "0.035",
-    ])
+    code = cli.main(
+        [
+            "series",
+            str(stack),
+            "--out",
+            str(out),
+            "--dose-per-frame",
+            "250",
+            "--pixel-size-nm",
+            "0.035",
+        ]
+    )
     assert code == 0
     assert "zero-dose uniform fraction" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "stack.npy"]

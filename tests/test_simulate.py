@@ -282,9 +282,7 @@ def test_import_is_light():
 
 def test_series_pixel_size_is_row_col_for_non_square_cells():
     # CsPbI3 [110]: 0.629 nm (x, columns) x 0.890 nm (y, rows) repeat cell, tiled 1 x 2
-    cfg = as_config(
-        tiny(structure={"zone_axis": [1, 1, 0]}, scan={"field_cells": [1, 2]}, phonons={"num_configs": 0})
-    )
+    cfg = as_config(tiny(structure={"zone_axis": [1, 1, 0]}, scan={"field_cells": [1, 2]}, phonons={"num_configs": 0}))
     stack, _, pixel = simulate_thickness_series(cfg, [0.89], cache=False, progress=False)
     ly, lx = 0.629 * np.sqrt(2), 0.629  # rows along y, cols along x
     assert stack.shape[1:] == (int(np.ceil(ly / 0.08)), 2 * 8)
@@ -294,9 +292,7 @@ def test_series_pixel_size_is_row_col_for_non_square_cells():
 def test_image_of_a_non_square_cell_has_one_true_pixel_size():
     # 0.629 x 0.890 nm cell at 8 x 12 scan positions: 0.0786 vs 0.0741 nm; the image is resampled along
     # the rows so that the single pixel size of the Micrograph is right on both axes.
-    cfg = as_config(
-        tiny(structure={"zone_axis": [1, 1, 0]}, scan={"field_cells": [2, 3]}, phonons={"num_configs": 0})
-    )
+    cfg = as_config(tiny(structure={"zone_axis": [1, 1, 0]}, scan={"field_cells": [2, 3]}, phonons={"num_configs": 0}))
     stack, _, (p_row, p_col) = simulate_thickness_series(cfg, [0.89], cache=False, progress=False)
     assert abs(p_row / p_col - 1) > 0.05  # the scan itself is not square
     image = simulate(cfg, progress=False)
@@ -332,7 +328,9 @@ def test_run_key_leaves_out_post_processing_and_keeps_the_multislice():
 def test_cache_is_reused_across_post_processing():
     first = simulate(as_config(tiny(phonons={"num_configs": 0})), progress=False)
     assert first.metadata["cache"] == "miss"
-    post = as_config(tiny(phonons={"num_configs": 0}, microscope={"source_fwhm_nm": 0.05}, scan={"field_cells": [2, 3]}))
+    post = as_config(
+        tiny(phonons={"num_configs": 0}, microscope={"source_fwhm_nm": 0.05}, scan={"field_cells": [2, 3]})
+    )
     again = simulate(post, progress=False)
     assert again.metadata["cache"] == "hit"
     assert again.shape == (16, 24)

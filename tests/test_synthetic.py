@@ -41,4 +41,6 @@ def test_column_region_map_cells_and_holes():
     assert inside.sum() == pytest.approx(100 * 11**2, rel=0.25)  # 10x10 cells of 10 px (edges inclusive)
     assert not inside[:14].any() and not inside[:, 126:].any()
     assert region[60, 60] == REGION_ORDERED and region[60, 80] == REGION_UNIFORM
-    assert np.all(column_region_map((50, 50), np.zeros((0, 2)), np.zeros(0, np.int8), spacing_px=np.zeros(0), u=u, w=w) == 0)
+    assert np.all(
+        column_region_map((50, 50), np.zeros((0, 2)), np.zeros(0, np.int8), spacing_px=np.zeros(0), u=u, w=w) == 0
+    )

@@ -47,7 +47,7 @@ def test_columns_subset_and_dataframe_use_x_for_col():
 
 def test_intensity_without_measurement_is_a_clear_error():
     with pytest.raises(ValueError, match="measure_intensities"):
-        Columns(rc=np.zeros((2, 2))).intensity
+        _ = Columns(rc=np.zeros((2, 2))).intensity
 
 
 def test_npz_round_trip_of_a_nested_result(tmp_path):

@@ -27,28 +27,96 @@ _BRIGHT, _DIM, _UNIFORM_C = (CONTRASTS.index(c) for c in ("bright", "dim", "unif
 #: default 8-10, and an unbounded count (a fault-injection run tried 10^9) never finished.
 MAX_MEAN_FIELD_ITERATIONS = 100
 
+
 class ClassifyConfig(StrictModel):
     """Options of the contrast classification and the phase fractions."""
 
-    radius_spacings: float = Field(2.6, gt=1.0, le=6.0, description="Radius of the local superlattice fit, in column spacings.")
-    max_index_residual: float = Field(0.3, gt=0.0, le=0.5, description="Neighbours further than this from integer lattice coordinates are left out of the local fit.")
-    weight_sigma_spacings: float | None = Field(1.0, gt=0.0, description="Width of Gaussian distance weights of the local fit, in column spacings (the column itself weighs most, which keeps domain boundaries in place); None weighs the neighbourhood uniformly.")
-    max_components: int = Field(2, ge=1, le=2, description="Largest number of mixture components (1 or 2); BIC chooses.")
-    pure_threshold: float = Field(0.35, gt=0.0, lt=1.0, description="Adjusted alternation R^2 above which a single class is ``ordered`` (uniform regions scatter around 0, ordered ones sit near 0.5-0.9).")
-    min_separation: float = Field(0.2, ge=0.0, description="Mixture components closer than this in mean R^2 are one class.")
-    minority_threshold: float = Field(0.7, gt=0.0, lt=1.0, description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.")
-    minority_min_columns: int = Field(10, ge=0, description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.")
-    undetected_ordered_columns: int = Field(95, ge=0, description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.")
-    undetected_uniform_columns: int = Field(15, ge=0, description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.")
-    mrf_beta: float = Field(3.0, ge=0.0, description="Coupling of the Potts random field that regularises the labels (0 switches it off).")
-    mrf_radius_spacings: float = Field(2.3, gt=1.0, le=4.0, description="Neighbourhood of the random field, in column spacings (2.3: the 20 nearest columns).")
+    radius_spacings: float = Field(
+        2.6, gt=1.0, le=6.0, description="Radius of the local superlattice fit, in column spacings."
+    )
+    max_index_residual: float = Field(
+        0.3,
+        gt=0.0,
+        le=0.5,
+        description="Neighbours further than this from integer lattice coordinates are left out of the local fit.",
+    )
+    weight_sigma_spacings: float | None = Field(
+        1.0,
+        gt=0.0,
+        description="Width of Gaussian distance weights of the local fit, in column spacings (the column itself weighs most, which keeps domain boundaries in place); None weighs the neighbourhood uniformly.",
+    )
+    max_components: int = Field(
+        2, ge=1, le=2, description="Largest number of mixture components (1 or 2); BIC chooses."
+    )
+    pure_threshold: float = Field(
+        0.35,
+        gt=0.0,
+        lt=1.0,
+        description="Adjusted alternation R^2 above which a single class is ``ordered`` (uniform regions scatter around 0, ordered ones sit near 0.5-0.9).",
+    )
+    min_separation: float = Field(
+        0.2, ge=0.0, description="Mixture components closer than this in mean R^2 are one class."
+    )
+    minority_threshold: float = Field(
+        0.7,
+        gt=0.0,
+        lt=1.0,
+        description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.",
+    )
+    minority_min_columns: int = Field(
+        10,
+        ge=0,
+        description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.",
+    )
+    undetected_ordered_columns: int = Field(
+        95,
+        ge=0,
+        description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.",
+    )
+    undetected_uniform_columns: int = Field(
+        15,
+        ge=0,
+        description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.",
+    )
+    mrf_beta: float = Field(
+        3.0, ge=0.0, description="Coupling of the Potts random field that regularises the labels (0 switches it off)."
+    )
+    mrf_radius_spacings: float = Field(
+        2.3,
+        gt=1.0,
+        le=4.0,
+        description="Neighbourhood of the random field, in column spacings (2.3: the 20 nearest columns).",
+    )
     mrf_iterations: int = Field(10, ge=0, le=MAX_MEAN_FIELD_ITERATIONS, description="Mean-field iterations.")
-    mrf_max_evidence: float = Field(4.0, gt=0.0, description="Clip of a column's own log-odds in the random field (4: 55 to 1), so that one column's saturated posterior cannot overrule a unanimous neighbourhood (at 30 counts, edge columns of pure CsPbI3 dots were kept ``uniform`` in bands along the edge).")
-    edge_confidence_power: float = Field(4.0, ge=0.0, description="A column's own evidence is weighed by the completeness of its neighbourhood (columns in its local fit over the 90th percentile) to this power, in the random field and the boundary pass.")
-    boundary_iterations: int = Field(8, ge=0, le=MAX_MEAN_FIELD_ITERATIONS, description="Mean-field iterations of the second pass that re-decides the columns at domain boundaries from their own intensity against one-sided predictions of both phases (:func:`~stem_pipeline.classify.refine_boundaries`); 0 switches it off.")
-    hull_margin_spacings: float = Field(0.5, ge=0.0, description="When no crystal mask is given, the columns' convex hull is grown by this many column spacings.")
-    boundary_sd_spacings: float = Field(0.3, ge=0.0, description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction (measured on simulated dots through the columns module; see ``benchmarks/results/classify.md``).")
-    min_columns: int = Field(10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`.")
+    mrf_max_evidence: float = Field(
+        4.0,
+        gt=0.0,
+        description="Clip of a column's own log-odds in the random field (4: 55 to 1), so that one column's saturated posterior cannot overrule a unanimous neighbourhood (at 30 counts, edge columns of pure CsPbI3 dots were kept ``uniform`` in bands along the edge).",
+    )
+    edge_confidence_power: float = Field(
+        4.0,
+        ge=0.0,
+        description="A column's own evidence is weighed by the completeness of its neighbourhood (columns in its local fit over the 90th percentile) to this power, in the random field and the boundary pass.",
+    )
+    boundary_iterations: int = Field(
+        8,
+        ge=0,
+        le=MAX_MEAN_FIELD_ITERATIONS,
+        description="Mean-field iterations of the second pass that re-decides the columns at domain boundaries from their own intensity against one-sided predictions of both phases (:func:`~stem_pipeline.classify.refine_boundaries`); 0 switches it off.",
+    )
+    hull_margin_spacings: float = Field(
+        0.5,
+        ge=0.0,
+        description="When no crystal mask is given, the columns' convex hull is grown by this many column spacings.",
+    )
+    boundary_sd_spacings: float = Field(
+        0.3,
+        ge=0.0,
+        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction (measured on simulated dots through the columns module; see ``benchmarks/results/classify.md``).",
+    )
+    min_columns: int = Field(
+        10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`."
+    )
 
 
 def classify_columns(
@@ -132,25 +200,37 @@ def classify_columns(
     if n_classes == 1 and config.minority_min_columns and p_ord.max() < 0.5:
         # One uniform class: look for ordered domains too small for the mixture.
         p_minor = minority_posterior(
-            rc, feats.alternation_r2, spacing_px=spacing_px, threshold=config.minority_threshold,
-            min_columns=config.minority_min_columns, fit_mask=completeness >= 0.9,
+            rc,
+            feats.alternation_r2,
+            spacing_px=spacing_px,
+            threshold=config.minority_threshold,
+            min_columns=config.minority_min_columns,
+            fit_mask=completeness >= 0.9,
         )
         if p_minor is not None:
             p_ord, n_classes = p_minor, 2
     if n_classes == 2 and config.mrf_iterations > 0:
         p_ord = regularise_posterior(
-            rc, p_ord, radius_px=config.mrf_radius_spacings * spacing_px, beta=config.mrf_beta,
-            confidence=confidence, n_iter=config.mrf_iterations, max_evidence=config.mrf_max_evidence,
+            rc,
+            p_ord,
+            radius_px=config.mrf_radius_spacings * spacing_px,
+            beta=config.mrf_beta,
+            confidence=confidence,
+            n_iter=config.mrf_iterations,
+            max_evidence=config.mrf_max_evidence,
         )
     if n_classes == 2 and config.boundary_iterations > 0:
         p_ord, _ = refine_boundaries(
-            rc, feats.alternation, p_ord, mrf_radius_px=config.mrf_radius_spacings * spacing_px,
-            confidence=confidence, beta=config.mrf_beta, n_iter=config.boundary_iterations,
+            rc,
+            feats.alternation,
+            p_ord,
+            mrf_radius_px=config.mrf_radius_spacings * spacing_px,
+            confidence=confidence,
+            beta=config.mrf_beta,
+            n_iter=config.boundary_iterations,
         )
     label = np.where(p_ord >= 0.5, _ORDERED, _UNIFORM).astype(np.int8)
-    contrast = np.where(
-        label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)
-    ).astype(np.int8)
+    contrast = np.where(label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)).astype(np.int8)
 
     if crystal_mask is None:
         mask = hull_mask(shape, rc, margin_px=config.hull_margin_spacings * spacing_px)
@@ -161,18 +241,22 @@ def classify_columns(
     region, cell_area = region_map_from_columns(mask, rc, label)
     px = columns.pixel_size_nm
     fractions = area_fractions(
-        region, 1.0 - p_ord, cell_area, pixel_size_nm=px,
+        region,
+        1.0 - p_ord,
+        cell_area,
+        pixel_size_nm=px,
         boundary_sd_px=config.boundary_sd_spacings * spacing_px,
     )
     if np.all(label == label[0]):
         fractions = _allow_undetected_domains(fractions, len(rc), config)
     log.info(
         "classify: %d columns, %d class(es), uniform fraction %.3f [%.3f, %.3f]",
-        len(rc), n_classes, fractions.uniform, *fractions.uniform_ci95,
+        len(rc),
+        n_classes,
+        fractions.uniform,
+        *fractions.uniform_ci95,
     )
-    labels = PhaseLabels(
-        label=label, contrast=contrast, order_parameter=feats.alternation_r2, region_map=region
-    )
+    labels = PhaseLabels(label=label, contrast=contrast, order_parameter=feats.alternation_r2, region_map=region)
     return labels, fractions
 
 

@@ -109,7 +109,9 @@ def domain_size_px(region_map: np.ndarray) -> float | None:
     f = float((region == REGION_UNIFORM).sum()) / area
     both_r = inside[1:, :] & inside[:-1, :]
     both_c = inside[:, 1:] & inside[:, :-1]
-    perim = float(((region[1:, :] != region[:-1, :]) & both_r).sum() + ((region[:, 1:] != region[:, :-1]) & both_c).sum())
+    perim = float(
+        ((region[1:, :] != region[:-1, :]) & both_r).sum() + ((region[:, 1:] != region[:, :-1]) & both_c).sum()
+    )
     if perim == 0:
         return None
     # Pixel-edge counting overestimates oblique boundaries by 4/pi on average.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -112,8 +113,6 @@ def solve_batched(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         out = np.full(b.shape, np.nan)
         for i in range(len(a)):
-            try:
+            with contextlib.suppress(np.linalg.LinAlgError):  # a singular system stays NaN
                 out[i] = np.linalg.solve(a[i], b[i])
-            except np.linalg.LinAlgError:
-                pass
         return out

@@ -92,8 +92,7 @@ def resolve_shared_columns(
     """
     spacings = [float(np.min(np.linalg.norm(v, axis=1))) for v in vectors_px]
     misfit = [
-        grid_misfit(p.rc, v, tolerance_px=tolerance_fraction * s) / s
-        for p, v, s in zip(parts, vectors_px, spacings)
+        grid_misfit(p.rc, v, tolerance_px=tolerance_fraction * s) / s for p, v, s in zip(parts, vectors_px, spacings)
     ]
     keep = [np.ones(len(p), bool) for p in parts]
     radius = same_fraction * min(spacings)

@@ -69,7 +69,10 @@ class ColumnsConfig(StrictModel):
     )
     com_iterations: int = Field(3, ge=1, le=20, description="Centre-of-mass iterations.")
     com_radius_fraction: float = Field(
-        0.35, gt=0, le=1, description="Radius of the centre-of-mass disk [spacings] (0.25 gives a better standalone centre of mass, 0.35 a better start for the Gaussian fit: see benchmarks)."
+        0.35,
+        gt=0,
+        le=1,
+        description="Radius of the centre-of-mass disk [spacings] (0.25 gives a better standalone centre of mass, 0.35 a better start for the Gaussian fit: see benchmarks).",
     )
     elliptical: bool = Field(False, description="Fit separate widths along rows and cols.")
     max_iterations: int = Field(30, ge=1, le=500, description="Levenberg-Marquardt iterations.")
@@ -83,9 +86,7 @@ class ColumnsConfig(StrictModel):
         0.35, gt=0, le=1, description="Fits that move a column further than this fail [spacings]."
     )
     min_sigma_px: float = Field(0.3, gt=0, description="Fits with a narrower Gaussian fail [px].")
-    max_sigma_fraction: float = Field(
-        0.6, gt=0, description="Fits with a wider Gaussian fail [spacings]."
-    )
+    max_sigma_fraction: float = Field(0.6, gt=0, description="Fits with a wider Gaussian fail [spacings].")
     subtract_neighbours: int = Field(
         0,
         ge=0,

@@ -80,12 +80,15 @@ def find_columns(
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != data.shape:
-            raise ValueError(f"mask has shape {mask.shape}, the image {data.shape}; pass the crystal_mask of this image")
+            raise ValueError(
+                f"mask has shape {mask.shape}, the image {data.shape}; pass the crystal_mask of this image"
+            )
     spacing = float(lattice.spacing_px)
     # At most ~3 float32 image copies at once (the filters' outputs are reused in place).
     if config.smooth_fraction > 0:
-        img = ndimage.gaussian_filter(data.astype(np.float32, copy=False), config.smooth_fraction * spacing,
-                                      mode="nearest")
+        img = ndimage.gaussian_filter(
+            data.astype(np.float32, copy=False), config.smooth_fraction * spacing, mode="nearest"
+        )
     else:
         img = data.astype(np.float32, copy=True)
     bg_size = _odd(config.background_size_fraction * spacing)
@@ -111,7 +114,9 @@ def find_columns(
     rc, h = rc[keep], h[keep]
     if config.min_lattice_neighbours:
         keep = lattice_consistent(
-            rc, lattice.vectors_px, tolerance_px=config.lattice_tolerance_fraction * spacing,
+            rc,
+            lattice.vectors_px,
+            tolerance_px=config.lattice_tolerance_fraction * spacing,
             min_neighbours=config.min_lattice_neighbours,
         )
         rc, h = rc[keep], h[keep]

@@ -278,7 +278,10 @@ def refine_columns(
     if n == 0:
         empty = np.zeros(0)
         return columns.replace(
-            amplitude=empty, sigma=np.zeros((0, 2)), background=empty, rc_std=np.zeros((0, 2)),
+            amplitude=empty,
+            sigma=np.zeros((0, 2)),
+            background=empty,
+            rc_std=np.zeros((0, 2)),
             fit_ok=np.zeros(0, bool),
         )
     if lattice is None and window_px is not None and n < 2:
@@ -308,7 +311,9 @@ def refine_columns(
             win = windows(img.shape, rc_com[sl], half)
             vals = win.values(img)
             if subtract is not None:
-                own, _ = gaussian_model(_amplitude_only(params[sl], k_sigma), win.dr, win.dc, elliptical=el, jacobian=False)
+                own, _ = gaussian_model(
+                    _amplitude_only(params[sl], k_sigma), win.dr, win.dc, elliptical=el, jacobian=False
+                )
                 vals = vals - (win.values(subtract) - own)
             w = win.valid.copy()
             if config.mask_neighbours:
@@ -323,8 +328,14 @@ def refine_columns(
                 params[sl] = p0
                 continue
             params[sl], rss[sl], cov_rc[sl] = _levenberg_marquardt(
-                vals, w.astype(np.float64), p0, win.dr, win.dc, config,
-                max_shift=max_shift, sigma_range=sigma_range,
+                vals,
+                w.astype(np.float64),
+                p0,
+                win.dr,
+                win.dc,
+                config,
+                max_shift=max_shift,
+                sigma_range=sigma_range,
             )
         if pass_index + 1 < passes:
             subtract = _render(img.shape, params, centres, half, el)
@@ -359,9 +370,7 @@ def refine_columns(
             logger.info("refine_columns: %d of %d Gaussian fits failed (flagged, input positions kept)", (~ok).sum(), n)
     if (~ok).any() and method == "gaussian":
         amp, background = _fallback_levels(img, rc_out, sigma, half, amp, background, ~ok)
-    return columns.replace(
-        rc=rc_out, amplitude=amp, sigma=sigma, background=background, rc_std=rc_std, fit_ok=ok
-    )
+    return columns.replace(rc=rc_out, amplitude=amp, sigma=sigma, background=background, rc_std=rc_std, fit_ok=ok)
 
 
 def _amplitude_only(params: np.ndarray, k_sigma: int) -> np.ndarray:

@@ -43,19 +43,39 @@ __all__ = [
 class CompareConfig(StrictModel):
     """Options of :func:`compare_models`."""
 
-    thicknesses_nm: list[float] | None = Field(None, description="Simulated thickness series [nm]; None gives ``thickness_steps`` values evenly spaced over ``thickness_range_nm`` (each is rounded to whole repeat cells by the simulation).")
-    thickness_range_nm: tuple[float, float] = Field((2.0, 16.0), description="Thinnest and thickest simulated specimen [nm].")
-    thickness_steps: int = Field(8, ge=1, le=64, description="Number of thicknesses when ``thicknesses_nm`` is None.")  # one simulation each
-    source_fwhms_nm: list[float] = Field(list(SOURCE_FWHMS_NM), description="Trial source sizes: FWHM of the Gaussian blur applied to the simulated cell [nm], the ``source_fwhm_nm`` that ``simulate`` and the RL step take.")
-    supercell: tuple[int, int] = Field((2, 2), description="The experimental cell in column-grid vectors; (2, 2) holds the CsPbI3 bright/dim ordering (period a).")
+    thicknesses_nm: list[float] | None = Field(
+        None,
+        description="Simulated thickness series [nm]; None gives ``thickness_steps`` values evenly spaced over ``thickness_range_nm`` (each is rounded to whole repeat cells by the simulation).",
+    )
+    thickness_range_nm: tuple[float, float] = Field(
+        (2.0, 16.0), description="Thinnest and thickest simulated specimen [nm]."
+    )
+    thickness_steps: int = Field(
+        8, ge=1, le=64, description="Number of thicknesses when ``thicknesses_nm`` is None."
+    )  # one simulation each
+    source_fwhms_nm: list[float] = Field(
+        list(SOURCE_FWHMS_NM),
+        description="Trial source sizes: FWHM of the Gaussian blur applied to the simulated cell [nm], the ``source_fwhm_nm`` that ``simulate`` and the RL step take.",
+    )
+    supercell: tuple[int, int] = Field(
+        (2, 2),
+        description="The experimental cell in column-grid vectors; (2, 2) holds the CsPbI3 bright/dim ordering (period a).",
+    )
     reps: tuple[int, int] = Field((2, 2), description="Experimental cells in the compared physical patch.")
     oversample: float = Field(2.0, gt=0, description="Mean-cell samples per image pixel.")
-    max_scale_change: float = Field(0.05, ge=0, description="Largest calibration correction taken from the lattices (relative).")
-    variance: Literal["sem", "poisson"] = Field("sem", description="Chi-squared weights (see :func:`~stem_pipeline.compare.fit.fit_cell`).")
+    max_scale_change: float = Field(
+        0.05, ge=0, description="Largest calibration correction taken from the lattices (relative)."
+    )
+    variance: Literal["sem", "poisson"] = Field(
+        "sem", description="Chi-squared weights (see :func:`~stem_pipeline.compare.fit.fit_cell`)."
+    )
     method: Literal["fast", "exact"] = Field("fast", description="Simulation path.")
     rank_by: Literal["chi2", "ncc", "ssim"] = Field("chi2", description="Ranking metric.")
     min_cells: int = Field(3, ge=1, description="Fewest cells in a region's mean cell.")
-    defocus_nm: list[float] | None = Field(None, description="Simulated defocus series [nm] (the simulation's sign convention, ``microscope.defocus_nm``); each value is one more simulation per model, and the best one is fitted with a profile uncertainty. None keeps each model config's defocus (not fitted).")
+    defocus_nm: list[float] | None = Field(
+        None,
+        description="Simulated defocus series [nm] (the simulation's sign convention, ``microscope.defocus_nm``); each value is one more simulation per model, and the best one is fitted with a profile uncertainty. None keeps each model config's defocus (not fitted).",
+    )
 
     def thickness_series(self) -> list[float]:
         """The thicknesses to simulate [nm]."""
@@ -215,6 +235,7 @@ def comparison_from_fit(
     defocus : (float, float), optional
         Fitted defocus and its standard deviation [nm], when a defocus series was fitted.
     """
+
     def opt(x):
         return None if x is None or not np.isfinite(x) else float(x)
 

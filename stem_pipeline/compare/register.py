@@ -227,15 +227,21 @@ def register_cell(
 
     def align(m: np.ndarray, upsample: int, order: int) -> tuple[np.ndarray, float]:
         """Shift for the map ``m`` by phase correlation, and the NCC it reaches."""
-        moving = render(sim_image, sim_pixel_size_nm, Registration(m, np.zeros(2), 1.0, 0.0, False, 0.0), positions, order=order)
-        shift, _, _ = phase_cross_correlation(reference, moving - moving.mean(), upsample_factor=upsample, normalization=None)
+        moving = render(
+            sim_image, sim_pixel_size_nm, Registration(m, np.zeros(2), 1.0, 0.0, False, 0.0), positions, order=order
+        )
+        shift, _, _ = phase_cross_correlation(
+            reference, moving - moving.mean(), upsample_factor=upsample, normalization=None
+        )
         shift_nm = -((shift[0] * step[0] + shift[1] * step[1]) @ m)
         trial = Registration(m, shift_nm, 1.0, 0.0, False, 0.0)
         return shift_nm, ncc(exp_patch, render(sim_image, sim_pixel_size_nm, trial, positions, order=order))
 
     # Coarse pass over all candidates, then a sub-pixel pass on the best.
     scored = []
-    for m, scale, angle, mirrored in _candidates(cell.vectors_nm, np.asarray(sim_cell_vectors_nm, float), max_scale_change):
+    for m, scale, angle, mirrored in _candidates(
+        cell.vectors_nm, np.asarray(sim_cell_vectors_nm, float), max_scale_change
+    ):
         scored.append((align(m, 2, 1)[1], m, scale, angle, mirrored))
     _, m, scale, angle, mirrored = max(scored, key=lambda x: x[0])
     shift_nm, score = align(m, upsample_factor, 3)

@@ -24,7 +24,9 @@ as float32 (float64 as float64), never modify their input and reject
 non-2-D input with a ``ValueError`` naming the shape.
 """
 
+from ..optics import electron_wavelength_nm
 from .chain import (
+    STEP_TYPES,
     ABSFStep,
     BM3DStep,
     BraggStep,
@@ -33,11 +35,9 @@ from .chain import (
     MedianStep,
     NLMStep,
     RLStep,
-    STEP_TYPES,
     WienerStep,
     denoise,
 )
-from ..optics import electron_wavelength_nm
 from .deconvolve import probe_psf, richardson_lucy
 from .fourier import MODES, find_bragg_peaks, fourier_filter, white_noise_power
 from .metrics import psnr_affine

@@ -30,8 +30,7 @@ def check_image(image: Any, *, name: str = "image") -> tuple[np.ndarray, np.dtyp
     arr = np.asarray(data)
     if arr.ndim != 2:
         raise ValueError(
-            f"{name} must be a 2-D image (rows, cols), got an array of shape {arr.shape}; "
-            "pass one frame at a time"
+            f"{name} must be a 2-D image (rows, cols), got an array of shape {arr.shape}; pass one frame at a time"
         )
     if arr.size == 0 or min(arr.shape) < 2:
         raise ValueError(f"{name} is empty or degenerate (shape {arr.shape}); it needs at least 2x2 pixels")

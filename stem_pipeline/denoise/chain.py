@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -76,10 +76,15 @@ class BraggStep(StrictModel):
     """Automatic Bragg-peak mask (:func:`~stem_pipeline.denoise.fourier_filter`, ``mode='bragg'``)."""
 
     name: Literal["bragg"] = Field("bragg", description="The step.")
-    threshold: float = Field(8.0, gt=1, description="A spectral peak is a Bragg peak when it exceeds the local background by this factor.")
+    threshold: float = Field(
+        8.0, gt=1, description="A spectral peak is a Bragg peak when it exceeds the local background by this factor."
+    )
     radius_factor: float = Field(2.0, gt=0, description="Radius of each kept disc as a multiple of the peak width.")
     low_frequency_fraction: float = Field(
-        0.5, ge=0, le=1, description="Frequencies below this fraction of the lowest Bragg peak's are kept (the dot's outline and thickness)."
+        0.5,
+        ge=0,
+        le=1,
+        description="Frequencies below this fraction of the lowest Bragg peak's are kept (the dot's outline and thickness).",
     )
     min_spacing_px: float = Field(2.5, ge=2, description="Shortest lattice period looked for [px].")
 
@@ -108,7 +113,9 @@ class RLStep(StrictModel):
 
     name: Literal["rl"] = Field("rl", description="The step.")
     iterations: int = Field(
-        5, ge=0, le=200,
+        5,
+        ge=0,
+        le=200,
         description="Maximum iterations; the stopping rule may end earlier. At most 200: the benchmark's optimum is 5, "
         "and with tol 0 an unbounded count never finished.",
     )
@@ -120,14 +127,15 @@ class RLStep(StrictModel):
     )
     defocus_nm: float = Field(0.0, description="Probe defocus [nm].")
     source_fwhm_nm: float = Field(
-        0.04, ge=0,
+        0.04,
+        ge=0,
         description="FWHM of the Gaussian effective source [nm]; the default (chosen by the benchmark) sits at the low "
         "end so that the deconvolution restores what the smoothing took, no more.",
     )
 
 
 Step = Annotated[
-    Union[GaussianStep, MedianStep, NLMStep, BM3DStep, BraggStep, WienerStep, ABSFStep, RLStep],
+    GaussianStep | MedianStep | NLMStep | BM3DStep | BraggStep | WienerStep | ABSFStep | RLStep,
     Field(discriminator="name"),
 ]
 STEP_TYPES: dict[str, type[StrictModel]] = {
@@ -171,7 +179,9 @@ class DenoiseConfig(StrictModel):
             raise ValueError(f"no denoising steps given; choose from {', '.join(STEP_TYPES)}")
         unknown = [n for n in names if n not in STEP_TYPES]
         if unknown:
-            raise ValueError(f"unknown denoising step(s) {', '.join(map(repr, unknown))}; valid steps: {', '.join(STEP_TYPES)}")
+            raise ValueError(
+                f"unknown denoising step(s) {', '.join(map(repr, unknown))}; valid steps: {', '.join(STEP_TYPES)}"
+            )
         return cls(steps=[STEP_TYPES[n]() for n in names])
 
     @property
@@ -239,8 +249,13 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
         elif name == "median":
             out = median(out, size_px=step.size_px)
         elif name == "nlm":
-            out = nlm(out, h_factor=step.h_factor, patch_size_px=step.patch_size_px,
-                      patch_distance_px=step.patch_distance_px, poisson=step.poisson)
+            out = nlm(
+                out,
+                h_factor=step.h_factor,
+                patch_size_px=step.patch_size_px,
+                patch_distance_px=step.patch_distance_px,
+                poisson=step.poisson,
+            )
         elif name == "bm3d":
             out = bm3d(out, sigma_factor=step.sigma_factor, poisson=step.poisson)
         elif name in _FOURIER:
@@ -256,11 +271,18 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
                 out = fourier_filter(out, mode=_FOURIER[name], **kwargs)
         elif name == "rl":
             if px is None:
-                logger.warning("denoise: skipping the 'rl' deconvolution step: it needs the pixel size "
-                               "(pass pixel_size_nm or a calibrated Micrograph)")
+                logger.warning(
+                    "denoise: skipping the 'rl' deconvolution step: it needs the pixel size "
+                    "(pass pixel_size_nm or a calibrated Micrograph)"
+                )
                 continue
-            psf = probe_psf(pixel_size_nm=px, energy_kev=step.energy_kev, convergence_mrad=step.convergence_mrad,
-                            defocus_nm=step.defocus_nm, source_fwhm_nm=step.source_fwhm_nm)
+            psf = probe_psf(
+                pixel_size_nm=px,
+                energy_kev=step.energy_kev,
+                convergence_mrad=step.convergence_mrad,
+                defocus_nm=step.defocus_nm,
+                source_fwhm_nm=step.source_fwhm_nm,
+            )
             held = [check_image(out)[0]]
             out = None  # the deconvolution frees its input once padded
             out = _richardson_lucy(held, dtype, psf, iterations=step.iterations, tv_weight=step.tv_weight, tol=step.tol)

@@ -66,8 +66,11 @@ def probe_psf(
     >>> round(float(psf.sum()), 6), psf.shape[0] % 2
     (1.0, 1)
     """
-    for name, value in (("pixel_size_nm", pixel_size_nm), ("energy_kev", energy_kev),
-                        ("convergence_mrad", convergence_mrad)):
+    for name, value in (
+        ("pixel_size_nm", pixel_size_nm),
+        ("energy_kev", energy_kev),
+        ("convergence_mrad", convergence_mrad),
+    ):
         if not value > 0:
             raise ValueError(f"{name} must be > 0, got {value}")
     if source_fwhm_nm < 0:
@@ -197,8 +200,11 @@ def _richardson_lucy(
     work = np.float32 if dtype == np.float32 else np.float64
     pr, pc = kernel.shape[0] // 2 + 1, kernel.shape[1] // 2 + 1
     shape = (sfft.next_fast_len(arr.shape[0] + 2 * pr, real=True), sfft.next_fast_len(arr.shape[1] + 2 * pc, real=True))
-    data = np.pad(arr.astype(work, copy=False), ((pr, shape[0] - arr.shape[0] - pr), (pc, shape[1] - arr.shape[1] - pc)),
-                  mode="reflect")
+    data = np.pad(
+        arr.astype(work, copy=False),
+        ((pr, shape[0] - arr.shape[0] - pr), (pc, shape[1] - arr.shape[1] - pc)),
+        mode="reflect",
+    )
     low = float(data.min())
     offset = (1e-3 * max(float(np.abs(data).mean()), 1e-12)) - low if low <= 0 else 0.0
     data += work(offset)

@@ -83,6 +83,7 @@ def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # half layout and per-row-block passes keep a filter at ~5 float32 image copies (a full complex
 # spectrum with float64 maps was ~30: 2.0 GB for a 4096^2 image, benchmarks/memory.py).
 
+
 def _half_radius(shape: tuple[int, int], rows: slice = slice(None)) -> np.ndarray:
     """Frequency radius [cycles/px] of the half layout of an image of ``shape`` (rows ``rows``)."""
     fr = sfft.fftfreq(shape[0])[rows]
@@ -443,9 +444,7 @@ def find_bragg_peaks(
     return pos / np.array(arr.shape, float)
 
 
-def _soft_disc_mask(
-    shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray, edges: np.ndarray
-) -> np.ndarray:
+def _soft_disc_mask(shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Max over soft discs: 1 within ``radius``, raised-cosine fall-off to 0 over ``edge`` [px]."""
     mask = np.zeros(shape, np.float32)
     for (r0, c0), rad, edge in zip(centres, radii, edges):
@@ -543,8 +542,11 @@ def fourier_filter(
     shape = arr.shape
     if mode == "bragg":
         out = _bragg_filter(
-            arr, threshold=threshold, radius_factor=radius_factor,
-            low_frequency_fraction=low_frequency_fraction, min_spacing_px=min_spacing_px,
+            arr,
+            threshold=threshold,
+            radius_factor=radius_factor,
+            low_frequency_fraction=low_frequency_fraction,
+            min_spacing_px=min_spacing_px,
         )
         if out is not None:
             return out.astype(dtype, copy=False)
@@ -556,8 +558,12 @@ def fourier_filter(
         # A centred (M, N) map: its half layout (unshifted, columns 0 .. N // 2).
         noise_power = sfft.ifftshift(np.broadcast_to(noise_power, shape))[:, : shape[1] // 2 + 1]
     out = _gain_filter(
-        arr, mode=mode, noise_power=noise_power, strength=strength,
-        spectrum_smoothing_px=spectrum_smoothing_px, gain_floor=gain_floor,
+        arr,
+        mode=mode,
+        noise_power=noise_power,
+        strength=strength,
+        spectrum_smoothing_px=spectrum_smoothing_px,
+        gain_floor=gain_floor,
     )
     return out.astype(dtype, copy=False)
 

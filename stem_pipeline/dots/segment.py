@@ -117,8 +117,9 @@ def _rotation_peaks(angles: np.ndarray, weights: np.ndarray) -> np.ndarray:
     # Peaks on the circle: search a doubled histogram and keep those found in its middle copy.
     n = len(hist)
     tripled = np.concatenate([hist, hist, hist])
-    idx, _ = find_peaks(tripled, height=0.15 * hist.max(), prominence=0.1 * hist.max(),
-                        distance=int(MIN_ROTATION_STEP_DEG / step))
+    idx, _ = find_peaks(
+        tripled, height=0.15 * hist.max(), prominence=0.1 * hist.max(), distance=int(MIN_ROTATION_STEP_DEG / step)
+    )
     idx = idx[(idx >= n) & (idx < 2 * n)] - n
     return (idx + 0.5) * step
 
@@ -216,8 +217,11 @@ def split_by_shape(labels: np.ndarray, *, min_size_px: float) -> np.ndarray:
         region = np.pad(prop.image, 1)
         distance = ndimage.distance_transform_edt(region)
         seeds = peak_local_max(
-            distance, min_distance=max(1, int(min_size_px / 2)), threshold_abs=min_size_px / 4,
-            labels=region.astype(int), exclude_border=False,
+            distance,
+            min_distance=max(1, int(min_size_px / 2)),
+            threshold_abs=min_size_px / 4,
+            labels=region.astype(int),
+            exclude_border=False,
         )
         if len(seeds) < 2:
             continue

@@ -18,9 +18,24 @@ __all__ = ["DotShape", "dot_shapes", "min_area_rectangle"]
 
 #: Columns of ``dots.csv`` (the output contract), in order.
 DOT_COLUMNS = (
-    "dot", "x_px", "y_px", "x_nm", "y_nm", "edge_nm", "area_nm2", "aspect", "orientation_deg",
-    "lattice_orientation_deg", "touches_border", "status", "message", "n_columns", "ordered_fraction",
-    "uniform_fraction", "uniform_ci95_lo", "uniform_ci95_hi",
+    "dot",
+    "x_px",
+    "y_px",
+    "x_nm",
+    "y_nm",
+    "edge_nm",
+    "area_nm2",
+    "aspect",
+    "orientation_deg",
+    "lattice_orientation_deg",
+    "touches_border",
+    "status",
+    "message",
+    "n_columns",
+    "ordered_fraction",
+    "uniform_fraction",
+    "uniform_ci95_lo",
+    "uniform_ci95_hi",
 )
 
 
@@ -121,9 +136,14 @@ def dot_shapes(labels: np.ndarray) -> list[DotShape]:
         touches = bool(rr.min() == 0 or cc.min() == 0 or rr.max() == shape[0] - 1 or cc.max() == shape[1] - 1)
         out.append(
             DotShape(
-                label=k, y_px=float(rr.mean()), x_px=float(cc.mean()), area_px=area,
-                edge_px=float(scale * 0.5 * (a + b)), aspect=float(max(a, b) / max(min(a, b), 1e-9)),
-                orientation_deg=angle, touches_border=touches,
+                label=k,
+                y_px=float(rr.mean()),
+                x_px=float(cc.mean()),
+                area_px=area,
+                edge_px=float(scale * 0.5 * (a + b)),
+                aspect=float(max(a, b) / max(min(a, b), 1e-9)),
+                orientation_deg=angle,
+                touches_border=touches,
             )
         )
     return out

@@ -117,6 +117,8 @@ def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: floa
     # The local averaging is linear: smoothing the sums equals summing the smoothed energies.
     sigma_px = smoothing_nm / pixel_size_nm
     strength = ndimage.gaussian_filter(strength, sigma_px, mode="reflect")
-    orientation = (ndimage.gaussian_filter(cos4, sigma_px, mode="reflect")
-                   + 1j * ndimage.gaussian_filter(sin4, sigma_px, mode="reflect")).astype(np.complex64)
+    orientation = (
+        ndimage.gaussian_filter(cos4, sigma_px, mode="reflect")
+        + 1j * ndimage.gaussian_filter(sin4, sigma_px, mode="reflect")
+    ).astype(np.complex64)
     return LatticeField(strength=strength, orientation=orientation)

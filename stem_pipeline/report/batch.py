@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +261,7 @@ def write_reports(
     written = {"csv": atomic_write_text(out / REPORT_CSV, buffer.getvalue())}
     written["dots"] = atomic_write_text(out / DOTS_CSV, dots_csv(rows))
     document = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "statistics": stats,
         "config_hash": config.config_hash() if config is not None else None,
         "config": config_dump,
@@ -283,8 +283,14 @@ def write_reports(
 
             dot_histogram = written["dot_histogram"] = save_dot_histograms(out / DOT_HISTOGRAM, dots)
         text = render_html(
-            rows, out=out, stats=stats, config=config_dump, versions=versions, histogram=histogram,
-            skipped_inputs=skipped_inputs, dot_histogram=dot_histogram,
+            rows,
+            out=out,
+            stats=stats,
+            config=config_dump,
+            versions=versions,
+            histogram=histogram,
+            skipped_inputs=skipped_inputs,
+            dot_histogram=dot_histogram,
         )
         written["html"] = atomic_write_text(out / REPORT_HTML, text)
         if histogram is not None:
@@ -399,7 +405,7 @@ def render_html(
         )
     return env.get_template("report.html.j2").render(
         title=f"stem_pipeline batch report: {out.name}",
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         images=images,
         failed=[i for i in images if i["status"] == "error"],
         stats=stats or batch_statistics(rows),

@@ -37,22 +37,44 @@ def draw_dots(ax, labels: np.ndarray, records: list[dict]) -> None:
     for rec in records:
         colour = STATUS_COLOURS.get(rec["status"], "white")
         refused = rec["status"] == "refused"
-        ax.contour(labels == rec["dot"], levels=[0.5], colors=[colour], linewidths=1.0,
-                   linestyles="dashed" if refused else "solid")
-        ax.text(rec["x_px"], rec["y_px"], str(rec["dot"]), color=colour, fontsize=11, fontweight="bold",
-                ha="center", va="center")
+        ax.contour(
+            labels == rec["dot"],
+            levels=[0.5],
+            colors=[colour],
+            linewidths=1.0,
+            linestyles="dashed" if refused else "solid",
+        )
+        ax.text(
+            rec["x_px"],
+            rec["y_px"],
+            str(rec["dot"]),
+            color=colour,
+            fontsize=11,
+            fontweight="bold",
+            ha="center",
+            va="center",
+        )
         if refused:
             notes.append(f"dot {rec['dot']}: {rec['message']}")
     if notes:
         text = "\n".join(textwrap.shorten(n, 110) for n in notes[:12])
         if len(notes) > 12:
             text += f"\n... and {len(notes) - 12} more (dots.csv)"
-        ax.text(0.0, -0.01, "refused " + text, transform=ax.transAxes, ha="left", va="top", fontsize=7,
-                color=STATUS_COLOURS["refused"])
+        ax.text(
+            0.0,
+            -0.01,
+            "refused " + text,
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize=7,
+            color=STATUS_COLOURS["refused"],
+        )
 
 
-def save_field_overlay(path: str | os.PathLike, field, display: np.ndarray, *, title: str | None = None,
-                       dpi: int = 110) -> Path:
+def save_field_overlay(
+    path: str | os.PathLike, field, display: np.ndarray, *, title: str | None = None, dpi: int = 110
+) -> Path:
     """The overlay of a field (columns, labels, field fractions) with its dots, written atomically.
 
     Parameters
@@ -73,8 +95,14 @@ def save_field_overlay(path: str | os.PathLike, field, display: np.ndarray, *, t
     from .overlay import plot_overlay
 
     result = field.result
-    fig = plot_overlay(display, result.columns, result.labels, result.fractions,
-                       pixel_size_nm=result.micrograph.pixel_size_nm, title=title)
+    fig = plot_overlay(
+        display,
+        result.columns,
+        result.labels,
+        result.fractions,
+        pixel_size_nm=result.micrograph.pixel_size_nm,
+        title=title,
+    )
     draw_dots(fig.axes[0], field.labels, field.records())
     FigureCanvasAgg(fig)
     return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))
@@ -97,8 +125,7 @@ def dot_statistics(records: list[dict]) -> dict:
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    edges = np.array([r["edge_nm"] for r in records if r.get("edge_nm") is not None and not r["touches_border"]],
-                     float)
+    edges = np.array([r["edge_nm"] for r in records if r.get("edge_nm") is not None and not r["touches_border"]], float)
     return {
         "n_dots": len(records),
         "counts": counts,

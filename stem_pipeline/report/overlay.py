@@ -217,11 +217,25 @@ def plot_overlay(
         x0, y0, h = 0.05 * n, 0.94 * m, max(0.012 * m, 2)
         ax.add_patch(Rectangle((x0, y0), length_px, h, color="white", ec="black", lw=0.5))
         text = f"{length_nm:g} nm"
-        ax.text(x0 + length_px / 2, y0 - 0.01 * m, text, color="white", ha="center", va="bottom", fontsize=10,
-                fontweight="bold")
+        ax.text(
+            x0 + length_px / 2,
+            y0 - 0.01 * m,
+            text,
+            color="white",
+            ha="center",
+            va="bottom",
+            fontsize=10,
+            fontweight="bold",
+        )
     if handles:  # below the image, never over it
-        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=min(len(handles), 3),
-                  fontsize=8, frameon=False)
+        ax.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.01),
+            ncol=min(len(handles), 3),
+            fontsize=8,
+            frameon=False,
+        )
     if title:
         ax.set_title(textwrap.fill(title, 90), fontsize=10)
     ax.set_xlim(-0.5, data.shape[1] - 0.5)
@@ -287,6 +301,7 @@ def save_overlay(
     # Not a pyplot figure: nothing to close, nothing kept after the file is written (batch workers).
     fig = Figure(figsize=figure_size_in(shape, dpi=dpi), dpi=dpi)
     FigureCanvasAgg(fig)
-    plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title,
-                 ax=_image_axes(fig, shape))
+    plot_overlay(
+        image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title, ax=_image_axes(fig, shape)
+    )
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))

@@ -54,7 +54,8 @@ class SeriesConfig(StrictModel):
     """Configuration of :func:`analyze_series` (the per-frame analysis has its own ``PipelineConfig``)."""
 
     sum_frames: int = Field(
-        1, ge=1,
+        1,
+        ge=1,
         description="analyse running sums of this many registered frames (noisy frames; the first frames sum fewer)",
     )
     coarse_sigma_px: float = Field(
@@ -63,7 +64,9 @@ class SeriesConfig(StrictModel):
     upsample: int = Field(20, ge=1, description="sub-pixel precision of the registration: 1/upsample px")
     max_shift_fraction: float = Field(0.25, gt=0, le=1, description="largest accepted drift, of the frame edge")
     min_correlation: float = Field(
-        0.8, ge=-1, le=1,
+        0.8,
+        ge=-1,
+        le=1,
         description="smoothed frames correlating less with the registered series show another dot (frames of one "
         "synthetic dot correlate > 0.99 at 30 counts, a dot of another size, place and rotation 0.5)",
     )
@@ -71,7 +74,9 @@ class SeriesConfig(StrictModel):
         0.35, gt=0, le=0.5, description="largest distance between a frame's column and its reference column [spacings]"
     )
     common_error_fraction: float = Field(
-        0.25, ge=0, le=1,
+        0.25,
+        ge=0,
+        le=1,
         description="share of the per-frame fraction variance common to all frames of a dot (added to f0's)",
     )
 
@@ -160,7 +165,8 @@ def _as_series(stack, pixel_size_nm: float | None) -> FrameSeries:
     data = np.asarray(stack)
     if data.ndim != 3 or data.shape[0] < 2:
         raise NotASeriesError(
-            None, f"a frame series must be a 3-D stack (frames, rows, cols) of >= 2 frames, got shape {data.shape}",
+            None,
+            f"a frame series must be a 3-D stack (frames, rows, cols) of >= 2 frames, got shape {data.shape}",
             "Use stem_pipeline.pipeline.analyze for a single image",
         )
     return FrameSeries(data.astype(np.float32), pixel_size_nm, "array", {})
@@ -195,7 +201,8 @@ def _dose(series: FrameSeries, dose_per_frame: float | None) -> tuple[float, str
     warnings.warn(
         f"{series.source}: no dose per frame in the metadata and none given; the series is analysed against "
         "frame number. Pass dose_per_frame_e_per_A2 (CLI: --dose-per-frame) for doses in e/A^2.",
-        NoDoseWarning, stacklevel=3,
+        NoDoseWarning,
+        stacklevel=3,
     )
     return 1.0, "frame", "none"
 
@@ -257,11 +264,18 @@ def analyze_series(
     status, message = _frame_checks(frames)
     usable = np.array([s == "ok" for s in status])
     if usable.sum() < 2:
-        raise InputError(series.source, f"only {int(usable.sum())} of {n} frames are usable", "; ".join(
-            f"frame {k}: {m}" for k, m in enumerate(message) if m))
+        raise InputError(
+            series.source,
+            f"only {int(usable.sum())} of {n} frames are usable",
+            "; ".join(f"frame {k}: {m}" for k, m in enumerate(message) if m),
+        )
     reg = register_frames(
-        np.where(usable[:, None, None], frames, 0.0), usable=usable, coarse_sigma_px=config.coarse_sigma_px,
-        upsample=config.upsample, max_shift_fraction=config.max_shift_fraction, min_correlation=config.min_correlation,
+        np.where(usable[:, None, None], frames, 0.0),
+        usable=usable,
+        coarse_sigma_px=config.coarse_sigma_px,
+        upsample=config.upsample,
+        max_shift_fraction=config.max_shift_fraction,
+        min_correlation=config.min_correlation,
     )
     for k in np.flatnonzero(usable & ~reg.ok):
         status[k], message[k] = reg.status[k], reg.message[k]
@@ -271,8 +285,16 @@ def analyze_series(
     reference_image = np.mean([ndimage.shift(frames[k], -drift[k], order=1, mode="nearest") for k in ok_index], axis=0)
 
     results, fraction, ci, n_columns, dose = _analyze_frames(
-        analyze, frames, ok_index, drift, cumulative, status, message, pixel_size_nm=series.pixel_size_nm,
-        sum_frames=config.sum_frames, pipeline_config=pipeline_config,
+        analyze,
+        frames,
+        ok_index,
+        drift,
+        cumulative,
+        status,
+        message,
+        pixel_size_nm=series.pixel_size_nm,
+        sum_frames=config.sum_frames,
+        pipeline_config=pipeline_config,
     )
     reference_rc = _reference_columns(analyze, reference_image, series.pixel_size_nm, pipeline_config, results, drift)
     labels = _track(reference_rc, results, drift, n, config.link_tolerance_spacings)
@@ -282,24 +304,43 @@ def analyze_series(
     if history.n_reversals.sum():
         logger.warning(
             "%s: %d reversals (uniform -> ordered) in %d of %d columns: classification errors, the damage runs one way",
-            series.source, int(history.n_reversals.sum()), int((history.n_reversals > 0).sum()), len(reference_rc),
+            series.source,
+            int(history.n_reversals.sum()),
+            int((history.n_reversals > 0).sum()),
+            len(reference_rc),
         )
     in_fit = _fit_frames(fraction, message)
     chosen, fits = _fit(series.source, dose, fraction, ci, in_fit, config.common_error_fraction)
     for k in np.flatnonzero(~np.array([s == "ok" for s in status])):
         logger.warning("%s: frame %d left out (%s): %s", series.source, k, status[k], message[k])
     return SeriesResult(
-        source=series.source, pixel_size_nm=series.pixel_size_nm, dose_per_frame=dose_per_frame, dose_unit=unit,
-        dose_source=dose_source, cumulative_dose=dose, status=status, message=message,
-        uniform_fraction=fraction, uniform_ci95=ci, n_columns=n_columns, drift_rc_px=drift,
-        drift_velocity_rc_px=velocity, reference_image=reference_image.astype(np.float32), reference_rc=reference_rc,
-        history=history, conversion_dose=conversion_dose, fit=chosen, fits=fits, in_fit=in_fit,
+        source=series.source,
+        pixel_size_nm=series.pixel_size_nm,
+        dose_per_frame=dose_per_frame,
+        dose_unit=unit,
+        dose_source=dose_source,
+        cumulative_dose=dose,
+        status=status,
+        message=message,
+        uniform_fraction=fraction,
+        uniform_ci95=ci,
+        n_columns=n_columns,
+        drift_rc_px=drift,
+        drift_velocity_rc_px=velocity,
+        reference_image=reference_image.astype(np.float32),
+        reference_rc=reference_rc,
+        history=history,
+        conversion_dose=conversion_dose,
+        fit=chosen,
+        fits=fits,
+        in_fit=in_fit,
         reference_frame=reg.reference,
     )
 
 
-def _analyze_frames(analyze, frames, ok_index, drift, cumulative, status, message, *, pixel_size_nm, sum_frames,
-                    pipeline_config):
+def _analyze_frames(
+    analyze, frames, ok_index, drift, cumulative, status, message, *, pixel_size_nm, sum_frames, pipeline_config
+):
     """``pipeline.analyze`` on every registered frame (or running sum); updates ``status`` and ``message``.
 
     Returns the results by frame, the uniform fraction and its interval, the columns found and the dose
@@ -328,13 +369,18 @@ def _analyze_frames(analyze, frames, ok_index, drift, cumulative, status, messag
 def _fit(source, dose, fraction, ci, in_fit, common_error_fraction):
     """The damage fit of the frames ``in_fit`` (see :mod:`.fit`), with warnings when it is weak."""
     sigma = np.maximum((ci[:, 1] - ci[:, 0]) / 3.92, _MIN_FRAME_SD)
-    chosen, fits = fit_damage(dose[in_fit], fraction[in_fit], sigma[in_fit], common_error_fraction=common_error_fraction)
+    chosen, fits = fit_damage(
+        dose[in_fit], fraction[in_fit], sigma[in_fit], common_error_fraction=common_error_fraction
+    )
     if chosen is None:
         logger.warning("%s: %d frames to fit; at least 5 are needed", source, int(in_fit.sum()))
     elif not chosen.critical_dose_constrained:
         logger.warning(
             "%s: the critical dose is not constrained by the data (%.3g, 95 %% interval %.3g-%.3g): the fraction "
-            "changes too little over the series", source, chosen.critical_dose, *chosen.critical_dose_ci95,
+            "changes too little over the series",
+            source,
+            chosen.critical_dose,
+            *chosen.critical_dose_ci95,
         )
     return chosen, fits
 

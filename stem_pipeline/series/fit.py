@@ -73,6 +73,7 @@ def _boundary_front(d, p):
 def _char_two_rates(p):
     """Dose at which a e^(-D/D1) + (1-a) e^(-D/D2) = 1/e."""
     _, d1, d2, a = p
+
     def excess(x):
         return a * np.exp(-x / d1) + (1 - a) * np.exp(-x / d2) - np.exp(-1)
 
@@ -194,7 +195,10 @@ def _start_and_bounds(name: str, dose: np.ndarray, frac: np.ndarray):
     if name == "exponential":
         return [f0, span], ([0.0, 1e-3 * span], [1.0, 1e3 * span])
     if name == "two_rates":
-        return [f0, 0.3 * span, 3 * span, 0.5], ([0.0, 1e-3 * span, 1e-3 * span, 0.0], [1.0, 1e3 * span, 1e3 * span, 1.0])
+        return [f0, 0.3 * span, 3 * span, 0.5], (
+            [0.0, 1e-3 * span, 1e-3 * span, 0.0],
+            [1.0, 1e3 * span, 1e3 * span, 1.0],
+        )
     return [f0, span, 1.0], ([0.0, 1e-3 * span, 0.5], [1.0, 1e3 * span, 4.0])
 
 
@@ -229,7 +233,11 @@ def fit_model(
         return None
     start, bounds = _start_and_bounds(name, dose, frac)
     res = optimize.least_squares(
-        lambda p: (model.curve(dose, p) - frac) / sigma, start, bounds=bounds, method="trf", loss="soft_l1",
+        lambda p: (model.curve(dose, p) - frac) / sigma,
+        start,
+        bounds=bounds,
+        method="trf",
+        loss="soft_l1",
         f_scale=ROBUST_SCALE,
     )
     if not res.success:
@@ -286,7 +294,8 @@ def fit_damage(
         Every model that could be fitted, the chosen one included.
     """
     fits = [
-        f for name in MODELS
+        f
+        for name in MODELS
         if (f := fit_model(name, dose, fraction, sigma, common_error_fraction=common_error_fraction)) is not None
     ]
     stated = next((f for f in fits if f.model == STATED_MODEL), None)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from ..inputs import scan_inputs
 from ..errors import InputError
+from ..inputs import scan_inputs
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -93,7 +93,8 @@ def load_series(path: str | Path, *, pixel_size_nm: float | None = None) -> Fram
         data = np.asarray(data)
         if data.ndim == 2:
             raise NotASeriesError(
-                path, f"this is a single 2-D image ({data.shape[0]}x{data.shape[1]} px), not a frame series",
+                path,
+                f"this is a single 2-D image ({data.shape[0]}x{data.shape[1]} px), not a frame series",
                 "Give a 3-D stack (frames, rows, cols) or a folder of frames; use `stem-pipeline analyze` for one image",
             )
         if data.ndim != 3 or data.shape[0] < 2:
@@ -101,8 +102,11 @@ def load_series(path: str | Path, *, pixel_size_nm: float | None = None) -> Fram
     if np.iscomplexobj(data) or data.dtype.kind not in "biuf":
         raise InputError(path, f"the frames hold {data.dtype} data", "Export real-valued intensities")
     if min(data.shape[1:]) < io.MIN_SIZE_PX:
-        raise InputError(path, f"the frames are too small: {data.shape[1]}x{data.shape[2]} px",
-                         f"The pipeline needs at least {io.MIN_SIZE_PX}x{io.MIN_SIZE_PX} px")
+        raise InputError(
+            path,
+            f"the frames are too small: {data.shape[1]}x{data.shape[2]} px",
+            f"The pipeline needs at least {io.MIN_SIZE_PX}x{io.MIN_SIZE_PX} px",
+        )
     scale = calibration.get("pixel_size_nm") if pixel_size_nm is None else float(pixel_size_nm)
     if scale is None:
         logger.warning("%s: no pixel size in the file; results are in pixels (pass pixel_size_nm for nm)", path)

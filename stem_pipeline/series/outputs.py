@@ -29,19 +29,21 @@ def series_table(result: SeriesResult):
     import pandas as pd
 
     in_e = result.dose_unit == "e/A^2"
-    return pd.DataFrame({
-        "frame": np.arange(len(result.status)),
-        "cumulative_dose_e_per_A2": result.cumulative_dose if in_e else np.nan,
-        "uniform_fraction": result.uniform_fraction,
-        "uniform_ci95_lo": result.uniform_ci95[:, 0],
-        "uniform_ci95_hi": result.uniform_ci95[:, 1],
-        "n_columns": result.n_columns,
-        "drift_x_px": result.drift_rc_px[:, 1],
-        "drift_y_px": result.drift_rc_px[:, 0],
-        "status": result.status,
-        "in_fit": result.in_fit,
-        "reversals": result.history.reversals_per_frame,
-    })
+    return pd.DataFrame(
+        {
+            "frame": np.arange(len(result.status)),
+            "cumulative_dose_e_per_A2": result.cumulative_dose if in_e else np.nan,
+            "uniform_fraction": result.uniform_fraction,
+            "uniform_ci95_lo": result.uniform_ci95[:, 0],
+            "uniform_ci95_hi": result.uniform_ci95[:, 1],
+            "n_columns": result.n_columns,
+            "drift_x_px": result.drift_rc_px[:, 1],
+            "drift_y_px": result.drift_rc_px[:, 0],
+            "status": result.status,
+            "in_fit": result.in_fit,
+            "reversals": result.history.reversals_per_frame,
+        }
+    )
 
 
 def columns_table(result: SeriesResult):
@@ -52,16 +54,18 @@ def columns_table(result: SeriesResult):
     lab = result.history.label.T
     text = ["".join("-" if v == NOT_SEEN else letters[v] for v in row) for row in lab]
     conv = result.history.conversion_frame
-    return pd.DataFrame({
-        "id": np.arange(len(result.reference_rc)),
-        "x_px": result.reference_rc[:, 1],
-        "y_px": result.reference_rc[:, 0],
-        "labels": text,  # one letter per frame: o ordered, u uniform, - not seen
-        "initially_uniform": result.history.initially_uniform,
-        "conversion_frame": np.where(conv >= 0, conv, -1),
-        "conversion_dose": result.conversion_dose,
-        "n_reversals": result.history.n_reversals,
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(len(result.reference_rc)),
+            "x_px": result.reference_rc[:, 1],
+            "y_px": result.reference_rc[:, 0],
+            "labels": text,  # one letter per frame: o ordered, u uniform, - not seen
+            "initially_uniform": result.history.initially_uniform,
+            "conversion_frame": np.where(conv >= 0, conv, -1),
+            "conversion_dose": result.conversion_dose,
+            "n_reversals": result.history.n_reversals,
+        }
+    )
 
 
 def series_summary(result: SeriesResult) -> dict:
@@ -85,7 +89,8 @@ def series_summary(result: SeriesResult) -> dict:
         "model": fit.model if fit else None,
         "models": [f.to_dict() for f in result.fits],
         "drift_velocity_px_per_frame": {
-            "x": _finite(result.drift_velocity_rc_px[1]), "y": _finite(result.drift_velocity_rc_px[0])
+            "x": _finite(result.drift_velocity_rc_px[1]),
+            "y": _finite(result.drift_velocity_rc_px[0]),
         },
         "reference_frame": result.reference_frame,
         "n_columns_tracked": len(result.reference_rc),
@@ -96,8 +101,13 @@ def series_summary(result: SeriesResult) -> dict:
             "flag": "classification errors: the beam converts ordered to uniform only" if result.n_reversals else None,
         },
         "frames": [
-            {"frame": k, "status": s, "message": m, "uniform_fraction": _finite(result.uniform_fraction[k]),
-             "in_fit": bool(result.in_fit[k])}
+            {
+                "frame": k,
+                "status": s,
+                "message": m,
+                "uniform_fraction": _finite(result.uniform_fraction[k]),
+                "in_fit": bool(result.in_fit[k]),
+            }
             for k, (s, m) in enumerate(zip(result.status, result.message))
         ],
     }
@@ -112,8 +122,16 @@ def plot_fraction_vs_dose(result: SeriesResult):
     ax = fig.add_subplot(1, 1, 1)
     dose, frac, ci = result.cumulative_dose, result.uniform_fraction, result.uniform_ci95
     ok = result.in_fit
-    ax.errorbar(dose[ok], frac[ok], yerr=[frac[ok] - ci[ok, 0], ci[ok, 1] - frac[ok]], fmt="o", color="k",
-                ms=4, capsize=2, label="frames (pipeline, 95 % interval)")
+    ax.errorbar(
+        dose[ok],
+        frac[ok],
+        yerr=[frac[ok] - ci[ok, 0], ci[ok, 1] - frac[ok]],
+        fmt="o",
+        color="k",
+        ms=4,
+        capsize=2,
+        label="frames (pipeline, 95 % interval)",
+    )
     bound = np.isfinite(frac) & ~ok
     if bound.any():
         ax.plot(dose[bound], frac[bound], "o", mfc="none", mec="0.5", ms=5, label="one-phase read (not fitted)")
@@ -124,8 +142,15 @@ def plot_fraction_vs_dose(result: SeriesResult):
         lo, hi = fit.band(grid)
         ax.fill_between(grid, lo, hi, color="C0", alpha=0.25, label="fit, 95 % band")
         ax.plot(grid, fit.curve(grid), color="C0", label=f"fit: {fit.model}")
-        ax.errorbar([0], [fit.f0], yerr=[[fit.f0 - fit.f0_ci95[0]], [fit.f0_ci95[1] - fit.f0]], fmt="s",
-                    color="C3", capsize=3, label="zero-dose fraction f0")
+        ax.errorbar(
+            [0],
+            [fit.f0],
+            yerr=[[fit.f0 - fit.f0_ci95[0]], [fit.f0_ci95[1] - fit.f0]],
+            fmt="s",
+            color="C3",
+            capsize=3,
+            label="zero-dose fraction f0",
+        )
         ax.set_title(
             f"f0 = {fit.f0:.3f} [{fit.f0_ci95[0]:.3f}, {fit.f0_ci95[1]:.3f}];  "
             f"Dc = {fit.critical_dose:.3g} [{fit.critical_dose_ci95[0]:.3g}, {fit.critical_dose_ci95[1]:.3g}] {unit}",
@@ -155,17 +180,37 @@ def plot_conversion_map(result: SeriesResult):
     converted = hist.conversion_frame >= 0
     never = ~converted & ~hist.initially_uniform
     size = 10.0
-    ax.scatter(rc[hist.initially_uniform, 1], rc[hist.initially_uniform, 0], s=size, c="#2ca02c", linewidths=0,
-               label="uniform from the first frame")
-    ax.scatter(rc[never, 1], rc[never, 0], s=size, facecolors="none", edgecolors="0.85", linewidths=0.6,
-               label="not converted (ordered in the last frame seen)")
+    ax.scatter(
+        rc[hist.initially_uniform, 1],
+        rc[hist.initially_uniform, 0],
+        s=size,
+        c="#2ca02c",
+        linewidths=0,
+        label="uniform from the first frame",
+    )
+    ax.scatter(
+        rc[never, 1],
+        rc[never, 0],
+        s=size,
+        facecolors="none",
+        edgecolors="0.85",
+        linewidths=0.6,
+        label="not converted (ordered in the last frame seen)",
+    )
     if converted.any():
         sc = ax.scatter(rc[converted, 1], rc[converted, 0], s=size, c=dose[converted], cmap="plasma", linewidths=0)
         fig.colorbar(sc, ax=ax, fraction=0.046, pad=0.02, label=f"dose at conversion ordered → uniform [{unit}]")
     rev = hist.n_reversals > 0
     if rev.any():
-        ax.scatter(rc[rev, 1], rc[rev, 0], s=2 * size, marker="x", c="white", linewidths=0.7,
-                   label=f"reversal uniform → ordered ({int(rev.sum())} columns; classification error)")
+        ax.scatter(
+            rc[rev, 1],
+            rc[rev, 0],
+            s=2 * size,
+            marker="x",
+            c="white",
+            linewidths=0.7,
+            label=f"reversal uniform → ordered ({int(rev.sum())} columns; classification error)",
+        )
     ax.legend(fontsize=7, loc="upper left", framealpha=0.8)
     ax.set_axis_off()
     ax.set_title(f"{len(rc)} columns tracked, {int(converted.sum())} converted", fontsize=9)

@@ -79,8 +79,14 @@ def _ncc(reference: np.ndarray, moving: np.ndarray, drift: np.ndarray) -> float:
 
 
 def _register_to(
-    reference: np.ndarray, frames: np.ndarray, index: np.ndarray, *, coarse_sigma_px: float, fine_sigma_px: float,
-    upsample: int, max_shift_px: float,
+    reference: np.ndarray,
+    frames: np.ndarray,
+    index: np.ndarray,
+    *,
+    coarse_sigma_px: float,
+    fine_sigma_px: float,
+    upsample: int,
+    max_shift_px: float,
 ) -> np.ndarray:
     """Drift of ``frames[index]`` relative to ``reference`` (coarse, then fine); NaN beyond ``max_shift_px``."""
     ref_c = ndimage.gaussian_filter(reference, coarse_sigma_px)
@@ -139,7 +145,10 @@ def register_frames(
     message: list = [None] * n
     max_shift = max_shift_fraction * min(frames.shape[1:])
     kwargs = {
-        "coarse_sigma_px": coarse_sigma_px, "fine_sigma_px": fine_sigma_px, "upsample": upsample, "max_shift_px": max_shift
+        "coarse_sigma_px": coarse_sigma_px,
+        "fine_sigma_px": fine_sigma_px,
+        "upsample": upsample,
+        "max_shift_px": max_shift,
     }
     candidates = np.flatnonzero(usable)
     best = None
@@ -163,7 +172,9 @@ def register_frames(
     for k in candidates:
         if not np.isfinite(drift[k, 0]):
             status[k] = UNREGISTERED
-            message[k] = f"no shift within {max_shift:.0f} px (a quarter of the frame) matches the reference frame {ref}"
+            message[k] = (
+                f"no shift within {max_shift:.0f} px (a quarter of the frame) matches the reference frame {ref}"
+            )
         elif not good[k]:
             status[k] = DIFFERENT_DOT
             message[k] = (

@@ -102,7 +102,6 @@ class CellImage:
         return reduce_basis(np.stack([v1, v2]))
 
 
-
 def primitive_vectors_nm(
     sites_nm: np.ndarray, kinds: np.ndarray, extent_nm: np.ndarray, *, tol_nm: float = 0.02
 ) -> np.ndarray:
@@ -155,6 +154,7 @@ def primitive_vectors_nm(
     v1 = valid[0]
     v2 = next(v for v in valid[1:] if abs(v1[0] * v[1] - v1[1] * v[0]) > 0.25 * np.hypot(*v1) * np.hypot(*v))
     return reduce_basis(np.stack([v1, v2]))
+
 
 def cell_columns(atoms, *, merge_nm: float = 0.08) -> tuple[np.ndarray, np.ndarray]:
     """Projected heavy-atom columns of a zone-axis repeat cell.

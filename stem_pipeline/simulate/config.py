@@ -33,10 +33,20 @@ def sigma_from_b(b_angstrom2: float) -> float:
 class StructureConfig(StrictModel):
     """The crystal and its orientation."""
 
-    kind: Literal["cspbi3", "fapbi3", "pbi2", "dot"] = Field("cspbi3", description="A periodic crystal, or a Cs1-xFAxPbI3 dot model (see ``dot``).")
-    zone_axis: tuple[int, int, int] = Field((0, 0, 1), description="Three-index direction [u v w] along the beam (hexagonal a1, a2, c for PbI2).")
-    a_nm: float | None = Field(default=None, gt=0, description="Lattice constant [nm]; None uses the builder default (CsPbI3 0.629, FAPbI3 0.636, PbI2 0.4557).")
-    fa_orientation: Literal["fixed", "random"] = Field("fixed", description="FA molecule orientation (FAPbI3 and dot models).")
+    kind: Literal["cspbi3", "fapbi3", "pbi2", "dot"] = Field(
+        "cspbi3", description="A periodic crystal, or a Cs1-xFAxPbI3 dot model (see ``dot``)."
+    )
+    zone_axis: tuple[int, int, int] = Field(
+        (0, 0, 1), description="Three-index direction [u v w] along the beam (hexagonal a1, a2, c for PbI2)."
+    )
+    a_nm: float | None = Field(
+        default=None,
+        gt=0,
+        description="Lattice constant [nm]; None uses the builder default (CsPbI3 0.629, FAPbI3 0.636, PbI2 0.4557).",
+    )
+    fa_orientation: Literal["fixed", "random"] = Field(
+        "fixed", description="FA molecule orientation (FAPbI3 and dot models)."
+    )
     seed: int = Field(0, description="Seed for random orientations and dot assembly.")
 
 
@@ -46,9 +56,16 @@ class DotConfig(StrictModel):
     edge_nm: float = Field(default=14.0, gt=0, description="Cube edge [nm] (the paper's dots: 14 +- 2 nm).")
     fa_fraction: float = Field(default=0.5, ge=0, le=1, description="Fraction x of units that are FAPbI3.")
     unit_cells: int = Field(default=2, ge=1, description="Edge of one unit in perovskite cells.")
-    decomposed: bool = Field(False, description="Beam-decomposed variant: FAPbI3 units are replaced by PbI2 (oriented along ``pbi2_zone_axis``) filling the same volume.")
-    pbi2_zone_axis: tuple[int, int, int] = Field((-4, 4, 1), description="PbI2 direction along the beam in decomposed units.")
-    carbon_nm: float = Field(default=0.0, ge=0, description="Thickness of an amorphous carbon support below the dot [nm]; 0 = none.")
+    decomposed: bool = Field(
+        False,
+        description="Beam-decomposed variant: FAPbI3 units are replaced by PbI2 (oriented along ``pbi2_zone_axis``) filling the same volume.",
+    )
+    pbi2_zone_axis: tuple[int, int, int] = Field(
+        (-4, 4, 1), description="PbI2 direction along the beam in decomposed units."
+    )
+    carbon_nm: float = Field(
+        default=0.0, ge=0, description="Thickness of an amorphous carbon support below the dot [nm]; 0 = none."
+    )
     margin_nm: float = Field(default=0.5, ge=0, description="Vacuum around the dot in x and y [nm].")
 
 
@@ -57,45 +74,90 @@ class MicroscopeConfig(StrictModel):
 
     energy_kev: float = Field(default=200.0, gt=0, description="Beam energy [keV] (the acceleration voltage in kV).")
     convergence_mrad: float = Field(default=25.0, gt=0, description="Probe convergence semi-angle [mrad].")
-    haadf_mrad: tuple[float, float] = Field((68.0, 280.0), description="Detector inner/outer angles [mrad]. If the outer angle exceeds the largest simulated angle (set by the potential sampling), it is clipped and the effective range is recorded in the image metadata.")
-    bf_mrad: tuple[float, float] = Field((0.0, 17.0), description="Detector inner/outer angles [mrad]. If the outer angle exceeds the largest simulated angle (set by the potential sampling), it is clipped and the effective range is recorded in the image metadata.")
+    haadf_mrad: tuple[float, float] = Field(
+        (68.0, 280.0),
+        description="Detector inner/outer angles [mrad]. If the outer angle exceeds the largest simulated angle (set by the potential sampling), it is clipped and the effective range is recorded in the image metadata.",
+    )
+    bf_mrad: tuple[float, float] = Field(
+        (0.0, 17.0),
+        description="Detector inner/outer angles [mrad]. If the outer angle exceeds the largest simulated angle (set by the potential sampling), it is clipped and the effective range is recorded in the image metadata.",
+    )
     defocus_nm: float = Field(0.0, description="Defocus [nm] (positive = underfocus, abTEM convention).")
     cs_um: float = Field(0.0, description="Spherical aberration C3 [um] (0 for a probe-corrected instrument).")
-    source_fwhm_nm: float = Field(default=0.085, ge=0, description="FWHM of the Gaussian (incoherent) source-size blur [nm]. 0.085 nm with the 25 mrad aberration-free probe (FWHM ~0.05 nm) gives an effective probe FWHM of ~0.1 nm, as in the paper.")
+    source_fwhm_nm: float = Field(
+        default=0.085,
+        ge=0,
+        description="FWHM of the Gaussian (incoherent) source-size blur [nm]. 0.085 nm with the 25 mrad aberration-free probe (FWHM ~0.05 nm) gives an effective probe FWHM of ~0.1 nm, as in the paper.",
+    )
 
 
 class PotentialConfig(StrictModel):
     """Potential discretisation."""
 
-    sampling_nm: float = Field(default=0.003, gt=0, description="Lateral potential sampling [nm]. The largest simulated angle is about (2/3) lambda / (2 sampling): 0.003 nm reaches ~280 mrad at 200 kV. See sim_configs/README.md for the convergence test.")
-    slice_thickness_nm: float = Field(default=0.16, gt=0, description="Multislice slice thickness [nm] (rounded so each cell has whole slices).")
-    parametrization: Literal["lobato", "kirkland", "peng"] = Field("lobato", description="Atomic potential parametrisation.")
+    sampling_nm: float = Field(
+        default=0.003,
+        gt=0,
+        description="Lateral potential sampling [nm]. The largest simulated angle is about (2/3) lambda / (2 sampling): 0.003 nm reaches ~280 mrad at 200 kV. See sim_configs/README.md for the convergence test.",
+    )
+    slice_thickness_nm: float = Field(
+        default=0.16, gt=0, description="Multislice slice thickness [nm] (rounded so each cell has whole slices)."
+    )
+    parametrization: Literal["lobato", "kirkland", "peng"] = Field(
+        "lobato", description="Atomic potential parametrisation."
+    )
 
 
 class ScanConfig(StrictModel):
     """Probe scan and output image."""
 
-    sampling_nm: float = Field(default=0.025, gt=0, description="Scan step [nm] (rounded so a cell holds a whole number of steps); the output pixel size unless ``pixel_size_nm`` is set.")
-    field_cells: tuple[int, int] = Field((3, 3), description="Field of view in repeat cells (rows, cols) for periodic crystals.")
-    pixel_size_nm: float | None = Field(default=None, gt=0, description="Resample the image to this pixel size [nm] (Fourier interpolation of the periodic cell image).")
-    min_supercell_nm: float = Field(default=1.8, gt=0, description="Smallest lateral extent of the potential [nm] so the probe does not overlap its periodic image.")
+    sampling_nm: float = Field(
+        default=0.025,
+        gt=0,
+        description="Scan step [nm] (rounded so a cell holds a whole number of steps); the output pixel size unless ``pixel_size_nm`` is set.",
+    )
+    field_cells: tuple[int, int] = Field(
+        (3, 3), description="Field of view in repeat cells (rows, cols) for periodic crystals."
+    )
+    pixel_size_nm: float | None = Field(
+        default=None,
+        gt=0,
+        description="Resample the image to this pixel size [nm] (Fourier interpolation of the periodic cell image).",
+    )
+    min_supercell_nm: float = Field(
+        default=1.8,
+        gt=0,
+        description="Smallest lateral extent of the potential [nm] so the probe does not overlap its periodic image.",
+    )
 
 
 class PhononConfig(StrictModel):
     """Frozen phonons."""
 
     num_configs: int = Field(
-        default=8, ge=0, le=256, description="Number of configurations; 0 = static lattice (at most 256: days of CPU already)."
+        default=8,
+        ge=0,
+        le=256,
+        description="Number of configurations; 0 = static lattice (at most 256: days of CPU already).",
     )
-    sigmas_angstrom: dict[str, float] | None = Field(None, description="Per-element rms displacement per direction [Angstrom]; None derives them from :data:`DEBYE_WALLER_B` as sqrt(B / 8 pi^2).")
+    sigmas_angstrom: dict[str, float] | None = Field(
+        None,
+        description="Per-element rms displacement per direction [Angstrom]; None derives them from :data:`DEBYE_WALLER_B` as sqrt(B / 8 pi^2).",
+    )
     seed: int = Field(0, description="Seed of the displacements.")
 
 
 class FastConfig(StrictModel):
     """The fast path for periodic cells: a one-cell scan tiled over the field."""
 
-    engine: Literal["auto", "multislice", "prism"] = Field("auto", description='How the one-cell scan of a crystal is computed. ``"multislice"`` (and ``"auto"``, kept for old files) scans probes over one repeat cell inside the supercell. ``"prism"`` (opt-in) uses ``abtem.SMatrix`` with ``interpolation`` = the repeats of the cell in the supercell; it is slower than the one-cell multislice for these cells and fails in abTEM for some (see sim_configs/README.md, "PRISM").')
-    prism_window_nm: float = Field(default=1.2, gt=0, description="Dots only: smallest PRISM probe window [nm], interpolation = floor(dot extent / window).")
+    engine: Literal["auto", "multislice", "prism"] = Field(
+        "auto",
+        description='How the one-cell scan of a crystal is computed. ``"multislice"`` (and ``"auto"``, kept for old files) scans probes over one repeat cell inside the supercell. ``"prism"`` (opt-in) uses ``abtem.SMatrix`` with ``interpolation`` = the repeats of the cell in the supercell; it is slower than the one-cell multislice for these cells and fails in abTEM for some (see sim_configs/README.md, "PRISM").',
+    )
+    prism_window_nm: float = Field(
+        default=1.2,
+        gt=0,
+        description="Dots only: smallest PRISM probe window [nm], interpolation = floor(dot extent / window).",
+    )
 
 
 class SimulationConfig(StrictModel):
@@ -109,11 +171,17 @@ class SimulationConfig(StrictModel):
     scan: ScanConfig = Field(ScanConfig(), description="Probe positions and the field of view.")
     phonons: PhononConfig = Field(PhononConfig(), description="Frozen phonons.")
     fast: FastConfig = Field(FastConfig(), description="The fast path for periodic cells.")
-    thickness_nm: float = Field(default=6.29, gt=0, description="Specimen thickness along the beam [nm] (rounded to whole repeat cells for crystals; the dot's edge for dots).")
-    num_workers: int = Field(default=1, ge=1, description="Threads used by abTEM/Dask (the machine is shared: keep small).")
+    thickness_nm: float = Field(
+        default=6.29,
+        gt=0,
+        description="Specimen thickness along the beam [nm] (rounded to whole repeat cells for crystals; the dot's edge for dots).",
+    )
+    num_workers: int = Field(
+        default=1, ge=1, description="Threads used by abTEM/Dask (the machine is shared: keep small)."
+    )
 
     @model_validator(mode="after")
-    def _dot_needs_block(self) -> "SimulationConfig":
+    def _dot_needs_block(self) -> SimulationConfig:
         if self.structure.kind == "dot" and self.dot is None:
             raise ValueError("structure.kind is 'dot' but the 'dot' block is missing")
         return self

@@ -81,7 +81,8 @@ def alloy_dot(
     ijk = np.stack(np.meshgrid(*[np.arange(n_cells)] * 3, indexing="ij"), -1).reshape(-1, 3)
     cell_fa = is_fa[tuple((ijk // unit_cells).T)]
     frac: dict[str, list[tuple[float, float, float]]] = {
-        "Pb": [(0, 0, 0)], "I": [(0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5)]
+        "Pb": [(0, 0, 0)],
+        "I": [(0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5)],
     }
     symbols: list[str] = []
     positions: list[np.ndarray] = []

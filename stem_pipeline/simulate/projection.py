@@ -70,8 +70,14 @@ def dominant_spacings(atoms, *, n: int = 3, **kwargs) -> list[dict]:
             break
         if any(np.allclose(g[i], -p["g"], atol=1e-9) for p in peaks):
             continue
-        peaks.append({"g": g[i], "d_angstrom": float(1 / np.linalg.norm(g[i])),
-                      "angle_deg": float(np.degrees(np.arctan2(g[i][1], g[i][0])) % 180), "amplitude": float(f[i])})
+        peaks.append(
+            {
+                "g": g[i],
+                "d_angstrom": float(1 / np.linalg.norm(g[i])),
+                "angle_deg": float(np.degrees(np.arctan2(g[i][1], g[i][0])) % 180),
+                "amplitude": float(f[i]),
+            }
+        )
     for p in peaks:
         p["g"] = p["g"].tolist()
     return peaks
@@ -112,8 +118,17 @@ def zone_axis_search(
         d1, d2 = peaks[0]["d_angstrom"], peaks[1]["d_angstrom"]
         angle = abs(peaks[0]["angle_deg"] - peaks[1]["angle_deg"]) % 180
         mismatch = max(abs(d1 - target_angstrom), abs(d2 - target_angstrom)) / target_angstrom
-        rows.append({"zone_axis": key, "d1": d1, "d2": d2, "angle_deg": min(angle, 180 - angle),
-                     "amplitude1": peaks[0]["amplitude"], "amplitude2": peaks[1]["amplitude"],
-                     "match": bool(mismatch <= tolerance), "mismatch": mismatch})
+        rows.append(
+            {
+                "zone_axis": key,
+                "d1": d1,
+                "d2": d2,
+                "angle_deg": min(angle, 180 - angle),
+                "amplitude1": peaks[0]["amplitude"],
+                "amplitude2": peaks[1]["amplitude"],
+                "match": bool(mismatch <= tolerance),
+                "mismatch": mismatch,
+            }
+        )
     rows.sort(key=lambda r: (not r["match"], r["mismatch"]))
     return rows

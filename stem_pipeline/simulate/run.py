@@ -102,8 +102,9 @@ def _abtem_settings(num_workers: int):
     import abtem
     import dask
 
-    with abtem.config.set({"device": "cpu", "fftw.threads": 1}), dask.config.set(
-        scheduler="threads", num_workers=num_workers
+    with (
+        abtem.config.set({"device": "cpu", "fftw.threads": 1}),
+        dask.config.set(scheduler="threads", num_workers=num_workers),
     ):
         yield
 
@@ -286,7 +287,11 @@ def _run_abtem(
             logger.warning(
                 "%s outer angle %.0f mrad exceeds the simulated maximum %.0f mrad (potential sampling "
                 "%.4f nm); integrating to %.0f mrad",
-                name, outer, outer_max, config.potential.sampling_nm, eff_outer,
+                name,
+                outer,
+                outer_max,
+                config.potential.sampling_nm,
+                eff_outer,
             )
         if eff_outer <= inner:
             raise ValueError(
@@ -549,7 +554,9 @@ def simulate_detectors(
             "cache": meta.get("cache"),
             "runtime_s": meta.get("runtime_s"),
         }
-        result[name] = Micrograph(data=image, pixel_size_nm=float(pixel[1]), source=f"simulate:{config.name}", metadata=metadata)
+        result[name] = Micrograph(
+            data=image, pixel_size_nm=float(pixel[1]), source=f"simulate:{config.name}", metadata=metadata
+        )
     return result
 
 

@@ -22,9 +22,11 @@ from itertools import product
 
 import numpy as np
 
+
 def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     """Return ``rng`` as a Generator (seeding a new one from an int or None)."""
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
 
 #: Lattice constants [Angstrom].
 CSPBI3_A = 6.29
@@ -188,9 +190,9 @@ def _perpendicular_lattice_vector(cell: np.ndarray, d: np.ndarray, *, search: in
         if ijk == (0, 0, 0):
             continue
         v = np.asarray(ijk) @ cell
-        if abs(v @ d) < 1e-6 * np.linalg.norm(v) * np.linalg.norm(d):
-            if best is None or np.linalg.norm(v) < np.linalg.norm(best) - 1e-9:
-                best = v
+        perpendicular = abs(v @ d) < 1e-6 * np.linalg.norm(v) * np.linalg.norm(d)
+        if perpendicular and (best is None or np.linalg.norm(v) < np.linalg.norm(best) - 1e-9):
+            best = v
     if best is None:  # pragma: no cover - every rational direction has one
         raise ValueError("no lattice vector perpendicular to the zone axis")
     return best
