@@ -325,3 +325,27 @@ def test_the_field_of_issue_13_three_rotated_dots():
         areas.append(truth.area_px)
         truths.append(truth.uniform_fraction)
     assert abs(result.fractions.uniform - np.dot(areas, truths) / np.sum(areas)) <= 0.03
+
+
+def test_lattice_field_by_strips_matches_the_whole_image(field, monkeypatch):
+    """The filter bank over strips of rows (with a halo) gives the maps of the whole-image filtering."""
+    from stem_pipeline.dots import strength
+
+    whole = strength.lattice_field(field.image, pixel_size_nm=PX)
+    monkeypatch.setattr(strength, "STRIP_PIXELS", 300 * 1000)  # strips of ~100 rows plus their halo
+    strips = strength.lattice_field(field.image, pixel_size_nm=PX)
+    scale = float(whole.strength.max())
+    np.testing.assert_allclose(strips.strength, whole.strength, atol=1e-3 * scale)
+    np.testing.assert_allclose(np.abs(strips.orientation - whole.orientation), 0, atol=1e-3 * scale)
+
+
+def test_a_large_image_is_segmented_on_a_coarser_grid_into_the_same_dots(field, monkeypatch):
+    """Above MAX_MAP_SIDE_PX the maps are block means: the same dots, outlines within a block."""
+    from stem_pipeline.dots import strength
+
+    full, _, _ = segment_field(field.image, pixel_size_nm=PX)
+    monkeypatch.setattr(strength, "MAX_MAP_SIDE_PX", 256)  # 768 px: blocks of 3 x 3
+    coarse, lattice, _ = segment_field(field.image, pixel_size_nm=PX)
+    assert lattice.factor == 3 and lattice.strength.shape == (256, 256) and coarse.shape == field.image.shape
+    assert coarse.max() == full.max()
+    assert all(iou > 0.9 for _, iou in match_labels(coarse, full))

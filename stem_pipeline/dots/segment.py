@@ -22,7 +22,7 @@ import logging
 import numpy as np
 from scipy import ndimage
 
-from .strength import LatticeField, lattice_field
+from .strength import LatticeField, block_expand, lattice_field
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -259,12 +259,13 @@ def segment_field(
         The support's median lattice strength.
     """
     field = lattice_field(image, pixel_size_nm=pixel_size_nm)
-    labels, carbon = crystal_labels(field, pixel_size_nm=pixel_size_nm)
-    min_area_px = MIN_DOT_AREA_NM2 / pixel_size_nm**2
+    map_px = pixel_size_nm * field.factor  # a large image is segmented on the field's coarser grid
+    labels, carbon = crystal_labels(field, pixel_size_nm=map_px)
+    min_area_px = MIN_DOT_AREA_NM2 / map_px**2
     labels = split_by_orientation(labels, field, min_area_px=min_area_px)
-    labels = split_by_shape(labels, min_size_px=min_dot_size_nm / pixel_size_nm)
+    labels = split_by_shape(labels, min_size_px=min_dot_size_nm / map_px)
     logger.info("segment_field: %d dots", int(labels.max()))
-    return labels, field, carbon
+    return block_expand(labels, field.factor, np.shape(image)), field, carbon
 
 
 #: A bright region without a lattice must stand this many robust sds of the smoothed support above

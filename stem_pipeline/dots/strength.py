@@ -31,36 +31,79 @@ N_ANGLES = 12
 LOBE_SIGMA_DEG = 5.0
 
 
+#: Largest side of the strength and orientation maps [px]: a larger image's maps are block means
+#: over ``factor`` x ``factor`` pixels (an 8192^2 field at full resolution took ~5 GB to segment;
+#: the maps are smoothed over 0.3 nm anyway, and a dot's outline keeps ``factor`` px precision).
+MAX_MAP_SIDE_PX = 1024
+#: Pixels of one filtered strip of rows (with its halo): bounds the memory of the filter bank.
+STRIP_PIXELS = 4 * 1024 * 1024
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LatticeField:
-    """Local lattice strength and orientation of an image.
+    """Local lattice strength and orientation of an image, on a grid ``factor`` times coarser.
 
     Attributes
     ----------
-    strength : (M, N) ndarray of float32
+    strength : (P, Q) ndarray of float32
         Smoothed band-pass energy summed over all rotations [counts^2].
-    orientation : (M, N) ndarray of complex64
+    orientation : (P, Q) ndarray of complex64
         Smoothed energies weighted by ``exp(4i theta)``; ``angle / 4`` is the
         lattice rotation and ``abs / strength`` the four-fold coherence (0 for
         isotropic texture, near 1 for one square lattice).
+    factor : int
+        Image pixels per map pixel along each axis (P = ceil(M / factor)); 1 for images up to
+        :data:`MAX_MAP_SIDE_PX`.
     """
 
     strength: np.ndarray
     orientation: np.ndarray
+    factor: int = 1
+
+    def reduce(self, mask: np.ndarray) -> np.ndarray:
+        """An image-sized mask on the map's grid (a map pixel is in when most of its block is)."""
+        mask = np.asarray(mask)
+        if mask.shape == self.strength.shape:
+            return mask
+        return block_mean(mask.astype(np.float32), self.factor) > 0.5
 
     def rotation_deg(self, mask: np.ndarray | None = None) -> np.ndarray | float:
-        """Lattice rotation [deg] in [0, 90): per pixel, or the energy-weighted mean over ``mask``."""
-        z = self.orientation if mask is None else complex(self.orientation[mask].sum())
+        """Lattice rotation [deg] in [0, 90): per map pixel, or the energy-weighted mean over ``mask``."""
+        z = self.orientation if mask is None else complex(self.orientation[self.reduce(mask)].sum())
         return np.mod(np.rad2deg(np.angle(z)) / 4.0, 90.0)
 
     def coherence(self, mask: np.ndarray) -> float:
         """Four-fold coherence over ``mask``: |sum of orientation| / sum of strength."""
+        mask = self.reduce(mask)
         total = float(self.strength[mask].sum())
         return abs(complex(self.orientation[mask].sum())) / total if total > 0 else 0.0
 
 
+def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
+    """Means over ``factor`` x ``factor`` blocks; a partial block at the end averages what it holds."""
+    if factor == 1:
+        return data
+    m, n = data.shape
+    p, q = -(-m // factor), -(-n // factor)
+    sums = np.add.reduceat(np.add.reduceat(data, np.arange(0, m, factor), axis=0), np.arange(0, n, factor), axis=1)
+    counts = np.outer(np.diff(np.append(np.arange(0, m, factor), m)), np.diff(np.append(np.arange(0, n, factor), n)))
+    return (sums / counts).astype(np.float32).reshape(p, q)
+
+
+def block_expand(small: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """The inverse of :func:`block_mean` for labels: every map pixel repeated over its block, cut to ``shape``."""
+    if factor == 1:
+        return small
+    return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)[: shape[0], : shape[1]]
+
+
 def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: float = 0.3) -> LatticeField:
     """Local lattice strength and orientation of a (raw) image.
+
+    The filter bank runs over strips of rows with a halo (the zero padding of the whole image
+    where a strip meets its edge), and a large image's maps are block means
+    (:data:`MAX_MAP_SIDE_PX`), so the memory stays bounded; an image up to that size is
+    filtered whole, at full resolution.
 
     Parameters
     ----------
@@ -89,36 +132,60 @@ def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: floa
             f"pixel_size_nm={pixel_size_nm}: too coarse to resolve column spacings of {SPACING_BAND_NM} nm; "
             "segment it as an overview image (stem_pipeline.dots.segment_overview)"
         )
+    m, n = data.shape
+    factor = max(1, -(-max(m, n) // MAX_MAP_SIDE_PX))
     # Zero padding (after removing the mean) keeps a dot at one edge from wrapping onto the opposite edge.
     pad = int(np.ceil(PAD_NM / pixel_size_nm))
-    padded = np.pad(data - data.mean(), pad)
-    fr = sfft.fftfreq(padded.shape[0])[:, None]
-    fc = sfft.fftfreq(padded.shape[1])[None, :]
+    mean = np.float32(data.mean())
+    rows = max(factor, (STRIP_PIXELS // (n + 2 * pad) - 2 * pad) // factor * factor)
+    maps = np.zeros((3, -(-m // factor), -(-n // factor)), np.float32)  # strength, cos 4theta, sin 4theta
+    for r0 in range(0, m, rows):
+        r1 = min(r0 + rows, m)
+        a0, a1 = max(r0 - pad, 0), min(r1 + pad, m)
+        strip = np.zeros((r1 - r0 + 2 * pad, n + 2 * pad), np.float32)
+        strip[pad - (r0 - a0) : pad + (a1 - r0), pad : pad + n] = data[a0:a1] - mean
+        energies = _band_energies(strip, f_lo, f_hi)
+        for k, e in enumerate(energies):
+            maps[k, r0 // factor : -(-r1 // factor)] = block_mean(e[pad : pad + r1 - r0, pad : pad + n], factor)
+    # The local averaging is linear: smoothing the sums equals summing the smoothed energies.
+    sigma_px = smoothing_nm / pixel_size_nm / factor
+    strength = ndimage.gaussian_filter(maps[0], sigma_px, mode="reflect")
+    orientation = (
+        ndimage.gaussian_filter(maps[1], sigma_px, mode="reflect")
+        + 1j * ndimage.gaussian_filter(maps[2], sigma_px, mode="reflect")
+    ).astype(np.complex64)
+    return LatticeField(strength=strength, orientation=orientation, factor=factor)
+
+
+def _band_energies(padded: np.ndarray, f_lo: float, f_hi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band-pass energy of a zero-padded strip, summed over the filter rotations, and its cos/sin(4 theta) weights.
+
+    The filters are real and even (four lobes 90 degrees apart, a radial band), so a real
+    image's filtered images are real: the half spectrum of a real FFT holds all of it.
+    """
+    fr = sfft.fftfreq(padded.shape[0]).astype(np.float32)[:, None]
+    fc = sfft.rfftfreq(padded.shape[1]).astype(np.float32)[None, :]
     radius = np.hypot(fr, fc)
     # Smooth radial band (Gaussian-edged), zero at DC.
-    width = 0.15 * (f_hi - f_lo) + 1e-6
-    band = 1.0 / (1.0 + np.exp(-(radius - f_lo) / width)) / (1.0 + np.exp((radius - min(f_hi, 0.5)) / width))
-    phi = np.arctan2(fc, fr).astype(np.float32)  # angle of (row, col) frequency from the row axis, as make_dot's
-    spectrum = sfft.fft2(padded, workers=FFT_WORKERS).astype(np.complex64)
-    spectrum *= band.astype(np.float32)
-    strength = np.zeros(data.shape, np.float32)
-    cos4 = np.zeros(data.shape, np.float32)
-    sin4 = np.zeros(data.shape, np.float32)
-    inner = (slice(pad, pad + data.shape[0]), slice(pad, pad + data.shape[1]))
+    width = np.float32(0.15 * (f_hi - f_lo) + 1e-6)
+    band = 1.0 / (1.0 + np.exp(-(radius - np.float32(f_lo)) / width))
+    band /= 1.0 + np.exp((radius - np.float32(min(f_hi, 0.5))) / width)
+    del radius
+    phi = np.arctan2(fc, fr)  # angle of (row, col) frequency from the row axis, as make_dot's
+    spectrum = sfft.rfft2(padded, workers=FFT_WORKERS)
+    spectrum *= band
+    del band
+    strength = np.zeros(padded.shape, np.float32)
+    cos4 = np.zeros(padded.shape, np.float32)
+    sin4 = np.zeros(padded.shape, np.float32)
     quarter = np.float32(np.pi / 2)
     for theta in np.deg2rad(np.arange(N_ANGLES) * 90.0 / N_ANGLES):
         # Angular distance to the nearest of the four lobes [deg].
         d = np.rad2deg(np.mod(phi - np.float32(theta) + quarter / 2, quarter) - quarter / 2)
         lobes = np.exp(-0.5 * (d / np.float32(LOBE_SIGMA_DEG)) ** 2)
-        energy = np.abs(sfft.ifft2(spectrum * lobes, workers=FFT_WORKERS)[inner]) ** 2
+        energy = sfft.irfft2(spectrum * lobes, s=padded.shape, workers=FFT_WORKERS)
+        energy *= energy
         strength += energy
         cos4 += energy * np.float32(np.cos(4 * theta))
         sin4 += energy * np.float32(np.sin(4 * theta))
-    # The local averaging is linear: smoothing the sums equals summing the smoothed energies.
-    sigma_px = smoothing_nm / pixel_size_nm
-    strength = ndimage.gaussian_filter(strength, sigma_px, mode="reflect")
-    orientation = (
-        ndimage.gaussian_filter(cos4, sigma_px, mode="reflect")
-        + 1j * ndimage.gaussian_filter(sin4, sigma_px, mode="reflect")
-    ).astype(np.complex64)
-    return LatticeField(strength=strength, orientation=orientation)
+    return strength, cos4, sin4
