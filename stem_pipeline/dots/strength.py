@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
+from scipy.special import expit
 
 from ..denoise._common import FFT_WORKERS
 
@@ -168,8 +169,8 @@ def _band_energies(padded: np.ndarray, f_lo: float, f_hi: float) -> tuple[np.nda
     radius = np.hypot(fr, fc)
     # Smooth radial band (Gaussian-edged), zero at DC.
     width = np.float32(0.15 * (f_hi - f_lo) + 1e-6)
-    band = 1.0 / (1.0 + np.exp(-(radius - np.float32(f_lo)) / width))
-    band /= 1.0 + np.exp((radius - np.float32(min(f_hi, 0.5))) / width)
+    band = expit((radius - np.float32(f_lo)) / width)  # logistic edges, without overflow far from them
+    band *= expit((np.float32(min(f_hi, 0.5)) - radius) / width)
     del radius
     phi = np.arctan2(fc, fr)  # angle of (row, col) frequency from the row axis, as make_dot's
     spectrum = sfft.rfft2(padded, workers=FFT_WORKERS)

@@ -99,22 +99,20 @@ def save_field_overlay(
     dpi : int
         Resolution [dots per inch].
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    from .overlay import plot_overlay
+    from .overlay import save_overlay
 
     result = field.result
-    fig = plot_overlay(
+    return save_overlay(
+        path,
         display,
         result.columns,
         result.labels,
         result.fractions,
         pixel_size_nm=result.micrograph.pixel_size_nm,
         title=title,
+        dpi=dpi,
+        decorate=lambda ax: draw_dots(ax, field.labels, field.records()),
     )
-    draw_dots(fig.axes[0], field.labels, field.records())
-    FigureCanvasAgg(fig)
-    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))
 
 
 def dot_statistics(records: list[dict]) -> dict:

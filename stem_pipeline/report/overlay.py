@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -273,6 +275,7 @@ def save_overlay(
     pixel_size_nm: float | None = None,
     title: str | None = None,
     dpi: int = DPI,
+    decorate: Callable[[Any], None] | None = None,
 ) -> Path:
     """Draw the overlay (see :func:`plot_overlay`) and write it to ``path`` atomically.
 
@@ -287,6 +290,8 @@ def save_overlay(
         As for :func:`plot_overlay`.
     dpi : int
         Resolution [dots per inch].
+    decorate : callable, optional
+        Called with the image axes before the file is written (e.g. the outlines of a field's dots).
 
     Returns
     -------
@@ -301,7 +306,8 @@ def save_overlay(
     # Not a pyplot figure: nothing to close, nothing kept after the file is written (batch workers).
     fig = Figure(figsize=figure_size_in(shape, dpi=dpi), dpi=dpi)
     FigureCanvasAgg(fig)
-    plot_overlay(
-        image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title, ax=_image_axes(fig, shape)
-    )
+    ax = _image_axes(fig, shape)
+    plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title, ax=ax)
+    if decorate is not None:
+        decorate(ax)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))
