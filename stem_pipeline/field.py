@@ -487,7 +487,7 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
     When some dots are classified and others not, the merged ``columns``/``labels`` hold the classified
     dots' columns (labels must cover every column); :meth:`FieldResult.columns_dataframe` lists all.
     """
-    display = ndimage.gaussian_filter(raw.astype(np.float32), 1.0)
+    display = ndimage.gaussian_filter(raw, 1.0, output=np.float32)
     region_map = np.full(raw.shape, REGION_OUTSIDE, np.int8)
     labelled, unlabelled = [], []
     for d in dots:
