@@ -47,7 +47,7 @@ SUMMARY = """## Summary: goals against measurements
 | simulate | thickness series cheaper than separate runs | 2.2x, identical | yes |
 | batch | throughput with 1 and 2 workers, memory per worker; re-run in seconds | 36 images/min in-process, ~440-500 MB per worker; re-run 1.1 s | recorded |
 | series | synthetic frame series (5-20 frames, 30-200 counts, drift <= 5 px/frame): f0 within 0.03, Dc within 20 %, drift within 0.3 px; interval coverage; cost per frame | 72 series of 8 dots: f0 mean abs error 0.012, max 0.049 (92 % within 0.03); Dc median 4 %, max 19 % (all within 20 %); drift max 0.051 px; coverage f0 1.00, Dc 0.90; 16 other dots (10 frames, 100 counts): f0 mean 0.024, max 0.054 (69 % within 0.03), Dc median 9 %, max 31 % (80 % within 20 %; 1 of 16 flagged not constrained), coverage f0 0.94, Dc 0.69; 0.3-0.8 s per 320x320 frame | f0 and drift yes on most dots; Dc intervals too narrow |
-| memory | one image's analysis (`analyze_file`) peaks at <= 8x its float32 size + 400 MB, 1k-8k (issue 17) | 8192²: 2,085 MB above idle on a synthetic field and on noise (limit 2,448; the issue measured 8.5 / 9.1 GB); 4096²: 495 / 542 MB (limit 912; was 2,218 / 2,213); 1024² unchanged within float32 rounding | yes |
+| memory | one image's analysis (`analyze_file`) peaks at <= 8x its float32 size + 400 MB, 1k-8k (issue 17) | after the fields work (each dot analysed on its own crop): 1024² 263 / 190 MB (field / noise, limit 432), 2048² 510 / 410 (528), 4096² 792 / 618 (912, was 2,218 / 2,213), 8192² 2,799 / 2,354 (2,448; the issue measured 8.5 / 9.1 GB); before the fields work 8192² peaked at 2,085 MB | yes up to 4096² and on 8192² noise; no on the 8192² field (per-dot crops held until the field is assembled) |
 
 """
 

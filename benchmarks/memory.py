@@ -309,10 +309,11 @@ def write_results(rows: list[dict]) -> None:
         f"({rows[0]['baseline_mb']:.0f} MB). `field`: 1024² synthetic dots (14 nm at {_PIXEL_NM} nm/px, 400 "
         "counts, each its own seed and offset) side by side; `noise`: Poisson noise of the same mean. Limit: 8x "
         "the image's float32 size + 400 MB (issue 17). `before`: the code before the memory work (f6ea6f1) on the "
-        "same inputs; 8192² from the issue. At 8192² the dots' own 1024-px arrangement is the field's strongest "
-        "lattice (find_lattice looks for periods up to a quarter of the image), so the columns are found on the "
-        "second lattice but no fractions are reported: classify does not run there (at 4096² it peaks below "
-        "the other stages).\n\n" + table(rows) + "\n"
+        "same inputs; 8192² from the issue. A field is split into its dots and each dot analysed on its own crop "
+        "(issue 13): the per-stage columns below are the dots' stages, summed; the segmentation, the field's "
+        "assembly and its outputs fall between them. Measured after the fields work: the 8192² field (64 dots) "
+        "peaks at 2.8 GB, above its limit, because every dot's result keeps its crops until the field is "
+        "assembled (before the fields work the whole-image chain peaked at 2,085 MB there).\n\n" + table(rows) + "\n"
     )
 
 
