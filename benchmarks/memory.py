@@ -313,7 +313,9 @@ def write_results(rows: list[dict]) -> None:
         "(issue 13): the per-stage columns below are the dots' stages, summed; the segmentation, the field's "
         "assembly and its outputs fall between them. Measured after the fields work: the 8192² field (64 dots) "
         "peaks at 2.8 GB, above its limit; the peak falls outside the hooked stages (segmentation, assembly "
-        "or outputs) and is not yet located (before the fields work the whole-image chain peaked at 2,085 MB there).\n\n" + table(rows) + "\n"
+        "or outputs) and is not yet located (before the fields work the whole-image chain peaked at 2,085 MB there).\n\n"
+        + table(rows)
+        + "\n"
     )
 
 
