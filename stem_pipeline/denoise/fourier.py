@@ -21,7 +21,7 @@ Frequencies are (row, col) in cycles per pixel, in [-0.5, 0.5).
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.fft as sfft
@@ -428,12 +428,8 @@ def find_bragg_peaks(
     True
     """
     arr, _ = check_image(image)
-    spectrum, _ = _periodic_spectrum(arr)
-    power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
-    floor = _radial_floor(power)
-    idx, _, _ = _detect(
-        power,
-        floor,
+    _, _, power, idx, _ = _spectrum_peaks(
+        arr,
         threshold=threshold,
         min_spacing_px=min_spacing_px,
         max_spacing_px=max_spacing_px,
@@ -442,6 +438,18 @@ def find_bragg_peaks(
     )
     pos = _subpixel(power, idx) - np.array(arr.shape) // 2
     return pos / np.array(arr.shape, float)
+
+
+def _spectrum_peaks(arr: np.ndarray, **detect: Any):
+    """Periodic-plus-smooth spectrum, its centred power and the Bragg peaks :func:`_detect` finds in it.
+
+    Returns ``(spectrum, smooth, power, idx, widths)``: the periodic component's spectrum, the smooth
+    component, the fftshifted power (float64), the peaks' (row, col) indices and their widths.
+    """
+    spectrum, smooth = _periodic_spectrum(arr)
+    power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
+    idx, _, widths = _detect(power, _radial_floor(power), **detect)
+    return spectrum, smooth, power, idx, widths
 
 
 def _soft_disc_mask(shape: tuple[int, int], centres: np.ndarray, radii: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -573,12 +581,8 @@ def _bragg_filter(
 ) -> np.ndarray | None:
     """The ``bragg`` mode of :func:`fourier_filter` (None when no lattice is found)."""
     shape = arr.shape
-    spectrum, smooth = _periodic_spectrum(arr)
-    power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
-    floor = _radial_floor(power)
-    idx, _, widths = _detect(
-        power,
-        floor,
+    spectrum, smooth, _, idx, widths = _spectrum_peaks(
+        arr,
         threshold=threshold,
         min_spacing_px=min_spacing_px,
         max_spacing_px=None,
