@@ -29,6 +29,7 @@ from typing import Any
 
 from ._atomic import remove_stale_temporaries
 from ._lock import output_lock
+from ._logs import quiet_loggers
 from .errors import UsageError
 
 logger = logging.getLogger("stem_pipeline")
@@ -411,16 +412,8 @@ def _quiet_dask() -> Iterator[None]:
     The batch reports every per-file outcome itself; Dask's lines about the same events
     (a worker lost, a task retried) only repeated them in another format.
     """
-    loggers = [logging.getLogger(name) for name in ("distributed", "dask")]
-    levels = [lg.level for lg in loggers]
-    if logger.getEffectiveLevel() > logging.DEBUG:
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
-    try:
+    with quiet_loggers(*(("distributed", "dask") if logger.getEffectiveLevel() > logging.DEBUG else ())):
         yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._atomic import atomic_write
+from ._logs import quiet_loggers
 from ._types import (
     CONTRAST_COLOURS,
     CONTRASTS,
@@ -295,9 +296,19 @@ def _read_tiff_pixels(path: Path) -> np.ndarray | None:
     import tifffile
 
     try:
-        return np.asarray(tifffile.imread(path))
+        with _quiet_readers():
+            return np.asarray(tifffile.imread(path))
     except Exception:  # truncated or not a TIFF: the caller reports the reader's own error
         return None
+
+
+#: Loggers of the file readers: a failed read is reported once, by our InputError naming the file.
+_READER_LOGGERS = ("hyperspy", "rsciio", "tifffile")
+
+
+def _quiet_readers():
+    """Silence the readers' own log lines (e.g. tifffile's "invalid offset to first page") while reading."""
+    return quiet_loggers(*_READER_LOGGERS)
 
 
 def _read_raster(path: Path) -> np.ndarray:
@@ -352,15 +363,9 @@ def _load_signal(hs, path: Path):
 def _read_hyperspy(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     import hyperspy.api as hs
 
-    hs_logger = logging.getLogger("hyperspy")
-    level = hs_logger.level
-    hs_logger.setLevel(logging.CRITICAL)  # our InputError says it better
-    with warnings.catch_warnings():
+    with _quiet_readers(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # readers warn about metadata they cannot map
-        try:
-            signal = _load_signal(hs, path)
-        finally:
-            hs_logger.setLevel(level)
+        signal = _load_signal(hs, path)
     if isinstance(signal, list):
         images = [s for s in signal if s.axes_manager.signal_dimension == 2]
         if not images:
