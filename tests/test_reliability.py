@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stem_pipeline import batch, cli, io
+from stem_pipeline import Micrograph, batch, cli, io
 from stem_pipeline._lock import LOCK_NAME
 from stem_pipeline.synthetic import make_dot
 
@@ -279,6 +279,10 @@ def test_every_file_error_reaches_stderr_with_a_prefix(tmp_path, good_tif):
 
 def test_ctrl_c_on_a_local_cluster_prints_one_line_and_resumes(tmp_path):
     folder = _folder_of_dots(tmp_path / "in", range(40, 46))
+    # First in input order, so one worker is still on it (seconds) when the other's first image is done:
+    # with small images only, a loaded machine could finish the batch before the interrupt arrived.
+    slow = np.random.default_rng(0).poisson(50, (2560, 2560)).astype(np.float32)
+    io.save(Micrograph(slow, pixel_size_nm=0.02, source="noise"), folder / "a_slow.tif")
     out = tmp_path / "o"
     # A terminal's Ctrl-C: SIGINT to the whole process group (the command and its workers).
     proc = subprocess.Popen(
@@ -292,6 +296,7 @@ def test_ctrl_c_on_a_local_cluster_prints_one_line_and_resumes(tmp_path):
     while not list(out.glob("*/summary.json")):
         assert proc.poll() is None and time.monotonic() < deadline, "no image finished in time"
         time.sleep(0.05)
+    assert not (out / "a_slow" / "summary.json").exists()
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
