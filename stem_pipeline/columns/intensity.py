@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -144,7 +145,9 @@ def measure_intensities(
         data, rc, sigma, int(window_px), mask_neighbours=config.mask_neighbours, batch_size=config.batch_size
     )
     volume = 2.0 * np.pi * fit["amplitude"] * sigma[:, 0] * sigma[:, 1]
-    changes = dict(volume=volume, cell_intensity=fit["cell_intensity"], peak=fit["peak"], background=fit["background"])
+    changes: dict[str, Any] = dict(
+        volume=volume, cell_intensity=fit["cell_intensity"], peak=fit["peak"], background=fit["background"]
+    )
     if columns.pixel_size_nm is None and pixel_size_nm is not None:
         changes["pixel_size_nm"] = pixel_size_nm
     return columns.replace(**changes)

@@ -98,6 +98,15 @@ def _normal_equations(
     return jtj, np.einsum("npk,np->nk", jw, res.astype(dtype, copy=False)).astype(np.float64)
 
 
+def _model_and_jacobian(
+    params: np.ndarray, dr: np.ndarray, dc: np.ndarray, *, elliptical: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`gaussian_model` with its Jacobian, which is then never None."""
+    model, jac = gaussian_model(params, dr, dc, elliptical=elliptical)
+    assert jac is not None
+    return model, jac
+
+
 def _levenberg_marquardt(
     vals: np.ndarray,
     w: np.ndarray,
@@ -122,7 +131,7 @@ def _levenberg_marquardt(
     """
     el = config.elliptical
     p = p0.copy()
-    model, jac = gaussian_model(p, dr, dc, elliptical=el)
+    model, jac = _model_and_jacobian(p, dr, dc, elliptical=el)
     res = vals - model
     cost = np.sum(w * res * res, axis=1)
     n, k = p.shape
@@ -130,17 +139,17 @@ def _levenberg_marquardt(
     active = np.ones(n, bool)
     eye = np.eye(k)
     for _ in range(config.max_iterations):
-        idx = np.nonzero(active)[0]
-        if idx.size == 0:
+        active_idx = np.nonzero(active)[0]
+        if active_idx.size == 0:
             break
-        if idx.size == n:
-            idx = slice(None)  # no copies while every column is still active
+        # no copies while every column is still active
+        idx: np.ndarray | slice = slice(None) if active_idx.size == n else active_idx
         jtj, grad = _normal_equations(jac[idx], w[idx], res[idx], np.float32)
         diag = np.einsum("nkk->nk", jtj)
         aug = jtj + (lam[idx, None] * diag + 1e-12 * diag.max(axis=1, keepdims=True) + 1e-30)[:, :, None] * eye
         step = solve_batched(aug, grad)
         p_new = p[idx] + step
-        m_new, j_new = gaussian_model(p_new, dr, dc, elliptical=el)
+        m_new, j_new = _model_and_jacobian(p_new, dr, dc, elliptical=el)
         r_new = vals[idx] - m_new
         c_new = np.sum(w[idx] * r_new * r_new, axis=1)
         sig = np.abs(p_new[:, 3 : 5 if el else 4])
@@ -150,20 +159,18 @@ def _levenberg_marquardt(
             & (p_new[:, 2] > 0)
         )
         better = np.isfinite(c_new) & (c_new <= cost[idx]) & inside
-        if isinstance(idx, slice):
-            idx = np.arange(n)
-        good = idx[better]
+        good = active_idx[better]
         p[good], jac[good], res[good], cost[good] = p_new[better], j_new[better], r_new[better], c_new[better]
         lam[good] = np.maximum(lam[good] / 3.0, 1e-9)
-        lam[idx[~better]] *= 4.0
+        lam[active_idx[~better]] *= 4.0
         # Converged: the centre moves less than `tolerance` px, the other parameters by less
         # than `tolerance` relative to their size (background slopes relative to the height).
         scale = np.abs(p_new)
         scale[:, :2] = 1.0
         scale[:, -2:] = np.abs(p_new[:, 2:3])
         small = np.all(np.abs(step) <= config.tolerance * (scale + 1e-12), axis=1)
-        done = (better & small) | (lam[idx] > 1e8)
-        active[idx[done]] = False
+        done = (better & small) | (lam[active_idx] > 1e8)
+        active[active_idx[done]] = False
     jtj, _ = _normal_equations(jac, w, res)
     meat, _ = _normal_equations(jac, w * res * res, res)
     dof = np.maximum(w.sum(axis=1) - k, 1)
