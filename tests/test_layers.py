@@ -26,6 +26,7 @@ LAYERS: dict[str, list[str]] = {
         "columns",
         "classify",
         "simulate",
+        "phases",
         "compare",
         "synthetic",
         "synthetic_mosaic",
