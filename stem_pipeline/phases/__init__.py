@@ -5,13 +5,19 @@ A phase is a structure and a zone axis, read from a YAML file
 expected relative HAADF intensities are derived (:mod:`~stem_pipeline.phases.sites`).
 """
 
-from .library import DEFAULT_DIR, Phase, StructureSpec, default_library, load_library, load_phase
+from .assign import UNEXPLAINED, assign_phases
+from .config import PhasesConfig
+from .library import DEFAULT_DIR, Phase, StructureSpec, default_library, load_library, load_phase, select_phases
 from .sites import ColumnGrid, ProjectedCell, column_grids, project, site_name
 
 __all__ = [
     "DEFAULT_DIR",
     "ColumnGrid",
     "Phase",
+    "PhasesConfig",
+    "UNEXPLAINED",
+    "assign_phases",
+    "select_phases",
     "ProjectedCell",
     "StructureSpec",
     "column_grids",

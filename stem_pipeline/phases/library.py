@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 from ..config import StrictModel, load_yaml
 from .sites import ColumnGrid, ProjectedCell, column_grids, project
 
-__all__ = ["DEFAULT_DIR", "Phase", "StructureSpec", "default_library", "load_library", "load_phase"]
+__all__ = ["DEFAULT_DIR", "Phase", "StructureSpec", "default_library", "load_library", "load_phase", "select_phases"]
 
 #: Folder of the phase files shipped with the package.
 DEFAULT_DIR = Path(__file__).resolve().parent / "data"
@@ -197,3 +197,20 @@ def _cached_phase(path: str, mtime_ns: int) -> Phase:
 def default_library() -> dict[str, Phase]:
     """The shipped phases by name."""
     return load_library()
+
+
+def select_phases(config) -> dict[str, Phase]:
+    """The library a :class:`~stem_pipeline.phases.config.PhasesConfig` asks for: shipped and extra files, by name.
+
+    Raises
+    ------
+    ValueError
+        For a name in ``config.phases`` that no phase file holds (the known names listed).
+    """
+    library = load_library(config.extra_files)
+    if config.phases is None:
+        return library
+    unknown = [name for name in config.phases if name not in library]
+    if unknown:
+        raise ValueError(f"phases {unknown} are not in the library; known phases: {sorted(library)}")
+    return {name: library[name] for name in config.phases}

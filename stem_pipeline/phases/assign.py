@@ -1,0 +1,251 @@
+"""The phase-library stage: every column's phase and site, phase fractions and the calibration check.
+
+Runs after the two-phase classification. Each lattice's columns form a group,
+split by the classifier's ``ordered``/``uniform`` labels when it labelled them;
+:func:`~stem_pipeline.phases.match.explain_columns` names the library phase
+that explains each group best. A group's area is its lattice region (and
+label region); a group no phase explains is ``unexplained``, never forced.
+
+Calibration. A calibrated image is checked against the phase of its largest
+group: a spacing 5-15 % off (``PhasesConfig.calibration_warning``,
+``max_spacing_error``) gets a warning naming the pixel size that phase implies.
+An uncalibrated image gets phase fractions only when every group is explained
+unambiguously (one phase holds ``min_probability`` of the likelihood and no
+other explains it) and all groups imply one pixel size within the shape
+tolerance; that pixel size is then reported and used, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .._types import LABELS, REGION_OUTSIDE
+from .config import PhasesConfig
+from .library import Phase
+from .match import explain_columns
+
+logger = logging.getLogger("stem_pipeline")
+
+__all__ = ["UNEXPLAINED", "assign_phases"]
+
+#: The phase name of columns and areas no library phase explains.
+UNEXPLAINED = "unexplained"
+
+
+def _groups(parts, regions, labels):
+    """(lattice index, label name or None, column index into the pooled columns, region mask) per group."""
+    out, start = [], 0
+    for k, (cols, region) in enumerate(zip(parts, regions)):
+        index = np.arange(start, start + len(cols))
+        start += len(cols)
+        if labels is None:
+            out.append((k, None, index, region))
+            continue
+        for code, name in enumerate(LABELS):
+            sel = labels.label[index] == code
+            if sel.any():
+                out.append((k, name, index[sel], region & (labels.region_map == code + 1)))
+    return out
+
+
+def _unambiguous(fits, config: PhasesConfig) -> bool:
+    explaining = [f for f in fits if f.explains]
+    return len(explaining) == 1 and explaining[0].probability >= config.min_probability
+
+
+def assign_phases(
+    parts,
+    regions: list[np.ndarray],
+    lattices,
+    labels,
+    two_phase=None,
+    *,
+    pixel_size_nm: float | None,
+    library: dict[str, Phase],
+    config: PhasesConfig,
+    source: str = "image",
+) -> dict:
+    """Phase and site of every column, phase fractions with intervals, and the calibration check.
+
+    Parameters
+    ----------
+    parts : list of Columns
+        Each lattice's columns, in the pooled order (lattice 0 first).
+    regions : list of (M, N) ndarray of bool
+        Each lattice's crystal region.
+    lattices : list of Lattice
+        The lattices (``vectors_px``, ``spacing_px``).
+    labels : PhaseLabels or None
+        The two-phase classifier's labels of the pooled columns, if it ran.
+    two_phase : AreaFractions or None
+        The two-phase classifier's fractions: when its two labels are explained
+        by two phases, those phases' fractions and intervals are its own.
+    pixel_size_nm : float or None
+        The image's calibration.
+    library : dict of str to Phase
+        The phases to try.
+    config : PhasesConfig
+        Tolerances.
+    source : str
+        The image's name, for the warnings.
+
+    Returns
+    -------
+    dict
+        ``phase``, ``site`` ((N,) str arrays; "" for columns of groups too small
+        to classify), ``phase_fractions`` ({phase: {"fraction", "ci95"}}, empty
+        when not reported), ``groups`` (one record per group) and
+        ``calibration`` (``status``: "ok", "warning", "uncalibrated_implied",
+        "uncalibrated_ambiguous" or "unchecked"; ``implied_pixel_size_nm``;
+        ``spacing_error``; ``message``).
+    """
+    n = sum(len(p) for p in parts)
+    phase = np.full(n, "", dtype=object)
+    site = np.full(n, "", dtype=object)
+    intensity = np.concatenate([p.intensity for p in parts]) if parts else np.zeros(0)
+    rc = np.concatenate([p.rc for p in parts]) if parts else np.zeros((0, 2))
+    records, areas, fits_by_group, group_regions = [], [], [], []
+    for k, label, index, region in _groups(parts, regions, labels):
+        group_regions.append(region)
+        fits = []
+        if len(index) >= config.min_columns:
+            fits = explain_columns(
+                rc[index], intensity[index], lattices[k].vectors_px, library, pixel_size_nm=pixel_size_nm, config=config
+            )
+        best = fits[0] if fits and fits[0].explains else None
+        phase[index] = best.phase if best else (UNEXPLAINED if len(index) >= config.min_columns else "")
+        if best is not None:
+            site[index] = best.site
+        fits_by_group.append(fits)
+        areas.append(float(region.sum()))
+        records.append(
+            {
+                "lattice": k,
+                "label": label,
+                "n_columns": int(len(index)),
+                "area_px": areas[-1],
+                "phase": str(phase[index[0]]) if len(index) else "",
+                "candidates": [
+                    {
+                        "phase": f.phase,
+                        "probability": round(f.probability, 4),
+                        "explains": f.explains,
+                        "implied_pixel_size_nm": round(f.implied_pixel_size_nm, 6),
+                        "spacing_error": None if f.spacing_error is None else round(f.spacing_error, 4),
+                    }
+                    for f in fits
+                ],
+            }
+        )
+    calibration = _calibration(records, fits_by_group, pixel_size_nm, config, source)
+    fractions = {}
+    if calibration["status"] != "uncalibrated_ambiguous" and sum(areas) > 0:
+        fractions = _fractions(records, group_regions, lattices)
+        fractions.update(_two_phase_fractions(records, two_phase))
+    return {
+        "phase": phase.astype(str),
+        "site": site.astype(str),
+        "phase_fractions": fractions,
+        "groups": records,
+        "calibration": calibration,
+    }
+
+
+def _calibration(records, fits_by_group, pixel_size_nm, config: PhasesConfig, source: str) -> dict:
+    """The calibration check of the largest explained group (see the module docstring)."""
+    explained = [(r["area_px"], i) for i, r in enumerate(records) if r["phase"] not in ("", UNEXPLAINED)]
+    if pixel_size_nm is None:
+        fits = [fits_by_group[i] for _, i in explained]
+        implied = [f[0].implied_pixel_size_nm for f in fits]
+        if (
+            explained
+            and len(explained) == sum(1 for r in records if r["phase"])
+            and all(_unambiguous(f, config) for f in fits)
+            and np.ptp(implied) <= config.shape_tolerance * np.mean(implied)
+        ):
+            used = float(np.average(implied, weights=[a for a, _ in explained]))
+            message = (
+                f"{source}: uncalibrated; the lattice matches one library phase ({records[explained[0][1]]['phase']}), "
+                f"which implies a pixel size of {used:.5g} nm: used for the phase fractions"
+            )
+            logger.warning(message)
+            return {
+                "status": "uncalibrated_implied",
+                "implied_pixel_size_nm": used,
+                "spacing_error": None,
+                "message": message,
+            }
+        message = (
+            f"{source}: uncalibrated and the lattice matches no single library phase unambiguously: no phase fractions"
+        )
+        logger.warning(message)
+        return {
+            "status": "uncalibrated_ambiguous",
+            "implied_pixel_size_nm": None,
+            "spacing_error": None,
+            "message": message,
+        }
+    if not explained:
+        return {"status": "unchecked", "implied_pixel_size_nm": None, "spacing_error": None, "message": None}
+    best = fits_by_group[max(explained)[1]][0]
+    status, message = "ok", None
+    if abs(best.spacing_error) >= config.calibration_warning:
+        status = "warning"
+        message = (
+            f"{source}: the column spacing is {100 * best.spacing_error:+.1f} % off {best.phase}'s: check the "
+            f"calibration; that phase implies a pixel size of {best.implied_pixel_size_nm:.5g} nm "
+            f"(the file gives {pixel_size_nm:.5g} nm)"
+        )
+        logger.warning(message)
+    return {
+        "status": status,
+        "implied_pixel_size_nm": best.implied_pixel_size_nm,
+        "spacing_error": best.spacing_error,
+        "message": message,
+    }
+
+
+def _fractions(records, group_regions, lattices) -> dict:
+    """Area fraction of each phase, with a 95 % interval from the placement of the boundaries between phases.
+
+    A boundary between two phases' areas is placed within half a column spacing (sd, as for two
+    lattices in :mod:`stem_pipeline.pipeline`); a phase's interval is its fraction +-1.96 sd of
+    its boundary length times that shift, over the crystal area.
+    """
+    from ..classify import boundary_length_px
+
+    names = list(dict.fromkeys(r["phase"] or UNEXPLAINED for r in records))
+    areas = np.array([r["area_px"] for r in records])
+    total = float(areas.sum())
+    spacing_px = float(np.mean([lat.spacing_px for lat in lattices]))
+    out = {}
+    for name in names:
+        mine = np.array([(r["phase"] or UNEXPLAINED) == name for r in records])
+        fraction = float(areas[mine].sum()) / total
+        code = np.full(group_regions[0].shape, REGION_OUTSIDE, np.int8)
+        for region, is_mine in zip(group_regions, mine):
+            code[region] = 1 if is_mine else 2
+        half = 1.96 * boundary_length_px(code) * 0.5 * spacing_px / total
+        out[name] = {"fraction": fraction, "ci95": [max(0.0, fraction - half), min(1.0, fraction + half)]}
+    return out
+
+
+def _two_phase_fractions(records, two_phase) -> dict:
+    """The classifier's own fractions and interval for the two phases its labels map to one-to-one."""
+    if two_phase is None:
+        return {}
+    by_label = {}
+    for r in records:
+        by_label.setdefault(r["label"], set()).add(r["phase"])
+    if set(by_label) != set(LABELS) or any(len(p) != 1 for p in by_label.values()):
+        return {}
+    ordered, uniform = (next(iter(by_label[name])) for name in LABELS)
+    if ordered == uniform or UNEXPLAINED in (ordered, uniform) or "" in (ordered, uniform):
+        return {}
+    lo, hi = two_phase.uniform_ci95
+    return {
+        ordered: {"fraction": two_phase.ordered, "ci95": [1.0 - hi, 1.0 - lo]},
+        uniform: {"fraction": two_phase.uniform, "ci95": [lo, hi]},
+    }
