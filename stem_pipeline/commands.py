@@ -89,6 +89,15 @@ def run_analyze(args: argparse.Namespace) -> int:
     if len(missing) == len(args.inputs):
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     config = _pipeline_config(args.config)
+    if args.phases:
+        extra = [*config.phases.extra_files, *map(str, args.phases)]
+        config = config.model_copy(update={"phases": config.phases.model_copy(update={"extra_files": extra})})
+        try:
+            from .phases import select_phases
+
+            select_phases(config.phases)  # a bad phase file is bad usage, named before any image is read
+        except (ValueError, ImportError) as exc:
+            raise UsageError(str(exc)) from None
     report = run_batch(
         args.inputs,
         args.out,
@@ -123,9 +132,15 @@ def _print_report(summaries: list[dict], out) -> None:
                 f"{name}: {dots}{s['n_columns']} columns, ordered (CsPbI3-like) {f['ordered']:.3f}, "
                 f"uniform (PbI2/FAPbI3-like) {f['uniform']:.3f} [95% CI {lo:.3f}-{hi:.3f}]"
             )
-        elif s["status"] == "no_crystal":
+        if s["status"] == "ok" and s.get("phase_fractions"):
+            shares = ", ".join(
+                f"{p} {v['fraction']:.3f} [{v['ci95'][0]:.3f}-{v['ci95'][1]:.3f}]"
+                for p, v in s["phase_fractions"].items()
+            )
+            print(f"{name}: phases {shares}")
+        if s["status"] == "no_crystal":
             print(f"{name}: no crystal ({s.get('message') or 'no lattice'})")
-        else:
+        elif s["status"] != "ok":
             error = str(s["error"])
             print(f"{name}: ERROR {error.removeprefix(f'{name}: ')}")
     print(f"report: {out / 'report.html'}")
