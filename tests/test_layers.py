@@ -32,6 +32,7 @@ LAYERS: dict[str, list[str]] = {
         "synthetic_mosaic",
         "synthetic_series",
         "synthetic_field",
+        "synthetic_phases",
         "dots",
         "report",
     ],

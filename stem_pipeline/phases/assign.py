@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .._types import LABELS, REGION_OUTSIDE
 from .config import PhasesConfig
 from .library import Phase
 from .match import explain_columns
+from .regions import split_by_spacing
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -34,12 +36,34 @@ __all__ = ["UNEXPLAINED", "assign_phases"]
 UNEXPLAINED = "unexplained"
 
 
-def _groups(parts, regions, labels):
-    """(lattice index, label name or None, column index into the pooled columns, region mask) per group."""
-    out, start = [], 0
-    for k, (cols, region) in enumerate(zip(parts, regions)):
-        index = np.arange(start, start + len(cols))
-        start += len(cols)
+def _aligned(a: np.ndarray, b: np.ndarray, *, max_scale: float, max_angle_deg: float = 5.0) -> bool:
+    """Whether two lattices are one grid a few per cent apart in spacing: same directions, near lengths."""
+    la, lb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    if abs(lb.min() / la.min() - 1) > max_scale or abs(lb.max() / la.max() - 1) > max_scale:
+        return False
+    cos = np.abs((a / la[:, None]) @ (b / lb[:, None]).T)
+    return bool(np.all(cos.max(axis=0) >= np.cos(np.radians(max_angle_deg))))
+
+
+def _groups(parts, regions, lattices, labels, max_scale: float):
+    """(lattice index, label name or None, column index into the pooled columns, region mask) per group.
+
+    Lattices along the same directions with spacings within ``max_scale`` are pooled (two phases a few
+    per cent apart, which the lattice finder split between its grids column by column): their parts
+    are then told apart by local spacing (:func:`_explained_parts`).
+    """
+    starts = np.concatenate([[0], np.cumsum([len(c) for c in parts])])
+    owner = list(range(len(parts)))
+    for k in range(1, len(parts)):
+        for j in range(k):
+            if owner[j] == j and _aligned(lattices[j].vectors_px, lattices[k].vectors_px, max_scale=max_scale):
+                owner[k] = j
+                break
+    out = []
+    for k in sorted(set(owner)):
+        members = [j for j in range(len(parts)) if owner[j] == k]
+        index = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in members])
+        region = np.logical_or.reduce([regions[j] for j in members])
         if labels is None:
             out.append((k, None, index, region))
             continue
@@ -48,6 +72,64 @@ def _groups(parts, regions, labels):
             if sel.any():
                 out.append((k, name, index[sel], region & (labels.region_map == code + 1)))
     return out
+
+
+def _explained_parts(rc, intensity, index, region, lattice, pixel_size_nm, library, config: PhasesConfig):
+    """[(column indices, region, fits)] of one group: the group itself, or its two parts of different spacing.
+
+    A group whose local spacings are bimodal is cut in two (:func:`~.regions.split_by_spacing`), each
+    part fitted on its own lattice vectors; the cut stands when two different phases explain the
+    parts, or when the whole is unexplained and a part is explained.
+    """
+    from ..classify import estimate_lattice_vectors
+    from ..lattice import reduce_basis
+
+    def fit(sub, vectors):
+        if len(sub) < config.min_columns:
+            return []
+        return explain_columns(rc[sub], intensity[sub], vectors, library, pixel_size_nm=pixel_size_nm, config=config)
+
+    fits = fit(index, lattice.vectors_px)
+    whole = [(index, region, fits)]
+    split = split_by_spacing(rc[index], min_columns=config.min_columns)
+    if split is None:
+        return whole
+    subs = [index[s] for s in split]
+    sub_fits = [fit(sub, reduce_basis(estimate_lattice_vectors(rc[sub]))) for sub in subs]
+    best = [f[0].phase if f and f[0].explains else None for f in sub_fits]
+    two_phases = all(best) and best[0] != best[1]
+    if not two_phases and (fits and fits[0].explains or not any(best)):
+        return whole
+    tree = cKDTree(rc[index])
+    pixels = np.argwhere(region)
+    owner = np.isin(tree.query(pixels)[1], split[1]).astype(int)
+    sub_regions = []
+    for part in (0, 1):
+        mask = np.zeros_like(region)
+        mask[tuple(pixels[owner == part].T)] = True
+        sub_regions.append(mask)
+    return list(zip(subs, sub_regions, sub_fits))
+
+
+def _record(lattice: int, label, index, region, phase: str, fits) -> dict:
+    """One group's JSON record: where it is, its phase and every candidate phase's fit."""
+    return {
+        "lattice": lattice,
+        "label": label,
+        "n_columns": int(len(index)),
+        "area_px": float(region.sum()),
+        "phase": phase,
+        "candidates": [
+            {
+                "phase": f.phase,
+                "probability": round(f.probability, 4),
+                "explains": f.explains,
+                "implied_pixel_size_nm": round(f.implied_pixel_size_nm, 6),
+                "spacing_error": None if f.spacing_error is None else round(f.spacing_error, 4),
+            }
+            for f in fits
+        ],
+    }
 
 
 def _unambiguous(fits, config: PhasesConfig) -> bool:
@@ -106,42 +188,21 @@ def assign_phases(
     site = np.full(n, "", dtype=object)
     intensity = np.concatenate([p.intensity for p in parts]) if parts else np.zeros(0)
     rc = np.concatenate([p.rc for p in parts]) if parts else np.zeros((0, 2))
-    records, areas, fits_by_group, group_regions = [], [], [], []
-    for k, label, index, region in _groups(parts, regions, labels):
-        group_regions.append(region)
-        fits = []
-        if len(index) >= config.min_columns:
-            fits = explain_columns(
-                rc[index], intensity[index], lattices[k].vectors_px, library, pixel_size_nm=pixel_size_nm, config=config
-            )
-        best = fits[0] if fits and fits[0].explains else None
-        phase[index] = best.phase if best else (UNEXPLAINED if len(index) >= config.min_columns else "")
-        if best is not None:
-            site[index] = best.site
-        fits_by_group.append(fits)
-        areas.append(float(region.sum()))
-        records.append(
-            {
-                "lattice": k,
-                "label": label,
-                "n_columns": int(len(index)),
-                "area_px": areas[-1],
-                "phase": str(phase[index[0]]) if len(index) else "",
-                "candidates": [
-                    {
-                        "phase": f.phase,
-                        "probability": round(f.probability, 4),
-                        "explains": f.explains,
-                        "implied_pixel_size_nm": round(f.implied_pixel_size_nm, 6),
-                        "spacing_error": None if f.spacing_error is None else round(f.spacing_error, 4),
-                    }
-                    for f in fits
-                ],
-            }
-        )
+    records, fits_by_group, group_regions = [], [], []
+    for k, label, index, region in _groups(parts, regions, lattices, labels, config.max_spacing_error):
+        for sub, sub_region, fits in _explained_parts(
+            rc, intensity, index, region, lattices[k], pixel_size_nm, library, config
+        ):
+            best = fits[0] if fits and fits[0].explains else None
+            phase[sub] = best.phase if best else (UNEXPLAINED if len(sub) >= config.min_columns else "")
+            if best is not None:
+                site[sub] = best.site
+            fits_by_group.append(fits)
+            group_regions.append(sub_region)
+            records.append(_record(k, label, sub, sub_region, str(phase[sub[0]]) if len(sub) else "", fits))
     calibration = _calibration(records, fits_by_group, pixel_size_nm, config, source)
     fractions = {}
-    if calibration["status"] != "uncalibrated_ambiguous" and sum(areas) > 0:
+    if calibration["status"] != "uncalibrated_ambiguous" and sum(r["area_px"] for r in records) > 0:
         fractions = _fractions(records, group_regions, lattices)
         fractions.update(_two_phase_fractions(records, two_phase))
     return {

@@ -53,8 +53,8 @@ class PhasesConfig(StrictModel):
     unexplained_bic: float = Field(
         10.0,
         ge=0.0,
-        description="A phase does not explain a pattern when a free fit (one mean per site and grid parity) beats "
-        "its template by more than this in BIC.",
+        description="A phase does not explain a pattern when one mean per site and two-step grid parity beats one "
+        "mean per site by more than this in BIC (structure the phase's sites lack).",
     )
     min_probability: float = Field(
         0.95,

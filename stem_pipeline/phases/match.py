@@ -7,10 +7,11 @@ other and every placement of its repeat cell, and the measured intensities are
 fitted by the grid's expected site intensities (``I = a + b * expected``,
 ``b >= 0``: an offset and a scale, since measured intensities hold background).
 A phase's score is the fit's Bayesian information criterion, plus, for a
-calibrated image, how far its spacing is from the measured one. A phase whose
-best fit is beaten by a free fit of the same partition refined by the grid's
-two-step parity (one mean per class) does not explain the pattern; a group no
-phase explains is unexplained.
+calibrated image, how far its spacing is from the measured one. A phase does
+not explain the pattern when the columns hold structure its sites lack (one
+mean per site refined by the grid's two-step parity wins in BIC) or when its
+sites' brightness comes out in the wrong order; a group no phase explains is
+unexplained.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class PhaseFit:
     score : float
         -BIC/2 of the intensity fit, plus the spacing term (higher is better).
     explains : bool
-        False when a free fit of the site classes beats the phase's template.
+        False when the columns hold structure the phase's sites lack, or its sites' brightness is out of order.
     implied_pixel_size_nm : float
         Pixel size at which the phase's spacing equals the image's [nm].
     spacing_error : float or None
@@ -159,6 +160,36 @@ def _class_rss(y: np.ndarray, classes: np.ndarray) -> tuple[float, int]:
     return float(r @ r), len(counts)
 
 
+#: Sites whose expected intensities differ by more than this (of the brightest) must measure in that order.
+ORDER_MARGIN = 0.1
+
+
+def _explains(y, site, steps, patch, grid: ColumnGrid, max_bic: float, floor: float) -> bool:
+    """Whether the grid's sites account for the pattern: no structure beyond them, brightness in their order.
+
+    Structure: one mean per kind of site (sites of one name, e.g. the two I sites of CsPbI3 [001],
+    are alike) and patch is compared with one mean per site, patch and two-step grid parity (alike
+    sites that measure differently, or a checkerboard or stripes the grid lacks); the finer
+    partition must not win by more than ``max_bic``. Order: of two kinds whose expected intensities
+    differ by more than :data:`ORDER_MARGIN`, the brighter must measure brighter. The intensity
+    ratios themselves are not tested here (measured intensities of faint columns are not
+    proportional to the projected-Z estimate); they count in the phase's score.
+    """
+    n = len(y)
+    names, kind = np.unique(grid.names, return_inverse=True)
+    coarse_rss, k_coarse = _class_rss(y, kind[site] + patch * 1000)
+    fine_rss, k_fine = _class_rss(y, site * 4 + (steps[:, 0] % 2) * 2 + steps[:, 1] % 2 + patch * 1000)
+    bic_coarse = n * np.log(max(coarse_rss, floor) / n) + k_coarse * np.log(n)
+    bic_fine = n * np.log(max(fine_rss, floor) / n) + k_fine * np.log(n)
+    if bic_coarse - bic_fine > max_bic:
+        return False
+    present = np.unique(kind[site])
+    means = np.array([y[kind[site] == k].mean() for k in present])
+    expected = np.array([grid.relative_intensity[kind == k].max() for k in present])
+    brighter = expected[:, None] - expected[None, :] > ORDER_MARGIN
+    return bool(np.all((means[:, None] > means[None, :])[brighter]))
+
+
 def _phase_fit(y, steps, patch, vectors_px, phase: Phase, grid: ColumnGrid, pixel_size_nm, config) -> PhaseFit | None:
     """The best orientation and placement of one grid on the columns, or None if its shape does not match."""
     n = len(y)
@@ -180,15 +211,14 @@ def _phase_fit(y, steps, patch, vectors_px, phase: Phase, grid: ColumnGrid, pixe
             rss += min(fits)
         k_params = 1 if np.ptp(grid.relative_intensity) == 0 else 2
         pattern = -0.5 * (n * np.log(max(rss, floor) / n) + k_params * np.log(n))
-        free_rss, k_free = _class_rss(y, site * 4 + (steps[:, 0] % 2) * 2 + steps[:, 1] % 2 + patch * 1000)
-        free = -0.5 * (n * np.log(max(free_rss, floor) / n) + k_free * np.log(n))
+        explains = _explains(y, site, steps, patch, grid, config.unexplained_bic, floor)
         score = pattern - (0.0 if error is None else 0.5 * (np.log1p(error) / config.spacing_sd) ** 2)
         fit = PhaseFit(
             phase=phase.name,
             grid=grid,
             site=grid.names[site],
             score=float(score),
-            explains=bool(free - pattern <= config.unexplained_bic / 2),
+            explains=explains,
             implied_pixel_size_nm=implied,
             spacing_error=error,
         )
