@@ -195,17 +195,20 @@ def _phase_fit(y, steps, patch, vectors_px, phase: Phase, grid: ColumnGrid, pixe
     n = len(y)
     floor = 1e-12 * max(float(y @ y), 1.0)
     best = None
+    # shifted[t][s]: the site that site s becomes when the cell is placed t sites further
+    shifted = [grid.site_index(grid.site_steps + t) for t in grid.site_steps]
     for u, px_per_nm in grid_orientations(vectors_px, grid, tolerance=config.shape_tolerance):
         implied = 1.0 / px_per_nm
         error = None if pixel_size_nm is None else pixel_size_nm / implied - 1.0
         if error is not None and abs(error) > config.max_spacing_error:
             continue
         phase_steps = steps @ u
+        base = grid.site_index(phase_steps)
         site = np.zeros(n, int)
         rss = 0.0
         for k in np.unique(patch):  # each patch is placed on its own (antiphase domains)
             sel = patch == k
-            options = [grid.site_index(phase_steps[sel] + t) for t in grid.site_steps]
+            options = [moved[base[sel]] for moved in shifted]
             fits = [_fit_rss(y[sel], grid.relative_intensity[o]) for o in options]
             site[sel] = options[int(np.argmin(fits))]
             rss += min(fits)
