@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("denoise", "columns", "classify", "fields", "simulate", "compare", "batch", "memory", "series")
+ORDER = ("denoise", "columns", "classify", "fields", "simulate", "compare", "phases", "batch", "memory", "series")
 
 HEADER = """# Benchmarks
 

@@ -108,3 +108,27 @@ def test_a_pattern_no_phase_holds_is_unexplained():
     y = y + 150 * ((steps[:, 0] % 2) == 0)  # bright rows: a stripe pattern no library phase has
     fits = explain_columns(rc, y, vectors, default_library(), pixel_size_nm=0.032, config=PhasesConfig())
     assert fits and not any(f.explains for f in fits)
+
+
+def test_abtem_site_intensities_of_cspbi3_name_its_columns(tmp_path, monkeypatch):
+    pytest.importorskip("abtem")
+    from stem_pipeline.phases.simulated import simulated_site_intensities
+    from stem_pipeline.simulate import SimulationConfig
+
+    monkeypatch.setenv("STEM_PIPELINE_CACHE", str(tmp_path))
+    # One thin cell, coarse sampling (HAADF 68-100 mrad, as tests/test_simulate.py's tiny runs), static lattice.
+    config = SimulationConfig.model_validate(
+        {
+            "name": "tiny",
+            "structure": {"kind": "cspbi3", "zone_axis": [0, 0, 1]},
+            "microscope": {"haadf_mrad": [68, 100]},
+            "potential": {"sampling_nm": 0.008, "slice_thickness_nm": 0.16},
+            "scan": {"sampling_nm": 0.08, "field_cells": [1, 1], "min_supercell_nm": 1.8},
+            "phonons": {"num_configs": 0},
+            "fast": {"engine": "multislice"},
+            "thickness_nm": 0.629,
+        }
+    )
+    sim = simulated_site_intensities(config)
+    assert set(sim) == set(default_library()["CsPbI3 [001]"].grids()[0].names)  # the names the library uses
+    assert sim["Pb-I"]["peak"] == 1.0 and max(sim["I"]["peak"], sim["Cs"]["peak"]) < 0.7

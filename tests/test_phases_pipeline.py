@@ -121,3 +121,31 @@ def test_a_user_phase_file_on_the_command_line_names_the_phase(tmp_path):
     assert "phases CsPbCl3 [001] 1.000" in done.stdout
     bad = subprocess.run([*base, "--out", str(tmp_path / "bad"), "--phases", str(tmp_path / "nope.yaml")], env=env)
     assert bad.returncode == 2
+
+
+@pytest.mark.skipif(not CSPBBR3.is_file(), reason="shared real-data set not present (../shared/realdata)")
+def test_an_uncalibrated_image_matching_one_phase_gets_fractions_at_the_implied_pixel_size():
+    from stem_pipeline.io import load
+
+    micrograph = load(CSPBBR3).replace(pixel_size_nm=None)
+    result = analyze(micrograph)
+    calibration = result.phases["calibration"]
+    assert calibration["status"] == "uncalibrated_implied"
+    implied = calibration["implied_pixel_size_nm"]
+    assert 0.0311 * 1.05 < implied < 0.0311 * 1.15  # CsPbBr3's a/sqrt2 over the measured spacing
+    assert result.columns.pixel_size_nm == implied  # used for the columns' nm coordinates
+    assert result.phases["phase_fractions"]["CsPbBr3 [001]"]["fraction"] == 1.0
+    assert f"{implied:.5g} nm" in result.message
+
+
+def test_uncalibrated_images_stay_out_of_the_batch_mean_unless_asked():
+    from stem_pipeline.report.batch import batch_statistics
+
+    def row(uniform, pixel):
+        return {"status": "ok", "fractions": {"ordered": 1 - uniform, "uniform": uniform}, "pixel_size_nm": pixel}
+
+    rows = [row(0.2, 0.035), row(0.4, 0.035), row(1.0, None)]
+    default = batch_statistics(rows)
+    assert default["mean_uniform_fraction"] == pytest.approx(0.3) and default["n_uncalibrated_left_out"] == 1
+    assert "1 uncalibrated image(s) left out" in default["method"]
+    assert batch_statistics(rows, include_uncalibrated=True)["mean_uniform_fraction"] == pytest.approx(1.6 / 3)
