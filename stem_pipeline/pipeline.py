@@ -306,6 +306,7 @@ def analyze(
 def _phases(parts, regions, lattices, labels, fractions, micrograph: Micrograph, config: PhasesConfig) -> dict:
     """The phase-library stage on the lattices' columns (see :func:`stem_pipeline.phases.assign_phases`)."""
     from .phases import assign_phases, select_phases
+    from .phases.simulated import simulated_intensities_for
 
     return assign_phases(
         parts,
@@ -317,6 +318,7 @@ def _phases(parts, regions, lattices, labels, fractions, micrograph: Micrograph,
         library=select_phases(config),
         config=config,
         source=micrograph.source or "image",
+        site_intensities=simulated_intensities_for(config.simulations, micrograph.metadata),
     )
 
 

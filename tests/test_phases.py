@@ -132,3 +132,15 @@ def test_abtem_site_intensities_of_cspbi3_name_its_columns(tmp_path, monkeypatch
     sim = simulated_site_intensities(config)
     assert set(sim) == set(default_library()["CsPbI3 [001]"].grids()[0].names)  # the names the library uses
     assert sim["Pb-I"]["peak"] == 1.0 and max(sim["I"]["peak"], sim["Cs"]["peak"]) < 0.7
+
+
+def test_given_site_intensities_replace_the_projected_z_estimate():
+    rng = np.random.default_rng(11)
+    library = default_library()
+    grid = library["CsPbI3 [001]"].grids()[0]
+    rc, y, vectors, _ = _template_columns(grid, spacing_px=10.0, rotation_deg=5, n=16, noise=5.0, rng=rng)
+    kwargs = {"pixel_size_nm": 0.03145, "config": PhasesConfig()}
+    assert explain_columns(rc, y, vectors, library, **kwargs)[0].phase == "CsPbI3 [001]"
+    reversed_sites = {"CsPbI3 [001]": {"Pb-I": 0.2, "I": 1.0, "Cs": 1.0}}  # a simulation saying Pb-I is faint
+    fits = explain_columns(rc, y, vectors, library, site_intensities=reversed_sites, **kwargs)
+    assert not next(f for f in fits if f.phase == "CsPbI3 [001]").explains

@@ -74,7 +74,9 @@ def _groups(parts, regions, lattices, labels, max_scale: float):
     return out
 
 
-def _explained_parts(rc, intensity, index, region, lattice, pixel_size_nm, library, config: PhasesConfig):
+def _explained_parts(
+    rc, intensity, index, region, lattice, pixel_size_nm, library, config: PhasesConfig, site_intensities
+):
     """[(column indices, region, fits)] of one group: the group itself, or its two parts of different spacing.
 
     A group whose local spacings are bimodal is cut in two (:func:`~.regions.split_by_spacing`), each
@@ -87,7 +89,15 @@ def _explained_parts(rc, intensity, index, region, lattice, pixel_size_nm, libra
     def fit(sub, vectors):
         if len(sub) < config.min_columns:
             return []
-        return explain_columns(rc[sub], intensity[sub], vectors, library, pixel_size_nm=pixel_size_nm, config=config)
+        return explain_columns(
+            rc[sub],
+            intensity[sub],
+            vectors,
+            library,
+            pixel_size_nm=pixel_size_nm,
+            config=config,
+            site_intensities=site_intensities,
+        )
 
     fits = fit(index, lattice.vectors_px)
     whole = [(index, region, fits)]
@@ -148,6 +158,7 @@ def assign_phases(
     library: dict[str, Phase],
     config: PhasesConfig,
     source: str = "image",
+    site_intensities: dict[str, dict[str, float]] | None = None,
 ) -> dict:
     """Phase and site of every column, phase fractions with intervals, and the calibration check.
 
@@ -172,6 +183,9 @@ def assign_phases(
         Tolerances.
     source : str
         The image's name, for the warnings.
+    site_intensities : dict, optional
+        {phase: {site: relative intensity}} replacing the projected-Z estimate
+        (see :func:`~stem_pipeline.phases.match.explain_columns`).
 
     Returns
     -------
@@ -191,7 +205,7 @@ def assign_phases(
     records, fits_by_group, group_regions = [], [], []
     for k, label, index, region in _groups(parts, regions, lattices, labels, config.max_spacing_error):
         for sub, sub_region, fits in _explained_parts(
-            rc, intensity, index, region, lattices[k], pixel_size_nm, library, config
+            rc, intensity, index, region, lattices[k], pixel_size_nm, library, config, site_intensities
         ):
             best = fits[0] if fits and fits[0].explains else None
             phase[sub] = best.phase if best else (UNEXPLAINED if len(sub) >= config.min_columns else "")

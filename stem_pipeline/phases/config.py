@@ -24,6 +24,12 @@ class PhasesConfig(StrictModel):
         default_factory=list,
         description="More phase YAML files, or folders of them, added to the shipped library (CLI: --phases).",
     )
+    simulations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Phase name -> a simulation config (sim_configs/*.yaml): that phase's expected site intensities "
+        "from abTEM (one repeat cell, cached) with the image's beam energy and convergence angle where the file gives "
+        "them, instead of the projected-Z estimate. Needs the [simulate] extra.",
+    )
     shape_tolerance: float = Field(
         0.1,
         gt=0.0,

@@ -238,6 +238,7 @@ def explain_columns(
     *,
     pixel_size_nm: float | None,
     config,
+    site_intensities: dict[str, dict[str, float]] | None = None,
 ) -> list[PhaseFit]:
     """Every library phase's best explanation of a group of columns, best first.
 
@@ -255,6 +256,10 @@ def explain_columns(
         The image's calibration; None tries every scale.
     config : PhasesConfig
         Tolerances (see :class:`~stem_pipeline.phases.config.PhasesConfig`).
+    site_intensities : dict, optional
+        {phase: {site: relative intensity}} replacing the projected-Z estimate
+        of those phases (e.g. abTEM's, :func:`~stem_pipeline.phases.simulated.simulated_site_intensities`);
+        a site it does not name counts as 0.
 
     Returns
     -------
@@ -268,7 +273,14 @@ def explain_columns(
     steps, patch = index_columns(np.asarray(rc, float), np.asarray(vectors_px, float))
     fits = []
     for phase in library.values():
-        candidates = [_phase_fit(y, steps, patch, vectors_px, phase, g, pixel_size_nm, config) for g in phase.grids()]
+        grids = phase.grids()
+        if site_intensities and phase.name in site_intensities:
+            given = site_intensities[phase.name]
+            grids = [
+                dataclasses.replace(g, relative_intensity=np.array([given.get(str(n), 0.0) for n in g.names]))
+                for g in grids
+            ]
+        candidates = [_phase_fit(y, steps, patch, vectors_px, phase, g, pixel_size_nm, config) for g in grids]
         candidates = [c for c in candidates if c is not None]
         if candidates:
             fits.append(max(candidates, key=lambda c: c.score))

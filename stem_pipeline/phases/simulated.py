@@ -13,7 +13,7 @@ import numpy as np
 
 from .sites import site_name
 
-__all__ = ["simulated_site_intensities"]
+__all__ = ["simulated_intensities_for", "simulated_site_intensities"]
 
 
 def simulated_site_intensities(config, *, thickness_nm: float | None = None, method: str = "fast") -> dict[str, dict]:
@@ -55,3 +55,34 @@ def simulated_site_intensities(config, *, thickness_nm: float | None = None, met
         name: {"peak": v["peak"] / top_peak, "above_background": v["above_background"] / top_above}
         for name, v in out.items()
     }
+
+
+def simulated_intensities_for(simulations: dict[str, str], metadata: dict) -> dict[str, dict[str, float]] | None:
+    """{phase: {site: relative intensity above background}} from abTEM, with an image's optics where it has them.
+
+    Parameters
+    ----------
+    simulations : dict of str to str
+        Phase name -> simulation config file (``PhasesConfig.simulations``).
+    metadata : dict
+        The micrograph's metadata: its ``energy_kev`` and ``convergence_mrad``,
+        when present, replace the configuration's.
+
+    Returns
+    -------
+    dict or None
+        None when ``simulations`` is empty.
+    """
+    if not simulations:
+        return None
+    from ..simulate import load_config
+
+    optics = {
+        k: float(metadata[k]) for k in ("energy_kev", "convergence_mrad") if isinstance(metadata.get(k), (int, float))
+    }
+    out = {}
+    for name, path in simulations.items():
+        config = load_config(path)
+        config = config.model_copy(update={"microscope": config.microscope.model_copy(update=optics)})
+        out[name] = {site: v["above_background"] for site, v in simulated_site_intensities(config).items()}
+    return out
