@@ -92,10 +92,11 @@ def run_analyze(args: argparse.Namespace) -> int:
     if args.phases:
         extra = [*config.phases.extra_files, *map(str, args.phases)]
         config = config.model_copy(update={"phases": config.phases.model_copy(update={"extra_files": extra})})
-        try:
-            from .phases import select_phases
+    if config.phases.enabled:
+        from .phases import select_phases
 
-            select_phases(config.phases)  # a bad phase file is bad usage, named before any image is read
+        try:
+            select_phases(config.phases)  # a bad phase file or name is bad usage, named before any image is read
         except (ValueError, ImportError) as exc:
             raise UsageError(str(exc)) from None
     report = run_batch(

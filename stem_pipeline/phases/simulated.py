@@ -16,7 +16,9 @@ from .sites import site_name
 __all__ = ["simulated_intensities_for", "simulated_site_intensities"]
 
 
-def simulated_site_intensities(config, *, thickness_nm: float | None = None, method: str = "fast") -> dict[str, dict]:
+def simulated_site_intensities(
+    config, *, thickness_nm: float | None = None, thicknesses_nm=None, method: str = "fast"
+) -> dict[str, dict]:
     """Peak and background-subtracted HAADF intensity of each kind of column in a simulated repeat cell.
 
     Parameters
@@ -26,6 +28,9 @@ def simulated_site_intensities(config, *, thickness_nm: float | None = None, met
         zone axis, optics, sampling).
     thickness_nm : float, optional
         Thickness [nm]; the configuration's by default.
+    thicknesses_nm : sequence of float, optional
+        Simulate this thickness series in one run (one cache entry) and use the
+        image nearest ``thickness_nm``: several thicknesses then cost one run.
     method : {"fast", "exact"}
         The simulation path.
 
@@ -39,7 +44,7 @@ def simulated_site_intensities(config, *, thickness_nm: float | None = None, met
     from ..simulate import build_structure
     from ..simulate.cells import column_composition, sample_cell, simulate_cell
 
-    cell = simulate_cell(config, thickness_nm=thickness_nm, method=method)
+    cell = simulate_cell(config, thickness_nm=thickness_nm, thicknesses_nm=thicknesses_nm, method=method)
     atoms = build_structure(config, thickness_nm=cell.thickness_nm)
     sites, composition = column_composition(atoms)
     names = [site_name([c.split(":")[0] for c in comp.split(",")]) for comp in composition]
