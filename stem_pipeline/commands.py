@@ -89,8 +89,9 @@ def run_analyze(args: argparse.Namespace) -> int:
     if len(missing) == len(args.inputs):
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     config = _pipeline_config(args.config)
-    if args.phases:
-        extra = [*config.phases.extra_files, *map(str, args.phases)]
+    phase_files = getattr(args, "phases", None)  # the demo reuses this command without the option
+    if phase_files:
+        extra = [*config.phases.extra_files, *map(str, phase_files)]
         config = config.model_copy(update={"phases": config.phases.model_copy(update={"extra_files": extra})})
     if config.phases.enabled:
         from .phases import select_phases

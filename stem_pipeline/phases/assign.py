@@ -10,8 +10,9 @@ Calibration. A calibrated image is checked against the phase of its largest
 group: a spacing 5-15 % off (``PhasesConfig.calibration_warning``,
 ``max_spacing_error``) gets a warning naming the pixel size that phase implies.
 An uncalibrated image gets phase fractions only when every group is explained
-unambiguously (one phase holds ``min_probability`` of the likelihood and no
-other explains it) and all groups imply one pixel size within the shape
+unambiguously (the best phase explains it, holds ``min_probability`` of the
+likelihood and has a contrasted site pattern: a grid of alike columns could be
+any material at any scale) and all groups imply one pixel size within the shape
 tolerance; that pixel size is then reported and used, with a warning.
 """
 
@@ -121,6 +122,19 @@ def _explained_parts(
     return list(zip(subs, sub_regions, sub_fits))
 
 
+def _consistent_with(library: dict[str, Phase], label: str | None) -> dict[str, Phase]:
+    """The phases a two-phase label allows: ``uniform`` columns only phases with a uniform grid, ``ordered`` the others.
+
+    The two-phase classifier has already told the contrasted columns from the alike ones, with a
+    spatial prior; the library only names them (a few bright boundary columns in a uniform region
+    otherwise make a one-in-four phase fit it better than the uniform one).
+    """
+    if label is None:
+        return library
+    want_uniform = label == "uniform"
+    return {name: p for name, p in library.items() if any(g.uniform for g in p.grids()) == want_uniform}
+
+
 def _record(lattice: int, label, index, region, phase: str, fits) -> dict:
     """One group's JSON record: where it is, its phase and every candidate phase's fit."""
     return {
@@ -143,8 +157,11 @@ def _record(lattice: int, label, index, region, phase: str, fits) -> dict:
 
 
 def _unambiguous(fits, config: PhasesConfig) -> bool:
-    explaining = [f for f in fits if f.explains]
-    return len(explaining) == 1 and explaining[0].probability >= config.min_probability
+    """Whether one phase identifies uncalibrated columns: it explains them, holds ``config.min_probability`` of
+    the likelihood, and its pattern has contrast (a grid of alike columns says nothing without a scale)."""
+    return (
+        bool(fits) and fits[0].explains and fits[0].probability >= config.min_probability and not fits[0].grid.uniform
+    )
 
 
 def assign_phases(
@@ -204,8 +221,10 @@ def assign_phases(
     rc = np.concatenate([p.rc for p in parts]) if parts else np.zeros((0, 2))
     records, fits_by_group, group_regions = [], [], []
     for k, label, index, region in _groups(parts, regions, lattices, labels, config.max_spacing_error):
+        # Uncalibrated, every phase is tried: fractions then need one phase alone to explain the columns.
+        candidates = library if pixel_size_nm is None else _consistent_with(library, label)
         for sub, sub_region, fits in _explained_parts(
-            rc, intensity, index, region, lattices[k], pixel_size_nm, library, config, site_intensities
+            rc, intensity, index, region, lattices[k], pixel_size_nm, candidates, config, site_intensities
         ):
             best = fits[0] if fits and fits[0].explains else None
             phase[sub] = best.phase if best else (UNEXPLAINED if len(sub) >= config.min_columns else "")

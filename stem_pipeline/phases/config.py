@@ -66,7 +66,7 @@ class PhasesConfig(StrictModel):
         0.95,
         gt=0.0,
         le=1.0,
-        description="An uncalibrated image gets phase fractions only when one phase holds this share of the "
-        "likelihood and no other phase explains it too.",
+        description="An uncalibrated image gets phase fractions only when the phase that explains it best holds "
+        "this share of the likelihood.",
     )
     min_columns: int = Field(10, ge=3, description="Fewer columns in a group than this: the group is not classified.")

@@ -171,7 +171,8 @@ def _explains(y, site, steps, patch, grid: ColumnGrid, max_bic: float, floor: fl
     are alike) and patch is compared with one mean per site, patch and two-step grid parity (alike
     sites that measure differently, or a checkerboard or stripes the grid lacks); the finer
     partition must not win by more than ``max_bic``. Order: of two kinds whose expected intensities
-    differ by more than :data:`ORDER_MARGIN`, the brighter must measure brighter. The intensity
+    differ by more than :data:`ORDER_MARGIN`, the brighter must measure brighter by more than two
+    standard errors of the difference of their means. The intensity
     ratios themselves are not tested here (measured intensities of faint columns are not
     proportional to the projected-Z estimate); they count in the phase's score.
     """
@@ -184,10 +185,13 @@ def _explains(y, site, steps, patch, grid: ColumnGrid, max_bic: float, floor: fl
     if bic_coarse - bic_fine > max_bic:
         return False
     present = np.unique(kind[site])
-    means = np.array([y[kind[site] == k].mean() for k in present])
+    groups = [y[kind[site] == k] for k in present]
+    means = np.array([g.mean() for g in groups])
+    var_of_mean = np.array([g.var(ddof=1) / len(g) if len(g) > 1 else np.inf for g in groups])
     expected = np.array([grid.relative_intensity[kind == k].max() for k in present])
     brighter = expected[:, None] - expected[None, :] > ORDER_MARGIN
-    return bool(np.all((means[:, None] > means[None, :])[brighter]))
+    significant = means[:, None] - means[None, :] > 2 * np.sqrt(var_of_mean[:, None] + var_of_mean[None, :])
+    return bool(np.all(significant[brighter]))
 
 
 def _phase_fit(y, steps, patch, vectors_px, phase: Phase, grid: ColumnGrid, pixel_size_nm, config) -> PhaseFit | None:

@@ -173,6 +173,11 @@ class ColumnGrid:
     relative_intensity: np.ndarray
 
     @property
+    def uniform(self) -> bool:
+        """Whether every grid point is a column within 10 % of the brightest (the two-phase model's ``uniform``)."""
+        return bool(self.relative_intensity.min() >= 0.9)
+
+    @property
     def spacing_nm(self) -> float:
         """Nearest-column distance on the grid [nm]."""
         return float(np.linalg.norm(self.vectors_nm[0]))
