@@ -223,9 +223,16 @@ def assign_phases(
     for k, label, index, region in _groups(parts, regions, lattices, labels, config.max_spacing_error):
         # Uncalibrated, every phase is tried: fractions then need one phase alone to explain the columns.
         candidates = library if pixel_size_nm is None else _consistent_with(library, label)
-        for sub, sub_region, fits in _explained_parts(
+        explained = _explained_parts(
             rc, intensity, index, region, lattices[k], pixel_size_nm, candidates, config, site_intensities
-        ):
+        )
+        if len(candidates) < len(library) and not any(f and f[0].explains for _, _, f in explained):
+            # No phase of the label's kind explains the group (e.g. a few boundary columns the classifier
+            # called uniform): every phase is tried before the group is called unexplained.
+            explained = _explained_parts(
+                rc, intensity, index, region, lattices[k], pixel_size_nm, library, config, site_intensities
+            )
+        for sub, sub_region, fits in explained:
             best = fits[0] if fits and fits[0].explains else None
             phase[sub] = best.phase if best else (UNEXPLAINED if len(sub) >= config.min_columns else "")
             if best is not None:

@@ -160,6 +160,9 @@ def _class_rss(y: np.ndarray, classes: np.ndarray) -> tuple[float, int]:
     return float(r @ r), len(counts)
 
 
+#: Patches (neighbour-connected pieces of a group) with fewer columns than this are left out of the
+#: pattern test: their placement on the repeat cell rests on a handful of intensities.
+MIN_PATCH_COLUMNS = 10
 #: Sites whose expected intensities differ by more than this (of the brightest) must measure in that order.
 ORDER_MARGIN = 0.1
 
@@ -176,6 +179,10 @@ def _explains(y, site, steps, patch, grid: ColumnGrid, max_bic: float, floor: fl
     ratios themselves are not tested here (measured intensities of faint columns are not
     proportional to the projected-Z estimate); they count in the phase's score.
     """
+    ids, counts = np.unique(patch, return_counts=True)
+    big = np.isin(patch, ids[counts >= MIN_PATCH_COLUMNS])
+    if big.sum() >= MIN_PATCH_COLUMNS:  # a patch of a few columns is placed on the cell by chance: left out
+        y, site, steps, patch = y[big], site[big], steps[big], patch[big]
     n = len(y)
     names, kind = np.unique(grid.names, return_inverse=True)
     coarse_rss, k_coarse = _class_rss(y, kind[site] + patch * 1000)
