@@ -128,7 +128,7 @@ def _phase_summary(result: PipelineResult | None) -> dict[str, Any]:
 
 
 def _with_phases(df, results):
-    """``df`` with the ``phase`` and ``site`` of each result's columns (in the rows' order), when the stage ran."""
+    """A field's ``df`` with the ``phase`` and ``site`` of each dot's columns (in the rows' order), when the stage ran."""
     import numpy as np
 
     found = [r.phases for r in results]
@@ -181,7 +181,7 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
             atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
             outputs.append(COLUMNS_CSV)
     elif result.columns is not None:
-        df = _with_phases(to_dataframe(result.columns, result.labels), [result])
+        df = to_dataframe(result.columns, result.labels, phases=result.phases)
         atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
         outputs.append(COLUMNS_CSV)
     outputs += [OVERLAY, THUMBNAIL]
