@@ -118,8 +118,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 def _print_report(summaries: list[dict], out) -> None:
     for s in summaries:
         name = s["file"]
+        phases = _phase_shares(s)
         if s["status"] == "ok" and s["fractions"] is None:
-            print(f"{name}: {s['n_columns']} columns; {s.get('message')}")
+            print(f"{name}: {s['n_columns']} columns; {s.get('message')}{phases}")
         elif s["status"] == "ok":
             if s.get("pixel_size_nm") is None:
                 logger.warning(
@@ -132,20 +133,24 @@ def _print_report(summaries: list[dict], out) -> None:
             dots = f"{n_dots} dots (field: area-weighted, interval over the dots), " if n_dots > 1 else ""
             print(
                 f"{name}: {dots}{s['n_columns']} columns, ordered (CsPbI3-like) {f['ordered']:.3f}, "
-                f"uniform (PbI2/FAPbI3-like) {f['uniform']:.3f} [95% CI {lo:.3f}-{hi:.3f}]"
+                f"uniform (PbI2/FAPbI3-like) {f['uniform']:.3f} [95% CI {lo:.3f}-{hi:.3f}]{phases}"
             )
-        if s["status"] == "ok" and s.get("phase_fractions"):
-            shares = ", ".join(
-                f"{p} {v['fraction']:.3f} [{v['ci95'][0]:.3f}-{v['ci95'][1]:.3f}]"
-                for p, v in s["phase_fractions"].items()
-            )
-            print(f"{name}: phases {shares}")
-        if s["status"] == "no_crystal":
+        elif s["status"] == "no_crystal":
             print(f"{name}: no crystal ({s.get('message') or 'no lattice'})")
-        elif s["status"] != "ok":
+        else:
             error = str(s["error"])
             print(f"{name}: ERROR {error.removeprefix(f'{name}: ')}")
     print(f"report: {out / 'report.html'}")
+
+
+def _phase_shares(summary: dict) -> str:
+    """``"; phases NAME f [lo-hi], ..."`` from a summary's ``phase_fractions``, or ``""``."""
+    shares = summary.get("phase_fractions")
+    if not shares:
+        return ""
+    return "; phases " + ", ".join(
+        f"{p} {v['fraction']:.3f} [{v['ci95'][0]:.3f}-{v['ci95'][1]:.3f}]" for p, v in shares.items()
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -118,7 +118,7 @@ def test_a_user_phase_file_on_the_command_line_names_the_phase(tmp_path):
         runs[name] = json.loads((tmp_path / name / "cl" / "summary.json").read_text())
     assert "CsPbCl3 [001]" not in (runs["shipped"]["phase_fractions"] or {})
     assert runs["user"]["phase_fractions"]["CsPbCl3 [001]"]["fraction"] == 1.0
-    assert "phases CsPbCl3 [001] 1.000" in done.stdout
+    assert "; phases CsPbCl3 [001] 1.000" in done.stdout
     bad = subprocess.run([*base, "--out", str(tmp_path / "bad"), "--phases", str(tmp_path / "nope.yaml")], env=env)
     assert bad.returncode == 2
 
