@@ -149,3 +149,26 @@ def test_uncalibrated_images_stay_out_of_the_batch_mean_unless_asked():
     assert default["mean_uniform_fraction"] == pytest.approx(0.3) and default["n_uncalibrated_left_out"] == 1
     assert "1 uncalibrated image(s) left out" in default["method"]
     assert batch_statistics(rows, include_uncalibrated=True)["mean_uniform_fraction"] == pytest.approx(1.6 / 3)
+
+
+def test_overlay_colours_columns_by_phase_and_site_when_the_two_phase_labels_do_not_apply():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from stem_pipeline.report.overlay import SITE_COLOURS, plot_overlay
+
+    grid = default_library()["CsPbBr3 [001]"].grids()[-1]
+    dot = make_phase_dot([grid], ["CsPbBr3 [001]"], shape=(200, 200), dot_size_nm=5, dose=200, rng=51)
+    result = analyze(dot.image, pixel_size_nm=dot.pixel_size_nm)
+    assert result.labels is None and result.phases["phase_fractions"]
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    plot_overlay(result.denoised, result.columns, None, ax=fig.add_subplot(), phases=result.phases)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any(t.startswith("CsPbBr3 [001]: Pb-Br (100.0%") for t in legend)
+    assert any(t.startswith("CsPbBr3 [001]: Cs") for t in legend)
+    colours = {tuple(np.round(c.get_facecolor()[0][:3], 3)) for c in fig.axes[0].collections}
+    assert len(colours) == 2 and all(
+        tuple(np.round(np.array([int(h[i : i + 2], 16) for i in (1, 3, 5)]) / 255, 3)) in colours
+        for h in SITE_COLOURS[:2]
+    )
