@@ -388,6 +388,9 @@ class PipelineResult(_Struct):
     config_hash: str = ""
     timings_s: dict = dataclasses.field(default_factory=dict)
     message: str | None = None
+    #: The phase-library stage (:func:`stem_pipeline.phases.assign_phases`): per-column ``phase`` and ``site``,
+    #: ``phase_fractions``, ``groups`` and ``calibration``; empty when it did not run.
+    phases: dict = dataclasses.field(default_factory=dict)
 
     def _summary_items(self) -> list[tuple[str, str]]:
         m = self.micrograph

@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument("--workers", type=int, help="local worker processes (default: number of cores)")
     workers.add_argument("--scheduler", help="address of a dask.distributed scheduler, e.g. tcp://host:8786")
     p.add_argument("--overwrite", action="store_true", help="redo images that are already done")
+    p.add_argument(
+        "--phases",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a phase YAML file, or a folder of them, added to the phase library (repeatable)",
+    )
 
     p = sub.add_parser(
         "denoise",

@@ -89,6 +89,17 @@ def run_analyze(args: argparse.Namespace) -> int:
     if len(missing) == len(args.inputs):
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
     config = _pipeline_config(args.config)
+    phase_files = getattr(args, "phases", None)  # the demo reuses this command without the option
+    if phase_files:
+        extra = [*config.phases.extra_files, *map(str, phase_files)]
+        config = config.model_copy(update={"phases": config.phases.model_copy(update={"extra_files": extra})})
+    if config.phases.enabled:
+        from .phases import select_phases
+
+        try:
+            select_phases(config.phases)  # a bad phase file or name is bad usage, named before any image is read
+        except (ValueError, ImportError) as exc:
+            raise UsageError(str(exc)) from None
     report = run_batch(
         args.inputs,
         args.out,
@@ -107,8 +118,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 def _print_report(summaries: list[dict], out) -> None:
     for s in summaries:
         name = s["file"]
+        phases = _phase_shares(s)
         if s["status"] == "ok" and s["fractions"] is None:
-            print(f"{name}: {s['n_columns']} columns; {s.get('message')}")
+            print(f"{name}: {s['n_columns']} columns; {s.get('message')}{phases}")
         elif s["status"] == "ok":
             if s.get("pixel_size_nm") is None:
                 logger.warning(
@@ -121,7 +133,7 @@ def _print_report(summaries: list[dict], out) -> None:
             dots = f"{n_dots} dots (field: area-weighted, interval over the dots), " if n_dots > 1 else ""
             print(
                 f"{name}: {dots}{s['n_columns']} columns, ordered (CsPbI3-like) {f['ordered']:.3f}, "
-                f"uniform (PbI2/FAPbI3-like) {f['uniform']:.3f} [95% CI {lo:.3f}-{hi:.3f}]"
+                f"uniform (PbI2/FAPbI3-like) {f['uniform']:.3f} [95% CI {lo:.3f}-{hi:.3f}]{phases}"
             )
         elif s["status"] == "no_crystal":
             print(f"{name}: no crystal ({s.get('message') or 'no lattice'})")
@@ -129,6 +141,16 @@ def _print_report(summaries: list[dict], out) -> None:
             error = str(s["error"])
             print(f"{name}: ERROR {error.removeprefix(f'{name}: ')}")
     print(f"report: {out / 'report.html'}")
+
+
+def _phase_shares(summary: dict) -> str:
+    """``"; phases NAME f [lo-hi], ..."`` from a summary's ``phase_fractions``, or ``""``."""
+    shares = summary.get("phase_fractions")
+    if not shares:
+        return ""
+    return "; phases " + ", ".join(
+        f"{p} {v['fraction']:.3f} [{v['ci95'][0]:.3f}-{v['ci95'][1]:.3f}]" for p, v in shares.items()
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:

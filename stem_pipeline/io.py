@@ -626,7 +626,7 @@ COLUMN_UNITS: dict[str, str] = {
 }
 
 
-def to_dataframe(obj: Columns | PipelineResult, labels: PhaseLabels | None = None):
+def to_dataframe(obj: Columns | PipelineResult, labels: PhaseLabels | None = None, *, phases: dict | None = None):
     """A pandas DataFrame with the columns of ``columns.csv``, one row per atom column.
 
     Parameters
@@ -638,13 +638,17 @@ def to_dataframe(obj: Columns | PipelineResult, labels: PhaseLabels | None = Non
         With :class:`Columns`: their phase labels (``PipelineResult.labels``); without
         them ``label`` and ``contrast`` are ``"n/a"`` and ``order_parameter`` NaN, as in
         ``columns.csv`` of an image the two-phase model does not apply to.
+    phases : dict, optional
+        With :class:`Columns`: the phase-library stage's result (``PipelineResult.phases``),
+        whose ``phase`` and ``site`` become columns; a result's own is used.
 
     Returns
     -------
     pandas.DataFrame
         ``x_px, y_px`` (x = col, y = row), ``x_nm, y_nm`` (NaN when uncalibrated),
-        ``intensity``, the fitted fields that are present, ``label``, ``contrast`` and
-        ``order_parameter``. ``df.attrs["units"]`` maps each column to its unit and
+        ``intensity``, the fitted fields that are present, ``label``, ``contrast``,
+        ``order_parameter``, and ``phase`` and ``site`` when the phase-library stage ran.
+        ``df.attrs["units"]`` maps each column to its unit and
         ``df.attrs["pixel_size_nm"]`` holds the calibration.
     """
     import pandas as pd
@@ -652,7 +656,7 @@ def to_dataframe(obj: Columns | PipelineResult, labels: PhaseLabels | None = Non
     if isinstance(obj, PipelineResult):
         columns = obj.columns if obj.columns is not None else Columns(rc=np.zeros((0, 2)))
         columns = columns.replace(pixel_size_nm=columns.pixel_size_nm or obj.micrograph.pixel_size_nm)
-        labels = obj.labels
+        labels, phases = obj.labels, obj.phases
     else:
         columns = obj
     df = pd.DataFrame({"x_px": columns.rc[:, 1], "y_px": columns.rc[:, 0]})
@@ -674,6 +678,8 @@ def to_dataframe(obj: Columns | PipelineResult, labels: PhaseLabels | None = Non
     df["label"] = labels.label_names if labels is not None else "n/a"
     df["contrast"] = labels.contrast_names if labels is not None else "n/a"
     df["order_parameter"] = labels.order_parameter if labels is not None else np.nan
+    if phases and len(phases["phase"]) == len(columns):
+        df["phase"], df["site"] = phases["phase"], phases["site"]
     units = {name: COLUMN_UNITS.get(name, "") for name in df.columns}
     units["intensity"] = COLUMN_UNITS.get(source or "", "")
     df.attrs.update(units=units, pixel_size_nm=columns.pixel_size_nm, intensity=source)

@@ -99,6 +99,7 @@ def build_summary(
         "ci_method": fractions.method if fractions else None,
         "crystal_area_nm2": _round(fractions.crystal_area_nm2, 3) if fractions else None,
         "lattice": result.lattice if result is not None else None,
+        **_phase_summary(result),
         "n_dots": 0,
         "dots": [],
         "config_hash": config_hash,
@@ -108,6 +109,35 @@ def build_summary(
         "timings_s": timings_s or (result.timings_s if result is not None else {}),
     }
     return summary
+
+
+def _phase_summary(result: PipelineResult | None) -> dict[str, Any]:
+    """``phase_fractions`` ({phase: {fraction, ci95}}; null when not reported), ``calibration`` and ``phase_groups``."""
+    phases = result.phases if result is not None else {}
+    fractions = phases.get("phase_fractions") or None
+    if fractions:
+        fractions = {
+            name: {"fraction": _round(v["fraction"]), "ci95": [_round(x) for x in v["ci95"]]}
+            for name, v in fractions.items()
+        }
+    return {
+        "phase_fractions": fractions,
+        "calibration": phases.get("calibration"),
+        "phase_groups": phases.get("groups"),
+    }
+
+
+def _with_phases(df, results):
+    """A field's ``df`` with the ``phase`` and ``site`` of each dot's columns (in the rows' order), when the stage ran."""
+    import numpy as np
+
+    found = [r.phases for r in results]
+    if not any(found):
+        return df
+    n = [len(r.columns) for r in results]
+    df["phase"] = np.concatenate([p["phase"] if p else np.full(k, "") for p, k in zip(found, n)])
+    df["site"] = np.concatenate([p["site"] if p else np.full(k, "") for p, k in zip(found, n)])
+    return df
 
 
 def field_summary(field) -> dict[str, Any]:
@@ -147,10 +177,11 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
         outputs.append(DOTS_CSV)
         df = field.columns_dataframe()
         if df is not None:
+            df = _with_phases(df, [d.result for d in field.dots if d.columns is not None])
             atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
             outputs.append(COLUMNS_CSV)
     elif result.columns is not None:
-        df = to_dataframe(result.columns, result.labels)
+        df = to_dataframe(result.columns, result.labels, phases=result.phases)
         atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
         outputs.append(COLUMNS_CSV)
     outputs += [OVERLAY, THUMBNAIL]
@@ -171,6 +202,7 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
             result.fractions,
             pixel_size_nm=result.micrograph.pixel_size_nm,
             title=title,
+            phases=result.phases,
         )
     save_thumbnail(folder / THUMBNAIL, result.micrograph.data)  # for the batch report, from the image in memory
     summary = {**summary, "outputs": outputs}

@@ -28,6 +28,7 @@ from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
 from .denoise import DenoiseConfig
+from .phases.config import PhasesConfig
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -58,6 +59,9 @@ class PipelineConfig(StrictModel):
         "+-0.5 spacing of it: sd 0.29 if uniform; 0.5 allows for a systematic shift).",
     )
     min_columns: int = Field(20, ge=1, description="Fewer columns than this means no crystal.")
+    phases: PhasesConfig = Field(
+        default_factory=PhasesConfig, description="Classification against the phase library (after the two-phase one)."
+    )
 
 
 @contextmanager
@@ -273,6 +277,17 @@ def analyze(
         message = "uncalibrated: the column spacing was not checked against the two-phase model"
     else:
         message = None
+    phases: dict = {}
+    if config.phases.enabled:
+        with _timed(timings, "phases"):
+            phases = _phases(parts, regions, lattices, labels, fractions, micrograph, config.phases)
+        calibration = phases["calibration"]
+        if calibration["status"] == "uncalibrated_ambiguous":
+            fractions = None
+        elif calibration["status"] == "uncalibrated_implied":
+            columns = columns.replace(pixel_size_nm=calibration["implied_pixel_size_nm"])
+        if calibration["message"]:
+            message = "; ".join(m for m in (message, calibration["message"]) if m)
     timings["total"] = round(sum(timings.values()), 4)
     return PipelineResult(
         status="ok",
@@ -283,7 +298,27 @@ def analyze(
         fractions=fractions,
         lattice=lattice_info,
         message=message,
+        phases=phases,
         **common,
+    )
+
+
+def _phases(parts, regions, lattices, labels, fractions, micrograph: Micrograph, config: PhasesConfig) -> dict:
+    """The phase-library stage on the lattices' columns (see :func:`stem_pipeline.phases.assign_phases`)."""
+    from .phases import assign_phases, select_phases
+    from .phases.simulated import simulated_intensities_for
+
+    return assign_phases(
+        parts,
+        regions,
+        lattices,
+        labels,
+        fractions,
+        pixel_size_nm=micrograph.pixel_size_nm,
+        library=select_phases(config),
+        config=config,
+        source=micrograph.source or "image",
+        site_intensities=simulated_intensities_for(config.simulations, micrograph.metadata),
     )
 
 

@@ -104,7 +104,9 @@ def save_thumbnail(
     return atomic_write(path, lambda tmp: imsave(tmp, scaled, cmap="gray", vmin=0.0, vmax=1.0, format="png"))
 
 
-def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95) -> dict[str, Any]:
+def batch_statistics(
+    rows: Sequence[dict[str, Any]], *, confidence: float = 0.95, include_uncalibrated: bool = False
+) -> dict[str, Any]:
     """Counts of statuses and the batch mean of the uniform fraction with its interval.
 
     The mean is the unweighted mean over the images with status ``"ok"`` of
@@ -120,6 +122,10 @@ def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95
         Image summaries (the output of :func:`stem_pipeline.batch.run_batch`).
     confidence : float
         Confidence level of the interval, in (0, 1).
+    include_uncalibrated : bool
+        Let images without a pixel size (``pixel_size_nm`` null) into the
+        mean; by default they are left out and counted in ``n_uncalibrated_left_out``
+        (their spacing was never checked against a phase).
 
     Returns
     -------
@@ -136,7 +142,9 @@ def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95
     counts = {status: 0 for status in ("ok", "no_crystal", "error")}
     for row in rows:
         counts[row.get("status", "error")] = counts.get(row.get("status", "error"), 0) + 1
-    fractions = [_uniform(r) for r in rows if r.get("status") == "ok" and _uniform(r) is not None]
+    calibrated = [r for r in rows if include_uncalibrated or not ("pixel_size_nm" in r and r["pixel_size_nm"] is None)]
+    fractions = [_uniform(r) for r in calibrated if r.get("status") == "ok" and _uniform(r) is not None]
+    left_out = sum(1 for r in rows if r.get("status") == "ok" and _uniform(r) is not None) - len(fractions)
     values = np.asarray(fractions, dtype=np.float64)
     n = values.size
     mean = float(values.mean()) if n else None
@@ -146,7 +154,7 @@ def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95
         half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
         ci = [max(0.0, mean - half), min(1.0, mean + half)]
     areas: list[tuple[float, float]] = []
-    for r in rows:
+    for r in calibrated:
         area, fraction = r.get("crystal_area_nm2"), _uniform(r)
         if r.get("status") == "ok" and area and fraction is not None:
             areas.append((float(area), fraction))
@@ -156,6 +164,7 @@ def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95
         "counts": counts,
         "n_skipped": sum(bool(r.get("skipped")) for r in rows),
         "n_fractions": n,
+        "n_uncalibrated_left_out": left_out,
         "mean_uniform_fraction": mean,
         "mean_ci": ci,
         "sd_uniform_fraction": sd,
@@ -165,6 +174,7 @@ def batch_statistics(rows: Sequence[dict[str, Any]], *, confidence: float = 0.95
             f"unweighted mean over the {n} images with status ok of their uniform fractions; "
             f"{confidence:.0%} Student-t interval of the mean (image-to-image spread, n-1 = {max(n - 1, 0)} "
             "degrees of freedom; needs at least 2 images); pooled = weighted by crystal area"
+            + (f"; {left_out} uncalibrated image(s) left out" if left_out else "")
         ),
     }
 

@@ -115,6 +115,7 @@ def plot_overlay(
     ax=None,
     title: str | None = None,
     dot_size: float | None = None,
+    phases: dict | None = None,
 ):
     """Draw the colour-coded overlay of the phase labels on the image.
 
@@ -141,6 +142,10 @@ def plot_overlay(
     dot_size : float, optional
         Marker area [points^2]; when None the marker diameter is
         :data:`MARKER_SPACING_FRACTION` of the median column spacing on screen.
+    phases : dict, optional
+        The phase-library stage's result (``PipelineResult.phases``): without
+        two-phase ``labels``, the columns are coloured by phase and site, with
+        the phase fractions in the legend (with ``labels``, the paper's colours stay).
 
     Returns
     -------
@@ -190,7 +195,9 @@ def plot_overlay(
         rc = columns.rc
         if dot_size is None:
             dot_size = _marker_area(ax, rc, data.shape)
-        if labels is None:  # refused (or not yet classified): every column, in a colour a grey image lacks
+        if labels is None and phases and len(phases.get("phase", ())) == len(rc) and any(phases["phase"]):
+            handles = _draw_phase_sites(ax, rc, phases, dot_size)
+        elif labels is None:  # refused (or not yet classified): every column, in a colour a grey image lacks
             ax.scatter(rc[:, 1], rc[:, 0], s=dot_size, c=UNLABELLED_COLOUR, alpha=MARKER_ALPHA, linewidths=0)
             handles = [Line2D([], [], ls="", marker="o", color=UNLABELLED_COLOUR, label="column (not classified)")]
         else:
@@ -246,6 +253,31 @@ def plot_overlay(
     return fig
 
 
+#: Marker colours of (phase, site) pairs when the columns are coloured by the phase library (none of the
+#: paper's green/red/purple, which keep their two-phase meaning).
+SITE_COLOURS = ("#1f77b4", "#ff7f0e", "#17becf", "#bcbd22", "#8c564b", "#e377c2", "#7f7f7f", "#ffffff")
+
+
+def _draw_phase_sites(ax, rc: np.ndarray, phases: dict, dot_size: float) -> list:
+    """Columns coloured by (phase, site), and their legend handles with the phase fractions."""
+    from matplotlib.lines import Line2D
+
+    keys = np.char.add(np.char.add(np.asarray(phases["phase"], str), ": "), np.asarray(phases["site"], str))
+    fractions = phases.get("phase_fractions") or {}
+    handles = []
+    for i, key in enumerate(dict.fromkeys(keys)):
+        sel = keys == key
+        colour = SITE_COLOURS[i % len(SITE_COLOURS)]
+        ax.scatter(rc[sel, 1], rc[sel, 0], s=dot_size, c=colour, alpha=MARKER_ALPHA, linewidths=0)
+        name = str(key).split(": ")[0]
+        label = str(key).rstrip(": ")
+        if name in fractions:
+            f = fractions[name]
+            label += f" ({f['fraction']:.1%} [{f['ci95'][0]:.1%}, {f['ci95'][1]:.1%}])"
+        handles.append(Line2D([], [], ls="", marker="o", color=colour, label=label))
+    return handles
+
+
 def _image_axes(fig, shape: tuple[int, int]):
     """Axes filling the figure's width, with the title's room above and the legend's below."""
     height = fig.get_size_inches()[1]
@@ -276,6 +308,7 @@ def save_overlay(
     title: str | None = None,
     dpi: int = DPI,
     decorate: Callable[[Any], None] | None = None,
+    phases: dict | None = None,
 ) -> Path:
     """Draw the overlay (see :func:`plot_overlay`) and write it to ``path`` atomically.
 
@@ -286,7 +319,7 @@ def save_overlay(
     ----------
     path : str or PathLike
         Output file; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
-    image, columns, labels, fractions, pixel_size_nm, title
+    image, columns, labels, fractions, pixel_size_nm, title, phases
         As for :func:`plot_overlay`.
     dpi : int
         Resolution [dots per inch].
@@ -307,7 +340,7 @@ def save_overlay(
     fig = Figure(figsize=figure_size_in(shape, dpi=dpi), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = _image_axes(fig, shape)
-    plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title, ax=ax)
+    plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title, ax=ax, phases=phases)
     if decorate is not None:
         decorate(ax)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", pad_inches=0.05))
