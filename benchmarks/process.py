@@ -85,12 +85,15 @@ for label, (module, name) in stages.items():
 from stem_pipeline import cli
 imports = time.process_time()
 status = cli.main(sys.argv[2:])
-print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports}))
+# Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
+hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports, "peak_rss_mb": hwm}))
 """
 
 
 def run_process(args: list[str], *, src: Path = ROOT) -> dict:
-    """One fresh ``stem-pipeline`` process with ``args`` from source tree ``src``; its CPU, wall and peak RSS."""
+    """One fresh ``stem-pipeline`` process with ``args`` from source tree ``src``; its CPU, wall and peak RSS
+    (the child's VmHWM)."""
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONWARNINGS": "ignore"}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -109,7 +112,7 @@ def run_process(args: list[str], *, src: Path = ROOT) -> dict:
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"analyze failed ({proc.returncode}):\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(cpu_s=usage.ru_utime + usage.ru_stime, wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024)
+    result.update(cpu_s=usage.ru_utime + usage.ru_stime, wall_s=wall)
     return result
 
 
@@ -197,10 +200,30 @@ def _ms(x: float | None) -> str:
     return "" if x is None else f"{x:.2f}"
 
 
+def stage_table(runs: dict[str, dict]) -> list[str]:
+    """Rows: the stages' own CPU, the rest, the whole process (CPU, wall, peak RSS); one column per run."""
+    runs = dict(runs)
+    lines = ["| stage | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for label in STAGES:
+        lines.append(f"| {label} | " + " | ".join(_ms(r["stages"].get(label)) for r in runs.values()) + " |")
+    other = [r["cpu_s"] - sum(v for v in r["stages"].values() if v) for r in runs.values()]
+    lines += [
+        "| start-up and the rest (interpreter, imports of the command's modules, file hash, batch bookkeeping) | "
+        + " | ".join(_ms(x) for x in other)
+        + " |",
+        "| of which: imports before the command runs | "
+        + " | ".join(_ms(r["imports_cpu_s"]) for r in runs.values())
+        + " |",
+        "| **whole process, CPU** | " + " | ".join(f"**{r['cpu_s']:.2f}**" for r in runs.values()) + " |",
+        "| whole process, wall [s] | " + " | ".join(f"{r['wall_s']:.2f}" for r in runs.values()) + " |",
+        "| peak RSS [MB] | " + " | ".join(f"{r['peak_rss_mb']:.0f}" for r in runs.values()) + " |",
+    ]
+    return lines
+
+
 def process_table(res: dict, *, baseline: str | None) -> list[str]:
     runs, per_col = res["runs"], res["atomap_cpu_per_column_s"]
     names = [n for n in ("before", "after") if n in runs]
-    head = " | ".join(f"{n} [s CPU]" for n in names)
     lines = [
         "## One 1024² dot: `stem-pipeline analyze dot.tif --out OUT` as a fresh process, per stage",
         "",
@@ -212,28 +235,7 @@ def process_table(res: dict, *, baseline: str | None) -> list[str]:
             else ""
         ),
         "",
-        f"| stage | {head} |",
-        "|---|" + "---|" * len(names),
-    ]
-    for label in STAGES:
-        lines.append(f"| {label} | " + " | ".join(_ms(runs[n]["stages"].get(label)) for n in names) + " |")
-    for n in names:  # what the hooks do not see: interpreter start, imports, hashing, batch bookkeeping
-        r = runs[n]
-        r["other"] = r["cpu_s"] - sum(v for v in r["stages"].values() if v)
-    lines.append(
-        "| start-up and the rest (interpreter, imports of the command's modules, file hash, batch bookkeeping) | "
-        + " | ".join(_ms(runs[n]["other"]) for n in names)
-        + " |"
-    )
-    lines.append(
-        "| of which: imports before the command runs | "
-        + " | ".join(_ms(runs[n]["imports_cpu_s"]) for n in names)
-        + " |"
-    )
-    lines.append("| **whole process, CPU** | " + " | ".join(f"**{runs[n]['cpu_s']:.2f}**" for n in names) + " |")
-    lines.append("| whole process, wall [s] | " + " | ".join(f"{runs[n]['wall_s']:.2f}" for n in names) + " |")
-    lines.append("| peak RSS [MB] | " + " | ".join(f"{runs[n]['peak_rss_mb']:.0f}" for n in names) + " |")
-    lines += [
+        *stage_table({f"{n} [s CPU]": runs[n] for n in names}),
         "",
         f"Against atomap in the same run: its 2-D Gaussian refinement of the {res['atomap_columns']} columns nearest "
         f"the centre took {per_col * 1e3:.1f} ms CPU per column ({1 / per_col:.0f} columns/s), extrapolated to the "
@@ -275,13 +277,20 @@ def scaling_table(rows: dict) -> list[str]:
                 f"{r['cpu_s'] / r['megapixels']:.2f} | {per_k:.2f} |"
             )
         lines.append("")
+    lines += ["Per stage, CPU [s] (as in the first table):", ""]
+    lines += stage_table({r["label"]: r for r in rows["pixels"] + rows["dots"]})
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 repeat, 100 atomap columns, scaling to 2048² only")
-    parser.add_argument("--baseline", type=Path, help="source tree to compare against (its stem_pipeline package)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="source tree to compare against, holding a stem_pipeline package "
+        "(e.g. `git archive COMMIT stem_pipeline | tar -x -C DIR`)",
+    )
     parser.add_argument("--repeat", type=int, help="process runs per version (default 3, quick 1)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling tables")
     args = parser.parse_args(argv)
