@@ -132,7 +132,9 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
 
     One single-threaded worker process per core (the pipeline stages are
     numpy-bound and hold the GIL), whose BLAS and FFT threads share the cores
-    (``cores // n_workers`` each, at least 1), no dashboard, glibc's default memory
+    (``cores // n_workers`` each, at least 1, unless ``OMP_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set in the environment,
+    which Dask passes on instead), no dashboard, glibc's default memory
     trimming (not Dask's aggressive one, which slows the stages down), and a
     task whose worker dies retried :data:`WORKER_RETRIES` time(s) before it
     fails with ``KilledWorker``.
