@@ -9,15 +9,28 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("denoise", "columns", "classify", "fields", "simulate", "compare", "phases", "batch", "memory", "series")
+ORDER = (
+    "process",
+    "denoise",
+    "columns",
+    "classify",
+    "fields",
+    "simulate",
+    "compare",
+    "phases",
+    "batch",
+    "memory",
+    "series",
+)
 
 HEADER = """# Benchmarks
 
 Speed and accuracy of stem_pipeline, measured side by side with the tools a microscopist would
 otherwise use, as ratios from one run of each script: atomap's centre-of-mass and Gaussian
 refinement (`columns.py`), DigitalMicrograph-style and scikit-image/BM3D filters (`denoise.py`), a
-hard intensity threshold (`classify.py`), abTEM plain multislice (`simulate.py`), the
-in-process run against Dask workers (`batch.py`), and the peak memory of one image's analysis against its
+hard intensity threshold (`classify.py`), abTEM plain multislice (`simulate.py`), the whole
+`stem-pipeline analyze` process per stage against atomap's Gaussian refinement, and its scaling with
+pixels and dots (`process.py`), the in-process run against Dask workers (`batch.py`), and the peak memory of one image's analysis against its
 size (`memory.py`); fields of many dots (`fields.py`) and frame series (`series.py`) against their ground truth. Accuracy is measured against ground truth:
 synthetic dots with known column positions, contrasts and domains (`stem_pipeline.synthetic`) at
 several doses, and abTEM simulations.
@@ -45,7 +58,9 @@ SUMMARY = """## Summary: goals against measurements
 | fields | >= 98 % of dots wholly inside found over >= 50 dots, none on carbon; >= 90 % of touching pairs split; edge within 0.3 nm (1 px in overview); per-dot fractions within the single-dot limits; interval coverage stated | 130/130 dots found, 0 spurious, 45/45 touching pairs split, edge error <= 0.17 nm (atomic resolution, 0.02-0.04 nm/px, 30-400 counts); overview 90/90, 9/9 pairs, <= 0.44 px; per-dot fractions (96 dots of 8-11 nm in 24 fields): mean abs error 0.012 / 0.011 / 0.008 at 30 / 100 / 400 counts, max 0.054 / 0.033 / 0.030 (97 % within 0.03 at >= 100 counts, all within 0.06 at 30); field interval (area-weighted, DerSimonian-Laird or empirical variance, Student t) covers the population fraction in 0.93-0.98 of re-assembled 2-6 dot fields (0.76-0.83 with DerSimonian-Laird and 1.96) | detection, split, size, 30-count fractions: yes; 2 of 64 dots at >= 100 counts at 0.030-0.033 |
 | simulate | fast >= 8x exact, <= 2 % deviation | 28.7x / 27.5x at 6.3 / 13.8 nm, 0.31 % (static); with phonons the deviation equals the phonon noise floor | yes |
 | simulate | thickness series cheaper than separate runs | 2.2x, identical | yes |
-| batch | throughput with 1 and 2 workers, memory per worker; re-run in seconds | 36 images/min in-process, ~440-500 MB per worker; re-run 1.1 s | recorded |
+| process | the whole `stem-pipeline analyze` process on a 1024² dot >= 12x faster than atomap's Gaussian refinement alone of the same columns, by CPU time (aim 20x); per-stage table before/after (issue 20) | in one run, load 5.5 on 2 cores: the process 6.63 -> 5.05 s CPU (before: 7c24435, run alternately), 10.4 -> 9.6 s wall, peak RSS 380 -> 333 MB; atomap's Gaussian refinement alone of the same 1,952 columns 27.3 s CPU (71 columns/s, extrapolated from 300), so **4.1x -> 5.4x**; per-image results identical (columns.csv bytes, fractions). Cut: HyperSpy import for a plain TIFF (load 0.24 -> 0.03 s), scipy.signal/scipy.stats imports (dot segmentation 1.58 -> 1.06 s), the overlay's second draw and zlib level 6 (1.07 -> 0.59 s). Left: dot segmentation 1.06 s, start-up 1.07 s (0.67 s imports), refinement 0.59 s, overlay 0.59 s, reports 0.36 s; 12x needs <= 2.3 s | no (5.4x) |
+| batch | 2 local workers >= 1.7x the throughput of 1 on 16 images, quiet machine (issue 20); memory per worker; re-run in seconds | 16 images of 1024² at load 4.8-6.5: in-process 9.5, 1 worker 8.8, 2 workers 8.2 images/min (2 vs 1: 0.94x): not measurable while other jobs hold the cores. CPU used: 1 worker 52.6 s, 2 workers 30.2 + 30.1 s (the second worker's imports, ~1.5 s, and contention), this process (client, scheduler, nannies, reports) ~5 s, ~0.03 CPU-s/s per process idle; on 2 free cores that is 1.61x (1.74x without the client's share). Found and fixed: each worker's FFTs ran 2 threads whatever its share (2N threads on N cores); now BLAS and FFT threads are cores // workers. Results sent back are summaries (KB). Re-run on a quiet machine: `python benchmarks/batch.py` (6.2 min at load ~5; ~3 min quiet); re-run of a finished batch 3.6 s | not measured quiet; projected 1.6-1.7x |
+| scaling | time and peak memory near-linear in pixels (512²-4096²) and in dots (1, 4, 12 per field) (issue 20) | pixels, 512² / 1k / 2k / 4k (441 - 30,643 columns): 2.8 / 5.5 / 13.0 / 42.0 s CPU, 202 / 329 / 593 / 813 MB: ~2.3 s CPU per further Mpx from 1k on over ~2 s fixed (start-up, overlay, reports); memory sub-linear. Not linear: the field's per-dot bookkeeping ('field, rest' 0.27 / 2.2 / 10.0 s from 1k to 4k, 24 % at 4k) and refinement (x4.7 for x3.95 columns, 2k -> 4k). Dots, 2048² fields: 1 / 4 / 12 dots 10.9 / 9.1 / 10.6 s CPU, ~580 MB: the per-pixel dot segmentation (~2.5 s) dominates; a one-dot field is analysed whole (denoise, lattice, mask, find on 4 Mpx: 4.0 s) instead of on its crop, so 1 dot costs more than 4 | pixels yes from 1k; dots no (one-dot field, per-dot bookkeeping) |
 | series | synthetic frame series (5-20 frames, 30-200 counts, drift <= 5 px/frame): f0 within 0.03, Dc within 20 %, drift within 0.3 px; interval coverage; cost per frame | 72 series of 8 dots: f0 mean abs error 0.012, max 0.049 (92 % within 0.03); Dc median 4 %, max 19 % (all within 20 %); drift max 0.051 px; coverage f0 1.00, Dc 0.90; 16 other dots (10 frames, 100 counts): f0 mean 0.024, max 0.054 (69 % within 0.03), Dc median 9 %, max 31 % (80 % within 20 %; 1 of 16 flagged not constrained), coverage f0 0.94, Dc 0.69; 0.3-0.8 s per 320x320 frame | f0 and drift yes on most dots; Dc intervals too narrow |
 | phases | fast projected-Z site intensities against abTEM (CsPbI3 [001]) stated | relative to Pb-I, I / Cs: 0.323 / 0.344 (Z^1.7) vs abTEM 0.300 / 0.334 at 1.3 nm, 0.274 / 0.266 at 2.5 nm, 0.274 / 0.251 at 3.8 nm (HAADF 68-160 mrad, reduced sampling): the estimate is 3-8 % high on thin, 18-37 % high on thicker specimens (phases.simulations swaps in abTEM's) | stated |
 | phases | real CsPbBr3 [100]: phase CsPbBr3, fraction 1; site vs StatSTEM Pb/Cs >= 95 %; calibration warning with the implied pixel size; uncalibrated NSMO: no fractions | CsPbBr3 [001] 1.0; 406/415 reference columns matched, site agrees 100 %; spacing -10.5 %, implied 0.0348 nm (file 0.0311); NSMO uncalibrated_ambiguous, no fractions | yes |

@@ -121,12 +121,20 @@ def _safe_name(name: str) -> str:
     return safe
 
 
+#: Environment variables that set a worker process's thread budget (OpenMP, OpenBLAS, MKL; the FFTs follow
+#: OMP_NUM_THREADS, see :func:`stem_pipeline._threads.fft_workers`).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 @contextlib.contextmanager
 def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
     """A ``dask.distributed.LocalCluster`` configured as :func:`run_batch` uses it.
 
     One single-threaded worker process per core (the pipeline stages are
-    numpy-bound and hold the GIL), no dashboard, glibc's default memory
+    numpy-bound and hold the GIL), whose BLAS and FFT threads share the cores
+    (``cores // n_workers`` each, at least 1, unless ``OMP_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS`` or ``MKL_NUM_THREADS`` is set in the environment,
+    which Dask passes on instead), no dashboard, glibc's default memory
     trimming (not Dask's aggressive one, which slows the stages down), and a
     task whose worker dies retried :data:`WORKER_RETRIES` time(s) before it
     fails with ``KilledWorker``.
@@ -146,8 +154,9 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
     import dask
     from distributed import LocalCluster
 
+    cores = os.cpu_count() or 1
     options = {
-        "n_workers": n_workers or os.cpu_count() or 1,
+        "n_workers": n_workers or cores,
         "threads_per_worker": 1,
         "processes": True,
         "dashboard_address": None,
@@ -155,11 +164,15 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
         "preload": ["stem_pipeline._worker_setup"],  # Ctrl-C is the command's to handle
         **kwargs,
     }
+    threads = max(1, cores // options["n_workers"])
     settings = {
         "distributed.scheduler.allowed-failures": WORKER_RETRIES,
         # Dask's default MALLOC_TRIM_THRESHOLD_=65536 returns every freed image-sized buffer to the OS
         # and maps it again: measured 1.6-1.8x slower per image than in one process (column refinement).
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        # Each worker's share of the cores for its BLAS and FFT threads (Dask's default is 1 each; the
+        # FFTs used 2 regardless, 2N threads on N cores): see stem_pipeline._threads.
+        **{f"distributed.nanny.pre-spawn-environ.{name}": threads for name in _THREAD_VARIABLES},
     }
     with dask.config.set(settings), LocalCluster(**options) as cluster:
         yield cluster

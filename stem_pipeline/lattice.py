@@ -21,6 +21,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from . import _tiles
+from ._threads import FFT_WORKERS
 from ._tiles import row_blocks, within_distance
 from ._types import Micrograph
 
@@ -121,8 +122,6 @@ def _as_image(image: np.ndarray | Micrograph) -> np.ndarray:
     return data
 
 
-#: Threads of the FFTs (the 2-core target machine, as in stem_pipeline.denoise).
-_FFT_WORKERS = 2
 # The spectrum passes run a block of rows at a time (stem_pipeline._tiles): no full-size map besides the
 # power spectrum itself (the whole-image maps made find_lattice peak at ~12 float32 image copies, 0.77 GB
 # for a 4096^2 image, and suppress_lattice at ~28; benchmarks/memory.py).
@@ -141,7 +140,7 @@ def _power_spectrum(image: np.ndarray) -> np.ndarray:
     img *= win_r[:, None]
     img *= win_c[None, :]
     m, n = img.shape
-    half = sfft.rfft2(img, workers=_FFT_WORKERS)  # numpy's rfft2 peaks at 6 image copies, scipy's at 1
+    half = sfft.rfft2(img, workers=FFT_WORKERS)  # numpy's rfft2 peaks at 6 image copies, scipy's at 1
     del img
     nc = half.shape[1]
     rows = np.fft.fftshift(np.arange(m))  # unshifted row of each centred row
@@ -563,7 +562,7 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
     m, n = data.shape
     mean = float(data.mean())
     data -= mean
-    spectrum = sfft.rfft2(data, workers=_FFT_WORKERS)  # the half layout: the notches are point-symmetric
+    spectrum = sfft.rfft2(data, workers=FFT_WORKERS)  # the half layout: the notches are point-symmetric
     del data
     g = lattice.reciprocal_px * np.array([m, n])  # reciprocal vectors in frequency pixels (rows)
     inv = np.linalg.inv(g)
@@ -575,7 +574,7 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
         hk = np.round(2 * freq @ inv) / 2
         distance = np.hypot(*np.moveaxis(freq - hk @ g, -1, 0))
         spectrum[block] *= (distance > radius_px) | np.all(hk == 0, axis=-1)
-    out = sfft.irfft2(spectrum, s=(m, n), workers=_FFT_WORKERS, overwrite_x=True)
+    out = sfft.irfft2(spectrum, s=(m, n), workers=FFT_WORKERS, overwrite_x=True)
     out += mean
     return out
 

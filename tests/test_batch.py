@@ -220,6 +220,31 @@ def cluster():
         yield c
 
 
+def _thread_budget() -> dict:
+    import os
+
+    from stem_pipeline._threads import FFT_WORKERS
+
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    return {"env": [os.environ.get(n) for n in names], "fft": FFT_WORKERS}
+
+
+def test_local_cluster_workers_share_the_cores_for_blas_and_fft_threads(cluster):
+    """Each of the 2 workers gets cores // 2 BLAS and FFT threads (not Dask's 1 BLAS + our 2 FFT threads each);
+    a budget set in the environment wins, as Dask documents."""
+    import os
+
+    from distributed import Client
+
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    expected = [os.environ.get(name, threads) for name in names]
+    with Client(cluster) as client:
+        budgets = list(client.run(_thread_budget).values())
+    assert len(budgets) == 2
+    assert all(b == {"env": expected, "fft": max(1, int(expected[0]))} for b in budgets)
+
+
 def _comparable(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("timings_s", "versions", "skipped", "folder")}
 

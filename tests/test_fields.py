@@ -349,3 +349,26 @@ def test_a_large_image_is_segmented_on_a_coarser_grid_into_the_same_dots(field, 
     assert lattice.factor == 3 and lattice.strength.shape == (256, 256) and coarse.shape == field.image.shape
     assert coarse.max() == full.max()
     assert all(iou > 0.9 for _, iou in match_labels(coarse, full))
+
+
+def test_rotation_peak_finder_matches_scipy_find_peaks():
+    """The histogram peak finder that spares the scipy.signal import finds exactly scipy's peaks,
+    flat tops and equal heights included."""
+    from scipy import ndimage
+    from scipy.signal import find_peaks as scipy_find_peaks
+
+    from stem_pipeline.dots.segment import find_peaks
+
+    rng = np.random.default_rng(5)
+    n_peaks = 0
+    for _ in range(300):
+        hist = rng.exponential(size=180) * (rng.random(180) < rng.random())
+        hist = ndimage.gaussian_filter1d(hist, rng.uniform(0.5, 3), mode="wrap")
+        hist = np.round(hist, 1) if rng.random() < 0.3 else hist  # plateaus and ties
+        x = np.concatenate([hist, hist, hist])
+        top = x.max() or 1.0
+        kw = {"height": 0.15 * top, "prominence": 0.1 * top, "distance": int(rng.integers(1, 20))}
+        expected = scipy_find_peaks(x, **kw)[0]
+        np.testing.assert_array_equal(find_peaks(x, **kw), expected)
+        n_peaks += len(expected)
+    assert n_peaks > 300  # the cases had peaks to find

@@ -68,6 +68,37 @@ def test_tiff_resolution_tag_in_cm(tmp_path):
     assert io.load(path).pixel_size_nm == pytest.approx(0.3)
 
 
+def _tiffs(tmp_path):
+    """TIFFs of every calibration style the readers know: ours (ImageJ + DM tags), ImageJ units, cm tags, none."""
+    yield io.save(Micrograph(IMAGE, pixel_size_nm=0.02), tmp_path / "ours.tif")
+    for i, unit in enumerate(("nm", "\\u00c5", "micron")):
+        tifffile.imwrite(tmp_path / f"ij{i}.tif", IMAGE, imagej=True, resolution=(50, 50), metadata={"unit": unit})
+        yield tmp_path / f"ij{i}.tif"
+    tifffile.imwrite(tmp_path / "cm.tif", IMAGE, resolution=(1 / 3e-8, 1 / 3e-8), resolutionunit="CENTIMETER")
+    yield tmp_path / "cm.tif"
+    tifffile.imwrite(tmp_path / "plain.tif", IMAGE.astype(np.uint16))
+    yield tmp_path / "plain.tif"
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([IMAGE, IMAGE]), imagej=True, resolution=(50, 50))
+    yield tmp_path / "stack.tif"
+
+
+def test_tiffs_read_without_hyperspy_as_hyperspy_reads_them(tmp_path):
+    """The direct RosettaSciIO path gives HyperSpy's pixels and calibration, so it can skip importing HyperSpy."""
+    import hyperspy.api as hs
+
+    for path in _tiffs(tmp_path):
+        direct = io._read_tiff_direct(path)
+        assert direct is not None, path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            signal = io._load_signal(hs, path)
+        calibration = io._calibration(signal)
+        io._tiff_fallbacks(calibration, path)
+        np.testing.assert_array_equal(direct[0], signal.data)
+        assert direct[0].dtype == signal.data.dtype
+        assert direct[1] == calibration, path
+
+
 def test_explicit_pixel_size_wins(tmp_path):
     path = io.save(Micrograph(IMAGE, pixel_size_nm=0.02), tmp_path / "a.hspy")
     assert io.load(path, pixel_size_nm=0.05).pixel_size_nm == 0.05

@@ -18,7 +18,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stem_pipeline"
 
 #: Layers, lowest first; within a layer, a unit may import the units before it.
 LAYERS: dict[str, list[str]] = {
-    "core": ["errors", "config", "optics", "provenance", "paths", "_logs", "_atomic", "_tiles", "_types", "__init__"],
+    "core": [
+        "errors",
+        "config",
+        "optics",
+        "provenance",
+        "paths",
+        "_logs",
+        "_atomic",
+        "_threads",
+        "_tiles",
+        "_types",
+        "__init__",
+    ],
     "stages": [
         "io",
         "denoise",

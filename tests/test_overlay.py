@@ -31,6 +31,26 @@ def test_save_overlay_writes_png_atomically(tmp_path):
     assert np.array_equal(image, dot.image)
 
 
+def test_overlay_drawn_once_matches_matplotlibs_tight_two_pass_render(tmp_path):
+    """save_overlay measures the tight box without drawing and draws once: the same pixels as
+    ``savefig(bbox_inches="tight")``, which draws the figure twice."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from stem_pipeline.report.overlay import DPI, _image_axes, figure_size_in
+
+    dot, cols, labels, fractions = _classified()
+    ours = save_overlay(tmp_path / "once.png", dot.image, cols, labels, fractions, title="a title")
+    fig = Figure(figsize=figure_size_in(dot.image.shape), dpi=DPI)
+    FigureCanvasAgg(fig)
+    plot_overlay(dot.image, cols, labels, fractions, title="a title", ax=_image_axes(fig, dot.image.shape))
+    fig.savefig(tmp_path / "twice.png", dpi=DPI, bbox_inches="tight", pad_inches=0.05)
+    once, twice = (np.asarray(Image.open(path)) for path in (ours, tmp_path / "twice.png"))
+    assert once.shape == twice.shape
+    np.testing.assert_array_equal(once, twice)
+
+
 def test_plot_overlay_colours_legend_and_scale_bar():
     from matplotlib.colors import to_hex
 

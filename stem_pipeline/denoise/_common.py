@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import FFT_WORKERS
+
 logger = logging.getLogger("stem_pipeline")
 
-#: Threads for scipy.fft (the filters are FFT-bound; 2 cores is the target machine).
-FFT_WORKERS = 2
+__all__ = ["FFT_WORKERS", "check_image", "logger", "pixel_size_of"]
 
 
 def check_image(image: Any, *, name: str = "image") -> tuple[np.ndarray, np.dtype]:

@@ -1,0 +1,330 @@
+"""Benchmark: the whole ``stem-pipeline analyze`` process, per stage, against atomap; and its scaling.
+
+Usage: ``python benchmarks/process.py [--quick] [--baseline SRC] [--repeat N] [--no-scaling]``
+
+1. **One 1024x1024 dot** (the image of ``benchmarks/columns.py``: ``make_dot``, 14 nm at
+   0.02 nm/px, 400 counts, seed 2) saved as an ImageJ TIFF, analysed by a fresh
+   ``python -m stem_pipeline.cli -q analyze dot.tif --out OUT`` process. Its CPU time
+   (user + system, all threads, interpreter start included, from ``wait4``), wall time
+   and peak RSS; inside it, the CPU time of each stage (``time.process_time`` around the
+   library functions, each stage's own time without the stages it calls; a stage's lazy
+   imports count in it). ``--baseline SRC`` runs the same process from another source tree
+   (e.g. an exported older commit) in the same run, alternating, for a before/after table;
+   the best of ``--repeat`` runs of each.
+   Against it, in the same run: atomap's 2-D Gaussian refinement (``benchmarks/columns.py``'s
+   harness) of the columns nearest the centre, CPU time extrapolated to the process's
+   column count.
+2. **Scaling** (``--no-scaling`` skips it): the same process for 512^2 .. 4096^2 images of
+   1024^2 dot tiles (``benchmarks/memory.py``'s inputs) and for fields of 1, 4 and 12 dots
+   (``make_field``); CPU, wall, peak RSS, per megapixel and per 1,000 columns.
+
+Writes ``benchmarks/results/process.md`` (``--quick``: prints only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "process.md"
+
+#: Stages timed inside the process: label -> (module, function). Nested calls count once, in the
+#: innermost stage; a function missing from a source tree is not timed there.
+STAGES = {
+    "load (read + validate)": ("stem_pipeline.io", "load"),
+    "denoise": ("stem_pipeline.denoise", "denoise"),
+    "lattice": ("stem_pipeline.lattice", "find_lattices"),
+    "crystal mask": ("stem_pipeline.lattice", "crystal_masks"),
+    "find columns": ("stem_pipeline.columns", "find_columns"),
+    "refine columns": ("stem_pipeline.columns", "refine_columns"),
+    "intensities": ("stem_pipeline.columns", "measure_intensities"),
+    "classify": ("stem_pipeline.classify", "classify_columns"),
+    "analysis, rest (regions, fractions)": ("stem_pipeline.pipeline", "analyze"),
+    "dot segmentation": ("stem_pipeline.dots", "segment_field"),
+    "field, rest (crops, dots.csv records)": ("stem_pipeline.field", "analyze_field"),
+    "overlay.png": ("stem_pipeline.report.overlay", "save_overlay"),
+    "thumbnail.png": ("stem_pipeline.report.batch", "save_thumbnail"),
+    "columns.csv, dots.csv, summary.json": ("stem_pipeline.outputs", "write_result"),
+    "report.{csv,json,html} + histograms": ("stem_pipeline.report.batch", "write_reports"),
+}
+
+# The child: import the stages' modules (the command imports them too), wrap the stages, run the command.
+_CHILD = r"""
+import importlib, json, sys, time
+stages = json.loads(sys.argv[1])
+own = {label: 0.0 for label in stages}
+stack = []
+def wrap(label, func):
+    def timed(*args, **kwargs):
+        stack.append(0.0)
+        t0 = time.process_time()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            spent = time.process_time() - t0
+            inner = stack.pop()
+            own[label] += spent - inner
+            if stack:
+                stack[-1] += spent
+    return timed
+for label, (module, name) in stages.items():
+    mod = importlib.import_module(module)
+    if hasattr(mod, name):
+        setattr(mod, name, wrap(label, getattr(mod, name)))
+    else:
+        own[label] = None
+from stem_pipeline import cli
+imports = time.process_time()
+status = cli.main(sys.argv[2:])
+# Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
+hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports, "peak_rss_mb": hwm}))
+"""
+
+
+def run_process(args: list[str], *, src: Path = ROOT) -> dict:
+    """One fresh ``stem-pipeline`` process with ``args`` from source tree ``src``; its CPU, wall and peak RSS
+    (the child's VmHWM)."""
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONWARNINGS": "ignore"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-c", _CHILD, json.dumps(STAGES), *args],  # -P: src's package, not the cwd's
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"analyze failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(cpu_s=usage.ru_utime + usage.ru_stime, wall_s=wall)
+    return result
+
+
+def analyze_args(path: Path, out: Path, *extra: str) -> list[str]:
+    return ["-q", "analyze", str(path), "--out", str(out), "--overwrite", *extra]
+
+
+def _summary(out: Path, path: Path) -> dict:
+    return json.loads((out / path.stem / "summary.json").read_text())
+
+
+def process_benchmark(tmp: Path, *, repeat: int, baseline: Path | None, n_atomap: int) -> dict:
+    """Best-of-``repeat`` process runs (alternating with the baseline's) and atomap on the same image."""
+    sys.path.insert(0, str(HERE))
+    from columns import _atomap_refine, _central_subset
+
+    from stem_pipeline import io
+    from stem_pipeline.columns import find_columns
+    from stem_pipeline.lattice import crystal_mask, find_lattice
+    from stem_pipeline.synthetic import make_dot
+
+    dot = make_dot((1024, 1024), pixel_size_nm=0.02, dot_size_nm=14.0, dose=400, rng=2)
+    path = io.save(dot.micrograph(), tmp / "dot1024.tif")
+    trees = {"after": ROOT} | ({"before": baseline} if baseline else {})
+    best: dict[str, dict] = {}
+    for _ in range(repeat):
+        for name, src in trees.items():
+            run = run_process(analyze_args(path, tmp / f"out_{name}"), src=src)
+            if name not in best or run["cpu_s"] < best[name]["cpu_s"]:
+                best[name] = run
+    for name in trees:
+        best[name]["n_columns"] = _summary(tmp / f"out_{name}", path)["n_columns"]
+    # atomap's Gaussian refinement of the columns nearest the centre, from our starting positions.
+    lat = find_lattice(dot.image)
+    start = find_columns(dot.image, lattice=lat, mask=crystal_mask(dot.image, lat))
+    subset = _central_subset(start.rc, dot.image.shape, n_atomap)
+    atomap_cpu, _ = _atomap_refine(dot.image, start.rc[subset], "gaussian", clock=time.process_time)
+    return {
+        "runs": best,
+        "atomap_cpu_per_column_s": atomap_cpu / len(subset),
+        "atomap_columns": len(subset),
+        "identical": _same_results(tmp, path, list(trees)),
+    }
+
+
+def _same_results(tmp: Path, path: Path, names: list[str]) -> bool | None:
+    """Whether the before and after runs wrote the same columns.csv and fractions (None without a baseline)."""
+    if len(names) < 2:
+        return None
+    a, b = (tmp / f"out_{n}" / path.stem for n in names[:2])
+    same_csv = (a / "columns.csv").read_bytes() == (b / "columns.csv").read_bytes()
+    return same_csv and _summary(a.parent, path)["fractions"] == _summary(b.parent, path)["fractions"]
+
+
+def scaling_benchmark(tmp: Path, sizes: list[int], dot_counts: list[int]) -> dict:
+    """The process on images of growing size and on fields of growing dot count."""
+    sys.path.insert(0, str(HERE))
+    from memory import make_inputs
+
+    from stem_pipeline import io
+    from stem_pipeline.synthetic_field import make_field
+
+    rows: dict[str, list[dict]] = {"pixels": [], "dots": []}
+    for size in sizes:
+        path = make_inputs(tmp, size)["field"]
+        run = run_process(analyze_args(path, tmp / "out_px", "--pixel-size-nm", "0.02"))
+        run.update(
+            label=f"{size}²", megapixels=size * size / 1e6, n_columns=_summary(tmp / "out_px", path)["n_columns"]
+        )
+        rows["pixels"].append(run)
+        print(json.dumps({k: v for k, v in run.items() if k != "stages"}), file=sys.stderr, flush=True)
+    for n in dot_counts:
+        fld = make_field((2048, 2048), n_dots=n, dot_sizes_nm=(7.0, 9.0), dose=200, pixel_size_nm=0.035, rng=100 + n)
+        path = io.save(fld.micrograph(), tmp / f"field{n}.tif")
+        run = run_process(analyze_args(path, tmp / "out_dots"))
+        summary = _summary(tmp / "out_dots", path)
+        run.update(label=f"{n} dot(s)", megapixels=2048 * 2048 / 1e6, n_columns=summary["n_columns"])
+        run["n_dots_found"] = summary.get("n_dots")
+        rows["dots"].append(run)
+        print(json.dumps({k: v for k, v in run.items() if k != "stages"}), file=sys.stderr, flush=True)
+    return rows
+
+
+def _ms(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}"
+
+
+def stage_table(runs: dict[str, dict]) -> list[str]:
+    """Rows: the stages' own CPU, the rest, the whole process (CPU, wall, peak RSS); one column per run."""
+    runs = dict(runs)
+    lines = ["| stage | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for label in STAGES:
+        lines.append(f"| {label} | " + " | ".join(_ms(r["stages"].get(label)) for r in runs.values()) + " |")
+    other = [r["cpu_s"] - sum(v for v in r["stages"].values() if v) for r in runs.values()]
+    lines += [
+        "| start-up and the rest (interpreter, imports of the command's modules, file hash, batch bookkeeping) | "
+        + " | ".join(_ms(x) for x in other)
+        + " |",
+        "| of which: imports before the command runs | "
+        + " | ".join(_ms(r["imports_cpu_s"]) for r in runs.values())
+        + " |",
+        "| **whole process, CPU** | " + " | ".join(f"**{r['cpu_s']:.2f}**" for r in runs.values()) + " |",
+        "| whole process, wall [s] | " + " | ".join(f"{r['wall_s']:.2f}" for r in runs.values()) + " |",
+        "| peak RSS [MB] | " + " | ".join(f"{r['peak_rss_mb']:.0f}" for r in runs.values()) + " |",
+    ]
+    return lines
+
+
+def process_table(res: dict, *, baseline: str | None) -> list[str]:
+    runs, per_col = res["runs"], res["atomap_cpu_per_column_s"]
+    names = [n for n in ("before", "after") if n in runs]
+    lines = [
+        "## One 1024² dot: `stem-pipeline analyze dot.tif --out OUT` as a fresh process, per stage",
+        "",
+        "CPU time (user + system, every thread) of each stage inside the process, the stage's own time "
+        "(without the stages it calls; lazy imports count in the stage that triggers them), best of the runs. "
+        + (
+            f"`before`: the source tree `{baseline}`, run alternately with `after` in the same run. "
+            if baseline
+            else ""
+        ),
+        "",
+        *stage_table({f"{n} [s CPU]": runs[n] for n in names}),
+        "",
+        f"Against atomap in the same run: its 2-D Gaussian refinement of the {res['atomap_columns']} columns nearest "
+        f"the centre took {per_col * 1e3:.1f} ms CPU per column ({1 / per_col:.0f} columns/s), extrapolated to the "
+        "columns the process found (goal: the whole process >= 12x faster by CPU time, aim 20x):",
+        "",
+        "| version | columns | atomap Gaussian refinement alone [s CPU] | whole `analyze` process [s CPU] | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for n in names:
+        r = runs[n]
+        atomap = per_col * r["n_columns"]
+        lines.append(f"| {n} | {r['n_columns']} | {atomap:.1f} | {r['cpu_s']:.2f} | **{atomap / r['cpu_s']:.1f}x** |")
+    if res["identical"] is not None:
+        lines += [
+            "",
+            f"Per-image results of before and after identical (columns.csv bytes, fractions): {res['identical']}.",
+        ]
+    return lines
+
+
+def scaling_table(rows: dict) -> list[str]:
+    lines = [
+        "## Scaling of the process with pixels and with dots",
+        "",
+        "The same fresh `analyze` process. Pixels: 1024² dot tiles side by side (benchmarks/memory.py's `field` "
+        "inputs, .npy, `--pixel-size-nm 0.02`), 512² a crop of one. Dots: `make_field` 2048² fields at "
+        "0.035 nm/px with 1, 4 and 12 dots of 7-9 nm. Per Mpx and per 1,000 columns: whole-process CPU.",
+        "",
+    ]
+    for kind, title in (("pixels", "image"), ("dots", "field of 2048²")):
+        lines += [
+            f"| {title} | columns | CPU [s] | wall [s] | peak RSS [MB] | CPU per Mpx [s] | CPU per 1,000 columns [s] |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows[kind]:
+            per_k = r["cpu_s"] / r["n_columns"] * 1e3 if r["n_columns"] else float("nan")
+            lines.append(
+                f"| {r['label']} | {r['n_columns']} | {r['cpu_s']:.1f} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | "
+                f"{r['cpu_s'] / r['megapixels']:.2f} | {per_k:.2f} |"
+            )
+        lines.append("")
+    lines += ["Per stage, CPU [s] (as in the first table):", ""]
+    lines += stage_table({r["label"]: r for r in rows["pixels"] + rows["dots"]})
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 100 atomap columns, scaling to 2048² only")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="source tree to compare against, holding a stem_pipeline package "
+        "(e.g. `git archive COMMIT stem_pipeline | tar -x -C DIR`)",
+    )
+    parser.add_argument("--repeat", type=int, help="process runs per version (default 3, quick 1)")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling tables")
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (1 if args.quick else 3)
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="bench_process_") as tmp:
+        tmp = Path(tmp)
+        res = process_benchmark(tmp, repeat=repeat, baseline=args.baseline, n_atomap=100 if args.quick else 300)
+        load.append(os.getloadavg()[0])
+        scaling = None
+        if not args.no_scaling:
+            sizes = [512, 1024, 2048] if args.quick else [512, 1024, 2048, 4096]
+            scaling = scaling_benchmark(tmp, sizes, [1, 4, 12])
+            load.append(os.getloadavg()[0])
+    lines = [
+        "# The `analyze` process: per stage, against atomap, and its scaling",
+        "",
+        f"`python benchmarks/process.py{' --quick' if args.quick else ''}"
+        f"{' --baseline ' + str(args.baseline) if args.baseline else ''}` on a shared 2-core machine "
+        f"({platform.processor() or platform.machine()}, Python {platform.python_version()}); 1-minute load average "
+        f"{' / '.join(f'{x:.1f}' for x in load)} (start / after the process runs / after scaling): other jobs were "
+        "running, so absolute times vary by tens of per cent; the ratios come from one run.",
+        "",
+        *process_table(res, baseline=str(args.baseline) if args.baseline else None),
+        "",
+        *(scaling_table(scaling) if scaling else []),
+    ]
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
