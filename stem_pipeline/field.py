@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._tiles import within_distance
 from ._types import (
     REGION_OUTSIDE,
     AreaFractions,
@@ -367,7 +368,10 @@ def analyze_field(
         return _single(result, labels, px, None)
     labels, lattice_field, _ = segment_field(raw, pixel_size_nm=px)
     shapes = dot_shapes(labels)
-    rotation = {s.label: float(lattice_field.rotation_deg(labels == s.label)) for s in shapes}
+    # The labels are the map's repeated over its blocks: each block's first pixel is the map's label
+    # (an image-sized mask per dot, reduced to the map, took ~1 s and a float32 image copy each).
+    on_map = labels[:: lattice_field.factor, :: lattice_field.factor]
+    rotation = {s.label: float(lattice_field.rotation_deg(on_map == s.label)) for s in shapes}
     del lattice_field  # large (complex per pixel); the single-dot chain needs the memory
     if len(shapes) <= 1:
         result = analyze(micrograph, config)
@@ -377,7 +381,7 @@ def analyze_field(
         labels, unresolved = _with_unresolved(raw, labels, px)
         return _single(result, labels, px, rotation.get(1), unresolved)
     labels, unresolved = _with_unresolved(raw, labels, px)
-    support = ndimage.distance_transform_edt(labels == 0) > BLANK_MARGIN_NM / px
+    support = ~within_distance(labels > 0, BLANK_MARGIN_NM / px)  # by row blocks: no float64 image copies
     dots = []
     for shape in shapes:
         common = {
