@@ -39,7 +39,7 @@ from ._types import (
     PhaseLabels,
     PipelineResult,
 )
-from .dots.shape import DOT_COLUMNS, DotShape, dot_shapes
+from .dots.shape import DOT_COLUMNS, DotShape, dot_record, dot_shapes, refusal_reason
 from .io import as_micrograph, to_dataframe
 
 logger = logging.getLogger("stem_pipeline")
@@ -107,31 +107,16 @@ class DotResult:
 
     def to_record(self) -> dict[str, Any]:
         """The dot's row of ``dots.csv`` (:data:`DOT_COLUMNS`); fractions None where not measured."""
-        s, px, f = self.shape, self.pixel_size_nm, self.fractions
-        nm = (lambda v: None) if px is None else (lambda v: round(float(v) * px, 4))
         cols = self.columns
-        return {
-            "dot": self.dot,
-            "x_px": round(s.x_px, 2),
-            "y_px": round(s.y_px, 2),
-            "x_nm": nm(s.x_px),
-            "y_nm": nm(s.y_px),
-            "edge_nm": nm(s.edge_px),
-            "area_nm2": None if px is None else round(s.area_px * px**2, 3),
-            "aspect": round(s.aspect, 3),
-            "orientation_deg": round(s.orientation_deg, 2),
-            "lattice_orientation_deg": (
-                None if self.lattice_orientation_deg is None else round(self.lattice_orientation_deg, 2)
-            ),
-            "touches_border": s.touches_border,
-            "status": self.status,
-            "message": self.message,
-            "n_columns": 0 if cols is None else len(cols),
-            "ordered_fraction": None if f is None else round(f.ordered, 6),
-            "uniform_fraction": None if f is None else round(f.uniform, 6),
-            "uniform_ci95_lo": None if f is None else round(f.uniform_ci95[0], 6),
-            "uniform_ci95_hi": None if f is None else round(f.uniform_ci95[1], 6),
-        }
+        return dot_record(
+            self.shape,
+            pixel_size_nm=self.pixel_size_nm,
+            status=self.status,
+            message=self.message,
+            lattice_orientation_deg=self.lattice_orientation_deg,
+            n_columns=0 if cols is None else len(cols),
+            fractions=self.fractions,
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -183,14 +168,12 @@ class FieldResult:
         return pd.concat(frames, ignore_index=True) if frames else None
 
     def records(self) -> list[dict[str, Any]]:
-        """One ``dots.csv`` record per dot."""
-        return [d.to_record() for d in self.dots]
+        """One ``dots.csv`` record per dot (``result.dots``)."""
+        return list(self.result.dots)
 
     def to_dataframe(self):
-        """The dots as a pandas DataFrame with the columns of :data:`DOT_COLUMNS`."""
-        import pandas as pd
-
-        return pd.DataFrame(self.records(), columns=list(DOT_COLUMNS))
+        """The dots as a pandas DataFrame with the columns of :data:`DOT_COLUMNS` (``result.dots_dataframe()``)."""
+        return self.result.dots_dataframe()
 
 
 def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
@@ -264,20 +247,6 @@ def _carbon_fill(raw: np.ndarray, support: np.ndarray, n: int, rng: np.random.Ge
     if pool.size == 0:
         return np.full(n, float(np.median(raw)), raw.dtype)
     return rng.choice(pool, size=n)
-
-
-def _refusal(result: PipelineResult) -> str | None:
-    """Why a dot's single-dot analysis gave no fractions, in the words of the output contract."""
-    if result.status == "ok" and result.fractions is not None:
-        return None
-    message = result.message or ""
-    if result.status != "ok":
-        if "columns found" in message:
-            return f"too few columns: {message}"
-        return f"lattice not resolved: {message}"
-    if "grid" in message or "spacing" in message:
-        return f"off the zone axis (no square CsPbI3/PbI2 grid): {message}"
-    return message or "no fractions"
 
 
 def _analyze_dot(
@@ -395,7 +364,7 @@ def analyze_field(
             continue
         result, offset = _analyze_dot(micrograph, labels, shape, support, config, rng)
         result = _slim(result, raw, offset)
-        reason = _refusal(result)
+        reason = refusal_reason(result)
         dots.append(
             DotResult(status="refused" if reason else "ok", message=reason, result=result, offset_rc=offset, **common)
         )
@@ -455,7 +424,7 @@ def _single(
     shapes = [s for s in dot_shapes(labels) if s.label not in {d.dot for d in extra}]
     dots = []
     if shapes:
-        reason = _refusal(result)
+        reason = refusal_reason(result)
         # A lone dot is analysed as before fields existed, also when the frame cuts it (a zoomed-in dot).
         note = reason or (
             "touches the frame edge: fractions are of its visible part" if shapes[0].touches_border else None
@@ -476,6 +445,7 @@ def _single(
         note = _field_message(dots)
         result = dataclasses.replace(result, message=f"{result.message}; {note}" if result.message else note)
     n = 0 if result.columns is None or not shapes else len(result.columns)
+    result = dataclasses.replace(result, dots=[d.to_record() for d in dots])
     return FieldResult(result=result, dots=dots, labels=labels, column_dot=np.full(n, shapes[0].label if shapes else 0))
 
 
@@ -550,6 +520,7 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         lattice={},
         timings_s=timings,
         message=_field_message(dots),
+        dots=[d.to_record() for d in dots],
     )
     dot_ids = np.concatenate([np.full(len(d.columns), d.dot) for d in chosen]) if chosen else np.zeros(0, int)
     return FieldResult(result=result, dots=dots, labels=labels, column_dot=dot_ids)
