@@ -315,7 +315,8 @@ def write_results(rows: list[dict]) -> None:
         "outside those stages: the field's support mask was a whole-image distance transform (float64 distances "
         "and an int32 feature map, ~1 GB), and each dot's lattice rotation was read through an image-sized float "
         "mask; the mask is now grown by row blocks (`_tiles.within_distance`) and the rotations read on the "
-        "segmentation's coarse map (the same numbers).\n\n" + table(rows) + "\n"
+        "segmentation's coarse map (the same numbers). Times were taken on a 2-core machine shared with other "
+        "jobs: read them as rough.\n\n" + table(rows) + "\n"
     )
 
 
