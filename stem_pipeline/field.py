@@ -303,7 +303,7 @@ def analyze_field(
         ``no_crystal`` when it holds none; ``result.message`` counts the dots
         by status and reason.
     """
-    from .dots import segment_field, segment_overview
+    from .dots import overlapping_dots, segment_field, segment_overview
     from .pipeline import PipelineConfig, analyze, denoise_config_for
 
     micrograph = as_micrograph(micrograph, pixel_size_nm=pixel_size_nm)
@@ -337,10 +337,13 @@ def analyze_field(
         return _single(result, labels, px, None)
     labels, lattice_field, _ = segment_field(raw, pixel_size_nm=px)
     shapes = dot_shapes(labels)
-    # The labels are the map's repeated over its blocks: each block's first pixel is the map's label
-    # (an image-sized mask per dot, reduced to the map, took ~1 s and a float32 image copy each).
-    on_map = labels[:: lattice_field.factor, :: lattice_field.factor]
-    rotation = {s.label: float(lattice_field.rotation_deg(on_map == s.label)) for s in shapes}
+    rotation = _rotations(labels, shapes, lattice_field)
+    overlaps: dict[int, set[int]] = {}
+    if len(shapes) > 1:
+        joined, overlaps = overlapping_dots(raw, labels, rotation, pixel_size_nm=px)
+        if joined is not labels:  # pieces that were only the overlap of two dots joined their dot
+            labels, shapes = joined, dot_shapes(joined)
+            rotation = _rotations(labels, shapes, lattice_field)
     del lattice_field  # large (complex per pixel); the single-dot chain needs the memory
     if len(shapes) <= 1:
         result = analyze(micrograph, config)
@@ -362,6 +365,11 @@ def analyze_field(
         if shape.touches_border:
             dots.append(DotResult(status="refused", message="cut by the frame edge", **common))
             continue
+        if shape.label in overlaps:
+            others = ", ".join(str(k) for k in sorted(overlaps[shape.label]))
+            message = f"overlapping another dot: dot {others} (both lattices where their outlines overlap)"
+            dots.append(DotResult(status="refused", message=message, **common))
+            continue
         result, offset = _analyze_dot(micrograph, labels, shape, support, config, rng)
         result = _slim(result, raw, offset)
         reason = refusal_reason(result)
@@ -370,6 +378,16 @@ def analyze_field(
         )
     base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
     return _assemble(base, dots + unresolved, labels, raw)
+
+
+def _rotations(labels: np.ndarray, shapes: list[DotShape], lattice_field) -> dict[int, float]:
+    """Each dot's lattice rotation [deg], read on the lattice field's map.
+
+    The labels are the map's repeated over its blocks: each block's first pixel is the map's label
+    (an image-sized mask per dot, reduced to the map, took ~1 s and a float32 image copy each).
+    """
+    on_map = labels[:: lattice_field.factor, :: lattice_field.factor]
+    return {s.label: float(lattice_field.rotation_deg(on_map == s.label)) for s in shapes}
 
 
 def _slim(result: PipelineResult, raw: np.ndarray, offset: tuple[int, int]) -> PipelineResult:

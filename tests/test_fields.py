@@ -19,7 +19,7 @@ from stem_pipeline.dots import (
     segment_overview,
 )
 from stem_pipeline.field import DOT_COLUMNS, DotResult, analyze_field, field_fractions
-from stem_pipeline.synthetic_field import make_field, make_overview_field, match_labels
+from stem_pipeline.synthetic_field import make_field, make_overview_field, make_stacked_pair, match_labels
 
 PX = 0.035
 
@@ -331,6 +331,33 @@ def test_a_dot_without_a_resolved_lattice_is_listed_not_dropped():
     # The crystalline dot keeps the numbers of the single-dot chain.
     assert result.fractions.uniform == analyze(micrograph).fractions.uniform
     assert "lattice not resolved: 1" in result.result.message
+
+
+def test_overlapping_dots_are_refused_with_that_reason():
+    """Two dots stacked at 5 and 35 deg: both lattices where their outlines overlap; neither is analysed."""
+    stacked = make_stacked_pair(rotations_deg=(5.0, 35.0), overlap_nm=2.5, rng=7)
+    result = analyze_field(stacked.micrograph())
+    assert len(result.dots) == 2  # the overlap, segmented as a piece of its own (its mean rotation), joined a dot
+    assert {v for v, _ in match_labels(result.labels, stacked.labels)} == {1, 2}
+    for d in result.dots:
+        assert d.status == "refused" and d.message.startswith("overlapping another dot") and d.fractions is None
+    assert result.fractions is None and "2 refused (overlapping another dot: 2)" in result.result.message
+
+
+@pytest.mark.parametrize(
+    ("rotations", "overlap_nm", "expected"), [((0.0, 45.0), 1.0, {1: {2}, 2: {1}}), ((0.0, 45.0), 0.0, {})]
+)
+def test_an_overlap_of_1_nm_is_found_and_flush_dots_do_not_overlap(rotations, overlap_nm, expected):
+    from stem_pipeline.dots import overlapping_dots
+    from stem_pipeline.field import _rotations
+
+    pair = make_stacked_pair(rotations_deg=rotations, overlap_nm=overlap_nm, rng=3)
+    labels, lattice, _ = segment_field(pair.image, pixel_size_nm=PX)
+    assert labels.max() == 2
+    joined, overlaps = overlapping_dots(
+        pair.image, labels, _rotations(labels, dot_shapes(labels), lattice), pixel_size_nm=PX
+    )
+    assert joined is labels and overlaps == expected
 
 
 def test_the_field_of_issue_13_three_rotated_dots():
