@@ -9,7 +9,8 @@ no other dot's lattice is in the crop, so denoising (Bragg masks, Wiener
 filters) acts with the dot's own peaks only and cannot carry one dot's
 lattice onto another. Columns are mapped back to field coordinates with their
 dot id. A dot that cannot be analysed is kept with status ``refused`` and the
-reason; dots of overview images (lattice not resolved) get ``overview``.
+reason (also a dot whose outline overlaps another dot's: both lattices there,
+:func:`stem_pipeline.dots.overlapping_dots`); dots of overview images (lattice not resolved) get ``overview``.
 
 A field with at most one dot is analysed as a whole, as before fields existed
 (the same numbers as :func:`~stem_pipeline.pipeline.analyze`), also when the
