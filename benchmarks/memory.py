@@ -311,11 +311,12 @@ def write_results(rows: list[dict]) -> None:
         "the image's float32 size + 400 MB (issue 17). `before`: the code before the memory work (f6ea6f1) on the "
         "same inputs; 8192² from the issue. A field is split into its dots and each dot analysed on its own crop "
         "(issue 13): the per-stage columns below are the dots' stages, summed; the segmentation, the field's "
-        "assembly and its outputs fall between them. Measured after the fields work: the 8192² field (64 dots) "
-        "peaks at 2.8 GB, above its limit; the peak falls outside the hooked stages (segmentation, assembly "
-        "or outputs) and is not yet located (before the fields work the whole-image chain peaked at 2,085 MB there).\n\n"
-        + table(rows)
-        + "\n"
+        "assembly and its outputs fall between them. The 8192² field (64 dots) peaked at 2.8 GB, above its limit, "
+        "outside those stages: the field's support mask was a whole-image distance transform (float64 distances "
+        "and an int32 feature map, ~1 GB), and each dot's lattice rotation was read through an image-sized float "
+        "mask; the mask is now grown by row blocks (`_tiles.within_distance`) and the rotations read on the "
+        "segmentation's coarse map (the same numbers). Times were taken on a 2-core machine shared with other "
+        "jobs: read them as rough.\n\n" + table(rows) + "\n"
     )
 
 

@@ -366,6 +366,29 @@ class Comparison(_Struct):
     defocus_nm_std: float | None = None
 
 
+#: Columns of ``dots.csv`` (the output contract), in order.
+DOT_COLUMNS = (
+    "dot",
+    "x_px",
+    "y_px",
+    "x_nm",
+    "y_nm",
+    "edge_nm",
+    "area_nm2",
+    "aspect",
+    "orientation_deg",
+    "lattice_orientation_deg",
+    "touches_border",
+    "status",
+    "message",
+    "n_columns",
+    "ordered_fraction",
+    "uniform_fraction",
+    "uniform_ci95_lo",
+    "uniform_ci95_hi",
+)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PipelineResult(_Struct):
     """Everything :func:`stem_pipeline.pipeline.analyze` produced for one image."""
@@ -391,6 +414,15 @@ class PipelineResult(_Struct):
     #: The phase-library stage (:func:`stem_pipeline.phases.assign_phases`): per-column ``phase`` and ``site``,
     #: ``phase_fractions``, ``groups`` and ``calibration``; empty when it did not run.
     phases: dict = dataclasses.field(default_factory=dict)
+    #: One ``dots.csv`` record (:data:`DOT_COLUMNS`) per dot: the crystal as one dot for
+    #: :func:`stem_pipeline.pipeline.analyze`, every dot of a field for :func:`stem_pipeline.field.analyze_field`.
+    dots: list = dataclasses.field(default_factory=list)
+
+    def dots_dataframe(self):
+        """The dots (:attr:`dots`) as a pandas DataFrame with the columns of :data:`DOT_COLUMNS`."""
+        import pandas as pd
+
+        return pd.DataFrame(self.dots, columns=list(DOT_COLUMNS))
 
     def _summary_items(self) -> list[tuple[str, str]]:
         m = self.micrograph

@@ -9,7 +9,8 @@ no other dot's lattice is in the crop, so denoising (Bragg masks, Wiener
 filters) acts with the dot's own peaks only and cannot carry one dot's
 lattice onto another. Columns are mapped back to field coordinates with their
 dot id. A dot that cannot be analysed is kept with status ``refused`` and the
-reason; dots of overview images (lattice not resolved) get ``overview``.
+reason (also a dot whose outline overlaps another dot's: both lattices there,
+:func:`stem_pipeline.dots.overlapping_dots`); dots of overview images (lattice not resolved) get ``overview``.
 
 A field with at most one dot is analysed as a whole, as before fields existed
 (the same numbers as :func:`~stem_pipeline.pipeline.analyze`), also when the
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._tiles import within_distance
 from ._types import (
     REGION_OUTSIDE,
     AreaFractions,
@@ -38,7 +40,7 @@ from ._types import (
     PhaseLabels,
     PipelineResult,
 )
-from .dots.shape import DOT_COLUMNS, DotShape, dot_shapes
+from .dots.shape import DOT_COLUMNS, DotShape, dot_record, dot_shapes, refusal_reason
 from .io import as_micrograph, to_dataframe
 
 logger = logging.getLogger("stem_pipeline")
@@ -106,31 +108,16 @@ class DotResult:
 
     def to_record(self) -> dict[str, Any]:
         """The dot's row of ``dots.csv`` (:data:`DOT_COLUMNS`); fractions None where not measured."""
-        s, px, f = self.shape, self.pixel_size_nm, self.fractions
-        nm = (lambda v: None) if px is None else (lambda v: round(float(v) * px, 4))
         cols = self.columns
-        return {
-            "dot": self.dot,
-            "x_px": round(s.x_px, 2),
-            "y_px": round(s.y_px, 2),
-            "x_nm": nm(s.x_px),
-            "y_nm": nm(s.y_px),
-            "edge_nm": nm(s.edge_px),
-            "area_nm2": None if px is None else round(s.area_px * px**2, 3),
-            "aspect": round(s.aspect, 3),
-            "orientation_deg": round(s.orientation_deg, 2),
-            "lattice_orientation_deg": (
-                None if self.lattice_orientation_deg is None else round(self.lattice_orientation_deg, 2)
-            ),
-            "touches_border": s.touches_border,
-            "status": self.status,
-            "message": self.message,
-            "n_columns": 0 if cols is None else len(cols),
-            "ordered_fraction": None if f is None else round(f.ordered, 6),
-            "uniform_fraction": None if f is None else round(f.uniform, 6),
-            "uniform_ci95_lo": None if f is None else round(f.uniform_ci95[0], 6),
-            "uniform_ci95_hi": None if f is None else round(f.uniform_ci95[1], 6),
-        }
+        return dot_record(
+            self.shape,
+            pixel_size_nm=self.pixel_size_nm,
+            status=self.status,
+            message=self.message,
+            lattice_orientation_deg=self.lattice_orientation_deg,
+            n_columns=0 if cols is None else len(cols),
+            fractions=self.fractions,
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -182,14 +169,12 @@ class FieldResult:
         return pd.concat(frames, ignore_index=True) if frames else None
 
     def records(self) -> list[dict[str, Any]]:
-        """One ``dots.csv`` record per dot."""
-        return [d.to_record() for d in self.dots]
+        """One ``dots.csv`` record per dot (``result.dots``)."""
+        return list(self.result.dots)
 
     def to_dataframe(self):
-        """The dots as a pandas DataFrame with the columns of :data:`DOT_COLUMNS`."""
-        import pandas as pd
-
-        return pd.DataFrame(self.records(), columns=list(DOT_COLUMNS))
+        """The dots as a pandas DataFrame with the columns of :data:`DOT_COLUMNS` (``result.dots_dataframe()``)."""
+        return self.result.dots_dataframe()
 
 
 def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
@@ -265,20 +250,6 @@ def _carbon_fill(raw: np.ndarray, support: np.ndarray, n: int, rng: np.random.Ge
     return rng.choice(pool, size=n)
 
 
-def _refusal(result: PipelineResult) -> str | None:
-    """Why a dot's single-dot analysis gave no fractions, in the words of the output contract."""
-    if result.status == "ok" and result.fractions is not None:
-        return None
-    message = result.message or ""
-    if result.status != "ok":
-        if "columns found" in message:
-            return f"too few columns: {message}"
-        return f"lattice not resolved: {message}"
-    if "grid" in message or "spacing" in message:
-        return f"off the zone axis (no square CsPbI3/PbI2 grid): {message}"
-    return message or "no fractions"
-
-
 def _analyze_dot(
     micrograph: Micrograph,
     labels: np.ndarray,
@@ -333,7 +304,7 @@ def analyze_field(
         ``no_crystal`` when it holds none; ``result.message`` counts the dots
         by status and reason.
     """
-    from .dots import segment_field, segment_overview
+    from .dots import overlapping_dots, segment_field, segment_overview
     from .pipeline import PipelineConfig, analyze, denoise_config_for
 
     micrograph = as_micrograph(micrograph, pixel_size_nm=pixel_size_nm)
@@ -367,7 +338,13 @@ def analyze_field(
         return _single(result, labels, px, None)
     labels, lattice_field, _ = segment_field(raw, pixel_size_nm=px)
     shapes = dot_shapes(labels)
-    rotation = {s.label: float(lattice_field.rotation_deg(labels == s.label)) for s in shapes}
+    rotation = _rotations(labels, shapes, lattice_field)
+    overlaps: dict[int, set[int]] = {}
+    if len(shapes) > 1:
+        joined, overlaps = overlapping_dots(raw, labels, rotation, pixel_size_nm=px)
+        if joined is not labels:  # pieces that were only the overlap of two dots joined their dot
+            labels, shapes = joined, dot_shapes(joined)
+            rotation = _rotations(labels, shapes, lattice_field)
     del lattice_field  # large (complex per pixel); the single-dot chain needs the memory
     if len(shapes) <= 1:
         result = analyze(micrograph, config)
@@ -377,7 +354,7 @@ def analyze_field(
         labels, unresolved = _with_unresolved(raw, labels, px)
         return _single(result, labels, px, rotation.get(1), unresolved)
     labels, unresolved = _with_unresolved(raw, labels, px)
-    support = ndimage.distance_transform_edt(labels == 0) > BLANK_MARGIN_NM / px
+    support = ~within_distance(labels > 0, BLANK_MARGIN_NM / px)  # by row blocks: no float64 image copies
     dots = []
     for shape in shapes:
         common = {
@@ -389,14 +366,29 @@ def analyze_field(
         if shape.touches_border:
             dots.append(DotResult(status="refused", message="cut by the frame edge", **common))
             continue
+        if shape.label in overlaps:
+            others = ", ".join(str(k) for k in sorted(overlaps[shape.label]))
+            message = f"overlapping another dot: dot {others} (both lattices where their outlines overlap)"
+            dots.append(DotResult(status="refused", message=message, **common))
+            continue
         result, offset = _analyze_dot(micrograph, labels, shape, support, config, rng)
         result = _slim(result, raw, offset)
-        reason = _refusal(result)
+        reason = refusal_reason(result)
         dots.append(
             DotResult(status="refused" if reason else "ok", message=reason, result=result, offset_rc=offset, **common)
         )
     base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
     return _assemble(base, dots + unresolved, labels, raw)
+
+
+def _rotations(labels: np.ndarray, shapes: list[DotShape], lattice_field) -> dict[int, float]:
+    """Each dot's lattice rotation [deg], read on the lattice field's map.
+
+    The labels are the map's repeated over its blocks: each block's first pixel is the map's label
+    (an image-sized mask per dot, reduced to the map, took ~1 s and a float32 image copy each).
+    """
+    on_map = labels[:: lattice_field.factor, :: lattice_field.factor]
+    return {s.label: float(lattice_field.rotation_deg(on_map == s.label)) for s in shapes}
 
 
 def _slim(result: PipelineResult, raw: np.ndarray, offset: tuple[int, int]) -> PipelineResult:
@@ -451,7 +443,7 @@ def _single(
     shapes = [s for s in dot_shapes(labels) if s.label not in {d.dot for d in extra}]
     dots = []
     if shapes:
-        reason = _refusal(result)
+        reason = refusal_reason(result)
         # A lone dot is analysed as before fields existed, also when the frame cuts it (a zoomed-in dot).
         note = reason or (
             "touches the frame edge: fractions are of its visible part" if shapes[0].touches_border else None
@@ -472,6 +464,7 @@ def _single(
         note = _field_message(dots)
         result = dataclasses.replace(result, message=f"{result.message}; {note}" if result.message else note)
     n = 0 if result.columns is None or not shapes else len(result.columns)
+    result = dataclasses.replace(result, dots=[d.to_record() for d in dots])
     return FieldResult(result=result, dots=dots, labels=labels, column_dot=np.full(n, shapes[0].label if shapes else 0))
 
 
@@ -546,6 +539,7 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         lattice={},
         timings_s=timings,
         message=_field_message(dots),
+        dots=[d.to_record() for d in dots],
     )
     dot_ids = np.concatenate([np.full(len(d.columns), d.dot) for d in chosen]) if chosen else np.zeros(0, int)
     return FieldResult(result=result, dots=dots, labels=labels, column_dot=dot_ids)

@@ -14,6 +14,7 @@ pixels nearest to its columns, and each region is classified on its own grid.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from contextlib import contextmanager
@@ -235,13 +236,16 @@ def analyze(
     lattice_info = _lattice_info(lattices)
     n_found = sum(len(c) for c in parts)
     if max(len(c) for c in parts) < config.min_columns:
-        return PipelineResult(
-            status="no_crystal",
-            denoised=denoised,
-            crystal_mask=mask,
-            lattice=lattice_info,
-            message=f"only {n_found} columns found (fewer than {config.min_columns})",
-            **common,
+        return _with_dot(
+            PipelineResult(
+                status="no_crystal",
+                denoised=denoised,
+                crystal_mask=mask,
+                lattice=lattice_info,
+                message=f"only {n_found} columns found (fewer than {config.min_columns})",
+                **common,
+            ),
+            lattices[0],
         )
     # All lattices' columns are refined and measured together, so that each column's Voronoi cell (its fit
     # window) stops at its neighbours on the other grid too, not only at those on its own.
@@ -289,7 +293,7 @@ def analyze(
         if calibration["message"]:
             message = "; ".join(m for m in (message, calibration["message"]) if m)
     timings["total"] = round(sum(timings.values()), 4)
-    return PipelineResult(
+    result = PipelineResult(
         status="ok",
         denoised=denoised,
         crystal_mask=mask,
@@ -301,6 +305,17 @@ def analyze(
         phases=phases,
         **common,
     )
+    return _with_dot(result, lattices[0])
+
+
+def _with_dot(result: PipelineResult, lattice) -> PipelineResult:
+    """``result`` with its ``dots``: the crystal as one dot, rotated as ``lattice``'s grid (a field's dots:
+    :func:`stem_pipeline.field.analyze_field`)."""
+    from .dots.shape import one_dot_records
+
+    row, col = lattice.vectors_px[0]
+    rotation = float(np.rad2deg(np.arctan2(col, row)) % 90.0)
+    return dataclasses.replace(result, dots=one_dot_records(result, rotation))
 
 
 def _phases(parts, regions, lattices, labels, fractions, micrograph: Micrograph, config: PhasesConfig) -> dict:

@@ -20,7 +20,7 @@ from scipy import ndimage
 from ._types import REGION_OUTSIDE, Micrograph
 from .synthetic import _as_rng, amorphous_background, make_dot
 
-__all__ = ["DotTruth", "SyntheticField", "make_field", "make_overview_field", "match_labels"]
+__all__ = ["DotTruth", "SyntheticField", "make_field", "make_overview_field", "make_stacked_pair", "match_labels"]
 
 #: Extra canvas around a dot's diagonal when it is rendered on its own [nm].
 _CANVAS_MARGIN_NM = 1.0
@@ -369,11 +369,29 @@ def make_field(
             )
         )
     # A touching partner's footprint can overlap its neighbour's last half cell: areas from the final map.
+    return _on_carbon(
+        clean, labels, region_map, truths, touching, dose=dose, pixel_size_nm=pixel_size_nm, rng=rng, **carbon
+    )
+
+
+def _on_carbon(
+    clean: np.ndarray,
+    labels: np.ndarray,
+    region_map: np.ndarray,
+    truths: list[DotTruth],
+    touching: list[tuple[int, int]],
+    *,
+    dose: float | None,
+    pixel_size_nm: float,
+    rng: np.random.Generator,
+    **carbon: float,
+) -> SyntheticField:
+    """The rendered dots on one carbon background with one Poisson draw; truth areas from the final label map."""
     truths = [
         dataclasses.replace(t, area_px=int((labels == k + 1).sum()), touches_border=_touches(labels == k + 1))
         for k, t in enumerate(truths)
     ]
-    clean += amorphous_background(shape, pixel_size_nm=pixel_size_nm, rng=rng, **carbon)
+    clean += amorphous_background(clean.shape, pixel_size_nm=pixel_size_nm, rng=rng, **carbon)
     image = clean if dose is None else rng.poisson(clean * dose).astype(np.float64)
     clean = clean if dose is None else clean * dose
     return SyntheticField(
@@ -385,6 +403,88 @@ def make_field(
         dots=truths,
         touching=touching,
         dose=dose,
+    )
+
+
+def make_stacked_pair(
+    shape: tuple[int, int] = (640, 640),
+    *,
+    edge_nm: float = 8.0,
+    rotations_deg: tuple[float, float] = (5.0, 35.0),
+    uniform_fractions: tuple[float, float] = (0.3, 0.6),
+    overlap_nm: float = 2.5,
+    dose: float | None = 200.0,
+    pixel_size_nm: float = 0.035,
+    domain_size_nm: float = 3.0,
+    rng: np.random.Generator | int | None = None,
+    **dot_kwargs: float,
+) -> SyntheticField:
+    """Two dots stacked so that their footprints overlap: both lattices are present in the overlap.
+
+    The two noise-free dots (:func:`_render_dot`) side by side along the rows, centred in the
+    frame, their centres ``edge - overlap`` apart, are added (the overlap holds both lattices,
+    as two stacked crystals project), on one carbon background, with one Poisson draw.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Field shape (rows, cols).
+    edge_nm : float
+        Edge of both dots [nm].
+    rotations_deg : (float, float)
+        Rotation of each dot and its lattice [deg].
+    uniform_fractions : (float, float)
+        Domain-phase probability of each dot (see ``make_dot``).
+    overlap_nm : float
+        How far the second dot reaches over the first along the rows [nm] (for unrotated squares).
+    dose, pixel_size_nm, domain_size_nm, rng, **dot_kwargs
+        As :func:`make_field`.
+
+    Returns
+    -------
+    SyntheticField
+        ``labels`` gives the overlap to the second dot (the first dot's ``area_px`` excludes it);
+        ``touching`` is ``[(0, 1)]``.
+    """
+    rng = _as_rng(rng)
+    carbon = {k: dot_kwargs.pop(k) for k in ("carbon_level", "carbon_contrast") if k in dot_kwargs}
+    half_step = (edge_nm - overlap_nm) / 2 / pixel_size_nm
+    centers = [np.array([shape[0] / 2, shape[1] / 2 + s * half_step]) for s in (-1, 1)]
+    clean = np.zeros(shape)
+    labels = np.zeros(shape, np.int32)
+    region_map = np.zeros(shape, np.int8)
+    truths = []
+    for k, (center, rot, frac) in enumerate(zip(centers, rotations_deg, uniform_fractions)):
+        dot, (r0, c0) = _render_dot(
+            center,
+            edge_nm,
+            rot,
+            frac,
+            pixel_size_nm=pixel_size_nm,
+            domain_size_nm=domain_size_nm,
+            rng=rng,
+            **dot_kwargs,
+        )
+        if r0 < 0 or c0 < 0 or r0 + dot.clean.shape[0] > shape[0] or c0 + dot.clean.shape[1] > shape[1]:
+            raise ValueError(f"shape={shape}: too small for two {edge_nm} nm dots at {pixel_size_nm} nm/px")
+        window = (slice(r0, r0 + dot.clean.shape[0]), slice(c0, c0 + dot.clean.shape[1]))
+        clean[window] += dot.clean
+        own = dot.region_map != REGION_OUTSIDE
+        labels[window][own] = k + 1
+        region_map[window][own] = dot.region_map[own]
+        truths.append(
+            DotTruth(
+                center_rc=(float(center[0]), float(center[1])),
+                edge_nm=float(edge_nm),
+                rotation_deg=float(rot % 90.0),
+                uniform_fraction=dot.uniform_fraction,
+                area_px=0,
+                touches_border=False,
+                n_columns=len(dot.rc),
+            )
+        )
+    return _on_carbon(
+        clean, labels, region_map, truths, [(0, 1)], dose=dose, pixel_size_nm=pixel_size_nm, rng=rng, **carbon
     )
 
 

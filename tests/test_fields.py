@@ -19,7 +19,7 @@ from stem_pipeline.dots import (
     segment_overview,
 )
 from stem_pipeline.field import DOT_COLUMNS, DotResult, analyze_field, field_fractions
-from stem_pipeline.synthetic_field import make_field, make_overview_field, match_labels
+from stem_pipeline.synthetic_field import make_field, make_overview_field, make_stacked_pair, match_labels
 
 PX = 0.035
 
@@ -187,19 +187,51 @@ def test_no_dot_carries_another_dots_reflections(field_result):
                 assert _bragg_peak_over_median(d.result.denoised, other.lattice_orientation_deg, spacing_px) < 50
 
 
-def test_one_dot_image_gives_the_same_numbers_as_analyze():
+@pytest.fixture(scope="module")
+def one_dot():
+    """An 8 nm dot rotated 12 deg, 200 counts: the dot, ``analyze`` and ``analyze_field`` of it."""
     from stem_pipeline.pipeline import analyze
     from stem_pipeline.synthetic import make_dot
 
     dot = make_dot((320, 320), dot_size_nm=8.0, rotation_deg=12.0, dose=200, rng=4)
-    before = analyze(dot.micrograph())
-    after = analyze_field(dot.micrograph())
+    return dot, analyze(dot.micrograph()), analyze_field(dot.micrograph())
+
+
+def test_one_dot_image_gives_the_same_numbers_as_analyze(one_dot):
+    _, before, after = one_dot
     assert len(after.dots) == 1 and after.dots[0].status == "ok"
     assert after.fractions.uniform == before.fractions.uniform
     assert after.fractions.uniform_ci95 == before.fractions.uniform_ci95
     np.testing.assert_array_equal(after.result.columns.rc, before.columns.rc)
     assert after.dots[0].to_record()["n_columns"] == len(before.columns)
     assert abs(after.dots[0].shape.edge_px * PX - 8.0) < 0.45
+
+
+def test_analyze_result_holds_its_dot_with_a_dataframe_view(one_dot):
+    """``sp.analyze`` of a one-dot image: ``result.dots`` is that dot's dots.csv record, as the field's."""
+    import stem_pipeline as sp
+
+    dot, _, field_result = one_dot
+    result = sp.analyze(dot.micrograph())
+    (record,) = result.dots
+    assert record["status"] == "ok" and record["message"] is None
+    assert record["n_columns"] == len(result.columns)
+    assert record["uniform_fraction"] == round(result.fractions.uniform, 6)
+    assert (record["uniform_ci95_lo"], record["uniform_ci95_hi"]) == tuple(
+        round(v, 6) for v in result.fractions.uniform_ci95
+    )
+    assert abs(record["edge_nm"] - 8.0) < 0.45 and not record["touches_border"]
+    assert min(abs(record["lattice_orientation_deg"] - 12.0), 90 - abs(record["lattice_orientation_deg"] - 12.0)) < 1.0
+    df = result.dots_dataframe()
+    assert tuple(df.columns) == DOT_COLUMNS and len(df) == 1 and df.uniform_fraction[0] == record["uniform_fraction"]
+    # The field's result holds every dot's record, the same numbers for this one dot.
+    (field_record,) = field_result.result.dots
+    assert field_record == field_result.records()[0]
+    for key in ("n_columns", "uniform_fraction", "uniform_ci95_lo", "uniform_ci95_hi", "status"):
+        assert field_record[key] == record[key]
+    assert tuple(field_result.result.dots_dataframe().columns) == DOT_COLUMNS
+    # The records survive the result's .npz round trip.
+    assert sp.PipelineResult.from_dict(result.to_dict()).dots == result.dots
 
 
 def test_overview_field_gives_sizes_only():
@@ -260,7 +292,7 @@ def test_analyze_file_writes_the_per_dot_contract(tmp_path, field):
 
 def test_refusal_reasons_name_the_cause(field):
     from stem_pipeline._types import PipelineResult
-    from stem_pipeline.field import _refusal
+    from stem_pipeline.dots.shape import refusal_reason
 
     m = field.micrograph()
     off_axis = (
@@ -273,7 +305,7 @@ def test_refusal_reasons_name_the_cause(field):
         ("ok", off_axis): "off the zone axis",
     }
     for (status, message), reason in cases.items():
-        assert _refusal(PipelineResult(micrograph=m, status=status, message=message)).startswith(reason)
+        assert refusal_reason(PipelineResult(micrograph=m, status=status, message=message)).startswith(reason)
 
 
 def test_a_dot_without_a_resolved_lattice_is_listed_not_dropped():
@@ -299,6 +331,33 @@ def test_a_dot_without_a_resolved_lattice_is_listed_not_dropped():
     # The crystalline dot keeps the numbers of the single-dot chain.
     assert result.fractions.uniform == analyze(micrograph).fractions.uniform
     assert "lattice not resolved: 1" in result.result.message
+
+
+def test_overlapping_dots_are_refused_with_that_reason():
+    """Two dots stacked at 5 and 35 deg: both lattices where their outlines overlap; neither is analysed."""
+    stacked = make_stacked_pair(rotations_deg=(5.0, 35.0), overlap_nm=2.5, rng=7)
+    result = analyze_field(stacked.micrograph())
+    assert len(result.dots) == 2  # the overlap, segmented as a piece of its own (its mean rotation), joined a dot
+    assert {v for v, _ in match_labels(result.labels, stacked.labels)} == {1, 2}
+    for d in result.dots:
+        assert d.status == "refused" and d.message.startswith("overlapping another dot") and d.fractions is None
+    assert result.fractions is None and "2 refused (overlapping another dot: 2)" in result.result.message
+
+
+@pytest.mark.parametrize(
+    ("rotations", "overlap_nm", "expected"), [((0.0, 45.0), 1.0, {1: {2}, 2: {1}}), ((0.0, 45.0), 0.0, {})]
+)
+def test_an_overlap_of_1_nm_is_found_and_flush_dots_do_not_overlap(rotations, overlap_nm, expected):
+    from stem_pipeline.dots import overlapping_dots
+    from stem_pipeline.field import _rotations
+
+    pair = make_stacked_pair(rotations_deg=rotations, overlap_nm=overlap_nm, rng=3)
+    labels, lattice, _ = segment_field(pair.image, pixel_size_nm=PX)
+    assert labels.max() == 2
+    joined, overlaps = overlapping_dots(
+        pair.image, labels, _rotations(labels, dot_shapes(labels), lattice), pixel_size_nm=PX
+    )
+    assert joined is labels and overlaps == expected
 
 
 def test_the_field_of_issue_13_three_rotated_dots():

@@ -4,10 +4,12 @@
 local lattice strength (:func:`lattice_field`) and splits touching dots where
 the lattice rotation changes or the outline is not convex;
 :func:`segment_overview` does the same from the intensity of overview images
-whose lattice is not resolved; :func:`dot_shapes` measures each dot's
+whose lattice is not resolved; :func:`overlapping_dots` finds dots whose
+outlines overlap (another dot's lattice inside); :func:`dot_shapes` measures each dot's
 centroid, projected edge, aspect ratio and edge orientation.
 """
 
+from .overlap import angular_profile, overlapping_dots
 from .segment import (
     segment_field,
     segment_overview,
@@ -21,9 +23,11 @@ from .strength import LatticeField, lattice_field
 __all__ = [
     "DotShape",
     "LatticeField",
+    "angular_profile",
     "dot_shapes",
     "lattice_field",
     "min_area_rectangle",
+    "overlapping_dots",
     "segment_field",
     "segment_overview",
     "split_by_orientation",

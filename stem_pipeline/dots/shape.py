@@ -14,29 +14,17 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["DotShape", "dot_shapes", "min_area_rectangle"]
+from .._types import DOT_COLUMNS, AreaFractions, PipelineResult
 
-#: Columns of ``dots.csv`` (the output contract), in order.
-DOT_COLUMNS = (
-    "dot",
-    "x_px",
-    "y_px",
-    "x_nm",
-    "y_nm",
-    "edge_nm",
-    "area_nm2",
-    "aspect",
-    "orientation_deg",
-    "lattice_orientation_deg",
-    "touches_border",
-    "status",
-    "message",
-    "n_columns",
-    "ordered_fraction",
-    "uniform_fraction",
-    "uniform_ci95_lo",
-    "uniform_ci95_hi",
-)
+__all__ = [
+    "DOT_COLUMNS",
+    "DotShape",
+    "dot_record",
+    "dot_shapes",
+    "min_area_rectangle",
+    "one_dot_records",
+    "refusal_reason",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,3 +135,85 @@ def dot_shapes(labels: np.ndarray) -> list[DotShape]:
             )
         )
     return out
+
+
+def dot_record(
+    shape: DotShape,
+    *,
+    pixel_size_nm: float | None,
+    status: str,
+    message: str | None = None,
+    lattice_orientation_deg: float | None = None,
+    n_columns: int = 0,
+    fractions: AreaFractions | None = None,
+) -> dict:
+    """One dot's row of ``dots.csv`` (:data:`DOT_COLUMNS`); lengths None without calibration, fractions None
+    where not measured."""
+    s, px, f = shape, pixel_size_nm, fractions
+    nm = (lambda v: None) if px is None else (lambda v: round(float(v) * px, 4))
+    return {
+        "dot": s.label,
+        "x_px": round(s.x_px, 2),
+        "y_px": round(s.y_px, 2),
+        "x_nm": nm(s.x_px),
+        "y_nm": nm(s.y_px),
+        "edge_nm": nm(s.edge_px),
+        "area_nm2": None if px is None else round(s.area_px * px**2, 3),
+        "aspect": round(s.aspect, 3),
+        "orientation_deg": round(s.orientation_deg, 2),
+        "lattice_orientation_deg": None if lattice_orientation_deg is None else round(lattice_orientation_deg, 2),
+        "touches_border": s.touches_border,
+        "status": status,
+        "message": message,
+        "n_columns": n_columns,
+        "ordered_fraction": None if f is None else round(f.ordered, 6),
+        "uniform_fraction": None if f is None else round(f.uniform, 6),
+        "uniform_ci95_lo": None if f is None else round(f.uniform_ci95[0], 6),
+        "uniform_ci95_hi": None if f is None else round(f.uniform_ci95[1], 6),
+    }
+
+
+def refusal_reason(result: PipelineResult) -> str | None:
+    """Why a dot's single-dot analysis gave no fractions, in the words of the output contract (None: it did)."""
+    if result.status == "ok" and result.fractions is not None:
+        return None
+    message = result.message or ""
+    if result.status != "ok":
+        if "columns found" in message:
+            return f"too few columns: {message}"
+        return f"lattice not resolved: {message}"
+    if "grid" in message or "spacing" in message:
+        return f"off the zone axis (no square CsPbI3/PbI2 grid): {message}"
+    return message or "no fractions"
+
+
+def one_dot_records(result: PipelineResult, lattice_orientation_deg: float | None) -> list[dict]:
+    """The ``dots`` of a single-dot analysis: its crystal mask as one dot (none without a crystal mask).
+
+    Parameters
+    ----------
+    result : PipelineResult
+        The single-dot chain's result (:func:`stem_pipeline.pipeline.analyze`).
+    lattice_orientation_deg : float or None
+        Rotation of its column grid [deg].
+
+    Returns
+    -------
+    list of dict
+        One :func:`dot_record` (``ok`` with its fractions, or ``refused`` with the reason), or none.
+    """
+    if result.crystal_mask is None or not result.crystal_mask.any():
+        return []
+    (shape,) = dot_shapes(result.crystal_mask.astype(np.int32))
+    reason = refusal_reason(result)
+    return [
+        dot_record(
+            shape,
+            pixel_size_nm=result.micrograph.pixel_size_nm,
+            status="refused" if reason else "ok",
+            message=reason,
+            lattice_orientation_deg=lattice_orientation_deg,
+            n_columns=0 if result.columns is None else len(result.columns),
+            fractions=result.fractions if reason is None else None,
+        )
+    ]
