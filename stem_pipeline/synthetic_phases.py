@@ -112,27 +112,27 @@ def make_phase_dot(
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     k = len(grids)
-    shares = np.full(k, 1.0 / k) if shares is None else np.asarray(shares, float) / np.sum(shares)
+    share = np.full(k, 1.0 / k) if shares is None else np.asarray(shares, float) / np.sum(shares)
     rotations = np.zeros(k) if rotations_deg is None else np.asarray(rotations_deg, float)
     centre = (np.asarray(shape, float) - 1) / 2
     half = dot_size_nm / pixel_size_nm / 2
-    edges = centre[1] - half + 2 * half * np.concatenate([[0.0], np.cumsum(shares)])
+    edges = centre[1] - half + 2 * half * np.concatenate([[0.0], np.cumsum(share)])
     rows, cols = np.mgrid[: shape[0], : shape[1]]
     inside = (np.abs(rows - centre[0]) <= half) & (np.abs(cols - centre[1]) <= half)
-    rc, height, site, part = [], [], [], []
+    pieces: list[tuple[np.ndarray, ...]] = []
     for i, grid in enumerate(grids):
         pos, h, s = _part_columns(grid, centre, rotations[i], pixel_size_nm, half * 1.5)
         keep = (np.abs(pos[:, 0] - centre[0]) <= half) & (pos[:, 1] >= edges[i]) & (pos[:, 1] < edges[i + 1])
-        rc.append(pos[keep]), height.append(h[keep]), site.append(s[keep]), part.append(np.full(keep.sum(), i))
-    rc, height, site, part = (np.concatenate(x) for x in (rc, height, site, part))
+        pieces.append((pos[keep], h[keep], s[keep], np.full(keep.sum(), i)))
+    rc, height, site, part = (np.concatenate(x) for x in zip(*pieces))
     sigma_px = column_sigma_nm / pixel_size_nm
     clean = render_gaussians(shape, rc, height, sigma_px)
     clean += ndimage.gaussian_filter(inside.astype(float), sigma_px) * dot_background
     clean += amorphous_background(shape, pixel_size_nm=pixel_size_nm, rng=rng)
     image, _, _ = apply_dose(clean, height, dose=dose, rng=rng)
     fractions: dict[str, float] = {}
-    for name, share in zip(names, shares):
-        fractions[name] = fractions.get(name, 0.0) + float(share)
+    for name, s_i in zip(names, share):
+        fractions[name] = fractions.get(name, 0.0) + float(s_i)
     return PhaseDot(
         image=image.astype(np.float32),
         pixel_size_nm=float(pixel_size_nm),

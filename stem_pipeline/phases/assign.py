@@ -46,7 +46,7 @@ def _aligned(a: np.ndarray, b: np.ndarray, *, max_scale: float, max_angle_deg: f
     return bool(np.all(cos.max(axis=0) >= np.cos(np.radians(max_angle_deg))))
 
 
-def _groups(parts, regions, lattices, labels, max_scale: float):
+def _groups(parts, regions, lattices, labels, max_scale: float) -> list[tuple[int, str | None, np.ndarray, np.ndarray]]:
     """(lattice index, label name or None, column index into the pooled columns, region mask) per group.
 
     Lattices along the same directions with spacings within ``max_scale`` are pooled (two phases a few
@@ -60,7 +60,7 @@ def _groups(parts, regions, lattices, labels, max_scale: float):
             if owner[j] == j and _aligned(lattices[j].vectors_px, lattices[k].vectors_px, max_scale=max_scale):
                 owner[k] = j
                 break
-    out = []
+    out: list[tuple[int, str | None, np.ndarray, np.ndarray]] = []
     for k in sorted(set(owner)):
         members = [j for j in range(len(parts)) if owner[j] == k]
         index = np.concatenate([np.arange(starts[j], starts[j + 1]) for j in members])
@@ -291,17 +291,21 @@ def _calibration(records, fits_by_group, pixel_size_nm, config: PhasesConfig, so
     if not explained:
         return {"status": "unchecked", "implied_pixel_size_nm": None, "spacing_error": None, "message": None}
     best = fits_by_group[max(explained)[1]][0]
-    status, message = "ok", None
-    if abs(best.spacing_error) >= config.calibration_warning:
-        status = "warning"
-        message = (
-            f"{source}: the column spacing is {100 * best.spacing_error:+.1f} % off {best.phase}'s: check the "
-            f"calibration; that phase implies a pixel size of {best.implied_pixel_size_nm:.5g} nm "
-            f"(the file gives {pixel_size_nm:.5g} nm)"
-        )
-        logger.warning(message)
+    if abs(best.spacing_error) < config.calibration_warning:
+        return {
+            "status": "ok",
+            "implied_pixel_size_nm": best.implied_pixel_size_nm,
+            "spacing_error": best.spacing_error,
+            "message": None,
+        }
+    message = (
+        f"{source}: the column spacing is {100 * best.spacing_error:+.1f} % off {best.phase}'s: check the "
+        f"calibration; that phase implies a pixel size of {best.implied_pixel_size_nm:.5g} nm "
+        f"(the file gives {pixel_size_nm:.5g} nm)"
+    )
+    logger.warning(message)
     return {
-        "status": status,
+        "status": "warning",
         "implied_pixel_size_nm": best.implied_pixel_size_nm,
         "spacing_error": best.spacing_error,
         "message": message,
@@ -337,7 +341,7 @@ def _two_phase_fractions(records, two_phase) -> dict:
     """The classifier's own fractions and interval for the two phases its labels map to one-to-one."""
     if two_phase is None:
         return {}
-    by_label = {}
+    by_label: dict[str, set[str]] = {}
     for r in records:
         by_label.setdefault(r["label"], set()).add(r["phase"])
     if set(by_label) != set(LABELS) or any(len(p) != 1 for p in by_label.values()):

@@ -291,8 +291,8 @@ def explain_columns(
                 dataclasses.replace(g, relative_intensity=np.array([given.get(str(n), 0.0) for n in g.names]))
                 for g in grids
             ]
-        candidates = [_phase_fit(y, steps, patch, vectors_px, phase, g, pixel_size_nm, config) for g in grids]
-        candidates = [c for c in candidates if c is not None]
+        tried = (_phase_fit(y, steps, patch, vectors_px, phase, g, pixel_size_nm, config) for g in grids)
+        candidates = [c for c in tried if c is not None]
         if candidates:
             fits.append(max(candidates, key=lambda c: c.score))
     fits.sort(key=lambda f: -f.score)

@@ -358,13 +358,13 @@ def _grid(projected: ProjectedCell, keep: np.ndarray, tol_nm: float) -> ColumnGr
     vectors = _reduce(np.stack([first, second]))
     to_steps = np.linalg.inv(vectors)
     steps = np.round((points @ basis) @ to_steps).astype(int)
-    names, intensity = [], []
+    names, intensity_list = [], []
     for p in points:
         diff = (frac - origin - p + 0.5) % 1.0 - 0.5
         here = np.hypot(*(diff @ basis).T) < tol_nm
         names.append("-".join(projected.names[here]) if here.any() else "empty")
-        intensity.append(float(projected.intensity[here].sum()))
-    intensity = np.array(intensity)
+        intensity_list.append(float(projected.intensity[here].sum()))
+    intensity = np.array(intensity_list)
     return ColumnGrid(
         vectors_nm=vectors,
         cell=np.round(basis @ to_steps).astype(int),
