@@ -39,7 +39,7 @@ class DotTruth:
     rotation_deg : float
         In-plane rotation of the dot and its lattice [deg], in [0, 90).
     uniform_fraction : float
-        True uniform area fraction of the area its columns cover (nan in overview fields).
+        True uniform area fraction: its uniform domains' share of the dot outline (nan in overview fields).
     area_px : int
         Pixels of its footprint in the label map.
     touches_border : bool

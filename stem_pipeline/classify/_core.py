@@ -232,12 +232,14 @@ def classify_columns(
     label = np.where(p_ord >= 0.5, _ORDERED, _UNIFORM).astype(np.int8)
     contrast = np.where(label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)).astype(np.int8)
 
-    if crystal_mask is None:
-        mask = hull_mask(shape, rc, margin_px=config.hull_margin_spacings * spacing_px)
-    else:
-        mask = np.asarray(crystal_mask, dtype=bool)
-        if mask.shape != shape:
-            raise ValueError(f"crystal_mask has shape {mask.shape}, expected the image shape {shape}")
+    # The crystal ends half a spacing beyond its outermost columns, whichever phase meets the edge: a given
+    # mask (an amplitude threshold) reaching further is clipped there, so its fringe goes to neither phase.
+    mask = hull_mask(shape, rc, margin_px=config.hull_margin_spacings * spacing_px)
+    if crystal_mask is not None:
+        given = np.asarray(crystal_mask, dtype=bool)
+        if given.shape != shape:
+            raise ValueError(f"crystal_mask has shape {given.shape}, expected the image shape {shape}")
+        mask &= given
     region, cell_area = region_map_from_columns(mask, rc, label)
     px = columns.pixel_size_nm
     fractions = area_fractions(
