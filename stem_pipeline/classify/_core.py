@@ -116,9 +116,14 @@ class ClassifyConfig(StrictModel):
         description="When no crystal mask is given, the columns' convex hull is grown by this many column spacings.",
     )
     boundary_sd_spacings: float = Field(
-        0.16,
+        0.08,
         ge=0.0,
-        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction: set so that 95 % of 87 mixed tuning dots through ``pipeline.analyze`` (seeds 9000-9029 of ``benchmarks/unbiased.py``, 30-400 counts, truth the domain area) lie within it (0.3 covered all of them with 1.7x the needed width); the coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
+        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction: with ``edge_sd_spacings``, set so that 95 % of 165 mixed tuning dots through ``pipeline.analyze`` (8-16 nm, 30-400 counts, seeds 9000-9059; truth the domain area; see ``benchmarks/unbiased.py``) lie within it; the coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
+    )
+    edge_sd_spacings: float = Field(
+        0.29,
+        ge=0.0,
+        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction: the outermost columns of a phase lie anywhere from 0 to 1 spacing inside the true edge (uniformly: sd 1/sqrt(12) = 0.29), taken as coherent along each phase's share of the edge.",
     )
     min_columns: int = Field(
         10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`."
@@ -263,6 +268,7 @@ def classify_columns(
         cell_area,
         pixel_size_nm=px,
         boundary_sd_px=config.boundary_sd_spacings * spacing_px,
+        edge_sd_px=config.edge_sd_spacings * spacing_px,
     )
     if np.all(label == label[0]):
         fractions = _allow_undetected_domains(fractions, len(rc), config)
