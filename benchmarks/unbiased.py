@@ -162,7 +162,7 @@ def main(argv=None) -> None:
     seeds = HELD_OUT_SEEDS[:4] if args.quick else HELD_OUT_SEEDS
     rows = run(seeds)
     lines = [
-        "## unbiased",
+        "# Unbiased phase fractions (issue 14)",
         "",
         f"Uniform fraction through `pipeline.analyze` (defaults) on {len(seeds)} held-out mixed dots per dose "
         f"(seeds {seeds[0]}-{seeds[-1]}; a third 8-11 nm, the others 12-16 nm; rotation 0-90 deg; domains "
