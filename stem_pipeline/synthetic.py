@@ -54,10 +54,11 @@ class SyntheticDot:
         The ordered grid's two basis vectors (row, col) [px], spacing a/2.
     dose : float or None
         Counts at a bright column peak (None: no noise).
-    column_region_map : (M, N) ndarray of int8
+    column_region_map : (M, N) ndarray of int8 or None
         Diagnostic: the lattice cells of the columns of each phase (see
         :func:`column_region_map`); it differs from ``region_map`` along the
-        dot edge and where the two grids meet.
+        dot edge and where the two grids meet (None where a generator does
+        not draw it).
     """
 
     image: np.ndarray
@@ -70,7 +71,7 @@ class SyntheticDot:
     region_map: np.ndarray
     lattice_vectors_px: np.ndarray
     dose: float | None
-    column_region_map: np.ndarray
+    column_region_map: np.ndarray | None = None
 
     @property
     def uniform_fraction(self) -> float:
@@ -79,8 +80,8 @@ class SyntheticDot:
 
     @property
     def column_uniform_fraction(self) -> float:
-        """Diagnostic: the uniform share of the area the columns cover (``column_region_map``)."""
-        return region_uniform_fraction(self.column_region_map)
+        """Diagnostic: the uniform share of the area the columns cover (``column_region_map``; nan without it)."""
+        return float("nan") if self.column_region_map is None else region_uniform_fraction(self.column_region_map)
 
     def micrograph(self, source: str = "synthetic") -> Micrograph:
         """The noisy image as a calibrated :class:`Micrograph`."""
