@@ -20,7 +20,7 @@ DEMO_PARAMS: dict[str, Any] = {
     "dose": 200.0,
     "rng": 2024,
 }
-_VERSION = 2  # 2: the truth is the area the columns cover (synthetic.column_region_map)
+_VERSION = 3  # 2: the truth is the area the columns cover; 3: the domain area inside the dot outline (issue 14)
 #: Parameters of the demo field: three dots at different rotations and compositions (the case of issue 13).
 DEMO_FIELD_PARAMS: dict[str, Any] = {
     "shape": [768, 768],
@@ -32,7 +32,7 @@ DEMO_FIELD_PARAMS: dict[str, Any] = {
     "pixel_size_nm": 0.035,
     "rng": 2024,
 }
-_FIELD_VERSION = 1
+_FIELD_VERSION = 2  # 2: per-dot truth is the domain area inside the dot outline (issue 14)
 
 
 def demo_image() -> Path:

@@ -39,7 +39,7 @@ class DotTruth:
     rotation_deg : float
         In-plane rotation of the dot and its lattice [deg], in [0, 90).
     uniform_fraction : float
-        True uniform area fraction of the area its columns cover (nan in overview fields).
+        True uniform area fraction: its uniform domains' share of the dot outline (nan in overview fields).
     area_px : int
         Pixels of its footprint in the label map.
     touches_border : bool
@@ -68,9 +68,10 @@ class SyntheticField:
     pixel_size_nm : float
         Pixel size [nm].
     labels : (M, N) ndarray of int32
-        0 on carbon, ``k + 1`` on the footprint of dot ``k``.
+        0 on carbon, ``k + 1`` on the footprint of dot ``k``: the area its columns cover.
     region_map : (M, N) ndarray of int8
-        0 outside the crystal, 1 ordered, 2 uniform (all dots; zeros in overview fields).
+        0 outside the dots, 1 ordered, 2 uniform: each dot's domains inside its outline, the truth of
+        its fractions (all dots; zeros in overview fields).
     dots : list of DotTruth
         One per dot, in the order of ``labels``.
     touching : list of (int, int)
@@ -352,8 +353,10 @@ def make_field(
         cr = slice(fr.start - r0, fr.stop - r0)
         cc = slice(fc.start - c0, fc.stop - c0)
         clean[fr, fc] += dot.clean[cr, cc]
+        # The footprint is the area the dot's columns cover (what segmentation can see); the phases are its
+        # domains inside the outline (the truth of the fractions).
+        labels[fr, fc][dot.column_region_map[cr, cc] != REGION_OUTSIDE] = k + 1
         own = dot.region_map[cr, cc] != REGION_OUTSIDE
-        labels[fr, fc][own] = k + 1
         region_map[fr, fc][own] = dot.region_map[cr, cc][own]
         in_field = (dot.rc[:, 0] + r0 >= 0) & (dot.rc[:, 0] + r0 < shape[0])
         in_field &= (dot.rc[:, 1] + c0 >= 0) & (dot.rc[:, 1] + c0 < shape[1])

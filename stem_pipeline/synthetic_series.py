@@ -44,8 +44,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ._types import LABELS, REGION_OUTSIDE, REGION_UNIFORM
-from .synthetic import _as_rng, column_region_map, dot_frame, make_dot, render_gaussians
+from ._types import LABELS
+from .synthetic import _as_rng, column_region_map, dot_frame, make_dot, region_uniform_fraction, render_gaussians
 
 _ORDERED, _UNIFORM = LABELS.index("ordered"), LABELS.index("uniform")
 
@@ -285,7 +285,7 @@ def make_series(
         # Converted columns keep the ordered grid's spacing (they turned in place).
         cell = np.where(dot.label == _UNIFORM, spacing_u, spacing)
         region = column_region_map(shape, dot.rc, labels[k], spacing_px=cell, u=u, w=w)
-        fractions[k] = _area_fraction(region)
+        fractions[k] = region_uniform_fraction(region)
     return SyntheticSeries(
         frames=frames,
         pixel_size_nm=float(pixel_size_nm),
@@ -298,12 +298,7 @@ def make_series(
         conversion_dose_e_per_A2=d_conv,
         label=labels,
         uniform_fraction=fractions,
-        zero_dose_uniform_fraction=dot.uniform_fraction,
+        zero_dose_uniform_fraction=dot.column_uniform_fraction,
         critical_dose_e_per_A2=float(critical_dose_e_per_A2),
         counts=float(counts),
     )
-
-
-def _area_fraction(region: np.ndarray) -> float:
-    inside = region != REGION_OUTSIDE
-    return float(np.mean(region[inside] == REGION_UNIFORM)) if inside.any() else float("nan")

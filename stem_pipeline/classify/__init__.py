@@ -8,7 +8,14 @@ the pixels and returns the crystal-area fractions with a 95 % interval.
 
 from ._core import ClassifyConfig, classify_columns
 from .applicability import TwoPhaseModelConfig, bright_fraction, contrast_pattern_reasons, two_phase_model_reasons
-from .features import ColumnFeatures, column_features, estimate_lattice_vectors, indexed_pairs, neighbour_pairs
+from .features import (
+    ColumnFeatures,
+    column_features,
+    estimate_lattice_vectors,
+    indexed_pairs,
+    neighbour_pairs,
+    own_intensity_llr,
+)
 from .model import minority_posterior, mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
 
@@ -29,6 +36,7 @@ __all__ = [
     "minority_posterior",
     "mixture_posterior",
     "neighbour_pairs",
+    "own_intensity_llr",
     "region_map_from_columns",
     "refine_boundaries",
     "regularise_posterior",

@@ -11,7 +11,7 @@ from pydantic import Field
 from .._types import CONTRASTS, LABELS, AreaFractions, Columns, PhaseLabels
 from ..config import StrictModel
 from ..errors import NoCrystalError
-from .features import column_features
+from .features import column_features, own_intensity_llr
 from .model import minority_posterior, mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, hull_mask, region_map_from_columns
 
@@ -102,7 +102,13 @@ class ClassifyConfig(StrictModel):
         8,
         ge=0,
         le=MAX_MEAN_FIELD_ITERATIONS,
-        description="Mean-field iterations of the second pass that re-decides the columns at domain boundaries from their own intensity against one-sided predictions of both phases (:func:`~stem_pipeline.classify.refine_boundaries`); 0 switches it off.",
+        description="Mean-field iterations of the second pass that re-decides the columns at domain boundaries from their own intensity against one-sided predictions of both phases (:func:`~stem_pipeline.classify.own_intensity_llr`, :func:`~stem_pipeline.classify.refine_boundaries`); 0 switches it off.",
+    )
+    boundary_rounds: int = Field(
+        2,
+        ge=1,
+        le=MAX_MEAN_FIELD_ITERATIONS,
+        description="Rounds of the boundary pass, each with the own-intensity evidence (:func:`~stem_pipeline.classify.own_intensity_llr`) recomputed from the previous round's labels.",
     )
     hull_margin_spacings: float = Field(
         0.5,
@@ -110,9 +116,14 @@ class ClassifyConfig(StrictModel):
         description="When no crystal mask is given, the columns' convex hull is grown by this many column spacings.",
     )
     boundary_sd_spacings: float = Field(
-        0.3,
+        0.08,
         ge=0.0,
-        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction (measured on simulated dots through the columns module; see ``benchmarks/results/classify.md``).",
+        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction: with ``edge_sd_spacings``, set so that 95 % of 165 mixed tuning dots through ``pipeline.analyze`` (8-16 nm, 30-400 counts, seeds 9000-9059; truth the domain area; see ``benchmarks/unbiased.py``) lie within it; the coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
+    )
+    edge_sd_spacings: float = Field(
+        0.29,
+        ge=0.0,
+        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction: the outermost columns of a phase lie anywhere from 0 to 1 spacing inside the true edge (uniformly: sd 1/sqrt(12) = 0.29), taken as coherent along each phase's share of the edge.",
     )
     min_columns: int = Field(
         10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`."
@@ -219,7 +230,15 @@ def classify_columns(
             n_iter=config.mrf_iterations,
             max_evidence=config.mrf_max_evidence,
         )
-    if n_classes == 2 and config.boundary_iterations > 0:
+    for _ in range(config.boundary_rounds if n_classes == 2 and config.boundary_iterations > 0 else 0):
+        own = own_intensity_llr(
+            rc,
+            columns.intensity,
+            p_ord >= 0.5,
+            lattice_vectors_px=feats.lattice_vectors_px,
+            radius_px=config.radius_spacings * spacing_px,
+            max_index_residual=config.max_index_residual,
+        )
         p_ord, _ = refine_boundaries(
             rc,
             feats.alternation,
@@ -228,16 +247,19 @@ def classify_columns(
             confidence=confidence,
             beta=config.mrf_beta,
             n_iter=config.boundary_iterations,
+            evidence=own,
         )
     label = np.where(p_ord >= 0.5, _ORDERED, _UNIFORM).astype(np.int8)
     contrast = np.where(label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)).astype(np.int8)
 
-    if crystal_mask is None:
-        mask = hull_mask(shape, rc, margin_px=config.hull_margin_spacings * spacing_px)
-    else:
-        mask = np.asarray(crystal_mask, dtype=bool)
-        if mask.shape != shape:
-            raise ValueError(f"crystal_mask has shape {mask.shape}, expected the image shape {shape}")
+    # The crystal ends half a spacing beyond its outermost columns, whichever phase meets the edge: a given
+    # mask (an amplitude threshold) reaching further is clipped there, so its fringe goes to neither phase.
+    mask = hull_mask(shape, rc, margin_px=config.hull_margin_spacings * spacing_px)
+    if crystal_mask is not None:
+        given = np.asarray(crystal_mask, dtype=bool)
+        if given.shape != shape:
+            raise ValueError(f"crystal_mask has shape {given.shape}, expected the image shape {shape}")
+        mask &= given
     region, cell_area = region_map_from_columns(mask, rc, label)
     px = columns.pixel_size_nm
     fractions = area_fractions(
@@ -246,6 +268,7 @@ def classify_columns(
         cell_area,
         pixel_size_nm=px,
         boundary_sd_px=config.boundary_sd_spacings * spacing_px,
+        edge_sd_px=config.edge_sd_spacings * spacing_px,
     )
     if np.all(label == label[0]):
         fractions = _allow_undetected_domains(fractions, len(rc), config)

@@ -287,6 +287,7 @@ def refine_boundaries(
     beta: float = 3.0,
     n_iter: int = 8,
     max_evidence: float = 12.0,
+    evidence: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Re-decide the columns at domain boundaries at the midpoint of a linear order feature.
 
@@ -314,14 +315,20 @@ def refine_boundaries(
     mrf_radius_px : float
         Neighbourhood of the Potts coupling and of the boundary band [px].
     confidence : (N,) array_like, optional
-        Weight in [0, 1] of each column's own evidence (lower at the crystal
-        edge); 1 when None.
+        Weight in [0, 1] of the amplitude's evidence (lower at the crystal
+        edge, where the fit sees part of a neighbourhood); 1 when None.
     beta : float
         Potts coupling per unit of mean neighbour agreement.
     n_iter : int
         Mean-field iterations.
     max_evidence : float
         Clip of the per-column log-likelihood ratio.
+    evidence : (N,) array_like, optional
+        A log-likelihood ratio (ordered over uniform) of each column's own
+        (e.g. :func:`~stem_pipeline.classify.own_intensity_llr`, which
+        already accounts for the neighbours it has: not weighed by
+        ``confidence``), used instead of the amplitude's when any of it is
+        finite; columns where it is nan get no evidence of their own.
 
     Returns
     -------
@@ -349,8 +356,12 @@ def refine_boundaries(
     if not band.any() or levels is None:
         return p0.copy(), band
     mu_o, mu_u, var_o, var_u = levels
-    llr = 0.5 * ((a - mu_u) ** 2 / var_u - (a - mu_o) ** 2 / var_o + np.log(var_u / var_o))
-    llr = np.clip(llr, -max_evidence, max_evidence) * conf
+    llr = 0.5 * ((a - mu_u) ** 2 / var_u - (a - mu_o) ** 2 / var_o + np.log(var_u / var_o)) * conf
+    own = None if evidence is None else np.asarray(evidence, dtype=np.float64).ravel()
+    if own is not None and np.isfinite(own).any():
+        # A column that one phase cannot predict (too few of its columns near) is left to its neighbours.
+        llr = np.where(np.isfinite(own), own, llr)
+    llr = np.clip(llr, -max_evidence, max_evidence)
     count = np.maximum(np.bincount(mi, minlength=n), 1)
     q = p0.copy()
     for _ in range(n_iter):

@@ -131,6 +131,14 @@ def boundary_length_px(region_map: np.ndarray) -> float:
     return edges * np.pi / 4
 
 
+def _edge_length_px(region: np.ndarray, phase: int) -> float:
+    """Length of the crystal edge along ``phase`` (pixel edges to outside, times pi/4) [px]."""
+    edges = 0
+    for a, b in ((region[1:, :], region[:-1, :]), (region[:, 1:], region[:, :-1])):
+        edges += int(np.count_nonzero(((a == phase) & (b == REGION_OUTSIDE)) | ((b == phase) & (a == REGION_OUTSIDE))))
+    return edges * np.pi / 4
+
+
 def area_fractions(
     region_map: np.ndarray,
     p_uniform: np.ndarray,
@@ -138,6 +146,7 @@ def area_fractions(
     *,
     pixel_size_nm: float | None = None,
     boundary_sd_px: float = 0.0,
+    edge_sd_px: float = 0.0,
 ) -> AreaFractions:
     """Area fractions of the crystal with the 95 % interval of this measurement.
 
@@ -151,7 +160,12 @@ def area_fractions(
       last column of one phase and the first of the other, with a residual
       shift of standard deviation ``boundary_sd_px`` (measured on
       simulations), coherent along the whole boundary length ``L``, which
-      moves ``L * boundary_sd_px / A`` of the area.
+      moves ``L * boundary_sd_px / A`` of the area;
+    * crystal edge placement: the edge of each phase's share of the crystal
+      outline (length ``E_o``, ``E_u``) is placed with a shift of standard
+      deviation ``edge_sd_px``, coherent along it and independent between
+      the phases, which moves the uniform fraction by
+      ``sqrt((1 - f)^2 E_u^2 + f^2 E_o^2) * edge_sd_px / A``.
 
     It does not include the sampling of the material by the domains (a
     second dot of the same composition has another fraction).
@@ -168,6 +182,8 @@ def area_fractions(
         Pixel size [nm], for the crystal area.
     boundary_sd_px : float
         Standard deviation of the residual boundary shift [px].
+    edge_sd_px : float
+        Standard deviation of the placement of the crystal edge [px].
 
     Returns
     -------
@@ -186,14 +202,17 @@ def area_fractions(
     var_labels = float(np.sum(w**2 * p * (1 - p))) / area_px**2
     length = boundary_length_px(region)
     var_boundary = (length * float(boundary_sd_px) / area_px) ** 2
-    half = 1.959964 * np.sqrt(var_labels + var_boundary)
+    edge_o, edge_u = (_edge_length_px(region, phase) for phase in (REGION_ORDERED, REGION_UNIFORM))
+    var_edge = (((1 - uniform) * edge_u) ** 2 + (uniform * edge_o) ** 2) * (float(edge_sd_px) / area_px) ** 2
+    half = 1.959964 * np.sqrt(var_labels + var_boundary + var_edge)
     lo, hi = max(uniform - half, 0.0), min(uniform + half, 1.0)
     scale = f"{boundary_sd_px * pixel_size_nm:.3f} nm" if pixel_size_nm else f"{boundary_sd_px:.2f} px"
     method = (
         "95 % measurement interval of this dot's uniform area fraction: column-label uncertainty from the "
         f"posteriors (sd {np.sqrt(var_labels):.4f}) and boundary placement ({scale} shift along "
         f"{length * (pixel_size_nm or 1):.1f} {'nm' if pixel_size_nm else 'px'} of boundary, sd "
-        f"{np.sqrt(var_boundary):.4f}) in quadrature; not the composition of the material"
+        f"{np.sqrt(var_boundary):.4f}) and crystal-edge placement (sd {np.sqrt(var_edge):.4f}) in quadrature; "
+        "not the composition of the material"
     )
     return AreaFractions(
         ordered=1.0 - uniform, uniform=uniform, uniform_ci95=(lo, hi), crystal_area_nm2=area_nm2, method=method

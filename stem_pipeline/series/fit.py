@@ -257,6 +257,8 @@ def fit_model(
     dose_params = [(v, hi) for key, v, hi in zip(model.names, p, bounds[1]) if key.startswith("D")]
     at_bound = any(np.isclose(v, hi, rtol=1e-3) for v, hi in dose_params)
     k = p_count + 1  # the error scale is estimated too
+    # A model whose critical dose the data do not constrain can have sd_log_dc in the hundreds: no overflow.
+    spread = float(np.exp(min(t * sd_log_dc, 700.0)))
     aicc = n * np.log(max(chi2, 1e-12) / n) + 2 * k + 2 * k * (k + 1) / max(n - k - 1, 1)
     return DamageFit(
         model=name,
@@ -265,7 +267,7 @@ def fit_model(
         f0=f0,
         f0_ci95=(float(max(0.0, f0 - t * sd_f0)), float(min(1.0, f0 + t * sd_f0))),
         critical_dose=dc,
-        critical_dose_ci95=(dc * float(np.exp(-t * sd_log_dc)), dc * float(np.exp(t * sd_log_dc))),
+        critical_dose_ci95=(dc / spread, dc * spread),
         chi2=chi2,
         aicc=float(aicc),
         n_points=n,
