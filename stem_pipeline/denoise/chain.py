@@ -28,15 +28,10 @@ import numpy as np
 from pydantic import Field
 
 from ..config import StrictModel
+from ..spectrum import half_power, periodic_rspectrum
 from ._common import check_image, logger, pixel_size_of
 from .deconvolve import _richardson_lucy, probe_psf
-from .fourier import (
-    _gain_filter,
-    _half_power,
-    _half_white_level,
-    _periodic_rspectrum,
-    fourier_filter,
-)
+from .fourier import _gain_filter, _half_white_level, fourier_filter
 from .spatial import bm3d, gaussian, median, nlm
 
 
@@ -262,8 +257,8 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
             kwargs = step.model_dump(exclude={"name"})
             if name != "bragg" and sigmas:
                 if noise_white is None:
-                    spectrum = _periodic_rspectrum(arr)[0]  # the smooth component is not kept
-                    noise_white = _half_white_level(_half_power(spectrum), arr.shape)
+                    spectrum = periodic_rspectrum(arr)[0]  # the smooth component is not kept
+                    noise_white = _half_white_level(half_power(spectrum), arr.shape)
                     del spectrum
                 noise = functools.partial(_filtered_noise, noise_white, tuple(sigmas))
                 out = _gain_filter(out, mode=_FOURIER[name], noise_power=noise, **kwargs).astype(dtype, copy=False)
