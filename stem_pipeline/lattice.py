@@ -2,7 +2,8 @@
 
 :func:`find_lattice` finds the two shortest real-space vectors of the column
 grid from the strong Bragg peaks of the power spectrum (or returns None on
-amorphous images); :func:`crystal_mask` maps where that lattice is present by
+amorphous images); the spectrum, its noise floor and the peaks come from the
+core :mod:`stem_pipeline.spectrum`, as for the ``bragg`` Fourier filter; :func:`crystal_mask` maps where that lattice is present by
 demodulating the image at the lattice frequencies.
 
 In CsPbI3 [001] the columns sit on a square grid of spacing a/2 and the
@@ -58,8 +59,9 @@ class LatticeConfig(StrictModel):
         0.0,
         ge=0,
         description="Gaussian smoothing of the power spectrum before the peak search [FFT px]. 0: a "
-        "lattice peak is judged by its own pixel; smoothing by 1 px (the bragg filter's, which wants the peak's "
-        "extent) lets a coarse FFT axis of an elongated image merge neighbouring reflections.",
+        "lattice peak is judged by its own pixel (the Hann taper already spreads it over ~3); smoothing by 1 px "
+        "(the bragg filter's) let the coarse FFT axis of an elongated image (224 x 1312 px) blur neighbouring "
+        "reflections so that a sub-lattice's peaks out-ranked the column grid's.",
     )
     strong_fraction: float = Field(
         0.15,
@@ -207,7 +209,7 @@ def find_lattice(image: np.ndarray | Micrograph, config: LatticeConfig | None = 
     if shape.min() < 16:
         raise ValueError(f"image of shape {tuple(shape)} is too small for lattice finding (need >= 16 px)")
     max_spacing_px = config.max_spacing_px or float(shape.min()) / 4
-    power = periodic_power(data)
+    power = periodic_power(data, hann=True)
     log_floor = centred_log_floor(power)
     peaks = find_peaks(
         power,

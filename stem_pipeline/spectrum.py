@@ -4,13 +4,14 @@ The spectrum is that of the image's periodic component (Moisan's periodic-plus-s
 decomposition), so the image edges add no streaks to it. Its background is a *fitted noise
 floor*: for every radius, the mean of the log-power over the annulus (winsorised so that Bragg
 peaks do not pull it up, and corrected for the exponential distribution of periodogram values),
-smoothed along the radius. Bragg peaks are local maxima (5x5, wrapped) of the lightly smoothed
-power spectrum that stand a given factor above that floor, in a band of frequencies; their
-positions are refined to sub-pixel precision by a centroid.
+smoothed along the radius. Bragg peaks are local maxima (5x5, wrapped) of the (optionally
+smoothed) power spectrum that stand a given factor above that floor, in a band of frequencies;
+their positions are refined to sub-pixel precision by a centroid.
 
 :func:`stem_pipeline.denoise.fourier_filter` (the ``bragg`` mask) and
-:func:`stem_pipeline.lattice.find_lattice` both find their peaks with :func:`find_peaks`; they
-differ only in the threshold they ask for (see their docs).
+:func:`stem_pipeline.lattice.find_lattice` both find their peaks with :func:`find_peaks`, on
+:func:`periodic_power`; they differ in named settings only: the threshold, the smoothing and the
+Hann taper (see :class:`stem_pipeline.lattice.LatticeConfig`).
 
 Two layouts are used. The *centred* layout is the fftshift-ed (M, N) spectrum, zero frequency
 at ``(M // 2, N // 2)``. The *half* layout is that of :func:`scipy.fft.rfft2`: unshifted,
@@ -216,14 +217,35 @@ def floor_map(log_floor: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.exp(log_floor)[radial_bins(shape)[1]]
 
 
-def periodic_power(arr: np.ndarray) -> np.ndarray:
-    """Centred power spectrum (float64) of the image's periodic component.
+def periodic_power(arr: np.ndarray, *, hann: bool = False) -> np.ndarray:
+    """Centred power spectrum (float64) of the image's periodic component, or of the Hann-tapered image.
 
-    From the real-to-complex FFT (:func:`periodic_rspectrum`): the other half of the
-    (point-symmetric) spectrum is filled in from it, a block of rows at a time.
+    From the real-to-complex FFT: the other half of the (point-symmetric) spectrum is filled in
+    from it, a block of rows at a time.
+
+    Parameters
+    ----------
+    arr : (M, N) ndarray
+        The image. Not modified.
+    hann : bool
+        Taper the (mean-subtracted) image with a Hann window instead of taking its periodic component.
+        The taper also softens the outline of a crystal inside the field, so the side lobes of its shape
+        transform around each strong reflection fall off fast (they stay below a lattice threshold), at
+        the cost of peaks ~1.5x wider: right for deciding what the lattice is, wrong for a filter, which
+        must filter the image's own spectrum.
     """
+    if hann:
+        img = arr.astype(np.float32, copy=True)
+        img -= img.mean(dtype=np.float64)
+        img *= np.hanning(img.shape[0]).astype(np.float32)[:, None]
+        img *= np.hanning(img.shape[1]).astype(np.float32)[None, :]
+        spectrum = sfft.rfft2(img, workers=FFT_WORKERS)
+        del img
+    else:
+        spectrum = periodic_rspectrum(arr.astype(np.float32, copy=False))[0]
+    half = half_power(spectrum)
+    del spectrum
     m, n = arr.shape
-    half = half_power(periodic_rspectrum(arr.astype(np.float32, copy=False))[0])
     nc = half.shape[1]
     rows = sfft.fftshift(np.arange(m))  # unshifted row of each centred row
     cols = sfft.fftshift(np.arange(n))
@@ -247,8 +269,7 @@ class Peaks:
     ratio : (K,) ndarray
         Smoothed power over the noise floor at the peak.
     excess : (K,) ndarray
-        Power above the noise floor in the 3x3 pixels around the peak [counts^2]: the peak's power,
-        whether it falls on one frequency pixel or between pixels (where one pixel holds ~40 %).
+        Power of the peak's pixel above the noise floor [counts^2].
     """
 
     index: np.ndarray
@@ -314,8 +335,7 @@ def find_peaks(
         rr, cc = np.nonzero(keep)
         found.append(np.stack([rr + block.start, cc], axis=1))
         ratios.append(ratio[inner][rr, cc])
-        box = ndimage.uniform_filter(power[ext], 3, mode="wrap")
-        excesses.append(9.0 * (box - floor)[inner][rr, cc])
+        excesses.append((power[ext] - floor)[inner][rr, cc])
     ratio_all = np.concatenate(ratios)
     order = np.argsort(-ratio_all, kind="stable")
     return Peaks(np.concatenate(found)[order], ratio_all[order], np.concatenate(excesses)[order])
