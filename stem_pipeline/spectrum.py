@@ -320,22 +320,30 @@ def find_peaks(
     fr_all = sfft.fftshift(sfft.fftfreq(m))
     reach = PEAK_NEIGHBOURHOOD_PX // 2
     halo = int(4.0 * smoothing_px + 0.5) + reach  # scipy's kernel radius at truncate=4, plus the neighbourhood
+    floor_of_bin = np.exp(log_floor)
+    fc2 = fc**2
+    offsets = [(dr, dc) for dr in range(-reach, reach + 1) for dc in range(-reach, reach + 1) if dr or dc]
     found: list[np.ndarray] = []
     ratios: list[np.ndarray] = []
     excesses: list[np.ndarray] = []
     for block in row_blocks(m, n):
         ext = np.arange(block.start - halo, block.stop + halo) % m
-        smoothed = ndimage.gaussian_filter(power[ext], smoothing_px, mode="wrap")
-        f = np.hypot(fr_all[ext][:, None], fc[None, :])
-        floor = np.exp(log_floor[np.rint(f * max(shape)).astype(np.intp)])
+        part = power[ext]
+        smoothed = ndimage.gaussian_filter(part, smoothing_px, mode="wrap") if smoothing_px > 0 else part
+        f = np.sqrt(fr_all[ext][:, None] ** 2 + fc2[None, :])
+        floor = floor_of_bin[np.rint(f * max(shape)).astype(np.intp)]
         ratio = smoothed / floor
-        local_max = ndimage.maximum_filter(ratio, size=PEAK_NEIGHBOURHOOD_PX, mode="wrap") == ratio
         inner = slice(halo, halo + block.stop - block.start)
-        keep = local_max[inner] & (ratio[inner] > threshold) & (f[inner] >= band[0]) & (f[inner] <= band[1])
-        rr, cc = np.nonzero(keep)
-        found.append(np.stack([rr + block.start, cc], axis=1))
-        ratios.append(ratio[inner][rr, cc])
-        excesses.append((power[ext] - floor)[inner][rr, cc])
+        rr, cc = np.nonzero(ratio[inner] > threshold)
+        rr += halo
+        keep = (f[rr, cc] >= band[0]) & (f[rr, cc] <= band[1])
+        # Local maxima: at least every neighbour in the square (the columns wrap; the halo holds the rows).
+        for dr, dc in offsets:
+            keep &= ratio[rr, cc] >= ratio[rr + dr, (cc + dc) % n]
+        rr, cc = rr[keep], cc[keep]
+        found.append(np.stack([rr - halo + block.start, cc], axis=1))
+        ratios.append(ratio[rr, cc])
+        excesses.append(part[rr, cc] - floor[rr, cc])
     ratio_all = np.concatenate(ratios)
     order = np.argsort(-ratio_all, kind="stable")
     return Peaks(np.concatenate(found)[order], ratio_all[order], np.concatenate(excesses)[order])
