@@ -2,9 +2,10 @@
 
 :func:`find_lattice` finds the two shortest real-space vectors of the column
 grid from the strong Bragg peaks of the power spectrum (or returns None on
-amorphous images); the spectrum, its noise floor and the peaks come from the
-core :mod:`stem_pipeline.spectrum`, as for the ``bragg`` Fourier filter; :func:`crystal_mask` maps where that lattice is present by
-demodulating the image at the lattice frequencies.
+amorphous images); the spectrum, its noise floor and the peaks come from
+the core :mod:`stem_pipeline.spectrum`, as for the ``bragg`` Fourier filter.
+:func:`crystal_mask` maps where that lattice is present by demodulating the
+image at the lattice frequencies.
 
 In CsPbI3 [001] the columns sit on a square grid of spacing a/2 and the
 bright/dim ordering adds weak superlattice peaks at 1/a; the lattice returned
@@ -27,7 +28,7 @@ from ._threads import FFT_WORKERS
 from ._tiles import row_blocks, within_distance
 from ._types import Micrograph
 from .config import StrictModel
-from .spectrum import centred_log_floor, find_peaks, periodic_power, subpixel
+from .spectrum import centred_log_floor, find_peaks, subpixel, tapered_power
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -50,7 +51,7 @@ class LatticeConfig(StrictModel):
         gt=0,
         description="Smallest ratio of a Bragg peak's power to the fitted noise floor at its frequency: the test "
         "of whether the image is crystalline at all. Amorphous carbon stays below ~6 (the largest of ~10^4 "
-        "exponential noise values), crystals on the synthetic and real test images are above ~45. Higher than the "
+        "exponential noise values), crystals on the synthetic and real test images are above ~50. Higher than the "
         "bragg filter's 8 because that filter also asks each peak to be a sum of two others, and a mask with a "
         "weak peak too many costs little, while a lattice found in noise makes columns out of nothing. "
         "(17 over the mean floor is the former 25 over the median: the median of an exponential is ln 2 of its mean.)",
@@ -88,8 +89,9 @@ class Lattice:
     angle_deg : float
         Angle between the two vectors [deg] (between 60 and 90 for a reduced basis).
     strength : float
-        How crystalline the image is: the smaller peak-to-background ratio of
-        the two fundamental Bragg peaks of the power spectrum.
+        How crystalline the image is: the smaller ratio of peak power to the
+        fitted noise floor (:mod:`stem_pipeline.spectrum`) of the two
+        fundamental Bragg peaks of the (Hann-tapered) power spectrum.
     foreign_peaks : int
         Bragg peaks (at least 0.05 of the strongest's excess power) that
         are neither on this grid's reciprocal lattice nor at its half-integer
@@ -209,7 +211,7 @@ def find_lattice(image: np.ndarray | Micrograph, config: LatticeConfig | None = 
     if shape.min() < 16:
         raise ValueError(f"image of shape {tuple(shape)} is too small for lattice finding (need >= 16 px)")
     max_spacing_px = config.max_spacing_px or float(shape.min()) / 4
-    power = periodic_power(data, hann=True)
+    power = tapered_power(data)
     log_floor = centred_log_floor(power)
     peaks = find_peaks(
         power,

@@ -9,9 +9,9 @@ smoothed) power spectrum that stand a given factor above that floor, in a band o
 their positions are refined to sub-pixel precision by a centroid.
 
 :func:`stem_pipeline.denoise.fourier_filter` (the ``bragg`` mask) and
-:func:`stem_pipeline.lattice.find_lattice` both find their peaks with :func:`find_peaks`, on
-:func:`periodic_power`; they differ in named settings only: the threshold, the smoothing and the
-Hann taper (see :class:`stem_pipeline.lattice.LatticeConfig`).
+:func:`stem_pipeline.lattice.find_lattice` both find their peaks with :func:`find_peaks` over the same noise floor; they differ in named
+settings only: the threshold, the smoothing, and the lattice's Hann taper (:func:`tapered_power`)
+where the filter uses the periodic component (see :class:`stem_pipeline.lattice.LatticeConfig`).
 
 Two layouts are used. The *centred* layout is the fftshift-ed (M, N) spectrum, zero frequency
 at ``(M // 2, N // 2)``. The *half* layout is that of :func:`scipy.fft.rfft2`: unshifted,
@@ -39,13 +39,14 @@ from ._tiles import row_blocks
 __all__ = [
     "Peaks",
     "centred_log_floor",
+    "centred_power",
     "find_peaks",
     "floor_map",
     "half_log_floor",
     "half_power",
     "half_radius",
     "half_weights",
-    "periodic_power",
+    "tapered_power",
     "periodic_rspectrum",
     "periodic_spectrum",
     "radial_bins",
@@ -217,32 +218,32 @@ def floor_map(log_floor: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.exp(log_floor)[radial_bins(shape)[1]]
 
 
-def periodic_power(arr: np.ndarray, *, hann: bool = False) -> np.ndarray:
-    """Centred power spectrum (float64) of the image's periodic component, or of the Hann-tapered image.
+def centred_power(spectrum: np.ndarray) -> np.ndarray:
+    """Centred (fftshift-ed) float64 power of a full unshifted spectrum (e.g. :func:`periodic_spectrum`'s)."""
+    return sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
 
-    From the real-to-complex FFT: the other half of the (point-symmetric) spectrum is filled in
-    from it, a block of rows at a time.
+
+def tapered_power(arr: np.ndarray) -> np.ndarray:
+    """Centred power spectrum (float64) of the mean-subtracted image tapered by a Hann window.
+
+    The taper does at the image edges what the periodic component does (no edge streaks) and also
+    softens the outline of a crystal inside the field, so the side lobes of its shape transform
+    around each strong reflection fall off fast and stay below a lattice threshold, at the cost of
+    peaks ~1.5x wider: right for deciding what the lattice is, wrong for a filter, which must filter
+    the image's own spectrum (:func:`periodic_spectrum`). Computed from the real-to-complex FFT:
+    the other half of the (point-symmetric) spectrum is filled in from it, a block of rows at a time.
 
     Parameters
     ----------
     arr : (M, N) ndarray
         The image. Not modified.
-    hann : bool
-        Taper the (mean-subtracted) image with a Hann window instead of taking its periodic component.
-        The taper also softens the outline of a crystal inside the field, so the side lobes of its shape
-        transform around each strong reflection fall off fast (they stay below a lattice threshold), at
-        the cost of peaks ~1.5x wider: right for deciding what the lattice is, wrong for a filter, which
-        must filter the image's own spectrum.
     """
-    if hann:
-        img = arr.astype(np.float32, copy=True)
-        img -= img.mean(dtype=np.float64)
-        img *= np.hanning(img.shape[0]).astype(np.float32)[:, None]
-        img *= np.hanning(img.shape[1]).astype(np.float32)[None, :]
-        spectrum = sfft.rfft2(img, workers=FFT_WORKERS)
-        del img
-    else:
-        spectrum = periodic_rspectrum(arr.astype(np.float32, copy=False))[0]
+    img = arr.astype(np.float32, copy=True)
+    img -= img.mean(dtype=np.float64)
+    img *= np.hanning(img.shape[0]).astype(np.float32)[:, None]
+    img *= np.hanning(img.shape[1]).astype(np.float32)[None, :]
+    spectrum = sfft.rfft2(img, workers=FFT_WORKERS)  # numpy's rfft2 peaks at 6 image copies, scipy's at 1
+    del img
     half = half_power(spectrum)
     del spectrum
     m, n = arr.shape
@@ -300,7 +301,7 @@ def find_peaks(
     Parameters
     ----------
     power : (M, N) ndarray
-        Centred power spectrum (e.g. :func:`periodic_power`).
+        Centred power spectrum (:func:`centred_power`, :func:`tapered_power`).
     log_floor : ndarray
         Log noise floor per radial bin, from :func:`half_log_floor`.
     threshold : float

@@ -18,7 +18,7 @@ def test_the_bragg_filters_peaks_are_the_cores_peaks(dot):
     """Every peak of find_bragg_peaks is a peak of the core's search at the filter's threshold, at the core's
     sub-pixel position (the filter only drops side lobes and peaks that fit no lattice)."""
     shape = np.array(dot.image.shape)
-    power = spectrum.periodic_power(dot.image)
+    power = spectrum.centred_power(spectrum.periodic_spectrum(dot.image)[0])
     band = (8.0 / shape.min(), 1.0 / 2.5)  # find_bragg_peaks' defaults
     core = spectrum.find_peaks(power, spectrum.centred_log_floor(power), threshold=8.0, band=band)
     core_freq = (spectrum.subpixel(power, core.index) - shape // 2) / shape

@@ -30,6 +30,7 @@ from ..spectrum import (
     EULER_GAMMA,
     WINSOR_LOG_EXCESS,
     centred_log_floor,
+    centred_power,
     find_peaks,
     floor_map,
     half_log_floor,
@@ -300,7 +301,7 @@ def _spectrum_peaks(arr: np.ndarray, **detect: Any):
     component, the fftshifted power (float64), the peaks' (row, col) indices and their widths.
     """
     spectrum, smooth = periodic_spectrum(arr)
-    power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
+    power = centred_power(spectrum)
     idx, widths = _detect(power, **detect)
     return spectrum, smooth, power, idx, widths
 
