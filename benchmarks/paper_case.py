@@ -400,7 +400,7 @@ def main(argv=None) -> int:
 def _lattice_section(cell_set) -> list[str]:
     """What find_lattice returns on abTEM CsPbI3 [001] (+ PbI2 <1 -1 1>) dots, by thickness and strong_fraction."""
     from stem_pipeline.denoise import denoise
-    from stem_pipeline.lattice import find_lattice
+    from stem_pipeline.lattice import LatticeConfig, find_lattice
     from stem_pipeline.pipeline import PipelineConfig
     from stem_pipeline.simulate.cells import simulate_cell
     from stem_pipeline.synthetic_mosaic import mosaic_dot
@@ -436,7 +436,7 @@ def _lattice_section(cell_set) -> list[str]:
             den = denoise(dot.image, PipelineConfig().denoise, pixel_size_nm=dot.pixel_size_nm)
             cells = []
             for f in fractions:
-                lat = find_lattice(den, strong_fraction=f)
+                lat = find_lattice(den, LatticeConfig(strong_fraction=f))
                 cells.append(
                     "none" if lat is None else f"{lat.spacing_px * dot.pixel_size_nm:.3f} nm {lat.angle_deg:.0f} deg"
                 )

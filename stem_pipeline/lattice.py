@@ -2,8 +2,10 @@
 
 :func:`find_lattice` finds the two shortest real-space vectors of the column
 grid from the strong Bragg peaks of the power spectrum (or returns None on
-amorphous images); :func:`crystal_mask` maps where that lattice is present by
-demodulating the image at the lattice frequencies.
+amorphous images); the spectrum, its noise floor and the peaks come from
+the core :mod:`stem_pipeline.spectrum`, as for the ``bragg`` Fourier filter.
+:func:`crystal_mask` maps where that lattice is present by demodulating the
+image at the lattice frequencies.
 
 In CsPbI3 [001] the columns sit on a square grid of spacing a/2 and the
 bright/dim ordering adds weak superlattice peaks at 1/a; the lattice returned
@@ -18,16 +20,60 @@ from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
+from pydantic import Field
 from scipy import ndimage
 
 from . import _tiles
 from ._threads import FFT_WORKERS
 from ._tiles import row_blocks, within_distance
 from ._types import Micrograph
+from .config import StrictModel
+from .spectrum import centred_log_floor, find_peaks, subpixel, tapered_power
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["Lattice", "crystal_mask", "crystal_masks", "find_lattice", "reduce_basis"]
+__all__ = ["Lattice", "LatticeConfig", "crystal_mask", "crystal_masks", "find_lattice", "find_lattices", "reduce_basis"]
+
+
+class LatticeConfig(StrictModel):
+    """Parameters of :func:`find_lattice` and :func:`find_lattices`.
+
+    The Bragg peaks come from :func:`stem_pipeline.spectrum.find_peaks`, the same search as the
+    ``bragg`` Fourier filter's; only the threshold and the smoothing differ (see their fields).
+    """
+
+    min_spacing_px: float = Field(3.0, gt=0, description="Smallest column spacing considered [px].")
+    max_spacing_px: float | None = Field(
+        None, gt=0, description="Largest column spacing considered [px]; None: a quarter of the smaller image side."
+    )
+    min_strength: float = Field(
+        17.0,
+        gt=0,
+        description="Smallest ratio of a Bragg peak's power to the fitted noise floor at its frequency: the test "
+        "of whether the image is crystalline at all. Amorphous carbon stays below ~6 (the largest of ~10^4 "
+        "exponential noise values), crystals on the synthetic and real test images are above ~50. Higher than the "
+        "bragg filter's 8 because that filter also asks each peak to be a sum of two others, and a mask with a "
+        "weak peak too many costs little, while a lattice found in noise makes columns out of nothing. "
+        "(17 over the mean floor is the former 25 over the median: the median of an exponential is ln 2 of its mean.)",
+    )
+    peak_smoothing_px: float = Field(
+        0.0,
+        ge=0,
+        description="Gaussian smoothing of the power spectrum before the peak search [FFT px]. 0: a "
+        "lattice peak is judged by its own pixel (the Hann taper already spreads it over ~3); smoothing by 1 px "
+        "(the bragg filter's) let the coarse FFT axis of an elongated image (224 x 1312 px) blur neighbouring "
+        "reflections so that a sub-lattice's peaks out-ranked the column grid's.",
+    )
+    strong_fraction: float = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="Peaks with less excess power than this fraction of the strongest's are ignored when choosing "
+        "the grid, so that weak superlattice peaks (the bright/dim ordering of CsPbI3) do not halve the grid.",
+    )
+    max_lattices: int = Field(
+        2, ge=1, le=2, description="Lattices looked for (2: a second phase on its own grid, e.g. PbI2 <1 -1 1>)."
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -43,8 +89,9 @@ class Lattice:
     angle_deg : float
         Angle between the two vectors [deg] (between 60 and 90 for a reduced basis).
     strength : float
-        How crystalline the image is: the smaller peak-to-background ratio of
-        the two fundamental Bragg peaks of the power spectrum.
+        How crystalline the image is: the smaller ratio of peak power to the
+        fitted noise floor (:mod:`stem_pipeline.spectrum`) of the two
+        fundamental Bragg peaks of the (Hann-tapered) power spectrum.
     foreign_peaks : int
         Bragg peaks (at least 0.05 of the strongest's excess power) that
         are neither on this grid's reciprocal lattice nor at its half-integer
@@ -122,90 +169,6 @@ def _as_image(image: np.ndarray | Micrograph) -> np.ndarray:
     return data
 
 
-# The spectrum passes run a block of rows at a time (stem_pipeline._tiles): no full-size map besides the
-# power spectrum itself (the whole-image maps made find_lattice peak at ~12 float32 image copies, 0.77 GB
-# for a 4096^2 image, and suppress_lattice at ~28; benchmarks/memory.py).
-
-
-def _power_spectrum(image: np.ndarray) -> np.ndarray:
-    """Hann-windowed, centred power spectrum (float64).
-
-    From the real-to-complex FFT: the other half of the (point-symmetric) spectrum is filled in
-    from it, a block of rows at a time.
-    """
-    img = image.astype(np.float32, copy=True)
-    img -= img.mean(dtype=np.float64)
-    win_r = np.hanning(img.shape[0]).astype(np.float32)
-    win_c = np.hanning(img.shape[1]).astype(np.float32)
-    img *= win_r[:, None]
-    img *= win_c[None, :]
-    m, n = img.shape
-    half = sfft.rfft2(img, workers=FFT_WORKERS)  # numpy's rfft2 peaks at 6 image copies, scipy's at 1
-    del img
-    nc = half.shape[1]
-    rows = np.fft.fftshift(np.arange(m))  # unshifted row of each centred row
-    cols = np.fft.fftshift(np.arange(n))
-    direct = cols < nc  # the other columns are the mirror images P(r, c) = P(-r, n - c)
-    power = np.empty((m, n))
-    for block in row_blocks(m, n):
-        r = rows[block]
-        spec = np.empty((len(r), n), half.dtype)
-        spec[:, direct] = half[np.ix_(r, cols[direct])]
-        spec[:, ~direct] = np.conj(half[np.ix_((-r) % m, n - cols[~direct])])
-        power[block] = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
-    return power
-
-
-def _radial_median_profile(power: np.ndarray, frequency_of, step: float, n_bins: int) -> np.ndarray:
-    """Median of ``power`` in annuli ``step`` [cycles/px] wide, one value per annulus.
-
-    ``frequency_of(rows, cols)`` gives the frequency [cycles/px] of the pixels at those indices.
-    """
-    index = np.arange(n_bins)
-    # Subsample large spectra for speed: the median of an annulus is robust.
-    sub = max(1, int(np.ceil(np.sqrt(power.size / 250_000))))
-    sub_p = power[::sub, ::sub]
-    radius = frequency_of(slice(None, None, sub), slice(None, None, sub)) / step
-    sub_r = np.minimum(radius.astype(np.int64), n_bins - 1)
-    prof = np.asarray(ndimage.median(sub_p, labels=sub_r + 1, index=index + 1), dtype=np.float64)
-    prof = np.where(np.isfinite(prof) & (prof > 0), prof, np.nan)
-    # Fill empty bins and smooth slightly.
-    good = np.isfinite(prof)
-    if not good.any():
-        return np.ones(n_bins)
-    prof = np.interp(index, index[good], prof[good])
-    return np.exp(ndimage.uniform_filter1d(np.log(prof), 3, mode="nearest"))
-
-
-def _peak_candidates(
-    power: np.ndarray,
-    profile: np.ndarray,
-    frequency_of,
-    step: float,
-    band: tuple[float, float],
-    min_strength: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, col) of the local maxima (5x5, wrapped) of ``power`` over its radial ``profile`` (annuli ``step``
-    wide) with a ratio of at least ``min_strength`` and a frequency [cycles/px] in ``band``, and their
-    ratios; a block of rows at a time."""
-    m, n = power.shape
-    halo = 2  # the 5x5 maximum filter reaches two rows
-    found_r, found_c, found_ratio = [], [], []
-    for block in row_blocks(m, n):
-        ext = np.arange(block.start - halo, block.stop + halo) % m
-        kk = frequency_of(ext, slice(None))
-        rbin = np.minimum((kk / step).astype(np.int64), len(profile) - 1)
-        ratio = power[ext] / np.maximum(profile[rbin], 1e-300)
-        local_max = ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio
-        inner = slice(halo, halo + block.stop - block.start)
-        cand = (kk[inner] >= band[0]) & (kk[inner] <= band[1]) & local_max[inner] & (ratio[inner] >= min_strength)
-        rr, cc = np.nonzero(cand)
-        found_r.append(rr + block.start)
-        found_c.append(cc)
-        found_ratio.append(ratio[inner][rr, cc])
-    return np.concatenate(found_r), np.concatenate(found_c), np.concatenate(found_ratio)
-
-
 #: A strong peak further than this (in reciprocal-lattice units) from every integer and half-integer
 #: position is foreign; a 3.2 A grid beside the 3.145 A one is 0.02 off, PbI2 <1 -1 1> beside it ~0.1.
 _FOREIGN_TOLERANCE = 0.05
@@ -217,33 +180,16 @@ _FOREIGN_FRACTION = 0.05
 _FOREIGN_MIN_FREQUENCY = 0.4
 
 
-def find_lattice(
-    image: np.ndarray | Micrograph,
-    *,
-    min_spacing_px: float = 3.0,
-    max_spacing_px: float | None = None,
-    min_strength: float = 25.0,
-    strong_fraction: float = 0.15,
-) -> Lattice | None:
+def find_lattice(image: np.ndarray | Micrograph, config: LatticeConfig | None = None) -> Lattice | None:
     """Find the column grid from the Bragg peaks of the power spectrum.
 
     Parameters
     ----------
     image : (M, N) ndarray or Micrograph
         The (preferably denoised) image. Not modified.
-    min_spacing_px : float
-        Smallest column spacing considered [px]; higher frequencies are ignored.
-    max_spacing_px : float or None
-        Largest column spacing considered [px]; default a quarter of the
-        smaller image side.
-    min_strength : float
-        Smallest peak-to-background ratio (power over the median power at the
-        same spatial frequency) for a Bragg peak. An amorphous image has no
-        peak above it and gives None.
-    strong_fraction : float
-        Peaks weaker than this fraction of the strongest peak's ratio are
-        ignored when choosing the grid, so that weak superlattice peaks (the
-        bright/dim ordering of CsPbI3) do not halve the grid.
+    config : LatticeConfig, optional
+        Spacing range, peak threshold and strong-peak fraction (defaults if None). An amorphous
+        image has no peak above ``config.min_strength`` and gives None.
 
     Returns
     -------
@@ -258,51 +204,39 @@ def find_lattice(
     >>> round(lat.spacing_px, 1)
     9.0
     """
+    config = config or LatticeConfig()
+    min_strength = config.min_strength
     data = _as_image(image)
     shape = np.array(data.shape)
     if shape.min() < 16:
         raise ValueError(f"image of shape {tuple(shape)} is too small for lattice finding (need >= 16 px)")
-    if max_spacing_px is None:
-        max_spacing_px = float(shape.min()) / 4
-    power = _power_spectrum(data)
-    centre = shape // 2
-    fr = (np.arange(shape[0]) - centre[0]) / shape[0]  # cycles/px
-    fc = (np.arange(shape[1]) - centre[1]) / shape[1]
-    # Radial bins: the frequency step of the larger side.
-    step = 1.0 / shape.max()
-
-    def frequency_of(rows, cols) -> np.ndarray:
-        return np.hypot(fr[rows][:, None], fc[cols][None, :])
-
-    n_bins = int(np.hypot(np.abs(fr).max(), np.abs(fc).max()) / step) + 2
-    profile = _radial_median_profile(power, frequency_of, step, n_bins)
-    rr, cc, ratios = _peak_candidates(
-        power, profile, frequency_of, step, (1.0 / max_spacing_px, 1.0 / min_spacing_px), min_strength
+    max_spacing_px = config.max_spacing_px or float(shape.min()) / 4
+    power = tapered_power(data)
+    log_floor = centred_log_floor(power)
+    peaks = find_peaks(
+        power,
+        log_floor,
+        threshold=min_strength,
+        band=(1.0 / max_spacing_px, 1.0 / config.min_spacing_px),
+        smoothing_px=config.peak_smoothing_px,
     )
     # Keep one of each +-g pair (upper half plane).
-    gr, gc = fr[rr], fc[cc]
-    half = (gr > 0) | ((gr == 0) & (gc > 0))
-    rr, cc, gr, gc, strength = rr[half], cc[half], gr[half], gc[half], ratios[half]
-    if len(rr) < 2:
-        logger.info("find_lattice: %d Bragg peak(s) above strength %.1f: no lattice", len(rr), min_strength)
+    centre = shape // 2
+    rel = peaks.index - centre
+    peaks = peaks.take((rel[:, 0] > 0) | ((rel[:, 0] == 0) & (rel[:, 1] > 0)))
+    if len(peaks) < 2:
+        logger.info("find_lattice: %d Bragg peak(s) above strength %.1f: no lattice", len(peaks), min_strength)
         return None
+    # Sub-pixel peak frequencies [cycles/px].
+    g_all = (subpixel(power, peaks.index) - centre) / shape
     # "Strong" by the excess power over the background at the same frequency, not by the ratio:
     # the ratio favours high frequencies (the background falls off), which can make the (1,1)
     # reflections look stronger than the (1,0) ones and turn the square grid into a centred one.
-    excess = power[rr, cc] * (1.0 - 1.0 / strength)
+    excess = peaks.excess
     # Every candidate above the foreign-peak share, kept for the second-lattice check below.
-    candidates = np.stack([gr, gc], axis=1)[excess >= _FOREIGN_FRACTION * excess.max()]
-    strong = excess >= strong_fraction * excess.max()
-    rr, cc, gr, gc, strength = rr[strong], cc[strong], gr[strong], gc[strong], strength[strong]
-    excess = excess[strong]
-    # Sub-pixel peak positions: centroid of the ratio in a 3x3 neighbourhood.
-    g = np.empty((len(rr), 2))
-    for i, (r, c) in enumerate(zip(rr, cc)):
-        r0, r1 = max(r - 1, 0), min(r + 2, shape[0])
-        c0, c1 = max(c - 1, 0), min(c + 2, shape[1])
-        w = power[r0:r1, c0:c1]
-        g[i, 0] = (w.sum(axis=1) @ fr[r0:r1]) / w.sum()
-        g[i, 1] = (w.sum(axis=0) @ fc[c0:c1]) / w.sum()
+    candidates = ((peaks.index - centre) / shape)[excess >= _FOREIGN_FRACTION * excess.max()]
+    strong = excess >= config.strong_fraction * excess.max()
+    g, strength, excess = g_all[strong], peaks.ratio[strong], excess[strong]
     # The basis: the strongest reflection and the strongest one not collinear with it. Not the
     # shortest: the superlattice reflections of CsPbI3's bright/dim ordering (at half the column
     # grid's frequency) can pass the "strong" cut when the dim columns are ~0.3 of the bright ones,
@@ -579,15 +513,15 @@ def suppress_lattice(image: np.ndarray | Micrograph, lattice: Lattice, *, radius
     return out
 
 
-def find_lattices(image: np.ndarray | Micrograph, *, max_lattices: int = 2) -> list[Lattice]:
+def find_lattices(image: np.ndarray | Micrograph, config: LatticeConfig | None = None) -> list[Lattice]:
     """The image's lattices, strongest first: a second one when the first leaves strong peaks unexplained.
 
     Parameters
     ----------
     image : (M, N) ndarray or Micrograph
         The (denoised) image. Not modified.
-    max_lattices : int
-        At most this many (1 or 2).
+    config : LatticeConfig, optional
+        Defaults if None; at most ``config.max_lattices`` lattices are returned.
 
     Returns
     -------
@@ -596,13 +530,14 @@ def find_lattices(image: np.ndarray | Micrograph, *, max_lattices: int = 2) -> l
         first has :attr:`Lattice.foreign_peaks`, in the image with the first
         lattice's peaks suppressed (:func:`suppress_lattice`).
     """
-    first = find_lattice(image)
+    config = config or LatticeConfig()
+    first = find_lattice(image, config)
     if first is None:
         return []
     found = [first]
-    if max_lattices > 1 and first.foreign_peaks:
+    if config.max_lattices > 1 and first.foreign_peaks:
         # find_lattice works on a float32 copy anyway: casting first frees the float64 image (2 copies).
-        second = find_lattice(suppress_lattice(image, first).astype(np.float32))
+        second = find_lattice(suppress_lattice(image, first).astype(np.float32), config)
         if second is not None:
             found.append(second)
     return found

@@ -29,6 +29,7 @@ from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
 from .denoise import DenoiseConfig
+from .lattice import LatticeConfig
 from .phases.config import PhasesConfig
 
 logger = logging.getLogger("stem_pipeline")
@@ -49,8 +50,8 @@ class PipelineConfig(StrictModel):
     two_phase_model: TwoPhaseModelConfig = Field(
         default_factory=TwoPhaseModelConfig, description="When the CsPbI3/PbI2 two-phase model applies to an image."
     )
-    max_lattices: int = Field(
-        2, ge=1, le=2, description="Lattices looked for (2: a second phase on its own grid, e.g. PbI2 <1 -1 1>)."
+    lattice: LatticeConfig = Field(
+        default_factory=LatticeConfig, description="Finding the column grid(s) from the Bragg peaks."
     )
     lattice_boundary_sd_spacings: float = Field(
         0.5,
@@ -197,7 +198,7 @@ def analyze(
     with _timed(timings, "denoise"):
         denoised = denoise(raw, denoise_config_for(micrograph, config.denoise), pixel_size_nm=micrograph.pixel_size_nm)
     with _timed(timings, "lattice"):
-        lattices = find_lattices(denoised, max_lattices=config.max_lattices)
+        lattices = find_lattices(denoised, config.lattice)
     if not lattices:
         return PipelineResult(status="no_crystal", denoised=denoised, message="no lattice found", **common)
     with _timed(timings, "crystal_mask"):

@@ -22,7 +22,7 @@ from stem_pipeline.denoise import (
     psnr_affine,
     richardson_lucy,
 )
-from stem_pipeline.denoise.fourier import _radial_bins
+from stem_pipeline.spectrum import radial_bins
 from stem_pipeline.synthetic import make_carbon, make_dot
 
 PX = 0.035
@@ -32,7 +32,7 @@ def peak_to_median(image: np.ndarray, band=(0.02, 0.3)) -> float:
     """Largest ratio of the (3x3-smoothed) power to the median power of its annulus, over a band [cycles/px]."""
     power = np.fft.fftshift(np.abs(np.fft.fft2(image - image.mean())) ** 2)
     power = ndimage.uniform_filter(power, 3, mode="wrap")
-    f, bins, _ = _radial_bins(image.shape)
+    f, bins, _ = radial_bins(image.shape)
     sel = (f >= band[0]) & (f <= band[1])
     return max(float(power[bins == b].max() / np.median(power[bins == b])) for b in np.unique(bins[sel]))
 
@@ -241,6 +241,18 @@ def test_default_chain_beats_bm3d_on_unseen_dots(dose):
     assert chain > psnr_affine(bm3d(dot.image), dot.clean)[0] + 1.0
 
 
+def full_spectrum_floor(power: np.ndarray) -> np.ndarray:
+    """The fitted noise floor of a centred power spectrum from every pixel of it (the reference of the
+    half-layout one): winsorised radial log-mean, smoothed by one bin, plus Euler's gamma."""
+    _, bins, counts = radial_bins(power.shape)
+    logp = np.log(np.maximum(power, np.finfo(np.float32).tiny)).ravel()
+    b = bins.ravel()
+    mean = np.bincount(b, logp) / counts
+    mean = np.bincount(b, np.minimum(logp, mean[b] + np.log(20.0))) / counts
+    mean[1:] = ndimage.gaussian_filter1d(mean[1:], 1.0, mode="nearest")
+    return np.exp(mean + 0.5772156649015329)[bins]
+
+
 @pytest.mark.parametrize("shape", [(64, 80), (63, 71), (50, 33)])
 def test_half_spectrum_maps_equal_the_full_spectrum_ones(shape, monkeypatch):
     """The real-to-complex ("half") layout, processed in row blocks, gives the full spectrum's
@@ -248,29 +260,32 @@ def test_half_spectrum_maps_equal_the_full_spectrum_ones(shape, monkeypatch):
     import scipy.fft as sfft
 
     from stem_pipeline import _tiles
+    from stem_pipeline import spectrum as sp
     from stem_pipeline.denoise import fourier as fo
 
     monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 200)  # many row blocks on a small image
     image = make_dot(shape, dose=50, rng=1).image.astype(np.float32)
-    full, smooth_full = fo._periodic_spectrum(image)
-    half, smooth_half = fo._periodic_rspectrum(image)
+    full, smooth_full = sp.periodic_spectrum(image)
+    half, smooth_half = sp.periodic_rspectrum(image)
     np.testing.assert_allclose(smooth_half, smooth_full, rtol=1e-4, atol=1e-4)
     power_full = sfft.fftshift(np.abs(full) ** 2).astype(np.float64)
-    power_half = fo._half_power(half)
+    power_half = sp.half_power(half)
     # The half layout is the full spectrum's columns 0 .. N // 2 (unshifted).
     np.testing.assert_allclose(power_half, sfft.ifftshift(power_full)[:, : shape[1] // 2 + 1], rtol=1e-3, atol=1e-3)
-    f = fo._half_radius(shape)
-    floor_half = np.exp(fo._half_log_floor(power_half, shape)[np.rint(f * max(shape)).astype(int)])
-    floor_full = sfft.ifftshift(fo._radial_floor(power_full))[:, : shape[1] // 2 + 1]
-    np.testing.assert_allclose(floor_half, floor_full, rtol=1e-5)
-    assert fo._half_white_level(power_half, shape) == pytest.approx(fo._white_level(power_full), rel=1e-5)
+    np.testing.assert_array_equal(sp.centred_power(full), power_full)
+    f, _, _ = sp.radial_bins(shape)
+    floor_full = full_spectrum_floor(power_full)
+    floor_half = np.exp(sp.half_log_floor(power_half, shape)[np.rint(sp.half_radius(shape) * max(shape)).astype(int)])
+    np.testing.assert_allclose(floor_half, sfft.ifftshift(floor_full)[:, : shape[1] // 2 + 1], rtol=1e-5)
+    # The white level: the winsorised log-mean above 0.3 cycles/px, from every pixel of the full spectrum.
+    logp = np.log(np.maximum(power_full[f >= 0.3], np.finfo(np.float32).tiny))
+    noise = float(np.exp(np.minimum(logp, logp.mean() + np.log(20.0)).mean() + sp.EULER_GAMMA))
+    assert fo._half_white_level(power_half, shape) == pytest.approx(noise, rel=1e-5)
     smoothed_full = ndimage.gaussian_filter(power_full, 3.0, mode="wrap")
     smoothed_half = fo._half_smoothed(power_half, shape[1], 3.0)
     np.testing.assert_allclose(smoothed_half, sfft.ifftshift(smoothed_full)[:, : shape[1] // 2 + 1], rtol=1e-5)
     # The filter itself against a full-spectrum Wiener filter with the same noise level.
-    noise = fo._white_level(power_full)
-    floor = fo._radial_floor(power_full)
-    gain = np.clip(1 - 1.2 * np.minimum(noise, floor) / np.maximum(smoothed_full, 1e-30), 0, 1)
+    gain = np.clip(1 - 1.2 * np.minimum(noise, floor_full) / np.maximum(smoothed_full, 1e-30), 0, 1)
     gain = 0.3 + 0.7 * gain
     gain[tuple(np.array(shape) // 2)] = 1.0
     expected = sfft.ifft2(full * sfft.ifftshift(gain)).real + smooth_full

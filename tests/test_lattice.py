@@ -131,36 +131,34 @@ def test_spectrum_passes_by_row_blocks_equal_whole_image_ones(shape, monkeypatch
     time, equal the whole-image computations (fails if the mirror half, the halo or the blocks are wrong)."""
     from stem_pipeline import _tiles
     from stem_pipeline import lattice as lat_mod
+    from stem_pipeline.spectrum import find_peaks, radial_bins, tapered_power
 
     monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 500)
-    image = make_dot(shape, dot_size_nm=3, rng=2).image.astype(np.float32)
+    dot = make_dot(shape, dot_size_nm=3, rng=2)
+    image = dot.image.astype(np.float32)
     img = image - image.mean(dtype=np.float64)
     img = (img * np.hanning(shape[0])[:, None].astype(np.float32)) * np.hanning(shape[1])[None, :].astype(np.float32)
     spec = np.fft.fftshift(np.fft.fft2(img.astype(np.float32)))
     expected = spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2
-    power = lat_mod._power_spectrum(image)
+    power = tapered_power(image)
     np.testing.assert_allclose(power, expected, rtol=1e-5, atol=1e-9 * expected.max())
-    # Peak candidates against the whole-image ratio map.
-    centre = np.array(shape) // 2
-    fr = (np.arange(shape[0]) - centre[0]) / shape[0]
-    fc = (np.arange(shape[1]) - centre[1]) / shape[1]
-    step = 1.0 / max(shape)
-
-    def frequency_of(rows, cols):
-        return np.hypot(fr[rows][:, None], fc[cols][None, :])
-
-    profile = np.linspace(1.0, 0.1, 80) * power.mean()
-    kk = frequency_of(slice(None), slice(None))
-    ratio = power / profile[np.minimum((kk / step).astype(int), 79)]
+    # Peak candidates against the whole-image ratio map (a made-up floor, wrapped smoothing and neighbourhood).
+    f, bins, _ = radial_bins(shape)
+    log_floor = np.log(np.linspace(1.0, 0.1, bins.max() + 1) * power.mean())
     band = (0.05, 0.3)
-    cand = (kk >= band[0]) & (kk <= band[1]) & (ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio)
-    cand &= ratio >= 2.0
-    rr, cc, ratios = lat_mod._peak_candidates(power, profile, frequency_of, step, band, 2.0)
-    assert len(rr) > 3
-    np.testing.assert_array_equal(np.stack([rr, cc]), np.stack(np.nonzero(cand)))
-    np.testing.assert_allclose(ratios, ratio[cand])
+    for smoothing in (0.0, 1.0):
+        smoothed = ndimage.gaussian_filter(power, smoothing, mode="wrap") if smoothing else power
+        ratio = smoothed / np.exp(log_floor)[bins]
+        cand = (f >= band[0]) & (f <= band[1]) & (ndimage.maximum_filter(ratio, size=5, mode="wrap") == ratio)
+        cand &= ratio > 2.0
+        peaks = find_peaks(power, log_floor, threshold=2.0, band=band, smoothing_px=smoothing)
+        assert len(peaks) > 3
+        order = np.lexsort(peaks.index.T[::-1])
+        np.testing.assert_array_equal(peaks.index[order].T, np.stack(np.nonzero(cand)))
+        np.testing.assert_allclose(peaks.ratio[order], ratio[cand])
+        assert np.all(np.diff(peaks.ratio) <= 0)
     # Suppression against the full complex FFT with the same notches.
-    lattice = lat_mod.find_lattice(image)
+    lattice = Lattice(vectors_px=dot.lattice_vectors_px, spacing_px=9.0, angle_deg=90.0, strength=50.0)
     m, n = shape
     g = lattice.reciprocal_px * np.array([m, n])
     freq = np.stack(np.meshgrid(np.arange(m) - m // 2, np.arange(n) - n // 2, indexing="ij"), axis=-1)

@@ -28,6 +28,7 @@ LAYERS: dict[str, list[str]] = {
         "_atomic",
         "_threads",
         "_tiles",
+        "spectrum",
         "_types",
         "__init__",
     ],

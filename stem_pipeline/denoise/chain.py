@@ -20,6 +20,7 @@ noise again from the image.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -28,16 +29,51 @@ import numpy as np
 from pydantic import Field
 
 from ..config import StrictModel
+from ..spectrum import half_power, periodic_rspectrum
 from ._common import check_image, logger, pixel_size_of
 from .deconvolve import _richardson_lucy, probe_psf
-from .fourier import (
-    _gain_filter,
-    _half_power,
-    _half_white_level,
-    _periodic_rspectrum,
-    fourier_filter,
-)
+from .fourier import _gain_filter, _half_white_level, fourier_filter
 from .spatial import bm3d, gaussian, median, nlm
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the chain carries from step to step.
+
+    Parameters
+    ----------
+    source : (M, N) ndarray
+        The chain's input (validated; never written to).
+    dtype : numpy dtype
+        The output's dtype.
+    pixel_size_nm : float or None
+        For the deconvolution step.
+    image : (M, N) ndarray
+        The current image: each step replaces it.
+    sigmas : list of float or None
+        Gaussian sigmas applied so far [px] (their power transfer shapes the noise); None after a
+        non-linear step.
+    noise_white : float or None
+        White-noise power of the input, once estimated.
+    """
+
+    source: np.ndarray
+    dtype: np.dtype
+    pixel_size_nm: float | None
+    image: np.ndarray
+    sigmas: list[float] | None = dataclasses.field(default_factory=list)
+    noise_white: float | None = None
+
+    def filtered_noise(self) -> functools.partial[np.ndarray] | None:
+        """The input's white noise after the Gaussians applied so far, as a function of the frequency radius;
+        None after a non-linear step (or before any Gaussian: the filter measures the white level itself)."""
+        if not self.sigmas:
+            return None
+        if self.noise_white is None:
+            spectrum = periodic_rspectrum(self.source)[0]  # the smooth component is not kept
+            self.noise_white = _half_white_level(half_power(spectrum), self.source.shape)
+            del spectrum
+        return functools.partial(_filtered_noise, self.noise_white, tuple(self.sigmas))
 
 
 class GaussianStep(StrictModel):
@@ -46,12 +82,23 @@ class GaussianStep(StrictModel):
     name: Literal["gaussian"] = Field("gaussian", description="The step.")
     sigma_px: float = Field(0.8, ge=0, description="Kernel standard deviation [px].")
 
+    def apply(self, run: _Run) -> None:
+        """Run the step on ``run.image``; a linear step: the noise is tracked through it."""
+        run.image = gaussian(run.image, sigma_px=self.sigma_px)
+        if run.sigmas is not None:
+            run.sigmas.append(self.sigma_px)
+
 
 class MedianStep(StrictModel):
     """Median filter (:func:`~stem_pipeline.denoise.median`)."""
 
     name: Literal["median"] = Field("median", description="The step.")
     size_px: int = Field(3, ge=1, description="Window edge [px], odd.")
+
+    def apply(self, run: _Run) -> None:
+        """Run the step on ``run.image``."""
+        run.image = median(run.image, size_px=self.size_px)
+        run.sigmas = None
 
 
 class NLMStep(StrictModel):
@@ -63,6 +110,17 @@ class NLMStep(StrictModel):
     patch_distance_px: int = Field(6, ge=1, description="Largest distance searched for similar patches [px].")
     poisson: bool = Field(False, description="Filter in the Anscombe domain (Poisson noise made Gaussian).")
 
+    def apply(self, run: _Run) -> None:
+        """Run the step on ``run.image``."""
+        run.image = nlm(
+            run.image,
+            h_factor=self.h_factor,
+            patch_size_px=self.patch_size_px,
+            patch_distance_px=self.patch_distance_px,
+            poisson=self.poisson,
+        )
+        run.sigmas = None
+
 
 class BM3DStep(StrictModel):
     """BM3D (:func:`~stem_pipeline.denoise.bm3d`; needs the optional ``bm3d`` package)."""
@@ -70,6 +128,11 @@ class BM3DStep(StrictModel):
     name: Literal["bm3d"] = Field("bm3d", description="The step.")
     sigma_factor: float = Field(1.0, gt=0, description="Noise sigma given to BM3D as a multiple of the estimated one.")
     poisson: bool = Field(False, description="Filter in the Anscombe domain (Poisson noise made Gaussian).")
+
+    def apply(self, run: _Run) -> None:
+        """Run the step on ``run.image``."""
+        run.image = bm3d(run.image, sigma_factor=self.sigma_factor, poisson=self.poisson)
+        run.sigmas = None
 
 
 class BraggStep(StrictModel):
@@ -88,6 +151,18 @@ class BraggStep(StrictModel):
     )
     min_spacing_px: float = Field(2.5, ge=2, description="Shortest lattice period looked for [px].")
 
+    def apply(self, run: _Run) -> None:
+        """Run the step on ``run.image``."""
+        run.image = fourier_filter(
+            run.image,
+            mode="bragg",
+            threshold=self.threshold,
+            radius_factor=self.radius_factor,
+            low_frequency_fraction=self.low_frequency_fraction,
+            min_spacing_px=self.min_spacing_px,
+        )
+        run.sigmas = None
+
 
 class WienerStep(StrictModel):
     """Kilaas-style Wiener filter (``mode='wiener'``)."""
@@ -99,6 +174,18 @@ class WienerStep(StrictModel):
         0.3, ge=0, lt=1, description="Smallest gain (a little noise is kept so no isolated spots survive alone)."
     )
 
+    def apply(self, run: _Run) -> None:
+        """Run the step on ``run.image``, with the noise left by the Gaussians before it."""
+        run.image = _gain_filter(
+            run.image,
+            mode="wiener",
+            noise_power=run.filtered_noise(),
+            strength=self.strength,
+            spectrum_smoothing_px=self.spectrum_smoothing_px,
+            gain_floor=self.gain_floor,
+        ).astype(run.dtype, copy=False)
+        run.sigmas = None
+
 
 class ABSFStep(StrictModel):
     """Average background subtraction filter (``mode='absf'``)."""
@@ -106,6 +193,13 @@ class ABSFStep(StrictModel):
     name: Literal["absf"] = Field("absf", description="The step.")
     strength: float = Field(1.0, gt=0, description="Multiple of the smooth background spectrum subtracted.")
     gain_floor: float = Field(0.3, ge=0, lt=1, description="Smallest gain.")
+
+    def apply(self, run: _Run) -> None:
+        """Run the step on ``run.image``, with the noise left by the Gaussians before it."""
+        run.image = _gain_filter(
+            run.image, mode="absf", noise_power=run.filtered_noise(), strength=self.strength, gain_floor=self.gain_floor
+        ).astype(run.dtype, copy=False)
+        run.sigmas = None
 
 
 class RLStep(StrictModel):
@@ -133,6 +227,28 @@ class RLStep(StrictModel):
         "end so that the deconvolution restores what the smoothing took, no more.",
     )
 
+    def apply(self, run: _Run) -> None:
+        """Deconvolve ``run.image`` with the probe PSF; skipped (with a warning) without a pixel size."""
+        if run.pixel_size_nm is None:
+            logger.warning(
+                "denoise: skipping the 'rl' deconvolution step: it needs the pixel size "
+                "(pass pixel_size_nm or a calibrated Micrograph)"
+            )
+            return
+        psf = probe_psf(
+            pixel_size_nm=run.pixel_size_nm,
+            energy_kev=self.energy_kev,
+            convergence_mrad=self.convergence_mrad,
+            defocus_nm=self.defocus_nm,
+            source_fwhm_nm=self.source_fwhm_nm,
+        )
+        held = [check_image(run.image)[0]]
+        run.image = run.source  # the deconvolution frees its input once padded
+        run.image = _richardson_lucy(
+            held, run.dtype, psf, iterations=self.iterations, tv_weight=self.tv_weight, tol=self.tol
+        )
+        run.sigmas = None
+
 
 Step = Annotated[
     GaussianStep | MedianStep | NLMStep | BM3DStep | BraggStep | WienerStep | ABSFStep | RLStep,
@@ -142,8 +258,6 @@ STEP_TYPES: dict[str, type[StrictModel]] = {
     t.model_fields["name"].default: t
     for t in (GaussianStep, MedianStep, NLMStep, BM3DStep, BraggStep, WienerStep, ABSFStep, RLStep)
 }
-_LINEAR = {"gaussian"}
-_FOURIER = {"bragg": "bragg", "wiener": "wiener", "absf": "absf"}
 
 
 def _default_steps() -> list:
@@ -236,63 +350,11 @@ def denoise(image: Any, config: DenoiseConfig | None = None, *, pixel_size_nm: f
     (dtype('float32'), (128, 128))
     """
     config = DenoiseConfig() if config is None else config
-    px = pixel_size_of(image, pixel_size_nm)
     arr, dtype = check_image(image)
-    out = arr
-    noise_white: float | None = None  # white-noise power of the input, if needed
-    # Gaussian sigmas applied so far (their power transfer shapes the noise); None after a non-linear step.
-    sigmas: list[float] | None = []
+    run = _Run(source=arr, dtype=dtype, pixel_size_nm=pixel_size_of(image, pixel_size_nm), image=arr)
     for step in config.steps:
-        name = step.name
-        if name == "gaussian":
-            out = gaussian(out, sigma_px=step.sigma_px)
-        elif name == "median":
-            out = median(out, size_px=step.size_px)
-        elif name == "nlm":
-            out = nlm(
-                out,
-                h_factor=step.h_factor,
-                patch_size_px=step.patch_size_px,
-                patch_distance_px=step.patch_distance_px,
-                poisson=step.poisson,
-            )
-        elif name == "bm3d":
-            out = bm3d(out, sigma_factor=step.sigma_factor, poisson=step.poisson)
-        elif name in _FOURIER:
-            kwargs = step.model_dump(exclude={"name"})
-            if name != "bragg" and sigmas:
-                if noise_white is None:
-                    spectrum = _periodic_rspectrum(arr)[0]  # the smooth component is not kept
-                    noise_white = _half_white_level(_half_power(spectrum), arr.shape)
-                    del spectrum
-                noise = functools.partial(_filtered_noise, noise_white, tuple(sigmas))
-                out = _gain_filter(out, mode=_FOURIER[name], noise_power=noise, **kwargs).astype(dtype, copy=False)
-            else:
-                out = fourier_filter(out, mode=_FOURIER[name], **kwargs)
-        elif name == "rl":
-            if px is None:
-                logger.warning(
-                    "denoise: skipping the 'rl' deconvolution step: it needs the pixel size "
-                    "(pass pixel_size_nm or a calibrated Micrograph)"
-                )
-                continue
-            psf = probe_psf(
-                pixel_size_nm=px,
-                energy_kev=step.energy_kev,
-                convergence_mrad=step.convergence_mrad,
-                defocus_nm=step.defocus_nm,
-                source_fwhm_nm=step.source_fwhm_nm,
-            )
-            held = [check_image(out)[0]]
-            out = None  # the deconvolution frees its input once padded
-            out = _richardson_lucy(held, dtype, psf, iterations=step.iterations, tv_weight=step.tv_weight, tol=step.tol)
-        else:  # pragma: no cover - the config validation rules this out
-            raise ValueError(f"unknown step {name!r}")
-        # Track the noise spectrum through linear steps only.
-        if name in _LINEAR and sigmas is not None:
-            sigmas.append(step.sigma_px)
-        elif name not in _LINEAR:
-            sigmas = None
+        step.apply(run)
+    out = run.image
     if out is arr:
         out = arr.copy()
     return out.astype(dtype, copy=False)

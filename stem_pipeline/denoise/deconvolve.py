@@ -83,10 +83,11 @@ def probe_psf(
         half = max(2, int(np.ceil(extent_nm / pixel_size_nm)))
         shape = (2 * half + 1, 2 * half + 1)
     else:
-        shape = (size, size) if np.isscalar(size) else tuple(size)  # type: ignore[assignment]
-        if any(int(s) != s or s < 1 or s % 2 == 0 for s in shape):
+        edges = np.ravel(size)
+        edges = np.repeat(edges, 2) if edges.size == 1 else edges
+        if edges.size != 2 or any(int(s) != s or s < 1 or s % 2 == 0 for s in edges):
             raise ValueError(f"size must be a positive odd integer (or two), got {size}")
-        shape = (int(shape[0]), int(shape[1]))
+        shape = (int(edges[0]), int(edges[1]))
     # Fine grid holding the aperture (Nyquist > 2 alpha / lambda) and twice the kernel.
     over = max(1, int(np.ceil(pixel_size_nm / (lam / (4 * alpha)))))
     dx = pixel_size_nm / over

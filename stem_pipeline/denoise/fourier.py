@@ -5,12 +5,10 @@ periodic-plus-smooth decomposition), so the image edges add no streaks to
 the spectrum and no ringing to the result; the smooth component is added back
 unchanged.
 
-The background of the power spectrum is a *fitted noise floor*: for every
-radius, the mean of the log-power over the annulus (winsorised so that Bragg
-peaks do not pull it up, and corrected for the exponential distribution of
-periodogram values), smoothed along the radius. Bragg peaks are local maxima
-of the lightly smoothed power spectrum that stand ``threshold`` times above
-that floor and are consistent with a lattice: each must be the sum or the
+The spectrum, its fitted noise floor and the Bragg-peak candidates come from
+the core :mod:`stem_pipeline.spectrum`, which the lattice finder uses too.
+The ``bragg`` mask keeps the candidates that stand ``threshold`` times above
+the floor and are consistent with a lattice: each must be the sum or the
 difference of two other detected peaks (a 2-D lattice, its higher orders and
 its superlattice spots all pass; isolated noise maxima and most truncation
 side lobes do not).
@@ -20,7 +18,6 @@ Frequencies are (row, col) in cycles per pixel, in [-0.5, 0.5).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import numpy as np
@@ -29,51 +26,27 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .._tiles import row_blocks
+from ..spectrum import (
+    EULER_GAMMA,
+    WINSOR_LOG_EXCESS,
+    centred_log_floor,
+    centred_power,
+    find_peaks,
+    floor_map,
+    half_log_floor,
+    half_power,
+    half_radius,
+    half_weights,
+    periodic_rspectrum,
+    periodic_spectrum,
+    subpixel,
+)
 from ._common import FFT_WORKERS, check_image, logger
 
 FourierMode = Literal["bragg", "wiener", "absf"]
 MODES: tuple[str, ...] = ("bragg", "wiener", "absf")
-_EULER_GAMMA = 0.5772156649015329
-
-
-@functools.lru_cache(maxsize=8)
-def _radial_bins(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centred frequency radius [cycles/px], integer radial bin and per-bin pixel count."""
-    fr = sfft.fftshift(sfft.fftfreq(shape[0]))
-    fc = sfft.fftshift(sfft.fftfreq(shape[1]))
-    f = np.hypot(fr[:, None], fc[None, :])
-    bins = np.rint(f * max(shape)).astype(np.intp)
-    counts = np.bincount(bins.ravel()).astype(float)
-    for a in (f, bins, counts):
-        a.setflags(write=False)
-    return f, bins, counts
-
-
-def _boundary_jumps(arr: np.ndarray) -> np.ndarray:
-    """The jumps across the image's periodic boundaries, on the border pixels (Moisan's ``v``)."""
-    v = np.zeros_like(arr)
-    dr = arr[-1, :] - arr[0, :]
-    dc = arr[:, -1] - arr[:, 0]
-    v[0, :] += dr
-    v[-1, :] -= dr
-    v[:, 0] += dc
-    v[:, -1] -= dc
-    return v
-
-
-def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """FFT of the periodic component (unshifted) and the smooth component (Moisan 2011)."""
-    m, n = arr.shape
-    v = _boundary_jumps(arr)
-    q = np.cos(2 * np.pi * np.arange(m) / m)[:, None]
-    r = np.cos(2 * np.pi * np.arange(n) / n)[None, :]
-    denom = 2 * q + 2 * r - 4
-    denom[0, 0] = 1.0
-    s_hat = sfft.fft2(v, workers=FFT_WORKERS) / denom.astype(arr.dtype)
-    s_hat[0, 0] = 0
-    smooth = sfft.ifft2(s_hat, workers=FFT_WORKERS).real.astype(arr.dtype, copy=False)
-    spectrum = sfft.fft2(arr, workers=FFT_WORKERS) - s_hat
-    return spectrum, smooth
+#: Only the strongest candidate maxima enter the side-lobe and lattice tests (which are quadratic in their number).
+_MAX_CANDIDATES = 400
 
 
 # The Wiener and ABSF filters and the white-noise level work on the real-to-complex ("half") layout of
@@ -84,93 +57,15 @@ def _periodic_spectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # spectrum with float64 maps was ~30: 2.0 GB for a 4096^2 image, benchmarks/memory.py).
 
 
-def _half_radius(shape: tuple[int, int], rows: slice = slice(None)) -> np.ndarray:
-    """Frequency radius [cycles/px] of the half layout of an image of ``shape`` (rows ``rows``)."""
-    fr = sfft.fftfreq(shape[0])[rows]
-    fc = sfft.rfftfreq(shape[1])
-    return np.hypot(fr[:, None], fc[None, :])
-
-
-def _half_weights(n: int) -> np.ndarray:
-    """(N // 2 + 1,) full-spectrum pixels each half-layout column stands for (1 or 2)."""
-    w = np.full(n // 2 + 1, 2.0)
-    w[0] = 1.0
-    if n % 2 == 0:
-        w[-1] = 1.0
-    return w
-
-
-def _periodic_rspectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Half-layout FFT (:func:`scipy.fft.rfft2`) of the periodic component, and the smooth component.
-
-    The same decomposition as :func:`_periodic_spectrum`, at half the memory.
-    """
-    m, n = arr.shape
-    v = _boundary_jumps(arr)
-    s_hat = sfft.rfft2(v, workers=FFT_WORKERS)
-    del v
-    q = np.cos(2 * np.pi * np.arange(m) / m)[:, None]
-    r = np.cos(2 * np.pi * np.arange(n // 2 + 1) / n)[None, :]
-    denom = (2 * q + 2 * r - 4).astype(arr.dtype)
-    denom[0, 0] = 1.0
-    s_hat /= denom
-    del denom
-    s_hat[0, 0] = 0
-    smooth = sfft.irfft2(s_hat, s=(m, n), workers=FFT_WORKERS).astype(arr.dtype, copy=False)
-    spectrum = sfft.rfft2(arr, workers=FFT_WORKERS)
-    spectrum -= s_hat
-    return spectrum, smooth
-
-
-def _half_power(spectrum: np.ndarray) -> np.ndarray:
-    """``|spectrum| ** 2`` in the spectrum's real precision."""
-    power = np.abs(spectrum)
-    power *= power
-    return power
-
-
-def _half_log_floor(power: np.ndarray, shape: tuple[int, int], *, smooth_bins: float = 1.0) -> np.ndarray:
-    """Per radial bin, the fitted log noise floor of a half-layout power spectrum (see :func:`_radial_floor`).
-
-    Returns ``log(floor)`` per bin ``rint(f * max(shape))``; the radial means weigh each half-layout
-    pixel by the full-spectrum pixels it stands for, so they are those of the full spectrum.
-    """
-    m, n = shape
-    w = _half_weights(n)
-    fr_max = np.abs(sfft.fftfreq(m)).max()
-    n_bins = int(np.rint(np.hypot(fr_max, sfft.rfftfreq(n)[-1]) * max(shape))) + 1
-    tiny = np.finfo(np.float32).tiny
-
-    def radial_mean(cap: np.ndarray | None) -> np.ndarray:
-        total = np.zeros(n_bins)
-        counts = np.zeros(n_bins)
-        for rows in row_blocks(*power.shape):
-            b = np.rint(_half_radius(shape, rows) * max(shape)).astype(np.intp)
-            logp = np.log(np.maximum(power[rows].astype(np.float64), tiny))
-            if cap is not None:
-                np.minimum(logp, cap[b], out=logp)
-            wb = np.broadcast_to(w, b.shape).ravel()
-            total += np.bincount(b.ravel(), (logp * w).ravel(), minlength=n_bins)
-            counts += np.bincount(b.ravel(), wb, minlength=n_bins)
-        return total / counts
-
-    mean = radial_mean(None)
-    # Winsorise: peaks (far above the exponential noise tail) must not lift the floor.
-    mean = radial_mean(mean + np.log(20.0))
-    if smooth_bins > 0 and len(mean) > 4:
-        mean[1:] = ndimage.gaussian_filter1d(mean[1:], smooth_bins, mode="nearest")
-    return mean + _EULER_GAMMA
-
-
 def _half_white_level(power: np.ndarray, shape: tuple[int, int], *, f_min: float = 0.3) -> float:
-    """Mean noise power of a half-layout power spectrum above ``f_min`` [cycles/px] (see :func:`_white_level`)."""
-    w = _half_weights(shape[1])
+    """Mean noise power of a half-layout power spectrum above ``f_min`` [cycles/px] (winsorised log-mean, as the floor of :func:`stem_pipeline.spectrum.half_log_floor`)."""
+    w = half_weights(shape[1])
     tiny = np.finfo(np.float32).tiny
 
     def weighted_mean(cap: float | None) -> float:
         total = weight = 0.0
         for rows in row_blocks(*power.shape):
-            sel = _half_radius(shape, rows) >= f_min
+            sel = half_radius(shape, rows) >= f_min
             logp = np.log(np.maximum(power[rows][sel].astype(np.float64), tiny))
             if cap is not None:
                 np.minimum(logp, cap, out=logp)
@@ -180,7 +75,7 @@ def _half_white_level(power: np.ndarray, shape: tuple[int, int], *, f_min: float
         return total / weight
 
     mean = weighted_mean(None)
-    return float(np.exp(weighted_mean(mean + np.log(20.0)) + _EULER_GAMMA))
+    return float(np.exp(weighted_mean(mean + WINSOR_LOG_EXCESS) + EULER_GAMMA))
 
 
 def _half_smoothed(power: np.ndarray, n: int, sigma: float) -> np.ndarray:
@@ -218,16 +113,16 @@ def _gain_filter(
     array, or a callable of the frequency radius [cycles/px] returning the noise power.
     """
     shape = arr.shape
-    spectrum, smooth = _periodic_rspectrum(arr)
-    power = _half_power(spectrum)
-    log_floor = _half_log_floor(power, shape)
+    spectrum, smooth = periodic_rspectrum(arr)
+    power = half_power(spectrum)
+    log_floor = half_log_floor(power, shape)
     if noise_power is None:
         noise_power = _half_white_level(power, shape)
     smoothed = None
     if mode == "wiener" and spectrum_smoothing_px:
         smoothed = _half_smoothed(power, shape[1], spectrum_smoothing_px)
     for rows in row_blocks(*power.shape):
-        f = _half_radius(shape, rows)
+        f = half_radius(shape, rows)
         floor = np.exp(log_floor[np.rint(f * max(shape)).astype(np.intp)])
         if callable(noise_power):
             noise = noise_power(f)
@@ -253,28 +148,6 @@ def _gain_filter(
     return out
 
 
-def _radial_floor(power: np.ndarray, *, smooth_bins: float = 1.0) -> np.ndarray:
-    """Fitted background of a centred power spectrum: one value per pixel, from its radius."""
-    _, bins, counts = _radial_bins(power.shape)
-    logp = np.log(np.maximum(power, np.finfo(np.float32).tiny)).ravel()
-    b = bins.ravel()
-    mean = np.bincount(b, logp) / counts
-    # Winsorise: peaks (far above the exponential noise tail) must not lift the floor.
-    mean = np.bincount(b, np.minimum(logp, mean[b] + np.log(20.0))) / counts
-    if smooth_bins > 0 and len(mean) > 4:
-        mean[1:] = ndimage.gaussian_filter1d(mean[1:], smooth_bins, mode="nearest")
-    return np.exp(mean + _EULER_GAMMA)[bins]
-
-
-def _white_level(power: np.ndarray, *, f_min: float = 0.3) -> float:
-    """Mean noise power of a centred power spectrum, from the frequencies above ``f_min`` [cycles/px]."""
-    f, _, _ = _radial_bins(power.shape)
-    logp = np.log(np.maximum(power[f >= f_min], np.finfo(np.float32).tiny))
-    mean = logp.mean()
-    mean = np.minimum(logp, mean + np.log(20.0)).mean()
-    return float(np.exp(mean + _EULER_GAMMA))
-
-
 def white_noise_power(image: np.ndarray) -> float:
     """Estimate the white-noise power per Fourier coefficient of an unfiltered image.
 
@@ -294,33 +167,30 @@ def white_noise_power(image: np.ndarray) -> float:
         Expected ``|FFT|**2`` of the noise (unnormalised FFT) [counts^2].
     """
     arr, _ = check_image(image)
-    spectrum, _ = _periodic_rspectrum(arr)
-    return _half_white_level(_half_power(spectrum), arr.shape)
+    spectrum, _ = periodic_rspectrum(arr)
+    return _half_white_level(half_power(spectrum), arr.shape)
 
 
 def _detect(
     power: np.ndarray,
-    floor: np.ndarray,
     *,
     threshold: float,
     min_spacing_px: float,
     max_spacing_px: float | None,
     separation: float,
     lattice_tolerance_px: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bragg peaks of a centred power spectrum: integer (row, col) indices, strengths, half-max radii [px]."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bragg peaks of a centred power spectrum that pass the side-lobe and lattice tests.
+
+    The candidates are those of :func:`stem_pipeline.spectrum.find_peaks`. Returns their integer
+    (row, col) indices and half-maximum radii [px].
+    """
     shape = power.shape
-    f, _, _ = _radial_bins(shape)
-    ratio = ndimage.gaussian_filter(power, 1.0, mode="wrap") / floor
-    f_max = 1.0 / min_spacing_px
-    f_min = 1.0 / (max_spacing_px if max_spacing_px else min(shape) / 8.0)
-    is_max = ratio == ndimage.maximum_filter(ratio, size=5, mode="wrap")
-    cand = np.argwhere(is_max & (ratio > threshold) & (f >= f_min) & (f <= f_max))
+    log_floor = centred_log_floor(power)
+    band = (1.0 / (max_spacing_px if max_spacing_px else min(shape) / 8.0), 1.0 / min_spacing_px)
+    cand = find_peaks(power, log_floor, threshold=threshold, band=band).index[:_MAX_CANDIDATES]
     if len(cand) == 0:
-        return np.zeros((0, 2), int), np.zeros(0), np.zeros(0)
-    strength = ratio[cand[:, 0], cand[:, 1]]
-    order = np.argsort(-strength)[:400]
-    cand, strength = cand[order], strength[order]
+        return np.zeros((0, 2), int), np.zeros(0)
     centre = np.array(shape) // 2
     rel = (cand - centre).astype(float)
     radius = np.hypot(*rel.T)
@@ -333,7 +203,7 @@ def _detect(
             if np.any(d < separation * np.minimum(radius[keep], radius[i])):
                 continue
         keep.append(i)
-    cand, strength, rel = cand[keep], strength[keep], rel[keep]
+    cand, rel = cand[keep], rel[keep]
     # Lattice consistency: g must equal a + b or a - b for two other peaks a, b.
     if len(cand) >= 3:
         tree = cKDTree(rel)
@@ -348,11 +218,11 @@ def _detect(
                 if k != a and k != b:
                     # g_k = g_a + g_b: all three belong to the lattice.
                     consistent[[a, b, k]] = True
-        cand, strength = cand[consistent], strength[consistent]
+        cand = cand[consistent]
     else:
-        cand, strength = cand[:0], strength[:0]
+        cand = cand[:0]
     # Half-maximum radius of each peak above the floor.
-    excess = power - floor
+    excess = power - floor_map(log_floor, shape)
     widths = np.empty(len(cand))
     for i, (r, c) in enumerate(cand):
         h = int(np.clip(0.25 * np.hypot(r - centre[0], c - centre[1]), 2, 24))
@@ -361,23 +231,7 @@ def _detect(
         win = ndimage.gaussian_filter(excess[np.ix_(rows, cols)], 0.7)
         top = win[h, h]
         widths[i] = np.sqrt(np.count_nonzero(win > 0.5 * top) / np.pi) if top > 0 else 1.0
-    return cand, strength, widths
-
-
-def _subpixel(power: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Centroid of the 3x3 neighbourhood (above its minimum) around each peak [px]."""
-    out = idx.astype(float)
-    for i, (r, c) in enumerate(idx):
-        rows = np.arange(r - 1, r + 2) % power.shape[0]
-        cols = np.arange(c - 1, c + 2) % power.shape[1]
-        w = power[np.ix_(rows, cols)]
-        w = w - w.min()
-        total = w.sum()
-        if total > 0:
-            off = np.arange(-1, 2)
-            out[i, 0] += (w.sum(axis=1) * off).sum() / total
-            out[i, 1] += (w.sum(axis=0) * off).sum() / total
-    return out
+    return cand, widths
 
 
 def find_bragg_peaks(
@@ -436,7 +290,7 @@ def find_bragg_peaks(
         separation=separation,
         lattice_tolerance_px=lattice_tolerance_px,
     )
-    pos = _subpixel(power, idx) - np.array(arr.shape) // 2
+    pos = subpixel(power, idx) - np.array(arr.shape) // 2
     return pos / np.array(arr.shape, float)
 
 
@@ -446,9 +300,9 @@ def _spectrum_peaks(arr: np.ndarray, **detect: Any):
     Returns ``(spectrum, smooth, power, idx, widths)``: the periodic component's spectrum, the smooth
     component, the fftshifted power (float64), the peaks' (row, col) indices and their widths.
     """
-    spectrum, smooth = _periodic_spectrum(arr)
-    power = sfft.fftshift(np.abs(spectrum) ** 2).astype(np.float64)
-    idx, _, widths = _detect(power, _radial_floor(power), **detect)
+    spectrum, smooth = periodic_spectrum(arr)
+    power = centred_power(spectrum)
+    idx, widths = _detect(power, **detect)
     return spectrum, smooth, power, idx, widths
 
 
