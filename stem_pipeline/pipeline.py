@@ -29,7 +29,7 @@ from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
 from .denoise import DenoiseConfig
-from .lattice import LatticeConfig
+from .lattice import Lattice, LatticeConfig
 from .phases.config import PhasesConfig
 
 logger = logging.getLogger("stem_pipeline")
@@ -183,109 +183,32 @@ def analyze(
     MissingCalibrationWarning
         For an array or signal without a pixel size and no ``pixel_size_nm``.
     """
-    from .classify import two_phase_model_reasons
-    from .columns import find_columns, measure_intensities, refine_columns
-    from .columns.assign import nearest_column_regions, resolve_shared_columns
-    from .denoise import denoise
     from .io import as_micrograph
-    from .lattice import crystal_masks, find_lattices
 
-    micrograph = as_micrograph(micrograph, pixel_size_nm=pixel_size_nm)
-    config = config or PipelineConfig()
-    timings: dict[str, float] = {}
-    common = {"micrograph": micrograph, "config_hash": config.config_hash(), "timings_s": timings}
-    raw = micrograph.data
-    with _timed(timings, "denoise"):
-        denoised = denoise(raw, denoise_config_for(micrograph, config.denoise), pixel_size_nm=micrograph.pixel_size_nm)
-    with _timed(timings, "lattice"):
-        lattices = find_lattices(denoised, config.lattice)
-    if not lattices:
-        return PipelineResult(status="no_crystal", denoised=denoised, message="no lattice found", **common)
-    with _timed(timings, "crystal_mask"):
-        # Per lattice: (column-search mask, crystal area), from one demodulation.
-        masks = [crystal_masks(denoised, lat) for lat in lattices]
-        union = np.logical_or.reduce([search for search, _ in masks])
-    if not union.any():
-        return PipelineResult(
-            status="no_crystal",
-            denoised=denoised,
-            lattice=_lattice_info(lattices),
-            message="no crystal region",
-            **common,
-        )
-    with _timed(timings, "find_columns"):
-        # Each lattice is searched over the whole crystal: a weak lattice's mask can miss the corners
-        # of its small domains. Columns found on both grids go to the better-fitting one.
-        parts = [find_columns(denoised, lattice=lat, mask=union, config=config.columns) for lat in lattices]
-        if len(parts) > 1:
-            parts = resolve_shared_columns(
-                parts,
-                [lat.vectors_px for lat in lattices],
-                tolerance_fraction=config.columns.lattice_tolerance_fraction,
-            )
-            # A lattice with too few columns is no region of its own.
-            enough = [len(c) >= config.min_columns for c in parts]
-            if any(enough):
-                lattices, masks, parts = ([x for x, ok in zip(xs, enough) if ok] for xs in (lattices, masks, parts))
-    with _timed(timings, "regions"):
-        # Fractions are of the crystal's own area, not of the (wider) search mask; the half-spacing
-        # cell of every found column is crystal too (small domains of a weak lattice).
-        search = np.logical_or.reduce([m for m, _ in masks])
-        mask = np.logical_or.reduce([area for _, area in masks])
-        mask |= search & _near_columns(parts, search.shape, 0.5 * min(lat.spacing_px for lat in lattices))
-        regions = nearest_column_regions(parts, mask)
-    lattice_info = _lattice_info(lattices)
-    n_found = sum(len(c) for c in parts)
-    if max(len(c) for c in parts) < config.min_columns:
-        return _with_dot(
-            PipelineResult(
-                status="no_crystal",
-                denoised=denoised,
-                crystal_mask=mask,
-                lattice=lattice_info,
-                message=f"only {n_found} columns found (fewer than {config.min_columns})",
-                **common,
-            ),
-            lattices[0],
-        )
-    # All lattices' columns are refined and measured together, so that each column's Voronoi cell (its fit
-    # window) stops at its neighbours on the other grid too, not only at those on its own.
-    pooled = Columns.concatenate([c.replace(lattice=np.full(len(c), k, np.int8)) for k, c in enumerate(parts)]).replace(
-        pixel_size_nm=micrograph.pixel_size_nm
-    )
-    finest = min(lattices, key=lambda lat: lat.spacing_px)
-    with _timed(timings, "refine_columns"):
-        pooled = refine_columns(denoised, pooled, lattice=finest, config=config.columns)
-    with _timed(timings, "intensities"):
-        columns = measure_intensities(raw, pooled, config=config.columns)
-    parts = [columns.subset(columns.lattice == k) for k in range(len(parts))]
-    reasons = [
-        r
-        for lat in lattices
-        for r in two_phase_model_reasons(
-            lat.vectors_px,
-            pixel_size_nm=micrograph.pixel_size_nm,
-            foreign_peaks=lat.foreign_peaks if len(lattices) == 1 else 0,
-            config=config.two_phase_model,
-        )
-    ]
-    labels = fractions = None
-    if not reasons:
-        with _timed(timings, "classify"):
-            labels, fractions, reasons = _classify_regions(parts, regions, lattices, raw.shape, config)
-    if reasons:
-        labels = fractions = None
-        message = "columns found; phase fractions not reported, the two-phase model does not apply: " + "; ".join(
-            dict.fromkeys(reasons)
-        )
-    elif micrograph.pixel_size_nm is None:
-        message = "uncalibrated: the column spacing was not checked against the two-phase model"
-    else:
-        message = None
+    run = _Run(as_micrograph(micrograph, pixel_size_nm=pixel_size_nm), config or PipelineConfig())
+    with run.timed("denoise"):
+        run.denoised = _denoise(run.micrograph, run.config)
+    with run.timed("lattice"):
+        run.lattices = _find_lattices(run.denoised, run.config)
+    if not run.lattices:
+        return run.stop("no lattice found")
+    with run.timed("crystal_mask"):
+        run.masks = _crystal_masks(run.denoised, run.lattices)
+    if not any(search.any() for search, _ in run.masks):
+        return run.stop("no crystal region")
+    with run.timed("find_columns"):
+        _find_columns(run)
+    with run.timed("regions"):
+        _crystal_regions(run)
+    if max(len(c) for c in run.parts) < run.config.min_columns:
+        found = sum(len(c) for c in run.parts)
+        return run.stop(f"only {found} columns found (fewer than {run.config.min_columns})")
+    columns = _refine_and_measure(run)
+    labels, fractions, message = _two_phase(run)
     phases: dict = {}
-    if config.phases.enabled:
-        with _timed(timings, "phases"):
-            phases = _phases(parts, regions, lattices, labels, fractions, micrograph, config.phases)
+    if run.config.phases.enabled:
+        with run.timed("phases"):
+            phases = _phases(run, labels, fractions)
         calibration = phases["calibration"]
         if calibration["status"] == "uncalibrated_ambiguous":
             fractions = None
@@ -293,20 +216,158 @@ def analyze(
             columns = columns.replace(pixel_size_nm=calibration["implied_pixel_size_nm"])
         if calibration["message"]:
             message = "; ".join(m for m in (message, calibration["message"]) if m)
-    timings["total"] = round(sum(timings.values()), 4)
-    result = PipelineResult(
-        status="ok",
-        denoised=denoised,
-        crystal_mask=mask,
-        columns=columns,
-        labels=labels,
-        fractions=fractions,
-        lattice=lattice_info,
-        message=message,
-        phases=phases,
-        **common,
-    )
-    return _with_dot(result, lattices[0])
+    return run.result("ok", message, columns=columns, labels=labels, fractions=fractions, phases=phases)
+
+
+@dataclasses.dataclass
+class _Run:
+    """One analysis in progress: what the stages have found so far and the time each took."""
+
+    micrograph: Micrograph
+    config: PipelineConfig
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    denoised: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    lattices: list[Lattice] = dataclasses.field(default_factory=list)
+    #: Per lattice: (column-search mask, crystal area), from one demodulation.
+    masks: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)
+    #: Per lattice: its columns (found, then refined and measured).
+    parts: list[Columns] = dataclasses.field(default_factory=list)
+    crystal_mask: np.ndarray | None = None
+    #: Per lattice: the pixels nearest to its columns, inside the crystal.
+    regions: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def timed(self, name: str):
+        """Context manager timing one stage into :attr:`timings`."""
+        return _timed(self.timings, name)
+
+    def result(self, status: str, message: str | None, **found: Any) -> PipelineResult:
+        """The result with what was found; the crystal (when mapped) as one dot."""
+        self.timings["total"] = round(sum(self.timings.values()), 4)
+        result = PipelineResult(
+            status=status,
+            micrograph=self.micrograph,
+            denoised=self.denoised,
+            crystal_mask=self.crystal_mask,
+            lattice=_lattice_info(self.lattices) if self.lattices else {},
+            message=message,
+            config_hash=self.config.config_hash(),
+            timings_s=self.timings,
+            **found,
+        )
+        return result if self.crystal_mask is None else _with_dot(result, self.lattices[0])
+
+    def stop(self, message: str) -> PipelineResult:
+        """A ``no_crystal`` result saying why."""
+        return self.result("no_crystal", message)
+
+
+def _denoise(micrograph: Micrograph, config: PipelineConfig) -> np.ndarray:
+    from .denoise import denoise
+
+    chain = denoise_config_for(micrograph, config.denoise)
+    return denoise(micrograph.data, chain, pixel_size_nm=micrograph.pixel_size_nm)
+
+
+def _find_lattices(denoised: np.ndarray, config: PipelineConfig) -> list[Lattice]:
+    from .lattice import find_lattices
+
+    return find_lattices(denoised, config.lattice)
+
+
+def _crystal_masks(denoised: np.ndarray, lattices: list[Lattice]) -> list[tuple[np.ndarray, np.ndarray]]:
+    from .lattice import crystal_masks
+
+    return [crystal_masks(denoised, lat) for lat in lattices]
+
+
+def _find_columns(run: _Run) -> None:
+    """Columns on every lattice's grid over the whole crystal.
+
+    A weak lattice's mask can miss the corners of its small domains, so each grid is searched over
+    the union. Columns found on both grids go to the better-fitting one, and a lattice left with
+    too few columns is no region of its own.
+    """
+    from .columns import find_columns
+    from .columns.assign import resolve_shared_columns
+
+    union = np.logical_or.reduce([search for search, _ in run.masks])
+    config = run.config
+    parts = [find_columns(run.denoised, lattice=lat, mask=union, config=config.columns) for lat in run.lattices]
+    if len(parts) > 1:
+        parts = resolve_shared_columns(
+            parts,
+            [lat.vectors_px for lat in run.lattices],
+            tolerance_fraction=config.columns.lattice_tolerance_fraction,
+        )
+        enough = [len(c) >= config.min_columns for c in parts]
+        if any(enough):
+            run.lattices = [x for x, ok in zip(run.lattices, enough) if ok]
+            run.masks = [x for x, ok in zip(run.masks, enough) if ok]
+            parts = [x for x, ok in zip(parts, enough) if ok]
+    run.parts = parts
+
+
+def _crystal_regions(run: _Run) -> None:
+    """The crystal mask and each lattice's region in it.
+
+    Fractions are of the crystal's own area, not of the (wider) search mask; the half-spacing cell
+    of every found column is crystal too (small domains of a weak lattice).
+    """
+    from .columns.assign import nearest_column_regions
+
+    search = np.logical_or.reduce([m for m, _ in run.masks])
+    mask = np.logical_or.reduce([area for _, area in run.masks])
+    mask |= search & _near_columns(run.parts, search.shape, 0.5 * min(lat.spacing_px for lat in run.lattices))
+    run.crystal_mask = mask
+    run.regions = nearest_column_regions(run.parts, mask)
+
+
+def _refine_and_measure(run: _Run) -> Columns:
+    """All lattices' columns refined on the denoised image and measured on the raw counts.
+
+    They are refined and measured together, so that each column's Voronoi cell (its fit window)
+    stops at its neighbours on the other grid too, not only at those on its own. ``run.parts``
+    becomes the refined columns of each lattice.
+    """
+    from .columns import measure_intensities, refine_columns
+
+    tagged = [c.replace(lattice=np.full(len(c), k, np.int8)) for k, c in enumerate(run.parts)]
+    pooled = Columns.concatenate(tagged).replace(pixel_size_nm=run.micrograph.pixel_size_nm)
+    finest = min(run.lattices, key=lambda lat: lat.spacing_px)
+    with run.timed("refine_columns"):
+        pooled = refine_columns(run.denoised, pooled, lattice=finest, config=run.config.columns)
+    with run.timed("intensities"):
+        columns = measure_intensities(run.micrograph.data, pooled, config=run.config.columns)
+    run.parts = [columns.subset(np.asarray(columns.lattice == k)) for k in range(len(run.parts))]
+    return columns
+
+
+def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str | None]:
+    """Labels, fractions and the message of the CsPbI3/PbI2 two-phase model, where it applies."""
+    from .classify import two_phase_model_reasons
+
+    config, pixel_size_nm = run.config, run.micrograph.pixel_size_nm
+    reasons = [
+        r
+        for lat in run.lattices
+        for r in two_phase_model_reasons(
+            lat.vectors_px,
+            pixel_size_nm=pixel_size_nm,
+            foreign_peaks=lat.foreign_peaks if len(run.lattices) == 1 else 0,
+            config=config.two_phase_model,
+        )
+    ]
+    if not reasons:
+        with run.timed("classify"):
+            labels, fractions, reasons = _classify_regions(
+                run.parts, run.regions, run.lattices, run.micrograph.data.shape, config
+            )
+    if reasons:
+        why = "; ".join(dict.fromkeys(reasons))
+        return None, None, f"columns found; phase fractions not reported, the two-phase model does not apply: {why}"
+    if pixel_size_nm is None:
+        return labels, fractions, "uncalibrated: the column spacing was not checked against the two-phase model"
+    return labels, fractions, None
 
 
 def _with_dot(result: PipelineResult, lattice) -> PipelineResult:
@@ -319,15 +380,16 @@ def _with_dot(result: PipelineResult, lattice) -> PipelineResult:
     return dataclasses.replace(result, dots=one_dot_records(result, rotation))
 
 
-def _phases(parts, regions, lattices, labels, fractions, micrograph: Micrograph, config: PhasesConfig) -> dict:
+def _phases(run: _Run, labels: PhaseLabels | None, fractions: AreaFractions | None) -> dict:
     """The phase-library stage on the lattices' columns (see :func:`stem_pipeline.phases.assign_phases`)."""
     from .phases import assign_phases, select_phases
     from .phases.simulated import simulated_intensities_for
 
+    config, micrograph = run.config.phases, run.micrograph
     return assign_phases(
-        parts,
-        regions,
-        lattices,
+        run.parts,
+        run.regions,
+        run.lattices,
         labels,
         fractions,
         pixel_size_nm=micrograph.pixel_size_nm,
