@@ -171,3 +171,36 @@ def test_analyze_include_uncalibrated_flag_reaches_the_batch_report(tmp_path, mo
     stats = json.loads((tmp_path / "out" / "report.json").read_text())["statistics"]
     assert seen == [False, True] and stats["include_uncalibrated"] and not stats["uncalibrated_left_out"]
     assert stats["mean_phase_fractions"][I3]["mean"] == pytest.approx((calibrated + 1.0) / 2)
+
+
+def _dot_texts(field):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from stem_pipeline.report.dots import draw_dots
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    draw_dots(ax, field.labels, field.records())
+    return [t.get_text() for t in ax.texts]
+
+
+def test_field_overlay_labels_dots_with_their_phase_outside_the_papers_two_phase_case(mixed_field, two_phase_field):
+    texts = _dot_texts(mixed_field)
+    br = next(d.dot for d in mixed_field.dots if BR in d.phase_fractions)
+    # The CsPbBr3 dot gets its phase; the CsPbI3 dot (a phase of the paper's case) its number only.
+    assert sorted(texts) == sorted([str(d.dot) for d in mixed_field.dots] + [BR])
+    assert texts[texts.index(BR) - 1] == str(br)
+    # The paper's two-phase dots look as before: numbers only.
+    assert sorted(_dot_texts(two_phase_field)) == ["1", "2"]
+
+
+def test_dot_phase_label_lists_several_phases_with_their_fractions():
+    from stem_pipeline.report.dots import dot_phase_label
+
+    assert dot_phase_label({"dot": 1, f"phase_fraction:{BR}": 0.35, f"phase_fraction:{I3}": 0.65}) == (
+        f"{I3} 65%\n{BR} 35%"
+    )
+    assert dot_phase_label({"dot": 1, f"phase_fraction:{I3}": 0.7, f"phase_fraction:{UNIFORM}": 0.3}) is None
+    assert dot_phase_label({"dot": 1, "uniform_fraction": 0.3}) is None
