@@ -387,6 +387,19 @@ DOT_COLUMNS = (
     "uniform_ci95_lo",
     "uniform_ci95_hi",
 )
+#: The ``dots.csv`` columns of the phase-library stage, after :data:`DOT_COLUMNS`: the dot's calibration
+#: check, then per phase found ``phase_fraction:NAME``, ``phase_ci95_lo:NAME`` and ``phase_ci95_hi:NAME``.
+PHASE_DOT_PREFIXES = ("phase_fraction:", "phase_ci95_lo:", "phase_ci95_hi:")
+
+
+def dot_columns(records: list) -> list[str]:
+    """The columns of ``dots.csv`` for these records: :data:`DOT_COLUMNS`, then the phase columns they hold.
+
+    The phase columns (``calibration_status`` and :data:`PHASE_DOT_PREFIXES` per phase, phases in order of
+    first appearance) are there only when the phase-library stage ran on some dot.
+    """
+    extra = dict.fromkeys(k for r in records for k in r if k not in DOT_COLUMNS)
+    return list(DOT_COLUMNS) + list(extra)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -419,10 +432,10 @@ class PipelineResult(_Struct):
     dots: list = dataclasses.field(default_factory=list)
 
     def dots_dataframe(self):
-        """The dots (:attr:`dots`) as a pandas DataFrame with the columns of :data:`DOT_COLUMNS`."""
+        """The dots (:attr:`dots`) as a pandas DataFrame with the columns of :func:`dot_columns`."""
         import pandas as pd
 
-        return pd.DataFrame(self.dots, columns=list(DOT_COLUMNS))
+        return pd.DataFrame(self.dots, columns=dot_columns(self.dots))
 
     def _summary_items(self) -> list[tuple[str, str]]:
         m = self.micrograph

@@ -16,6 +16,7 @@ written atomically, the CSV and JSON also after every finished image.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -223,6 +224,7 @@ def run_batch(
     overwrite: bool = False,
     progress: bool = True,
     no_worker_timeout_s: float = NO_WORKER_TIMEOUT_S,
+    include_uncalibrated: bool = False,
 ) -> list[dict[str, Any]]:
     """Analyse every image in ``inputs`` into ``out`` and write the batch report.
 
@@ -258,6 +260,11 @@ def run_batch(
     no_worker_timeout_s : float
         On a cluster: how long to wait while it has no worker at all before the images not
         yet done are recorded as ``error`` rows (the finished ones are kept; a re-run resumes).
+    include_uncalibrated : bool
+        Let uncalibrated images (no pixel size, or one implied by a library phase) into the report's
+        batch means; by default they are left out and listed
+        (:func:`stem_pipeline.report.batch.batch_statistics`). Not part of the analysis: a re-run reuses
+        the images and rewrites the report.
 
     Returns
     -------
@@ -288,8 +295,10 @@ def run_batch(
     """
     from .inputs import scan_inputs
     from .pipeline import PipelineConfig
-    from .report.batch import write_reports
+    from .report import batch as batch_report
 
+    # Every report of this run (progress and final) with the same batch means.
+    write_reports = functools.partial(batch_report.write_reports, include_uncalibrated=include_uncalibrated)
     if pixel_size_nm is not None and not (pixel_size_nm > 0 and pixel_size_nm < float("inf")):
         raise UsageError(f"the pixel size must be a positive number of nm, not {pixel_size_nm}")
     config = config or PipelineConfig()

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument("--scheduler", help="address of a dask.distributed scheduler, e.g. tcp://host:8786")
     p.add_argument("--overwrite", action="store_true", help="redo images that are already done")
     p.add_argument(
+        "--include-uncalibrated",
+        action="store_true",
+        help="let images without a pixel size (or with one implied by a library phase) into the report's "
+        "batch means; by default they are left out and listed",
+    )
+    p.add_argument(
         "--phases",
         type=Path,
         action="append",

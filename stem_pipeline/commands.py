@@ -110,12 +110,15 @@ def run_analyze(args: argparse.Namespace) -> int:
         frame=_frame(args.frame),
         overwrite=args.overwrite,
         progress=not args.quiet,
+        include_uncalibrated=args.include_uncalibrated,
     )
-    _print_report(report, args.out)
+    _print_report(report, args.out, include_uncalibrated=args.include_uncalibrated)
     return EXIT_FAILED if any(s["status"] == "error" for s in report) else EXIT_OK
 
 
-def _print_report(summaries: list[dict], out) -> None:
+def _print_report(summaries: list[dict], out, *, include_uncalibrated: bool = False) -> None:
+    from .report.batch import batch_statistics
+
     for s in summaries:
         name = s["file"]
         phases = _phase_shares(s)
@@ -140,6 +143,12 @@ def _print_report(summaries: list[dict], out) -> None:
         else:
             error = str(s["error"])
             print(f"{name}: ERROR {error.removeprefix(f'{name}: ')}")
+    stats = batch_statistics(summaries, include_uncalibrated=include_uncalibrated)
+    if stats["uncalibrated_left_out"] or stats["n_uncalibrated_left_out"]:
+        n = max(len(stats["uncalibrated_left_out"]), stats["n_uncalibrated_left_out"])
+        print(f"batch means: {n} uncalibrated image(s) left out (--include-uncalibrated lets them in)")
+    elif include_uncalibrated:
+        print("batch means: uncalibrated images included (--include-uncalibrated)")
     print(f"report: {out / 'report.html'}")
 
 
@@ -163,7 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "0, 27 and 55 deg), made by stem_pipeline.synthetic"
     )
     args.inputs, args.config, args.pixel_size_nm, args.frame, args.print_config = [path, field], None, None, None, False
-    args.workers, args.scheduler, args.overwrite = 1, None, False
+    args.workers, args.scheduler, args.overwrite, args.include_uncalibrated = 1, None, False, False
     status = run_analyze(args)
     print(f"ground truth of the demo dot: uniform fraction {demo_truth()['uniform_fraction']:.3f}")
     truths = ", ".join(f"{d['uniform_fraction']:.3f}" for d in demo_field_truth()["dots"])

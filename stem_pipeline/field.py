@@ -20,6 +20,8 @@ cut by the frame are refused.
 The field's fractions are area-weighted over its analysed dots; the 95 %
 interval combines each dot's measurement interval with the between-dot spread
 (random effects, DerSimonian-Laird, Student-t quantile; see :func:`field_fractions`).
+The phase-library stage's fractions are pooled over the dots the same way, phase by
+phase (:func:`field_phase_fractions`); each dot's row of ``dots.csv`` holds its own.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from .io import as_micrograph, to_dataframe
 
 logger = logging.getLogger("stem_pipeline")
 
-__all__ = ["DOT_COLUMNS", "DotResult", "FieldResult", "analyze_field", "field_fractions"]
+__all__ = ["DOT_COLUMNS", "DotResult", "FieldResult", "analyze_field", "field_fractions", "field_phase_fractions"]
 
 #: Pixel sizes at or above this are overview images: column spacings (~0.31 nm) are not resolved [nm].
 OVERVIEW_PIXEL_NM = 0.1
@@ -95,6 +97,12 @@ class DotResult:
         return self.result.fractions if self.status == "ok" and self.result is not None else None
 
     @property
+    def phase_fractions(self) -> dict:
+        """The dot's phase-library fractions ({phase: {"fraction", "ci95"}}; empty unless ``ok``)."""
+        ok = self.status == "ok" and self.result is not None
+        return (self.result.phases.get("phase_fractions") or {}) if ok else {}
+
+    @property
     def columns(self) -> Columns | None:
         """The dot's columns in field coordinates (None when not analysed)."""
         if self.result is None or self.result.columns is None:
@@ -117,7 +125,15 @@ class DotResult:
             lattice_orientation_deg=self.lattice_orientation_deg,
             n_columns=0 if cols is None else len(cols),
             fractions=self.fractions,
+            phases=self._phases_record(),
         )
+
+    def _phases_record(self) -> dict | None:
+        """The phase-library part of the dot's record: its calibration check, and its fractions when ``ok``."""
+        phases = self.result.phases if self.result is not None else None
+        if not phases:
+            return None
+        return {"calibration": phases.get("calibration"), "phase_fractions": self.phase_fractions}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -231,6 +247,72 @@ def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
         f"sd {np.sqrt(tau2):.3f}) combined with each dot's measurement interval, or the dots' empirical spread "
         f"if larger; Student-t quantile with {len(done) - 1} degrees of freedom",
     )
+
+
+def field_phase_fractions(dots: list[DotResult]) -> dict:
+    """The phase-library fractions over the analysed dots, phase by phase, as :func:`field_fractions` pools.
+
+    Each phase's fraction is area-weighted over the dots with phase fractions (a dot without that
+    phase counts with fraction 0 and interval [0, 0]); its 95 % interval is :func:`field_fractions`'s
+    (each dot's interval combined with the between-dot spread). The dots are weighted by their crystal
+    areas where the two-phase classifier measured every one's (then the phases of the paper's two-phase
+    case pool exactly as its fractions), else by their footprints.
+
+    Parameters
+    ----------
+    dots : list of DotResult
+
+    Returns
+    -------
+    dict
+        {phase: {"fraction", "ci95"}}; empty when no dot has phase fractions.
+    """
+    done = [d for d in dots if d.phase_fractions]
+    names = list(dict.fromkeys(name for d in done for name in d.phase_fractions))
+    crystal = [d.fractions.crystal_area_nm2 if d.fractions is not None else None for d in done]
+    areas = crystal if None not in crystal else [d.area_nm2() for d in done]
+    out = {}
+    for name in names:
+        pooled = field_fractions([_as_uniform(d, name, a) for d, a in zip(done, areas)])
+        out[name] = {"fraction": pooled.uniform, "ci95": list(pooled.uniform_ci95)}
+    return out
+
+
+def _as_uniform(dot: DotResult, name: str, area: float | None) -> DotResult:
+    """``dot`` with phase ``name``'s fraction and interval in the place of its uniform fraction, weighing ``area``."""
+    share = dot.phase_fractions.get(name, {"fraction": 0.0, "ci95": [0.0, 0.0]})
+    fractions = AreaFractions(
+        ordered=1.0 - share["fraction"],
+        uniform=share["fraction"],
+        uniform_ci95=tuple(share["ci95"]),
+        crystal_area_nm2=area,
+    )
+    return dataclasses.replace(dot, result=dataclasses.replace(dot.result, fractions=fractions))
+
+
+def _field_phases(dots: list[DotResult], chosen: list[DotResult]) -> dict:
+    """The field's phase-library results: columns' ``phase``/``site`` (of ``chosen``, in the merged
+    columns' order), pooled ``phase_fractions`` and the dots' calibration checks; empty when no dot had the stage."""
+    staged = [d for d in dots if d.result is not None and d.result.phases]
+    if not staged:
+        return {}
+    per_dot = {d.dot: d.result.phases["calibration"] for d in staged}
+    warned = [f"dot {k}: {c['message']}" for k, c in per_dot.items() if c.get("message")]
+    statuses = {c["status"] for c in per_dot.values()}
+    parts = [(d.result.phases, len(d.columns)) for d in chosen]
+    return {
+        "phase": np.concatenate([p["phase"] if p else np.full(n, "") for p, n in parts] or [np.zeros(0, str)]),
+        "site": np.concatenate([p["site"] if p else np.full(n, "") for p, n in parts] or [np.zeros(0, str)]),
+        "phase_fractions": field_phase_fractions(dots),
+        "groups": [],
+        "calibration": {
+            "status": "warning" if "warning" in statuses else ("ok" if "ok" in statuses else sorted(statuses)[0]),
+            "implied_pixel_size_nm": None,
+            "spacing_error": None,
+            "message": "; ".join(warned) or None,
+            "dots": {str(k): c["status"] for k, c in per_dot.items()},
+        },
+    }
 
 
 def _dersimonian_laird(f: np.ndarray, s2: np.ndarray) -> float:
@@ -536,6 +618,7 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         columns=merged,
         labels=labels_all,
         fractions=field_fractions(dots),
+        phases=_field_phases(dots, chosen),
         lattice={},
         timings_s=timings,
         message=_field_message(dots),

@@ -170,10 +170,8 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
     folder.mkdir(parents=True, exist_ok=True)
     outputs = []
     if field is not None:
-        from .dots.shape import DOT_COLUMNS
-
-        dots = field.to_dataframe()
-        atomic_write(folder / DOTS_CSV, lambda tmp: dots.to_csv(tmp, index=False, columns=list(DOT_COLUMNS)))
+        dots = field.to_dataframe()  # the columns of _types.dot_columns: DOT_COLUMNS, then the phase columns
+        atomic_write(folder / DOTS_CSV, lambda tmp: dots.to_csv(tmp, index=False))
         outputs.append(DOTS_CSV)
         df = field.columns_dataframe()
         if df is not None:

@@ -14,15 +14,17 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from .._types import DOT_COLUMNS, AreaFractions, PipelineResult
+from .._types import DOT_COLUMNS, PHASE_DOT_PREFIXES, AreaFractions, PipelineResult
 
 __all__ = [
     "DOT_COLUMNS",
     "DotShape",
     "dot_record",
     "dot_shapes",
+    "has_phase_fractions",
     "min_area_rectangle",
     "one_dot_records",
+    "phase_record",
     "refusal_reason",
 ]
 
@@ -146,9 +148,15 @@ def dot_record(
     lattice_orientation_deg: float | None = None,
     n_columns: int = 0,
     fractions: AreaFractions | None = None,
+    phases: dict | None = None,
 ) -> dict:
     """One dot's row of ``dots.csv`` (:data:`DOT_COLUMNS`); lengths None without calibration, fractions None
-    where not measured."""
+    where not measured.
+
+    With ``phases`` (the dot's phase-library stage, ``PipelineResult.phases``) the row adds
+    ``calibration_status`` and, per phase of its ``phase_fractions``, ``phase_fraction:NAME``,
+    ``phase_ci95_lo:NAME`` and ``phase_ci95_hi:NAME`` (:func:`stem_pipeline._types.dot_columns`).
+    """
     s, px, f = shape, pixel_size_nm, fractions
     nm = (lambda v: None) if px is None else (lambda v: round(float(v) * px, 4))
     return {
@@ -170,12 +178,43 @@ def dot_record(
         "uniform_fraction": None if f is None else round(f.uniform, 6),
         "uniform_ci95_lo": None if f is None else round(f.uniform_ci95[0], 6),
         "uniform_ci95_hi": None if f is None else round(f.uniform_ci95[1], 6),
+        **phase_record(phases),
     }
+
+
+def phase_record(phases: dict | None) -> dict:
+    """The phase columns of a ``dots.csv`` or ``report.csv`` row (none when the phase-library stage did not run).
+
+    Parameters
+    ----------
+    phases : dict or None
+        With ``calibration`` and ``phase_fractions`` as in ``PipelineResult.phases`` or ``summary.json``.
+
+    Returns
+    -------
+    dict
+        ``calibration_status``, then ``phase_fraction:NAME``, ``phase_ci95_lo:NAME``, ``phase_ci95_hi:NAME``
+        per phase; empty for no ``phases``.
+    """
+    if not phases:
+        return {}
+    out = {"calibration_status": (phases.get("calibration") or {}).get("status")}
+    for name, v in (phases.get("phase_fractions") or {}).items():
+        values = (v["fraction"], *v["ci95"])
+        out.update({prefix + name: round(float(x), 6) for prefix, x in zip(PHASE_DOT_PREFIXES, values)})
+    return out
+
+
+def has_phase_fractions(result: PipelineResult) -> bool:
+    """Whether the phase-library stage gave ``result`` fractions of at least one library phase."""
+    from ..phases.assign import UNEXPLAINED
+
+    return any(name != UNEXPLAINED for name in (result.phases or {}).get("phase_fractions") or {})
 
 
 def refusal_reason(result: PipelineResult) -> str | None:
     """Why a dot's single-dot analysis gave no fractions, in the words of the output contract (None: it did)."""
-    if result.status == "ok" and result.fractions is not None:
+    if result.status == "ok" and (result.fractions is not None or has_phase_fractions(result)):
         return None
     message = result.message or ""
     if result.status != "ok":
@@ -185,6 +224,11 @@ def refusal_reason(result: PipelineResult) -> str | None:
     if "grid" in message or "spacing" in message:
         return f"off the zone axis (no square CsPbI3/PbI2 grid): {message}"
     return message or "no fractions"
+
+
+def _calibration_only(phases: dict | None) -> dict | None:
+    """A refused dot's phases: its calibration check, no fractions."""
+    return {"calibration": phases.get("calibration")} if phases else None
 
 
 def one_dot_records(result: PipelineResult, lattice_orientation_deg: float | None) -> list[dict]:
@@ -215,5 +259,6 @@ def one_dot_records(result: PipelineResult, lattice_orientation_deg: float | Non
             lattice_orientation_deg=lattice_orientation_deg,
             n_columns=0 if result.columns is None else len(result.columns),
             fractions=result.fractions if reason is None else None,
+            phases=result.phases if reason is None else _calibration_only(result.phases),
         )
     ]

@@ -47,7 +47,10 @@ CSV_COLUMNS = (
     "input_hash",
     "skipped",
     "time_s",
+    "calibration_status",
 )
+#: Calibration statuses of the phase-library stage whose pixel size is not the file's (left out of batch means).
+UNCALIBRATED = ("uncalibrated_implied", "uncalibrated_ambiguous")
 _EXTRA_VERSIONS = ("dask", "distributed", "matplotlib", "jinja2")
 
 
@@ -107,14 +110,16 @@ def save_thumbnail(
 def batch_statistics(
     rows: Sequence[dict[str, Any]], *, confidence: float = 0.95, include_uncalibrated: bool = False
 ) -> dict[str, Any]:
-    """Counts of statuses and the batch mean of the uniform fraction with its interval.
+    """Counts of statuses and the batch means of the uniform fraction and of the phase fractions, with intervals.
 
     The mean is the unweighted mean over the images with status ``"ok"`` of
     their uniform fractions; its interval is the Student-t interval of that
     mean (``mean +- t_{(1+confidence)/2, n-1} * sd / sqrt(n)``), i.e. it
     describes the image-to-image spread, not the per-image counting
     uncertainty (given per image as ``uniform_fraction_ci95``). The
-    crystal-area-weighted pooled fraction is given beside it.
+    crystal-area-weighted pooled fraction is given beside it. The phase-library
+    fractions are averaged the same way, phase by phase, over the images with
+    phase fractions (an image without a phase counts 0 for it).
 
     Parameters
     ----------
@@ -123,9 +128,11 @@ def batch_statistics(
     confidence : float
         Confidence level of the interval, in (0, 1).
     include_uncalibrated : bool
-        Let images without a pixel size (``pixel_size_nm`` null) into the
-        mean; by default they are left out and counted in ``n_uncalibrated_left_out``
-        (their spacing was never checked against a phase).
+        Let images without a pixel size (``pixel_size_nm`` null, or a
+        calibration check ``uncalibrated_*``: the pixel size their matched phase
+        implies) into the means; by default they are left out, counted in
+        ``n_uncalibrated_left_out`` (uniform fraction) and listed in
+        ``uncalibrated_left_out`` (phase fractions), and the ``method`` says so.
 
     Returns
     -------
@@ -133,12 +140,13 @@ def batch_statistics(
         ``n_images``, ``counts`` (per status), ``n_skipped``, ``n_fractions``,
         ``mean_uniform_fraction``, ``mean_ci`` (``[lo, hi]``, None for fewer
         than two images), ``sd_uniform_fraction``, ``pooled_uniform_fraction``,
-        ``confidence`` and ``method`` (a sentence saying how).
+        ``confidence``, ``method`` (a sentence saying how), ``include_uncalibrated``,
+        ``mean_phase_fractions`` ({phase: {"mean", "ci", "sd"}}), ``n_phase_images``,
+        ``uncalibrated_left_out`` (files of the images with phase fractions left out)
+        and ``phase_method``.
     """
-    # The t quantile from scipy.special (already loaded with scipy.ndimage), not scipy.stats: its import
-    # took ~0.3 s CPU of a one-image ``analyze`` process (benchmarks/process.py); the values are the same.
-    from scipy.special import stdtrit
-
+    # The t quantile (in _mean_interval) from scipy.special (already loaded with scipy.ndimage), not scipy.stats:
+    # its import took ~0.3 s CPU of a one-image ``analyze`` process (benchmarks/process.py); the values are the same.
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     counts = {status: 0 for status in ("ok", "no_crystal", "error")}
@@ -147,14 +155,8 @@ def batch_statistics(
     calibrated = [r for r in rows if include_uncalibrated or not ("pixel_size_nm" in r and r["pixel_size_nm"] is None)]
     fractions = [_uniform(r) for r in calibrated if r.get("status") == "ok" and _uniform(r) is not None]
     left_out = sum(1 for r in rows if r.get("status") == "ok" and _uniform(r) is not None) - len(fractions)
-    values = np.asarray(fractions, dtype=np.float64)
-    n = values.size
-    mean = float(values.mean()) if n else None
-    sd = float(values.std(ddof=1)) if n > 1 else None
-    ci = None
-    if mean is not None and sd is not None:
-        half = float(stdtrit(n - 1, 0.5 + confidence / 2)) * sd / math.sqrt(n)
-        ci = [max(0.0, mean - half), min(1.0, mean + half)]
+    n = len(fractions)
+    mean, sd, ci = _mean_interval(fractions, confidence)
     areas: list[tuple[float, float]] = []
     for r in calibrated:
         area, fraction = r.get("crystal_area_nm2"), _uniform(r)
@@ -177,7 +179,59 @@ def batch_statistics(
             f"{confidence:.0%} Student-t interval of the mean (image-to-image spread, n-1 = {max(n - 1, 0)} "
             "degrees of freedom; needs at least 2 images); pooled = weighted by crystal area"
             + (f"; {left_out} uncalibrated image(s) left out" if left_out else "")
+            + ("; uncalibrated images included (--include-uncalibrated)" if include_uncalibrated else "")
         ),
+        "include_uncalibrated": include_uncalibrated,
+        **_phase_statistics(rows, confidence, include_uncalibrated),
+    }
+
+
+def _mean_interval(values: Sequence[float], confidence: float) -> tuple[float | None, float | None, list | None]:
+    """Mean, sd and the Student-t interval of the mean (clipped to [0, 1]) of ``values``; None where undefined."""
+    from scipy.special import stdtrit
+
+    x = np.asarray(values, dtype=np.float64)
+    n = x.size
+    mean = float(x.mean()) if n else None
+    sd = float(x.std(ddof=1)) if n > 1 else None
+    if mean is None or sd is None:
+        return mean, sd, None
+    half = float(stdtrit(n - 1, 0.5 + confidence / 2)) * sd / math.sqrt(n)
+    return mean, sd, [max(0.0, mean - half), min(1.0, mean + half)]
+
+
+def is_uncalibrated(row: dict[str, Any]) -> bool:
+    """Whether an image summary's lengths are not the file's calibration (no pixel size, or implied by a phase)."""
+    status = (row.get("calibration") or {}).get("status")
+    return status in UNCALIBRATED or ("pixel_size_nm" in row and row["pixel_size_nm"] is None)
+
+
+def _phase_statistics(rows: Sequence[dict[str, Any]], confidence: float, include_uncalibrated: bool) -> dict:
+    """The batch means of the phase-library fractions (see :func:`batch_statistics`)."""
+    with_phases = [r for r in rows if r.get("status") == "ok" and r.get("phase_fractions")]
+    left_out = [] if include_uncalibrated else [str(r.get("file")) for r in with_phases if is_uncalibrated(r)]
+    used = [r for r in with_phases if include_uncalibrated or not is_uncalibrated(r)]
+    names = list(dict.fromkeys(name for r in used for name in r["phase_fractions"]))
+    means = {}
+    for name in names:
+        values = [(r["phase_fractions"].get(name) or {}).get("fraction", 0.0) for r in used]
+        mean, sd, ci = _mean_interval(values, confidence)
+        means[name] = {"mean": mean, "ci": ci, "sd": sd}
+    n = len(used)
+    if left_out:
+        note = (
+            f"; {len(left_out)} uncalibrated image(s) left out (no pixel size in the file: their lattice was "
+            "scaled to a library phase, so their phases were not checked against a calibration; "
+            "--include-uncalibrated lets them in)"
+        )
+    else:
+        note = "; uncalibrated images included (--include-uncalibrated)" if include_uncalibrated else ""
+    return {
+        "mean_phase_fractions": means,
+        "n_phase_images": n,
+        "uncalibrated_left_out": left_out,
+        "phase_method": f"unweighted mean over the {n} images with phase fractions (a phase an image lacks counts "
+        f"0); {confidence:.0%} Student-t interval of the mean (image-to-image spread, needs at least 2 images)" + note,
     }
 
 
@@ -188,7 +242,10 @@ def _uniform(row: dict[str, Any]) -> float | None:
 
 
 def csv_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Flatten one image summary into the columns of ``report.csv`` (:data:`CSV_COLUMNS`)."""
+    """Flatten one image summary into the columns of ``report.csv``: :data:`CSV_COLUMNS`, then the image's
+    phase fractions (``phase_fraction:NAME``, ``phase_ci95_lo:NAME``, ``phase_ci95_hi:NAME``)."""
+    from ..dots.shape import phase_record
+
     fractions = row.get("fractions") or {}
     ci = row.get("uniform_fraction_ci95") or [None, None]
     timings = row.get("timings_s") or {}
@@ -200,19 +257,22 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
         "uniform_ci95_high": ci[1],
         "skipped": bool(row.get("skipped", False)),
         "time_s": timings.get("total"),
+        **phase_record(row),
     }
-    return {key: "" if flat[key] is None else flat[key] for key in CSV_COLUMNS}
+    return {key: "" if value is None else value for key, value in flat.items()}
 
 
 def dots_csv(rows: Sequence[dict[str, Any]]) -> str:
     """The run's ``dots.csv``: every image's dots (its summary's ``dots`` records), with a ``file`` column.
 
-    Images without dots (failed, or no crystal) have no rows here; ``report.csv`` lists them.
+    Images without dots (failed, or no crystal) have no rows here; ``report.csv`` lists them. The columns
+    are :func:`stem_pipeline._types.dot_columns` of all the dots (the phase columns of every phase found).
     """
-    from ..dots.shape import DOT_COLUMNS
+    from .._types import dot_columns
 
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=("file", *DOT_COLUMNS), lineterminator="\n", extrasaction="ignore")
+    columns = dot_columns([dot for row in rows for dot in row.get("dots") or []])
+    writer = csv.DictWriter(buffer, fieldnames=("file", *columns), lineterminator="\n")
     writer.writeheader()
     for row in rows:
         for dot in row.get("dots") or []:
@@ -234,6 +294,7 @@ def write_reports(
     config=None,
     html: bool = True,
     skipped_inputs: Sequence[dict[str, str]] = (),
+    include_uncalibrated: bool = False,
 ) -> dict[str, Path]:
     """Write ``report.csv`` and ``report.json`` (and ``report.html``) into ``out``, atomically.
 
@@ -251,6 +312,8 @@ def write_reports(
     skipped_inputs : sequence of dict
         Entries of the input folders that were not analysed, each ``{"path", "reason"}``
         (``report.json``'s ``skipped_inputs`` and a list in the HTML report).
+    include_uncalibrated : bool
+        Let uncalibrated images into the batch means (:func:`batch_statistics`); the reports say so.
 
     Returns
     -------
@@ -263,13 +326,15 @@ def write_reports(
 
     out = Path(out)
     rows = list(rows)
-    stats = batch_statistics(rows)
+    stats = batch_statistics(rows, include_uncalibrated=include_uncalibrated)
     config_dump = config.model_dump(mode="json") if config is not None else None
     versions = _versions()
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    flat = [csv_row(r) for r in rows]
+    columns = [*CSV_COLUMNS, *dict.fromkeys(k for r in flat for k in r if k not in CSV_COLUMNS)]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
-    writer.writerows(csv_row(r) for r in rows)
+    writer.writerows(flat)
     written = {"csv": atomic_write_text(out / REPORT_CSV, buffer.getvalue())}
     written["dots"] = atomic_write_text(out / DOTS_CSV, dots_csv(rows))
     document = {
@@ -288,7 +353,7 @@ def write_reports(
         document["dot_statistics"] = dot_statistics(dots)
     written["json"] = atomic_write_json(out / REPORT_JSON, document)
     if html:
-        histogram = save_histogram(out / HISTOGRAM, rows) if stats["n_fractions"] else None
+        histogram = save_histogram(out / HISTOGRAM, rows, stats=stats) if stats["n_fractions"] else None
         dot_histogram = None
         if dots:
             from .dots import save_dot_histograms
@@ -310,7 +375,9 @@ def write_reports(
     return written
 
 
-def save_histogram(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:
+def save_histogram(
+    path: str | os.PathLike, rows: Sequence[dict[str, Any]], *, stats: dict[str, Any] | None = None
+) -> Path:
     """Write a histogram of the per-image uniform fractions (PNG) atomically, with the batch mean.
 
     Parameters
@@ -319,6 +386,8 @@ def save_histogram(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> P
         The PNG file.
     rows : sequence of dict
         Image summaries; those with status ``"ok"`` are counted.
+    stats : dict, optional
+        :func:`batch_statistics` of ``rows`` for the batch mean (computed with the defaults when None).
 
     Returns
     -------
@@ -332,7 +401,7 @@ def save_histogram(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> P
     from .._atomic import atomic_write
 
     values = [f for r in rows if r.get("status") == "ok" and (f := _uniform(r)) is not None]
-    stats = batch_statistics(rows)
+    stats = stats or batch_statistics(rows)
     fig = Figure(figsize=(5.0, 3.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -399,6 +468,7 @@ def render_html(
         undefined=jinja2.StrictUndefined,
     )
     env.filters["fmt"] = _fmt
+    stats = stats or batch_statistics(rows)
     images = []
     for row in rows:
         folder = out / row["folder"]
@@ -413,6 +483,9 @@ def render_html(
                 "columns_link": _link(out, folder / "columns.csv"),
                 "uniform": _uniform(row),
                 "ci": row.get("uniform_fraction_ci95"),
+                "phase_fractions": row.get("phase_fractions") or {},
+                "calibration": (row.get("calibration") or {}).get("status"),
+                "left_out": str(row.get("file")) in stats["uncalibrated_left_out"],
             }
         )
     return env.get_template("report.html.j2").render(
@@ -420,7 +493,7 @@ def render_html(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         images=images,
         failed=[i for i in images if i["status"] == "error"],
-        stats=stats or batch_statistics(rows),
+        stats=stats,
         histogram=_link(out, Path(histogram)) if histogram else None,
         dot_histogram=_link(out, Path(dot_histogram)) if dot_histogram else None,
         config_yaml=yaml.safe_dump(config, sort_keys=False) if config is not None else "(defaults)",

@@ -1,5 +1,8 @@
 """Dots on the overlay: every dot outlined and numbered, refused dots drawn with their reason.
 
+A dot whose phases are not the paper's two-phase case (:data:`PAPER_PHASES`) is also labelled with its
+phase (or its phases and their fractions) under its number.
+
 :func:`draw_dots` adds to axes that :func:`stem_pipeline.report.overlay.plot_overlay`
 drew; :func:`save_field_overlay` draws a field's overlay with its dots and
 writes it atomically.
@@ -14,15 +17,51 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
+from .._types import PHASE_DOT_PREFIXES
 
-__all__ = ["dot_statistics", "draw_dots", "save_dot_histograms", "save_field_overlay"]
+__all__ = [
+    "PAPER_PHASES",
+    "dot_phase_label",
+    "dot_statistics",
+    "draw_dots",
+    "save_dot_histograms",
+    "save_field_overlay",
+]
 
 #: Outline colours by dot status.
 STATUS_COLOURS = {"ok": "#ffd92f", "refused": "#ff7f00", "overview": "#66c2a5"}
+#: The library phases of the paper's two-phase case (its ordered and uniform phases): a dot of only these
+#: is drawn as before the phase library (number only; the columns' colours say the rest).
+PAPER_PHASES = ("CsPbI3 [001]", "uniform 0.32 nm")
+
+
+def dot_phase_label(record: dict) -> str | None:
+    """The phase label of a dot on the overlay, from its ``dots.csv`` record; None for the paper's case.
+
+    Parameters
+    ----------
+    record : dict
+        A ``dots.csv`` record, with its ``phase_fraction:NAME`` columns where the phase-library stage ran.
+
+    Returns
+    -------
+    str or None
+        The phase's name when one phase covers the dot, else one ``NAME f%`` line per phase (largest
+        first); None without phase fractions or when every phase is one of :data:`PAPER_PHASES`.
+    """
+    prefix = PHASE_DOT_PREFIXES[0]
+    shares = {k[len(prefix) :]: v for k, v in record.items() if k.startswith(prefix) and v}
+    if not shares or set(shares) <= set(PAPER_PHASES):
+        return None
+    if len(shares) == 1:
+        return next(iter(shares))
+    return "\n".join(f"{name} {f:.0%}" for name, f in sorted(shares.items(), key=lambda kv: -kv[1]))
 
 
 def draw_dots(ax, labels: np.ndarray, records: list[dict]) -> None:
     """Outline and number every dot on ``ax``; refused dots dashed, with their reason below the image.
+
+    A dot whose phases are not the paper's two-phase case gets its phase under its number (:func:`dot_phase_label`).
 
     Parameters
     ----------
@@ -63,6 +102,18 @@ def draw_dots(ax, labels: np.ndarray, records: list[dict]) -> None:
             ha="center",
             va="center",
         )
+        phase = dot_phase_label(rec)
+        if phase is not None:
+            ax.annotate(
+                phase,
+                (rec["x_px"], rec["y_px"]),
+                xytext=(0, -9),
+                textcoords="offset points",
+                color=colour,
+                fontsize=8,
+                ha="center",
+                va="top",
+            )
         if refused:
             notes.append(f"dot {rec['dot']}: {rec['message']}")
     if notes:
