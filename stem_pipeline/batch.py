@@ -161,6 +161,9 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
         "threads_per_worker": 1,
         "processes": True,
         "dashboard_address": None,
+        # Without a dashboard the scheduler still serves its health/metrics routes, on port 8787 by default:
+        # a second cluster on the machine then warned that the port was taken. Any free port will do.
+        "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
         "silence_logs": logging.CRITICAL,  # the batch reports every outcome itself
         "preload": ["stem_pipeline._worker_setup"],  # Ctrl-C is the command's to handle
         **kwargs,

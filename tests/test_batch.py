@@ -308,3 +308,15 @@ def test_dead_worker_is_retried_once_then_recorded(cluster, mixed_folder, tmp_pa
     assert "crash_me.tif" in rows["crash_me"]["error"] and "died" in rows["crash_me"]["error"]
     summary = json.loads((tmp_path / "out" / "crash_me" / "summary.json").read_text())
     assert summary["status"] == "error"
+
+
+def test_two_local_clusters_at_once_take_no_fixed_port():
+    """Each cluster's scheduler serves its HTTP routes on a free port: a second cluster on the machine
+    (another batch, another user) no longer warned that port 8787 was taken."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with batch.local_cluster(1) as first, batch.local_cluster(1) as second:
+            ports = [c.scheduler_info["services"]["dashboard"] for c in (first, second)]
+    assert 8787 not in ports and ports[0] != ports[1]
