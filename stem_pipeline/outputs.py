@@ -171,6 +171,8 @@ def field_column_table(field) -> dict[str, np.ndarray] | None:
 
 def _column_texts(values, float_format: str | None) -> list[str]:
     """One column's cells as pandas' ``to_csv`` writes them (its dtype inferred as pandas infers it)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return _float_texts(values, float_format) if values.dtype.kind == "f" else [str(v) for v in values.tolist()]
     values = list(values)
     present = [v for v in values if not (v is None or (isinstance(v, float | np.floating) and np.isnan(v)))]
     if present and all(isinstance(v, bool | np.bool_) for v in present) and len(present) == len(values):
@@ -180,9 +182,15 @@ def _column_texts(values, float_format: str | None) -> list[str]:
             return [str(int(v)) for v in values]  # an int column
         floats = [np.nan if v is None else v for v in values]
         kind = np.result_type(*[np.asarray(v).dtype for v in floats]) if len(floats) else np.float64
-        array = np.asarray(floats, dtype=np.float32 if kind == np.float32 else np.float64)
-        return ["" if np.isnan(x) else (float_format % x if float_format else str(x)) for x in array]
+        return _float_texts(np.asarray(floats, dtype=np.float32 if kind == np.float32 else np.float64), float_format)
     return ["" if v is None or (isinstance(v, float | np.floating) and np.isnan(v)) else str(v) for v in values]
+
+
+def _float_texts(array: np.ndarray, float_format: str | None) -> list[str]:
+    """A float column's cells: empty for NaN, else ``float_format`` or the shortest repr of its dtype."""
+    if float_format or array.dtype == np.float64:  # Python floats: their repr is float64's shortest one
+        return ["" if x != x else (float_format % x if float_format else repr(x)) for x in array.tolist()]
+    return ["" if np.isnan(x) else str(x) for x in array]
 
 
 def write_csv(path: str | os.PathLike, table: dict[str, Any], *, float_format: str | None = None) -> None:
