@@ -167,9 +167,9 @@ def _same_results(tmp: Path, path: Path, names: list[str]) -> dict | None:
     """
     import csv
 
-    if len(names) < 2:
+    if "before" not in names:
         return None
-    a, b = (tmp / f"out_{n}" / path.stem for n in names[:2])
+    a, b = (tmp / f"out_{n}" / path.stem for n in ("before", "after"))
     tables = []
     for folder in (a, b):
         with open(folder / "columns.csv", newline="") as f:
