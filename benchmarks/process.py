@@ -158,13 +158,31 @@ def process_benchmark(tmp: Path, *, repeat: int, baseline: Path | None, n_atomap
     }
 
 
-def _same_results(tmp: Path, path: Path, names: list[str]) -> bool | None:
-    """Whether the before and after runs wrote the same columns.csv and fractions (None without a baseline)."""
-    if len(names) < 2:
+def _same_results(tmp: Path, path: Path, names: list[str]) -> dict | None:
+    """Whether the before and after runs wrote the same columns.csv and fractions (None without a baseline).
+
+    ``identical``: the columns both versions write, cell for cell as written (the bytes of those columns),
+    and the fractions; ``added`` / ``removed``: columns only the after / before version writes (a newer
+    stage's output, e.g. ``phase`` and ``site``, is not a change of the shared results).
+    """
+    import csv
+
+    if "before" not in names:
         return None
-    a, b = (tmp / f"out_{n}" / path.stem for n in names[:2])
-    same_csv = (a / "columns.csv").read_bytes() == (b / "columns.csv").read_bytes()
-    return same_csv and _summary(a.parent, path)["fractions"] == _summary(b.parent, path)["fractions"]
+    a, b = (tmp / f"out_{n}" / path.stem for n in ("before", "after"))
+    tables = []
+    for folder in (a, b):
+        with open(folder / "columns.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        tables.append({name: [row[k] for row in rows[1:]] for k, name in enumerate(rows[0])})
+    shared = [name for name in tables[0] if name in tables[1]]
+    same_csv = all(tables[0][name] == tables[1][name] for name in shared)
+    same_fractions = _summary(a.parent, path)["fractions"] == _summary(b.parent, path)["fractions"]
+    return {
+        "identical": same_csv and same_fractions,
+        "added": [name for name in tables[1] if name not in tables[0]],
+        "removed": [name for name in tables[0] if name not in tables[1]],
+    }
 
 
 def scaling_benchmark(tmp: Path, sizes: list[int], dot_counts: list[int]) -> dict:
@@ -248,10 +266,17 @@ def process_table(res: dict, *, baseline: str | None) -> list[str]:
         r = runs[n]
         atomap = per_col * r["n_columns"]
         lines.append(f"| {n} | {r['n_columns']} | {atomap:.1f} | {r['cpu_s']:.2f} | **{atomap / r['cpu_s']:.1f}x** |")
-    if res["identical"] is not None:
+    same = res["identical"]
+    if same is not None:
+        changed = "".join(
+            f"; columns {which} (not compared): {', '.join(cols)}"
+            for which, cols in (("added", same["added"]), ("removed", same["removed"]))
+            if cols
+        )
         lines += [
             "",
-            f"Per-image results of before and after identical (columns.csv bytes, fractions): {res['identical']}.",
+            "Per-image results of before and after identical (columns.csv cells of the columns both write, "
+            f"fractions): {same['identical']}{changed}.",
         ]
     return lines
 

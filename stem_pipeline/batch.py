@@ -10,7 +10,12 @@ worker starts, so a re-run of a finished batch costs only the file hashes.
 A bad file becomes an ``error`` row; a worker that dies is retried once and
 then recorded as an ``error`` row naming the file; the other images finish.
 The batch report (``OUT/report.csv``, ``report.json``, ``report.html``) is
-written atomically, the CSV and JSON also after every finished image.
+written atomically at the end; the CSV and JSON also while the batch runs, after
+a finished image once the time since the last such write is at least
+:data:`REPORT_COST_FACTOR` times that write's cost (after every image, a batch of
+n images rewrote n growing reports: O(n^2)), and when the batch is interrupted.
+A killed run's report may lag its last images by that interval; a re-run finds
+every finished image from its ``summary.json`` anyway.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ SCHEDULER_CONNECT_TIMEOUT_S = 10.0
 NO_WORKER_TIMEOUT_S = 60.0
 #: How often the client checks on the cluster while it waits for results [s].
 POLL_S = 0.5
+#: While a batch runs, its report is rewritten after a finished image only when the time since the
+#: last rewrite is at least this many times that rewrite's cost: rewriting it takes at most ~1/10 of
+#: the batch's time, however long the batch (its cost grows with the images done).
+REPORT_COST_FACTOR = 10.0
 #: How long the client waits for the result of a finished task [s]: a result held by a worker
 #: that has died since is recomputed, and without a timeout the client waited for it forever.
 RESULT_TIMEOUT_S = 10.0
@@ -327,21 +336,34 @@ def run_batch(
                 todo.append(i)
         logger.info("%d images, %d already done, %d to analyse", len(files), len(files) - len(todo), len(todo))
 
+        def write_interim() -> None:
+            write_reports(_complete(rows, names), out, config=config, html=False, skipped_inputs=skipped_inputs)
+
+        last_write = {"end": -float("inf"), "cost": 0.0}
+
         def finish(i: int, summary: dict[str, Any]) -> None:
             rows[i] = {**summary, "skipped": bool(summary.get("skipped", False))}
             if summary["status"] == "error":  # logged here, in the client: workers' logs may never reach it
                 logger.error("%s", summary["error"])
-            write_reports(_complete(rows, names), out, config=config, html=False, skipped_inputs=skipped_inputs)
+            start = time.perf_counter()
+            if None in rows and start - last_write["end"] >= REPORT_COST_FACTOR * last_write["cost"]:
+                write_interim()  # (the last image's report is the final one, written next)
+                last_write.update(end=time.perf_counter(), cost=time.perf_counter() - start)
 
         # A cluster costs seconds to start: not worth it for one image or one worker.
         in_process = scheduler is None and (workers == 1 or len(todo) <= 1 or not _has_distributed())
         client = None if in_process or not todo else stack.enter_context(_dask_client(workers, scheduler))
         bar = stack.enter_context(_progress_bar(len(files), initial=len(files) - len(todo), enabled=progress))
         tasks = [(i, files[i], out / names[i]) for i in todo]
-        if client is None:
-            _run_local(tasks, config, options, finish, bar)
-        else:
-            _run_dask(client, tasks, config, options, finish, bar, no_worker_timeout_s=no_worker_timeout_s)
+        try:
+            if client is None:
+                _run_local(tasks, config, options, finish, bar)
+            else:
+                _run_dask(client, tasks, config, options, finish, bar, no_worker_timeout_s=no_worker_timeout_s)
+        except BaseException:  # interrupted: the report lists every image finished so far
+            with contextlib.suppress(Exception):
+                write_interim()
+            raise
         report = _complete(rows, names)
         write_reports(report, out, config=config, html=True, skipped_inputs=skipped_inputs)
     n_error = sum(r["status"] == "error" for r in report)

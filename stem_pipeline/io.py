@@ -688,37 +688,59 @@ def to_dataframe(obj: Columns | PipelineResult, labels: PhaseLabels | None = Non
     """
     import pandas as pd
 
+    table, attrs = column_table(obj, labels, phases=phases)
+    df = pd.DataFrame(table)
+    df.attrs.update(attrs)
+    return df
+
+
+def column_table(
+    obj: Columns | PipelineResult, labels: PhaseLabels | None = None, *, phases: dict | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The columns of ``columns.csv`` as arrays by name, in order, and their ``units``, ``pixel_size_nm`` and
+    ``intensity`` source: :func:`to_dataframe`'s content without pandas (``columns.csv`` is written from it).
+
+    Parameters
+    ----------
+    obj, labels, phases
+        As for :func:`to_dataframe`.
+
+    Returns
+    -------
+    table : dict of str to (K,) ndarray
+    attrs : dict
+    """
     if isinstance(obj, PipelineResult):
         columns = obj.columns if obj.columns is not None else Columns(rc=np.zeros((0, 2)))
         columns = columns.replace(pixel_size_nm=columns.pixel_size_nm or obj.micrograph.pixel_size_nm)
         labels, phases = obj.labels, obj.phases
     else:
         columns = obj
-    df = pd.DataFrame({"x_px": columns.rc[:, 1], "y_px": columns.rc[:, 0]})
+    k = len(columns)
+    table: dict[str, np.ndarray] = {"x_px": np.asarray(columns.rc[:, 1]), "y_px": np.asarray(columns.rc[:, 0])}
     scale = columns.pixel_size_nm if columns.pixel_size_nm is not None else np.nan
-    df["x_nm"] = df["x_px"] * scale
-    df["y_nm"] = df["y_px"] * scale
+    table["x_nm"] = table["x_px"] * scale
+    table["y_nm"] = table["y_px"] * scale
     source = columns.intensity_source
-    df["intensity"] = columns.intensity if source else np.nan
+    table["intensity"] = np.asarray(columns.intensity) if source else np.full(k, np.nan)
     for name in ("amplitude", "background", "volume", "cell_intensity", "peak", "fit_ok", "lattice"):
         value = getattr(columns, name)
         if value is not None:
-            df[name] = value
+            table[name] = np.asarray(value)
     if columns.sigma is not None:
-        df["sigma_x_px"], df["sigma_y_px"] = columns.sigma[:, 1], columns.sigma[:, 0]
+        table["sigma_x_px"], table["sigma_y_px"] = columns.sigma[:, 1], columns.sigma[:, 0]
     if columns.rc_std is not None:
-        df["x_std_px"], df["y_std_px"] = columns.rc_std[:, 1], columns.rc_std[:, 0]
-    if labels is not None and len(labels.label) != len(columns):
-        raise ValueError(f"labels has {len(labels.label)} entries, the columns {len(columns)}")
-    df["label"] = labels.label_names if labels is not None else "n/a"
-    df["contrast"] = labels.contrast_names if labels is not None else "n/a"
-    df["order_parameter"] = labels.order_parameter if labels is not None else np.nan
-    if phases and len(phases["phase"]) == len(columns):
-        df["phase"], df["site"] = phases["phase"], phases["site"]
-    units = {name: COLUMN_UNITS.get(name, "") for name in df.columns}
+        table["x_std_px"], table["y_std_px"] = columns.rc_std[:, 1], columns.rc_std[:, 0]
+    if labels is not None and len(labels.label) != k:
+        raise ValueError(f"labels has {len(labels.label)} entries, the columns {k}")
+    table["label"] = labels.label_names if labels is not None else np.full(k, "n/a", object)
+    table["contrast"] = labels.contrast_names if labels is not None else np.full(k, "n/a", object)
+    table["order_parameter"] = np.asarray(labels.order_parameter) if labels is not None else np.full(k, np.nan)
+    if phases and len(phases["phase"]) == k:
+        table["phase"], table["site"] = np.asarray(phases["phase"]), np.asarray(phases["site"])
+    units = {name: COLUMN_UNITS.get(name, "") for name in table}
     units["intensity"] = COLUMN_UNITS.get(source or "", "")
-    df.attrs.update(units=units, pixel_size_nm=columns.pixel_size_nm, intensity=source)
-    return df
+    return table, {"units": units, "pixel_size_nm": columns.pixel_size_nm, "intensity": source}
 
 
 def to_atomap(columns: Columns, image: np.ndarray | Micrograph | Any):

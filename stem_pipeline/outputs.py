@@ -8,8 +8,10 @@ the image is done, so an interrupted run redoes only the unfinished images.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import numbers
 import os
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 from ._atomic import atomic_write, atomic_write_json
 from ._types import PipelineResult
 from .errors import InputError
-from .io import to_dataframe
+from .io import column_table
 from .provenance import file_hash, versions
 
 logger = logging.getLogger("stem_pipeline")
@@ -127,17 +129,83 @@ def _phase_summary(result: PipelineResult | None) -> dict[str, Any]:
     }
 
 
-def _with_phases(df, results):
-    """A field's ``df`` with the ``phase`` and ``site`` of each dot's columns (in the rows' order), when the stage ran."""
-    import numpy as np
-
+def _with_phases(table: dict[str, np.ndarray], results) -> dict[str, np.ndarray]:
+    """A field's column ``table`` with the ``phase`` and ``site`` of each dot's columns (in the rows' order),
+    when the stage ran."""
     found = [r.phases for r in results]
     if not any(found):
-        return df
+        return table
     n = [len(r.columns) for r in results]
-    df["phase"] = np.concatenate([p["phase"] if p else np.full(k, "") for p, k in zip(found, n)])
-    df["site"] = np.concatenate([p["site"] if p else np.full(k, "") for p, k in zip(found, n)])
-    return df
+    table["phase"] = np.concatenate([p["phase"] if p else np.full(k, "") for p, k in zip(found, n)])
+    table["site"] = np.concatenate([p["site"] if p else np.full(k, "") for p, k in zip(found, n)])
+    return table
+
+
+def field_column_table(field) -> dict[str, np.ndarray] | None:
+    """Every dot's ``columns.csv`` columns (field coordinates) with ``dot`` first, the dots' rows in order.
+
+    :meth:`stem_pipeline.field.FieldResult.columns_dataframe`'s content without pandas: a column that
+    some dots lack is empty (NaN) in their rows. None when no dot has columns.
+    """
+    parts = []
+    for d in field.dots:
+        if d.columns is not None:
+            table = {"dot": np.full(len(d.columns), d.dot), **column_table(d.columns, d.result.labels)[0]}
+            parts.append(table)
+    if not parts:
+        return None
+    names = list(dict.fromkeys(name for part in parts for name in part))
+    table = {}
+    for name in names:
+        have = [part[name] for part in parts if name in part]
+        numeric = all(np.asarray(v).dtype.kind in "iuf" for v in have)
+        fill = np.nan if numeric else None  # as pandas' concat: a number column with gaps is float, others object
+        table[name] = np.concatenate(
+            [
+                part[name] if name in part else np.full(len(part["x_px"]), fill, object if fill is None else float)
+                for part in parts
+            ]
+        )
+    return _with_phases(table, [d.result for d in field.dots if d.columns is not None])
+
+
+def _column_texts(values, float_format: str | None) -> list[str]:
+    """One column's cells as pandas' ``to_csv`` writes them (its dtype inferred as pandas infers it)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return _float_texts(values, float_format) if values.dtype.kind == "f" else [str(v) for v in values.tolist()]
+    values = list(values)
+    present = [v for v in values if not (v is None or (isinstance(v, float | np.floating) and np.isnan(v)))]
+    if present and all(isinstance(v, bool | np.bool_) for v in present) and len(present) == len(values):
+        return [str(bool(v)) for v in values]
+    if present and all(isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_) for v in present):
+        if len(present) == len(values) and all(isinstance(v, numbers.Integral) for v in present):
+            return [str(int(v)) for v in values]  # an int column
+        floats = [np.nan if v is None else v for v in values]
+        kind = np.result_type(*[np.asarray(v).dtype for v in floats]) if len(floats) else np.float64
+        return _float_texts(np.asarray(floats, dtype=np.float32 if kind == np.float32 else np.float64), float_format)
+    return ["" if v is None or (isinstance(v, float | np.floating) and np.isnan(v)) else str(v) for v in values]
+
+
+def _float_texts(array: np.ndarray, float_format: str | None) -> list[str]:
+    """A float column's cells: empty for NaN, else ``float_format`` or the shortest repr of its dtype."""
+    if float_format or array.dtype == np.float64:  # Python floats: their repr is float64's shortest one
+        return ["" if x != x else (float_format % x if float_format else repr(x)) for x in array.tolist()]
+    return ["" if np.isnan(x) else str(x) for x in array]
+
+
+def write_csv(path: str | os.PathLike, table: dict[str, Any], *, float_format: str | None = None) -> None:
+    """Write ``table`` (column name -> values) as a CSV, byte for byte as ``pandas.DataFrame(table).to_csv(path,
+    index=False, float_format=float_format)`` does.
+
+    Replaces pandas for ``columns.csv`` and ``dots.csv``: importing pandas took ~0.2 s CPU of a 1024^2
+    ``analyze`` process (benchmarks/process.py); a test checks the bytes against pandas.
+    """
+    names = list(table)
+    cells = [_column_texts(table[name], float_format) for name in names]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(zip(*cells))
 
 
 def field_summary(field) -> dict[str, Any]:
@@ -170,17 +238,19 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
     folder.mkdir(parents=True, exist_ok=True)
     outputs = []
     if field is not None:
-        dots = field.to_dataframe()  # the columns of _types.dot_columns: DOT_COLUMNS, then the phase columns
-        atomic_write(folder / DOTS_CSV, lambda tmp: dots.to_csv(tmp, index=False))
+        from ._types import dot_columns
+
+        records = field.records()  # DOT_COLUMNS, then the phase columns the dots hold
+        dots = {name: [r.get(name) for r in records] for name in dot_columns(records)}
+        atomic_write(folder / DOTS_CSV, lambda tmp: write_csv(tmp, dots))
         outputs.append(DOTS_CSV)
-        df = field.columns_dataframe()
-        if df is not None:
-            df = _with_phases(df, [d.result for d in field.dots if d.columns is not None])
-            atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+        table = field_column_table(field)
+        if table is not None:
+            atomic_write(folder / COLUMNS_CSV, lambda tmp: write_csv(tmp, table, float_format="%.6g"))
             outputs.append(COLUMNS_CSV)
     elif result.columns is not None:
-        df = to_dataframe(result.columns, result.labels, phases=result.phases)
-        atomic_write(folder / COLUMNS_CSV, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
+        table = column_table(result.columns, result.labels, phases=result.phases)[0]
+        atomic_write(folder / COLUMNS_CSV, lambda tmp: write_csv(tmp, table, float_format="%.6g"))
         outputs.append(COLUMNS_CSV)
     outputs += [OVERLAY, THUMBNAIL]
     display = result.denoised if result.denoised is not None else result.micrograph.data

@@ -320,3 +320,42 @@ def test_two_local_clusters_at_once_take_no_fixed_port():
         with batch.local_cluster(1) as first, batch.local_cluster(1) as second:
             ports = [c.scheduler_info["services"]["dashboard"] for c in (first, second)]
     assert 8787 not in ports and ports[0] != ports[1]
+
+
+def test_running_report_is_rewritten_at_a_bounded_cost_and_when_interrupted(tmp_path, monkeypatch):
+    """The report written while a batch runs is not rewritten after every image (O(n^2) in the batch):
+    a rewrite waits until REPORT_COST_FACTOR times the last one's cost has passed; an interrupted batch
+    still leaves a report of every image finished."""
+    import stem_pipeline.report.batch as report_batch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    n = 8
+    for i in range(n):
+        (folder / f"img{i}.npy").write_bytes(b"")  # never read: the task is faked
+    calls = []
+    real_write = report_batch.write_reports
+
+    def slow_write(rows, out, **kwargs):
+        calls.append((len(rows), kwargs["html"]))
+        time.sleep(0.1)  # a report of a long batch: 10 images already make the next rewrite wait 1 s
+        return real_write(rows, out, **kwargs)
+
+    def fake_task(path, folder, config=None, **options):
+        if Path(path).stem == "img5" and interrupt:
+            raise KeyboardInterrupt
+        return {"file": str(path), "status": "no_crystal", "n_columns": 0, "dots": []}
+
+    monkeypatch.setattr(report_batch, "write_reports", slow_write)
+    monkeypatch.setattr(batch, "analyze_task", fake_task)
+    interrupt = False
+    batch.run_batch([folder], tmp_path / "out", workers=1, progress=False)
+    interim = [k for k, html in calls if not html]
+    assert interim == [1], "one rewrite while the batch ran (it took ~0.1 s; the next was due 1 s later)"
+    assert calls[-1] == (n, True)
+    interrupt = True
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        batch.run_batch([folder], tmp_path / "out2", workers=1, progress=False)
+    report = json.loads((tmp_path / "out2" / "report.json").read_text())["images"]
+    assert sorted(r["folder"] for r in report) == [f"img{i}" for i in range(5)]

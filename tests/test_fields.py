@@ -435,3 +435,21 @@ def test_rotation_peak_finder_matches_scipy_find_peaks():
         np.testing.assert_array_equal(find_peaks(x, **kw), expected)
         n_peaks += len(expected)
     assert n_peaks > 300  # the cases had peaks to find
+
+
+def test_fft_gaussian_matches_ndimage_gaussian_filter():
+    """The FFT smoothing of the lattice-strength maps equals ndimage's reflect-mode filter to float rounding,
+    at widths near, below and above the FFT path's limits (a kernel wider than the image falls back)."""
+    from scipy import ndimage
+
+    from stem_pipeline.dots.strength import gaussian_smooth
+
+    rng = np.random.default_rng(3)
+    for shape, sigma in [((96, 131), 4.3), ((64, 40), 0.2), ((50, 70), 15.0), ((128, 128), 9.0)]:
+        # float32: the cast rounds the float64 FFT's error away (1-2 ulp); float64: FFT rounding of the largest value.
+        for dtype, rtol, atol in ((np.float32, 2 * np.finfo(np.float32).eps, 0.0), (np.float64, 0.0, 1e-12 * 600)):
+            image = (rng.random(shape) ** 4 * 600).astype(dtype)
+            expected = ndimage.gaussian_filter(image, sigma, mode="reflect")
+            got = gaussian_smooth(image, sigma)
+            assert got.dtype == expected.dtype
+            np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)

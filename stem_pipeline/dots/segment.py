@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from .._tiles import within_distance
-from .strength import LatticeField, block_expand, lattice_field
+from .strength import LatticeField, block_expand, gaussian_smooth, lattice_field
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -341,7 +341,7 @@ def unresolved_regions(image: np.ndarray, labels: np.ndarray, *, pixel_size_nm: 
         0 elsewhere, 1..J on the bright regions without a lattice.
     """
     # float32 and a row-block distance transform: the float64 pair took ~8 image copies at 4096^2.
-    smooth = ndimage.gaussian_filter(np.asarray(image, np.float32), INTENSITY_SMOOTHING_NM / pixel_size_nm)
+    smooth = gaussian_smooth(np.asarray(image, np.float32), INTENSITY_SMOOTHING_NM / pixel_size_nm)
     near = within_distance(labels > 0, 1.0 / pixel_size_nm)
     # The levels are medians: every STAT_STEP-th pixel along each axis gives them (the smoothed
     # image is correlated over INTENSITY_SMOOTHING_NM anyway) without several image-sized copies.
