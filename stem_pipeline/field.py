@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -99,8 +100,9 @@ class DotResult:
     @property
     def phase_fractions(self) -> dict:
         """The dot's phase-library fractions ({phase: {"fraction", "ci95"}}; empty unless ``ok``)."""
-        ok = self.status == "ok" and self.result is not None
-        return (self.result.phases.get("phase_fractions") or {}) if ok else {}
+        if self.status != "ok" or self.result is None:
+            return {}
+        return self.result.phases.get("phase_fractions") or {}
 
     @property
     def columns(self) -> Columns | None:
@@ -109,6 +111,21 @@ class DotResult:
             return None
         cols = self.result.columns
         return cols.replace(rc=cols.rc + np.asarray(self.offset_rc, float))
+
+    @property
+    def analysis(self) -> PipelineResult:
+        """The dot's own analysis, for a dot known to have one (a ValueError otherwise)."""
+        if self.result is None:
+            raise ValueError(f"dot {self.dot} was not analysed")
+        return self.result
+
+    @property
+    def found_columns(self) -> Columns:
+        """:attr:`columns`, for a dot known to have them (a ValueError otherwise)."""
+        cols = self.columns
+        if cols is None:
+            raise ValueError(f"dot {self.dot} has no columns")
+        return cols
 
     def area_nm2(self) -> float | None:
         """Footprint area [nm^2] (None without calibration)."""
@@ -220,15 +237,16 @@ def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
     AreaFractions or None
         None when no dot has fractions.
     """
-    done = [d for d in dots if d.fractions is not None]
-    if not done:
+    measured = [(d, fr) for d in dots if (fr := d.fractions) is not None]
+    if not measured:
         return None
-    if len(done) == 1:
-        return done[0].fractions
-    f = np.array([d.fractions.uniform for d in done])
-    lo, hi = np.array([d.fractions.uniform_ci95 for d in done]).T
+    if len(measured) == 1:
+        return measured[0][1]
+    done = [fr for _, fr in measured]
+    f = np.array([fr.uniform for fr in done])
+    lo, hi = np.array([fr.uniform_ci95 for fr in done]).T
     s2 = np.maximum(((hi - lo) / 3.92) ** 2, 1e-8)
-    areas = np.array([d.fractions.crystal_area_nm2 or d.shape.area_px for d in done], float)
+    areas = np.array([fr.crystal_area_nm2 or d.shape.area_px for d, fr in measured], float)
     w = areas / areas.sum()
     # scipy.special's Student-t quantile, the value scipy.stats.t.ppf returns, without importing scipy.stats
     # (~0.3 s CPU of a multi-dot analyze process, benchmarks/process.py).
@@ -239,12 +257,12 @@ def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
     model = float(np.sum(w**2 * (s2 + tau2)))
     empirical = float(np.sum(w**2 * (f - estimate) ** 2)) / max(1.0 - float(np.sum(w**2)), 1e-12)
     half = float(stdtrit(len(done) - 1, 0.975)) * float(np.sqrt(max(model, empirical)))
-    nm2 = [d.fractions.crystal_area_nm2 for d in done]
+    nm2 = [fr.crystal_area_nm2 for fr in done]
     return AreaFractions(
         ordered=1.0 - estimate,
         uniform=estimate,
         uniform_ci95=(max(0.0, estimate - half), min(1.0, estimate + half)),
-        crystal_area_nm2=None if None in nm2 else float(sum(nm2)),
+        crystal_area_nm2=None if None in nm2 else float(sum(a for a in nm2 if a is not None)),
         method=f"{len(done)} dots, area-weighted; 95 % interval: random effects (DerSimonian-Laird between-dot "
         f"sd {np.sqrt(tau2):.3f}) combined with each dot's measurement interval, or the dots' empirical spread "
         f"if larger; Student-t quantile with {len(done) - 1} degrees of freedom",
@@ -276,7 +294,8 @@ def field_phase_fractions(dots: list[DotResult]) -> dict:
     out = {}
     for name in names:
         pooled = field_fractions([_as_uniform(d, name, a) for d, a in zip(done, areas)])
-        out[name] = {"fraction": pooled.uniform, "ci95": list(pooled.uniform_ci95)}
+        if pooled is not None:  # every dot here has fractions
+            out[name] = {"fraction": pooled.uniform, "ci95": list(pooled.uniform_ci95)}
     return out
 
 
@@ -289,7 +308,7 @@ def _as_uniform(dot: DotResult, name: str, area: float | None) -> DotResult:
         uniform_ci95=tuple(share["ci95"]),
         crystal_area_nm2=area,
     )
-    return dataclasses.replace(dot, result=dataclasses.replace(dot.result, fractions=fractions))
+    return dataclasses.replace(dot, result=dataclasses.replace(dot.analysis, fractions=fractions))
 
 
 def _field_phases(dots: list[DotResult], chosen: list[DotResult]) -> dict:
@@ -298,10 +317,10 @@ def _field_phases(dots: list[DotResult], chosen: list[DotResult]) -> dict:
     staged = [d for d in dots if d.result is not None and d.result.phases]
     if not staged:
         return {}
-    per_dot = {d.dot: d.result.phases["calibration"] for d in staged}
+    per_dot = {d.dot: d.analysis.phases["calibration"] for d in staged}
     warned = [f"dot {k}: {c['message']}" for k, c in per_dot.items() if c.get("message")]
     statuses = {c["status"] for c in per_dot.values()}
-    parts = [(d.result.phases, len(d.columns)) for d in chosen]
+    parts = [(d.analysis.phases, len(d.found_columns)) for d in chosen]
     return {
         "phase": np.concatenate([p["phase"] if p else np.full(n, "") for p, n in parts] or [np.zeros(0, str)]),
         "site": np.concatenate([p["site"] if p else np.full(n, "") for p, n in parts] or [np.zeros(0, str)]),
@@ -346,6 +365,8 @@ def _analyze_dot(
     from .pipeline import analyze
 
     px = micrograph.pixel_size_nm
+    if px is None:
+        raise ValueError(f"{micrograph.source}: a field's dots are cropped in nm and need the pixel size")
     mine = labels == shape.label
     rows, cols = np.nonzero(mine)
     margin = int(np.ceil(CROP_MARGIN_NM / px))
@@ -441,26 +462,26 @@ def analyze_field(
     support = ~within_distance(labels > 0, BLANK_MARGIN_NM / px)  # by row blocks: no float64 image copies
     dots = []
     for shape in shapes:
-        common = {
-            "dot": shape.label,
-            "shape": shape,
-            "pixel_size_nm": px,
-            "lattice_orientation_deg": rotation[shape.label],
-        }
+        dot = DotResult(
+            dot=shape.label,
+            shape=shape,
+            status="refused",
+            pixel_size_nm=px,
+            lattice_orientation_deg=rotation[shape.label],
+        )
         if shape.touches_border:
-            dots.append(DotResult(status="refused", message="cut by the frame edge", **common))
+            dots.append(dataclasses.replace(dot, message="cut by the frame edge"))
             continue
         if shape.label in overlaps:
             others = ", ".join(str(k) for k in sorted(overlaps[shape.label]))
             message = f"overlapping another dot: dot {others} (both lattices where their outlines overlap)"
-            dots.append(DotResult(status="refused", message=message, **common))
+            dots.append(dataclasses.replace(dot, message=message))
             continue
         result, offset = _analyze_dot(micrograph, labels, shape, support, config, rng)
         result = _slim(result, raw, offset)
         reason = refusal_reason(result)
-        dots.append(
-            DotResult(status="refused" if reason else "ok", message=reason, result=result, offset_rc=offset, **common)
-        )
+        status = "refused" if reason else "ok"
+        dots.append(dataclasses.replace(dot, status=status, message=reason, result=result, offset_rc=offset))
     base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
     return _assemble(base, dots + unresolved, labels, raw)
 
@@ -516,7 +537,7 @@ def _single(
     labels: np.ndarray,
     px: float | None,
     rotation: float | None,
-    unresolved: list[DotResult] = (),
+    unresolved: Sequence[DotResult] = (),
 ) -> FieldResult:
     """A field of at most one lattice dot: the whole-image analysis is the dot's (the numbers of ``analyze``).
 
@@ -598,10 +619,10 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         else:
             unlabelled.append(d)
     chosen = labelled or unlabelled
-    merged = Columns.concatenate([d.columns for d in chosen]) if chosen else None
+    merged = Columns.concatenate([d.found_columns for d in chosen]) if chosen else None
     labels_all = None
     if labelled:
-        parts = [d.result.labels for d in labelled]
+        parts = [lab for d in labelled if (lab := d.analysis.labels) is not None]
         labels_all = PhaseLabels(
             label=np.concatenate([p.label for p in parts]),
             contrast=np.concatenate([p.contrast for p in parts]),
@@ -626,5 +647,5 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         message=_field_message(dots),
         dots=[d.to_record() for d in dots],
     )
-    dot_ids = np.concatenate([np.full(len(d.columns), d.dot) for d in chosen]) if chosen else np.zeros(0, int)
+    dot_ids = np.concatenate([np.full(len(d.found_columns), d.dot) for d in chosen]) if chosen else np.zeros(0, int)
     return FieldResult(result=result, dots=dots, labels=labels, column_dot=dot_ids)

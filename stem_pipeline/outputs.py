@@ -15,7 +15,7 @@ import numbers
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -244,9 +244,9 @@ def write_result(result: PipelineResult, folder: str | os.PathLike, summary: dic
         dots = {name: [r.get(name) for r in records] for name in dot_columns(records)}
         atomic_write(folder / DOTS_CSV, lambda tmp: write_csv(tmp, dots))
         outputs.append(DOTS_CSV)
-        table = field_column_table(field)
-        if table is not None:
-            atomic_write(folder / COLUMNS_CSV, lambda tmp: write_csv(tmp, table, float_format="%.6g"))
+        field_table = field_column_table(field)
+        if field_table is not None:
+            atomic_write(folder / COLUMNS_CSV, lambda tmp: write_csv(tmp, field_table, float_format="%.6g"))
             outputs.append(COLUMNS_CSV)
     elif result.columns is not None:
         table = column_table(result.columns, result.labels, phases=result.phases)[0]
@@ -284,7 +284,7 @@ def analyze_file(
     config=None,
     *,
     pixel_size_nm: float | None = None,
-    frame: int | str | None = None,
+    frame: int | Literal["sum", "mean"] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Analyse one file into ``folder`` and return its summary; never raises for bad input.
@@ -325,9 +325,8 @@ def analyze_file(
     try:
         input_hash = file_hash(path)
     except OSError as exc:
-        input_hash = None
         error = str(InputError(path, f"cannot read the file ({exc.strerror or exc})", "Check the path"))
-        return _write_error(path, folder, error, chash, input_hash, options, start)
+        return _write_error(path, folder, error, chash, None, options, start)
     if not overwrite and is_done(folder, config_hash=chash, input_hash=input_hash, options=options):
         summary = read_summary(folder) or {}
         return {**summary, "skipped": True}

@@ -121,14 +121,14 @@ def find_peaks(x: np.ndarray, *, height: float, prominence: float, distance: int
     """
     x = np.asarray(x, dtype=float)
     rising = np.flatnonzero(np.diff(x) > 0) + 1  # samples above their left neighbour: maybe a peak's left edge
-    peaks = []
+    tops: list[int] = []
     for i in rising:
-        j = i
+        j = int(i)
         while j + 1 < len(x) and x[j + 1] == x[i]:
             j += 1
         if j + 1 < len(x) and x[j + 1] < x[i]:
-            peaks.append((i + j) // 2)
-    peaks = np.array([p for p in peaks if x[p] >= height], dtype=int)
+            tops.append((int(i) + j) // 2)
+    peaks = np.array([p for p in tops if x[p] >= height], dtype=int)
     keep = np.ones(len(peaks), dtype=bool)
     for k in np.argsort(x[peaks])[::-1]:  # highest first (ties in scipy's order); a close, lower neighbour goes
         if keep[k]:
@@ -136,7 +136,7 @@ def find_peaks(x: np.ndarray, *, height: float, prominence: float, distance: int
             close[k] = False
             keep &= ~close
     peaks = peaks[keep]
-    return np.array([p for p in peaks if _prominence(x, p) >= prominence], dtype=int)
+    return np.array([p for p in peaks if _prominence(x, int(p)) >= prominence], dtype=int)
 
 
 def _prominence(x: np.ndarray, peak: int) -> float:
@@ -181,7 +181,7 @@ def split_by_orientation(labels: np.ndarray, field: LatticeField, *, min_area_px
     (M, N) ndarray of int32
         The regions, split where the rotation changes.
     """
-    rotation = field.rotation_deg()
+    rotation = np.asarray(field.rotation_deg())
     out = np.zeros_like(labels, dtype=np.int32)
     next_label = 1
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):

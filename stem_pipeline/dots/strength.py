@@ -222,9 +222,9 @@ def _band_energies(padded: np.ndarray, f_lo: float, f_hi: float) -> tuple[np.nda
     fc = sfft.rfftfreq(padded.shape[1])[:n_cols].astype(np.float32)[None, :]
     radius = np.hypot(fr, fc)
     # Smooth radial band (Gaussian-edged), zero at DC.
-    width = np.float32(width)
-    band = expit((radius - np.float32(f_lo)) / width)  # logistic edges, without overflow far from them
-    band *= expit((np.float32(min(f_hi, 0.5)) - radius) / width)
+    width32 = np.float32(width)
+    band = expit((radius - np.float32(f_lo)) / width32)  # logistic edges, without overflow far from them
+    band *= expit((np.float32(min(f_hi, 0.5)) - radius) / width32)
     del radius
     phi = np.arctan2(fc, fr)  # angle of (row, col) frequency from the row axis, as make_dot's
     spectrum = sfft.rfft2(padded, workers=FFT_WORKERS)[rows, :n_cols] * band

@@ -153,7 +153,7 @@ def batch_statistics(
     for row in rows:
         counts[row.get("status", "error")] = counts.get(row.get("status", "error"), 0) + 1
     calibrated = [r for r in rows if include_uncalibrated or not ("pixel_size_nm" in r and r["pixel_size_nm"] is None)]
-    fractions = [_uniform(r) for r in calibrated if r.get("status") == "ok" and _uniform(r) is not None]
+    fractions = [f for r in calibrated if r.get("status") == "ok" and (f := _uniform(r)) is not None]
     left_out = sum(1 for r in rows if r.get("status") == "ok" and _uniform(r) is not None) - len(fractions)
     n = len(fractions)
     mean, sd, ci = _mean_interval(fractions, confidence)

@@ -340,7 +340,7 @@ def save_overlay(
     shape = np.shape(image.data if isinstance(image, Micrograph) else image)
     # Not a pyplot figure: nothing to close, nothing kept after the file is written (batch workers).
     fig = Figure(figsize=figure_size_in(shape, dpi=dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     ax = _image_axes(fig, shape)
     plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title, ax=ax, phases=phases)
     if decorate is not None:
@@ -348,6 +348,7 @@ def save_overlay(
     # Rendered once: ``bbox_inches="tight"`` would draw the whole figure twice (once to measure it), so the
     # tight box is measured without drawing the image; PNGs are written at zlib level 1, ~4x faster than
     # the default 6 for ~1.3x the bytes (the two took 0.55 of 0.9 s CPU of a 1024^2 overlay, benchmarks/process.py).
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)
-    options = {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if path.suffix.lower() == ".png" else {}
+    bbox = fig.get_tightbbox(canvas.get_renderer()).padded(0.05)
+    png = path.suffix.lower() == ".png"
+    options: dict[str, Any] = {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if png else {}
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches=bbox, **options))
