@@ -81,8 +81,8 @@ class SeriesConfig(StrictModel):
         ge=0,
         le=0.5,
         description=(
-            "prior standard deviation of the classifier's gain on the converted share (0: the damage model as "
-            "stated, with no gain)"
+            "prior standard deviation of the classifier's gain on the converted share, allowed for in the f0 and "
+            "Dc intervals (0: no allowance)"
         ),
     )
 

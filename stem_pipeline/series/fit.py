@@ -13,19 +13,18 @@ Models (``D``: cumulative dose [e/A^2]; ``f0``: the zero-dose, as-synthesised un
     conversion that starts at domain boundaries and spreads as fronts (``n > 1``:
     accelerating, ``n < 1``: slowing down; ``0.5 <= n <= 4``); ``n = 1`` is the exponential.
 
-Measured curve (``gain_sd > 0``, the default of ``SeriesConfig``)
-    The classifier reads a partly converted dot with a gain ``g`` on the
-    converted share: the fitted curve is ``f0 + g (f(D) - f0)`` for each model
-    ``f`` above, with ``g`` fitted within ``GAIN_BOUNDS`` under a Gaussian prior
-    of mean 1 and standard deviation ``gain_sd`` (one more observation). On
-    synthetic series the per-frame reads of the issue-14 classifier are
-    unbiased at zero dose but come out ~0.04 high once ~40 % of the dot has
-    converted (fragmented ordered remnants are read uniform): a gain of ~1.1,
-    which a fit with ``g = 1`` turns into a critical dose 10-13 % low with an
-    interval that covers it half the time. The prior's width (0.1) was chosen on
-    the tuning series (seeds 6000+ of benchmarks/series.py); ``g`` leaves ``f0``
-    and ``Dc`` as the physics defines them and widens the Dc interval by the
-    uncertainty of the gain.
+Gain allowance (``gain_sd > 0``, the default of ``SeriesConfig``)
+    The classifier may read a partly converted dot with a gain ``g`` on the
+    converted share: ``f0 + g (f(D) - f0)``. :func:`fit_damage` keeps the
+    chosen model's estimates (``g = 1``) and widens its intervals to their union
+    with those of the same model fitted with ``g`` free within ``GAIN_BOUNDS``
+    under a Gaussian prior of mean 1 and standard deviation ``gain_sd`` (one more
+    observation). On synthetic series the per-frame reads of the issue-14
+    classifier are unbiased at zero dose but come out 0.01-0.02 high once 10 % or
+    more of the dot has converted (benchmarks/results/series.md): a fit with
+    ``g = 1`` reads that as a faster conversion, Dc 4-13 % low (median), with an
+    interval that covered it on 50 % of the tuning dots. The prior's width (0.1) was chosen on the
+    tuning series (seeds 6000+ of benchmarks/series.py).
 
 For every model the reported critical dose is the dose at which the ordered
 share has fallen to ``1/e`` (``Dc`` for the first and third models).
@@ -138,6 +137,8 @@ class DamageFit:
         False when the data do not pin the critical dose down: it ran to its upper bound
         (1000x the dose range), or its interval spans more than ``MAX_DC_CI_RATIO`` (e.g. a dot
         almost all uniform from the start, whose small ordered share barely changes).
+    gain : float or None
+        The classifier's gain on the converted share fitted for the intervals' allowance (None: none).
     """
 
     model: str
@@ -151,6 +152,7 @@ class DamageFit:
     aicc: float
     n_points: int
     critical_dose_constrained: bool = True
+    gain: float | None = None
 
     def curve(self, dose: np.ndarray) -> np.ndarray:
         """The fitted uniform fraction at ``dose`` [e/A^2] (as the classifier reads it: with the gain)."""
@@ -181,6 +183,7 @@ class DamageFit:
             "aicc": self.aicc,
             "n_points": self.n_points,
             "critical_dose_constrained": self.critical_dose_constrained,
+            "gain": self.gain,
         }
 
 
@@ -365,18 +368,41 @@ def fit_damage(
     Returns
     -------
     chosen : DamageFit or None
-        None when not even the stated model could be fitted (fewer than 5 frames).
+        None when not even the stated model could be fitted (fewer than 5 frames). With
+        ``gain_sd > 0`` its intervals allow for a gain (see the module docstring) and ``gain`` is set.
     fits : list of DamageFit
         Every model that could be fitted, the chosen one included.
     """
     fits = [
         f
         for name in MODELS
-        if (f := fit_model(name, dose, fraction, sigma, common_error_fraction=common_error_fraction, gain_sd=gain_sd))
-        is not None
+        if (f := fit_model(name, dose, fraction, sigma, common_error_fraction=common_error_fraction)) is not None
     ]
     stated = next((f for f in fits if f.model == STATED_MODEL), None)
     if stated is None:
         return None, fits
     best = min(fits, key=lambda f: f.aicc)
-    return (best if best.aicc < stated.aicc - AICC_MARGIN else stated), fits
+    chosen = best if best.aicc < stated.aicc - AICC_MARGIN else stated
+    read = (
+        fit_model(chosen.model, dose, fraction, sigma, common_error_fraction=common_error_fraction, gain_sd=gain_sd)
+        if gain_sd > 0
+        else None
+    )
+    if read is None:
+        return chosen, fits
+    widened = _allow_for_gain(chosen, read)
+    return widened, [widened if f is chosen else f for f in fits]
+
+
+def _allow_for_gain(fit: DamageFit, read: DamageFit) -> DamageFit:
+    """``fit`` with its intervals widened to the union with those of ``read`` (the same model with a gain)."""
+    f0_ci = (min(fit.f0_ci95[0], read.f0_ci95[0]), max(fit.f0_ci95[1], read.f0_ci95[1]))
+    lo = min(fit.critical_dose_ci95[0], read.critical_dose_ci95[0])
+    hi = max(fit.critical_dose_ci95[1], read.critical_dose_ci95[1])
+    return dataclasses.replace(
+        fit,
+        f0_ci95=f0_ci,
+        critical_dose_ci95=(lo, hi),
+        gain=read.params["gain"],
+        critical_dose_constrained=fit.critical_dose_constrained and hi / lo <= MAX_DC_CI_RATIO,
+    )
