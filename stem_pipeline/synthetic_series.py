@@ -17,9 +17,10 @@ Damage model (the truth the series analysis must recover)
     and the conversion spreads inwards, stochastically. In a dot with no
     uniform domain the distance is to the dot's edge. The uniform area
     fraction at cumulative dose ``D`` is then close to
-    ``f(D) = 1 - (1 - f0) exp(-D / Dc)``; the truth of every frame is the
-    area its columns cover (:func:`stem_pipeline.synthetic.column_region_map`),
-    as in single images.
+    ``f(D) = 1 - (1 - f0) exp(-D / Dc)``. The truth of every frame is the
+    domain area, as in single images (``SyntheticDot.region_map``, so ``f0`` is
+    the dot's ``uniform_fraction``), where every pixel of an ordered domain
+    takes the state of its nearest ordered column: uniform once that column has converted.
 
 Dose convention
     Frame ``k`` (0-based) is shown at the cumulative dose at the middle of its
@@ -44,8 +45,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from ._types import LABELS
-from .synthetic import _as_rng, column_region_map, dot_frame, make_dot, region_uniform_fraction, render_gaussians
+from ._types import LABELS, REGION_ORDERED, REGION_UNIFORM
+from .synthetic import _as_rng, dot_frame, make_dot, region_uniform_fraction, render_gaussians
 
 _ORDERED, _UNIFORM = LABELS.index("ordered"), LABELS.index("uniform")
 
@@ -269,12 +270,14 @@ def make_series(
     dose = (np.arange(n_frames) + 0.5) * dose_per_frame_e_per_A2
     velocity = np.asarray(scan_velocity_px, float)
     drift = _drift_path(n_frames, velocity=velocity, max_jump_px=max_jump_px, max_step_px=max_step_px, rng=rng)
-    spacing = np.linalg.norm(dot.lattice_vectors_px[0])
-    spacing_u = spacing * dot_kwargs.get("spacing_uniform_nm", 0.32) / dot_kwargs.get("spacing_ordered_nm", 0.3145)
     shear = (dot.rc[:, :1] / shape[0] - 0.5) * velocity  # within-frame scan drift of each column
     frames = np.empty((n_frames, *shape), np.float32)
     labels = np.empty((n_frames, len(dot.rc)), np.int8)
     fractions = np.empty(n_frames)
+    # Truth: every pixel of an ordered domain follows its nearest ordered column.
+    ordered_px = np.argwhere(dot.region_map == REGION_ORDERED)
+    ordered_cols = np.flatnonzero(dot.label == _ORDERED)
+    owner = ordered_cols[cKDTree(dot.rc[ordered_cols]).query(ordered_px)[1]] if len(ordered_cols) else None
     for k in range(n_frames):
         converted = (dot.label == _ORDERED) & (d_conv < dose[k])
         labels[k] = np.where(converted, _UNIFORM, dot.label)
@@ -282,9 +285,9 @@ def make_series(
         clean = render_gaussians(shape, dot.rc + drift[k] + shear, height, sigma_px)
         clean += ndimage.shift(static, drift[k], order=1, mode="nearest")
         frames[k] = rng.poisson(np.clip(clean, 0, None) * counts)
-        # Converted columns keep the ordered grid's spacing (they turned in place).
-        cell = np.where(dot.label == _UNIFORM, spacing_u, spacing)
-        region = column_region_map(shape, dot.rc, labels[k], spacing_px=cell, u=u, w=w)
+        region = dot.region_map.copy()
+        if owner is not None:
+            region[tuple(ordered_px.T)] = np.where(converted[owner], REGION_UNIFORM, REGION_ORDERED)
         fractions[k] = region_uniform_fraction(region)
     return SyntheticSeries(
         frames=frames,
@@ -298,7 +301,7 @@ def make_series(
         conversion_dose_e_per_A2=d_conv,
         label=labels,
         uniform_fraction=fractions,
-        zero_dose_uniform_fraction=dot.column_uniform_fraction,
+        zero_dose_uniform_fraction=dot.uniform_fraction,
         critical_dose_e_per_A2=float(critical_dose_e_per_A2),
         counts=float(counts),
     )

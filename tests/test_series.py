@@ -193,6 +193,21 @@ def test_intervals_widen_when_frame_errors_persist():
     assert widths[1] > 1.3 * widths[0]
 
 
+def test_a_classifier_gain_on_the_converted_share_is_fitted_not_read_as_a_faster_conversion():
+    dose = (np.arange(10) + 0.5) * 250.0
+    sigma = np.full(10, 0.015)
+    noise = 0.01 * np.random.default_rng(3).standard_normal(10)
+    read = 0.3 + 1.1 * (model(dose, 0.3, 2000.0) - 0.3) + noise  # converted share read 10 % high
+    stated, _ = fit_damage(dose, read, sigma)
+    with_gain, _ = fit_damage(dose, read, sigma, gain_sd=SeriesConfig().gain_sd)
+    assert stated.critical_dose_ci95[1] < 2000.0  # g = 1: Dc read low, the interval misses it
+    lo, hi = with_gain.critical_dose_ci95
+    assert lo <= 2000.0 <= hi and hi / lo < 3
+    assert abs(with_gain.gain - 1.1) < abs(with_gain.gain - 1.0)
+    # The estimates stay the stated model's; only the intervals allow for the gain.
+    assert with_gain.critical_dose == stated.critical_dose and stated.gain is None
+
+
 def test_dose_from_metadata():
     current_na, dwell_s, pixel_nm = 0.0264, 2e-6, 0.035
     expected = current_na * 1e-9 * dwell_s / 1.602176634e-19 / (pixel_nm * 10) ** 2

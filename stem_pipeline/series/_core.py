@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from .._types import Micrograph
 from ..config import StrictModel
 from ..errors import InputError
-from .fit import DamageFit, fit_damage
+from .fit import DamageFit, fit_damage, frame_sigma
 from .load import (
     FrameSeries,
     NotASeriesError,
@@ -39,9 +39,6 @@ logger = logging.getLogger("stem_pipeline")
 NON_FINITE, CONSTANT, NO_CRYSTAL, NO_FRACTIONS = "non_finite", "constant", "no_crystal", "no_fractions"
 
 
-#: Smallest standard error of a frame's fraction in the fit: the rms frame error on synthetic series
-#: (benchmarks/series.py) is ~0.02, while the pipeline's interval of a near one-phase read can be 0.01 wide.
-_MIN_FRAME_SD = 0.015
 #: A fraction this close to 0 or 1 is a one-phase read.
 _ONE_PHASE = 1e-6
 
@@ -78,6 +75,15 @@ class SeriesConfig(StrictModel):
         ge=0,
         le=1,
         description="share of the per-frame fraction variance common to all frames of a dot (added to f0's)",
+    )
+    gain_sd: float = Field(
+        0.1,
+        ge=0,
+        le=0.5,
+        description=(
+            "prior standard deviation of the classifier's gain on the converted share, allowed for in the f0 and "
+            "Dc intervals (0: no allowance)"
+        ),
     )
 
 
@@ -310,7 +316,7 @@ def analyze_series(
             len(reference_rc),
         )
     in_fit = _fit_frames(fraction, message)
-    chosen, fits = _fit(series.source, dose, fraction, ci, in_fit, config.common_error_fraction)
+    chosen, fits = _fit(series.source, dose, fraction, ci, in_fit, config)
     for k in np.flatnonzero(~np.array([s == "ok" for s in status])):
         logger.warning("%s: frame %d left out (%s): %s", series.source, k, status[k], message[k])
     return SeriesResult(
@@ -366,11 +372,15 @@ def _analyze_frames(
     return results, fraction, ci, n_columns, dose
 
 
-def _fit(source, dose, fraction, ci, in_fit, common_error_fraction):
+def _fit(source, dose, fraction, ci, in_fit, config):
     """The damage fit of the frames ``in_fit`` (see :mod:`.fit`), with warnings when it is weak."""
-    sigma = np.maximum((ci[:, 1] - ci[:, 0]) / 3.92, _MIN_FRAME_SD)
+    sigma = frame_sigma(ci)
     chosen, fits = fit_damage(
-        dose[in_fit], fraction[in_fit], sigma[in_fit], common_error_fraction=common_error_fraction
+        dose[in_fit],
+        fraction[in_fit],
+        sigma[in_fit],
+        common_error_fraction=config.common_error_fraction,
+        gain_sd=config.gain_sd,
     )
     if chosen is None:
         logger.warning("%s: %d frames to fit; at least 5 are needed", source, int(in_fit.sum()))
