@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from ._tiles import within_distance
-from ._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
+from ._types import AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
 from .classify import ClassifyConfig, TwoPhaseModelConfig
 from .columns import ColumnsConfig
 from .config import StrictModel
@@ -344,7 +344,7 @@ def _refine_and_measure(run: _Run) -> Columns:
 
 def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str | None]:
     """Labels, fractions and the message of the CsPbI3/PbI2 two-phase model, where it applies."""
-    from .classify import two_phase_model_reasons
+    from .classify import classify_lattice_regions, two_phase_model_reasons
 
     config, pixel_size_nm = run.config, run.micrograph.pixel_size_nm
     reasons = [
@@ -359,8 +359,14 @@ def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str
     ]
     if not reasons:
         with run.timed("classify"):
-            labels, fractions, reasons = _classify_regions(
-                run.parts, run.regions, run.lattices, run.micrograph.data.shape, config
+            labels, fractions, reasons = classify_lattice_regions(
+                run.parts,
+                run.regions,
+                [lat.spacing_px for lat in run.lattices],
+                run.micrograph.data.shape,
+                config=config.classify,
+                two_phase=config.two_phase_model,
+                boundary_sd_spacings=config.lattice_boundary_sd_spacings,
             )
     if reasons:
         why = "; ".join(dict.fromkeys(reasons))
@@ -412,75 +418,3 @@ def _near_columns(parts, shape: tuple[int, int], radius_px: float) -> np.ndarray
 def _lattice_info(lattices) -> dict:
     """The strongest lattice as a dict, with the others under ``"others"``."""
     return {**lattices[0].to_dict(), "others": [lat.to_dict() for lat in lattices[1:]]}
-
-
-def _classify_regions(parts, regions, lattices, shape, config):
-    """Classify each lattice's columns in its own region and merge labels, region map and fractions.
-
-    With one lattice this is :func:`stem_pipeline.classify.classify_columns`. With two, each region
-    is classified on its own grid; the uniform fraction is the area-weighted mean of the regions',
-    and its interval the area-weighted bounds (as if the regions' errors were fully correlated).
-    """
-    from .classify import classify_columns, contrast_pattern_reasons
-
-    results, reasons = [], []
-    for cols, region, lat in zip(parts, regions, lattices):
-        if len(cols) < config.classify.min_columns:
-            continue
-        labels, fractions = classify_columns(cols, shape=shape, crystal_mask=region, config=config.classify)
-        reasons += contrast_pattern_reasons(
-            cols.intensity,
-            cols.rc,
-            labels.label == LABELS.index("ordered"),
-            spacing_px=lat.spacing_px,
-            config=config.two_phase_model,
-        )
-        results.append((cols, region, labels, fractions))
-    if not results:
-        return None, None, reasons + ["too few columns to classify"]
-    if len(results) == 1 and len(parts) == 1:
-        return results[0][2], results[0][3], reasons
-    region_map = np.full(shape, REGION_OUTSIDE, np.int8)
-    for _, region, labels, _ in results:
-        region_map[region] = labels.region_map[region]
-    labels = PhaseLabels(
-        label=np.concatenate([r[2].label for r in results]),
-        contrast=np.concatenate([r[2].contrast for r in results]),
-        order_parameter=np.concatenate([r[2].order_parameter for r in results]),
-        region_map=region_map,
-    )
-    areas = np.array([float(r[1].sum()) for r in results])
-    weights = areas / areas.sum()
-    uniform = float(sum(w * r[3].uniform for w, r in zip(weights, results)))
-    # Within-region intervals (area-weighted bounds, fully correlated) plus the placement of the
-    # boundary between the lattices' regions, in quadrature.
-    sd_within = float(sum(w * (r[3].uniform_ci95[1] - r[3].uniform_ci95[0]) for w, r in zip(weights, results))) / 3.92
-    boundary_px = _shared_boundary_px(regions)
-    spacing_px = float(np.mean([lat.spacing_px for lat in lattices]))
-    sd_boundary = boundary_px * config.lattice_boundary_sd_spacings * spacing_px / areas.sum()
-    half = 1.96 * float(np.hypot(sd_within, sd_boundary))
-    lo, hi = max(0.0, uniform - half), min(1.0, uniform + half)
-    nm2 = [r[3].crystal_area_nm2 for r in results]
-    fractions = AreaFractions(
-        ordered=1.0 - uniform,
-        uniform=uniform,
-        uniform_ci95=(lo, hi),
-        crystal_area_nm2=None if None in nm2 else float(sum(nm2)),
-        method=f"{len(results)} lattices, each region classified on its own grid; area-weighted fractions; 95 % "
-        "interval from the regions' measurement intervals and a boundary between the lattices' regions placed "
-        f"within {config.lattice_boundary_sd_spacings:g} column spacing (sd), in quadrature",
-    )
-    if sum(len(r[0]) for r in results) != sum(len(c) for c in parts):
-        reasons.append("a lattice region has too few columns to classify")
-    return labels, fractions, reasons
-
-
-def _shared_boundary_px(regions: list[np.ndarray]) -> float:
-    """Length [px] of the boundary between different regions (4-neighbour pixel pairs)."""
-    label = np.zeros(regions[0].shape, np.int16)
-    for i, region in enumerate(regions, start=1):
-        label[region] = i
-    total = 0
-    for a, b in ((label[1:, :], label[:-1, :]), (label[:, 1:], label[:, :-1])):
-        total += int(np.sum((a != b) & (a > 0) & (b > 0)))
-    return float(total)

@@ -419,3 +419,16 @@ def test_region_map_by_row_blocks_equals_one_block(monkeypatch):
     np.testing.assert_array_equal(many[0], one[0])
     np.testing.assert_array_equal(many[1], one[1])
     assert one[1].sum() == mask.sum()
+
+
+def test_shared_boundary_counts_only_pixel_pairs_between_two_regions():
+    from stem_pipeline.classify import shared_boundary_px
+
+    left = np.zeros((10, 12), bool)
+    right = np.zeros((10, 12), bool)
+    left[2:8, 1:6] = True  # 6 rows touching `right` along one vertical edge
+    right[2:8, 6:11] = True
+    assert shared_boundary_px([left, right]) == 6.0
+    right[:, :] = False
+    right[2:8, 7:11] = True  # a gap of one column: no shared boundary
+    assert shared_boundary_px([left, right]) == 0.0

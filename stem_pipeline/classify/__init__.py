@@ -16,6 +16,7 @@ from .features import (
     neighbour_pairs,
     own_intensity_llr,
 )
+from .lattices import classify_lattice_regions, shared_boundary_px
 from .model import minority_posterior, mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
 
@@ -28,6 +29,7 @@ __all__ = [
     "contrast_pattern_reasons",
     "boundary_length_px",
     "classify_columns",
+    "classify_lattice_regions",
     "column_features",
     "domain_size_px",
     "estimate_lattice_vectors",
@@ -40,5 +42,6 @@ __all__ = [
     "region_map_from_columns",
     "refine_boundaries",
     "regularise_posterior",
+    "shared_boundary_px",
     "two_phase_model_reasons",
 ]
