@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._stats import WIDTH95_SD
 from ._tiles import within_distance
 from ._types import (
     REGION_OUTSIDE,
@@ -245,7 +246,7 @@ def field_fractions(dots: list[DotResult]) -> AreaFractions | None:
     done = [fr for _, fr in measured]
     f = np.array([fr.uniform for fr in done])
     lo, hi = np.array([fr.uniform_ci95 for fr in done]).T
-    s2 = np.maximum(((hi - lo) / 3.92) ** 2, 1e-8)
+    s2 = np.maximum(((hi - lo) / WIDTH95_SD) ** 2, 1e-8)
     areas = np.array([fr.crystal_area_nm2 or d.shape.area_px for d, fr in measured], float)
     w = areas / areas.sum()
     # scipy.special's Student-t quantile, the value scipy.stats.t.ppf returns, without importing scipy.stats

@@ -148,8 +148,9 @@ def test_field_interval_combines_measurement_and_between_dot_spread(field_result
     alike = field_fractions([dot(0.5, 0.05), dot(0.5, 0.05), dot(0.5, 0.05), dot(0.5, 0.05)])
     spread = field_fractions([dot(0.2, 0.05), dot(0.8, 0.05), dot(0.3, 0.05), dot(0.7, 0.05)])
     t3 = 3.182446  # Student t, 97.5 %, 3 degrees of freedom
+    z = 1.959964  # normal, 97.5 %: each dot's sd is its 95 % half-width / z
     # Equal dots: tau^2 = 0, the interval of a mean of 4 independent measurements (sd / 2).
-    assert alike.uniform_ci95[1] - alike.uniform_ci95[0] == pytest.approx(2 * t3 * (0.05 / 1.96) / 2, rel=1e-5)
+    assert alike.uniform_ci95[1] - alike.uniform_ci95[0] == pytest.approx(2 * t3 * (0.05 / z) / 2, rel=1e-5)
     # Spread-out dots: the between-dot sd (~0.27) dominates: half-width ~ t3 * 0.27 / 2.
     assert spread.uniform == pytest.approx(0.5)
     assert t3 * 0.25 / 2 < (spread.uniform_ci95[1] - spread.uniform_ci95[0]) / 2 < t3 * 0.3 / 2

@@ -28,6 +28,7 @@ LAYERS: dict[str, list[str]] = {
         "_atomic",
         "_threads",
         "_tiles",
+        "_stats",
         "spectrum",
         "_types",
         "__init__",

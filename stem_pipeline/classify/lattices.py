@@ -13,15 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import ndtri
 
+from .._stats import WIDTH95_SD, Z95
 from .._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, PhaseLabels
 from ._core import ClassifyConfig, classify_columns
 from .applicability import TwoPhaseModelConfig, contrast_pattern_reasons
-
-#: Standard-normal quantile of a two-sided 95 % interval, and the width of that interval in sd.
-Z95 = float(ndtri(0.975))
-WIDTH95_SD = 2 * Z95
 
 
 def classify_lattice_regions(

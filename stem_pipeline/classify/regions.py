@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .._stats import Z95
 from .._tiles import row_blocks
 from .._types import REGION_ORDERED, REGION_OUTSIDE, REGION_UNIFORM, AreaFractions
 
@@ -204,7 +205,7 @@ def area_fractions(
     var_boundary = (length * float(boundary_sd_px) / area_px) ** 2
     edge_o, edge_u = (_edge_length_px(region, phase) for phase in (REGION_ORDERED, REGION_UNIFORM))
     var_edge = (((1 - uniform) * edge_u) ** 2 + (uniform * edge_o) ** 2) * (float(edge_sd_px) / area_px) ** 2
-    half = 1.959964 * np.sqrt(var_labels + var_boundary + var_edge)
+    half = Z95 * np.sqrt(var_labels + var_boundary + var_edge)
     lo, hi = max(uniform - half, 0.0), min(uniform + half, 1.0)
     scale = f"{boundary_sd_px * pixel_size_nm:.3f} nm" if pixel_size_nm else f"{boundary_sd_px:.2f} px"
     method = (

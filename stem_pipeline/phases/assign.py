@@ -23,6 +23,7 @@ import logging
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .._stats import Z95
 from .._types import LABELS, REGION_OUTSIDE
 from .config import PhasesConfig
 from .library import Phase
@@ -332,7 +333,7 @@ def _fractions(records, group_regions, lattices) -> dict:
         code = np.full(group_regions[0].shape, REGION_OUTSIDE, np.int8)
         for region, is_mine in zip(group_regions, mine):
             code[region] = 1 if is_mine else 2
-        half = 1.96 * boundary_length_px(code) * 0.5 * spacing_px / total
+        half = Z95 * boundary_length_px(code) * 0.5 * spacing_px / total
         out[name] = {"fraction": fraction, "ci95": [max(0.0, fraction - half), min(1.0, fraction + half)]}
     return out
 

@@ -31,7 +31,7 @@ share has fallen to ``1/e`` (``Dc`` for the first and third models).
 
 Fit and intervals
     Weighted least squares (:func:`scipy.optimize.least_squares`) with each
-    frame's standard error from its 95 % interval, ``(hi - lo) / 3.92``, and a
+    frame's standard error from its 95 % interval, ``(hi - lo) / WIDTH95_SD`` (3.92), and a
     soft-L1 loss beyond ``ROBUST_SCALE`` standard errors (a misread frame weighs less). The
     parameter covariance is ``(J^T J)^-1`` scaled up by the reduced chi-square
     when the scatter exceeds the stated errors, and by ``(1 + rho) / (1 - rho)`` when
@@ -56,6 +56,8 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy import optimize, stats
+
+from .._stats import WIDTH95_SD
 
 #: Residuals beyond this many standard errors weigh less (soft-L1 loss): one misread frame
 #: (e.g. 0.98 where the truth is 0.84, seen on synthetic series) must not bend the whole curve.
@@ -224,7 +226,7 @@ def frame_sigma(ci95: np.ndarray) -> np.ndarray:
     (n,) ndarray
     """
     ci95 = np.asarray(ci95, float)
-    return np.maximum((ci95[:, 1] - ci95[:, 0]) / 3.92, MIN_FRAME_SD)
+    return np.maximum((ci95[:, 1] - ci95[:, 0]) / WIDTH95_SD, MIN_FRAME_SD)
 
 
 def _autocorrelation_inflation(residuals: np.ndarray) -> float:
