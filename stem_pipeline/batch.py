@@ -21,7 +21,6 @@ every finished image from its ``summary.json`` anyway.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import os
@@ -309,8 +308,6 @@ def run_batch(
     from .pipeline import PipelineConfig
     from .report import batch as batch_report
 
-    # Every report of this run (progress and final) with the same batch means.
-    write_reports = functools.partial(batch_report.write_reports, include_uncalibrated=include_uncalibrated)
     if pixel_size_nm is not None and not (pixel_size_nm > 0 and pixel_size_nm < float("inf")):
         raise UsageError(f"the pixel size must be a positive number of nm, not {pixel_size_nm}")
     config = config or PipelineConfig()
@@ -337,7 +334,14 @@ def run_batch(
         logger.info("%d images, %d already done, %d to analyse", len(files), len(files) - len(todo), len(todo))
 
         def write_interim() -> None:
-            write_reports(_complete(rows, names), out, config=config, html=False, skipped_inputs=skipped_inputs)
+            batch_report.write_reports(
+                _complete(rows, names),
+                out,
+                config=config,
+                html=False,
+                skipped_inputs=skipped_inputs,
+                include_uncalibrated=include_uncalibrated,
+            )
 
         last_write = {"end": -float("inf"), "cost": 0.0}
 
@@ -365,7 +369,14 @@ def run_batch(
                 write_interim()
             raise
         report = _complete(rows, names)
-        write_reports(report, out, config=config, html=True, skipped_inputs=skipped_inputs)
+        batch_report.write_reports(
+            report,
+            out,
+            config=config,
+            html=True,
+            skipped_inputs=skipped_inputs,
+            include_uncalibrated=include_uncalibrated,
+        )
     n_error = sum(r["status"] == "error" for r in report)
     logger.info("batch done: %d images, %d errors; report in %s", len(report), n_error, out / "report.html")
     return report

@@ -25,11 +25,12 @@ from pydantic import Field
 
 from ._tiles import within_distance
 from ._types import AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
-from .classify import ClassifyConfig, TwoPhaseModelConfig
-from .columns import ColumnsConfig
+from .classify import ClassifyConfig, TwoPhaseModelConfig, classify_lattice_regions, two_phase_model_reasons
+from .columns import ColumnsConfig, find_columns, measure_intensities, refine_columns
+from .columns.assign import nearest_column_regions, resolve_shared_columns
 from .config import StrictModel
-from .denoise import DenoiseConfig
-from .lattice import Lattice, LatticeConfig
+from .denoise import DenoiseConfig, denoise
+from .lattice import Lattice, LatticeConfig, crystal_masks, find_lattices
 from .phases.config import PhasesConfig
 
 logger = logging.getLogger("stem_pipeline")
@@ -189,11 +190,12 @@ def analyze(
     with run.timed("denoise"):
         run.denoised = _denoise(run.micrograph, run.config)
     with run.timed("lattice"):
-        run.lattices = _find_lattices(run.denoised, run.config)
+        run.lattices = find_lattices(run.denoised, run.config.lattice)
     if not run.lattices:
         return run.stop("no lattice found")
     with run.timed("crystal_mask"):
-        run.masks = _crystal_masks(run.denoised, run.lattices)
+        # Per lattice: (column-search mask, crystal area), from one demodulation.
+        run.masks = [crystal_masks(run.denoised, lat) for lat in run.lattices]
     if not any(search.any() for search, _ in run.masks):
         return run.stop("no crystal region")
     with run.timed("find_columns"):
@@ -262,22 +264,8 @@ class _Run:
 
 
 def _denoise(micrograph: Micrograph, config: PipelineConfig) -> np.ndarray:
-    from .denoise import denoise
-
     chain = denoise_config_for(micrograph, config.denoise)
     return denoise(micrograph.data, chain, pixel_size_nm=micrograph.pixel_size_nm)
-
-
-def _find_lattices(denoised: np.ndarray, config: PipelineConfig) -> list[Lattice]:
-    from .lattice import find_lattices
-
-    return find_lattices(denoised, config.lattice)
-
-
-def _crystal_masks(denoised: np.ndarray, lattices: list[Lattice]) -> list[tuple[np.ndarray, np.ndarray]]:
-    from .lattice import crystal_masks
-
-    return [crystal_masks(denoised, lat) for lat in lattices]
 
 
 def _find_columns(run: _Run) -> None:
@@ -287,9 +275,6 @@ def _find_columns(run: _Run) -> None:
     the union. Columns found on both grids go to the better-fitting one, and a lattice left with
     too few columns is no region of its own.
     """
-    from .columns import find_columns
-    from .columns.assign import resolve_shared_columns
-
     union = np.logical_or.reduce([search for search, _ in run.masks])
     config = run.config
     parts = [find_columns(run.denoised, lattice=lat, mask=union, config=config.columns) for lat in run.lattices]
@@ -313,8 +298,6 @@ def _crystal_regions(run: _Run) -> None:
     Fractions are of the crystal's own area, not of the (wider) search mask; the half-spacing cell
     of every found column is crystal too (small domains of a weak lattice).
     """
-    from .columns.assign import nearest_column_regions
-
     search = np.logical_or.reduce([m for m, _ in run.masks])
     mask = np.logical_or.reduce([area for _, area in run.masks])
     mask |= search & _near_columns(run.parts, search.shape, 0.5 * min(lat.spacing_px for lat in run.lattices))
@@ -329,8 +312,6 @@ def _refine_and_measure(run: _Run) -> Columns:
     stops at its neighbours on the other grid too, not only at those on its own. ``run.parts``
     becomes the refined columns of each lattice.
     """
-    from .columns import measure_intensities, refine_columns
-
     tagged = [c.replace(lattice=np.full(len(c), k, np.int8)) for k, c in enumerate(run.parts)]
     pooled = Columns.concatenate(tagged).replace(pixel_size_nm=run.micrograph.pixel_size_nm)
     finest = min(run.lattices, key=lambda lat: lat.spacing_px)
@@ -344,8 +325,6 @@ def _refine_and_measure(run: _Run) -> Columns:
 
 def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str | None]:
     """Labels, fractions and the message of the CsPbI3/PbI2 two-phase model, where it applies."""
-    from .classify import classify_lattice_regions, two_phase_model_reasons
-
     config, pixel_size_nm = run.config, run.micrograph.pixel_size_nm
     reasons = [
         r
