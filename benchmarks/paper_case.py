@@ -117,9 +117,9 @@ def analyze_dot(dot, config=None) -> dict:
     row = {"truth": dot.uniform_fraction, "status": result.status, "time_s": time.perf_counter() - t0}
     if result.status == "ok" and result.fractions is None:  # the two-phase model does not apply
         row["status"] = "no fractions: " + (result.message or "").split(": ", 1)[-1].split(" (")[0]
-    if result.lattice:
-        lat = result.lattice
-        row["lattice"] = f"{lat['spacing_px'] * dot.pixel_size_nm:.3f} nm {lat['angle_deg']:.0f} deg"
+    if result.lattices:
+        lat = result.lattices[0]
+        row["lattice"] = f"{lat.spacing_px * dot.pixel_size_nm:.3f} nm {lat.angle_deg:.0f} deg"
     if row["status"] == "ok":
         f = result.fractions
         row.update(found=f.uniform, lo=f.uniform_ci95[0], hi=f.uniform_ci95[1], n_columns=len(result.columns))

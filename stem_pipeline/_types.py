@@ -33,9 +33,11 @@ REGION_OUTSIDE, REGION_ORDERED, REGION_UNIFORM = 0, 1, 2
 
 #: Units of the columns of :meth:`Columns.to_dataframe` (and ``columns.csv``); "" for none.
 def _encode(value: Any) -> Any:
-    """Make a field value storable (dataclasses become dicts)."""
+    """Make a field value storable (dataclasses become dicts, tuples of them lists of dicts)."""
     if isinstance(value, _Struct):
         return value.to_dict()
+    if isinstance(value, tuple) and any(isinstance(v, _Struct) for v in value):
+        return [_encode(v) for v in value]
     return value
 
 
@@ -60,6 +62,8 @@ class _Struct:
 
     #: Names of fields holding nested structs, mapped to their types.
     _nested: ClassVar[dict[str, str]] = {}
+    #: Names of fields holding tuples of nested structs, mapped to their types.
+    _nested_tuples: ClassVar[dict[str, str]] = {}
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={_short(getattr(self, f.name))}" for f in dataclasses.fields(self))  # type: ignore[arg-type]
@@ -76,6 +80,9 @@ class _Struct:
         for name, type_name in cls._nested.items():
             if kwargs.get(name) is not None and isinstance(kwargs[name], dict):
                 kwargs[name] = _STRUCTS[type_name].from_dict(kwargs[name])
+        for name, type_name in cls._nested_tuples.items():
+            if name in kwargs:
+                kwargs[name] = tuple(_STRUCTS[type_name].from_dict(v) for v in kwargs[name])
         return cls(**kwargs)
 
     def save_npz(self, path: str | os.PathLike) -> Path:
@@ -179,6 +186,60 @@ class Micrograph(_Struct):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Lattice(_Struct):
+    """The column grid of a crystal image (:func:`stem_pipeline.lattice.find_lattice`).
+
+    The grid of the atom columns (in CsPbI3 [001] the a/2 grid), not the
+    bright/dim superlattice.
+
+    Parameters
+    ----------
+    vectors_px : (2, 2) ndarray
+        The two shortest grid vectors, one per row, each (row, col) [px].
+    spacing_px : float
+        Length of the shortest vector [px].
+    angle_deg : float
+        Angle between the two vectors [deg] (between 60 and 90 for a reduced basis).
+    strength : float
+        How crystalline the image is: the smaller ratio of peak power to the
+        fitted noise floor (:mod:`stem_pipeline.spectrum`) of the two
+        fundamental Bragg peaks of the (Hann-tapered) power spectrum.
+    foreign_peaks : int
+        Bragg peaks (at least 0.05 of the strongest's excess power) that
+        are neither on this grid's reciprocal lattice nor at its half-integer
+        superlattice positions: a second lattice (another phase or grain).
+    """
+
+    vectors_px: np.ndarray
+    spacing_px: float
+    angle_deg: float
+    strength: float
+    foreign_peaks: int = 0
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.vectors_px, dtype=np.float64).reshape(2, 2)
+        object.__setattr__(self, "vectors_px", v)
+        for name in ("spacing_px", "angle_deg", "strength"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "foreign_peaks", int(self.foreign_peaks))
+
+    @property
+    def reciprocal_px(self) -> np.ndarray:
+        """(2, 2) reciprocal vectors (row, col) [cycles/px], ``g_i . v_j = delta_ij``."""
+        return np.linalg.inv(self.vectors_px).T
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-friendly dict (vectors as nested lists)."""
+        return {
+            "vectors_px": self.vectors_px.tolist(),
+            "spacing_px": self.spacing_px,
+            "angle_deg": self.angle_deg,
+            "strength": self.strength,
+            "foreign_peaks": self.foreign_peaks,
+        }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Columns(_Struct):
     """Atom columns as a struct of arrays (one entry per column).
 
@@ -205,8 +266,7 @@ class Columns(_Struct):
         False where the refinement failed (the column keeps its input position).
     lattice : (N,) ndarray of int8, optional
         Index of the lattice the column was found on (0 the strongest, see
-        :func:`stem_pipeline.lattice.find_lattices`): ``PipelineResult.lattice``
-        for 0, ``PipelineResult.lattice["others"][k - 1]`` for k.
+        :func:`stem_pipeline.lattice.find_lattices`): ``PipelineResult.lattices[k]``.
     pixel_size_nm : float or None
         Pixel size [nm], for conversion to physical units.
     """
@@ -412,6 +472,7 @@ class PipelineResult(_Struct):
         "labels": "PhaseLabels",
         "fractions": "AreaFractions",
     }
+    _nested_tuples: ClassVar[dict[str, str]] = {"lattices": "Lattice"}
 
     micrograph: Micrograph
     status: str
@@ -420,7 +481,9 @@ class PipelineResult(_Struct):
     columns: Columns | None = None
     labels: PhaseLabels | None = None
     fractions: AreaFractions | None = None
-    lattice: dict = dataclasses.field(default_factory=dict)
+    #: The column grids found (:func:`stem_pipeline.lattice.find_lattices`), the strongest first; empty when
+    #: none was found (and for a field of dots: each dot has its own).
+    lattices: tuple[Lattice, ...] = ()
     config_hash: str = ""
     timings_s: dict = dataclasses.field(default_factory=dict)
     message: str | None = None
@@ -430,6 +493,9 @@ class PipelineResult(_Struct):
     #: One ``dots.csv`` record (:data:`DOT_COLUMNS`) per dot: the crystal as one dot for
     #: :func:`stem_pipeline.pipeline.analyze`, every dot of a field for :func:`stem_pipeline.field.analyze_field`.
     dots: list = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lattices", tuple(self.lattices))
 
     def dots_dataframe(self):
         """The dots (:attr:`dots`) as a pandas DataFrame with the columns of :func:`dot_columns`."""
@@ -470,5 +536,5 @@ class PipelineResult(_Struct):
 
 
 _STRUCTS: dict[str, type[_Struct]] = {
-    c.__name__: c for c in (Micrograph, Columns, PhaseLabels, AreaFractions, Comparison, PipelineResult)
+    c.__name__: c for c in (Micrograph, Lattice, Columns, PhaseLabels, AreaFractions, Comparison, PipelineResult)
 }

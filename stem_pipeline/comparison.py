@@ -112,15 +112,15 @@ def compare_models(
         cells[r] = experimental_cell(
             micrograph,
             columns.rc[keep],
-            np.asarray(lattice["vectors_px"], dtype=np.float64),
+            lattice.vectors_px,
             intensity=columns.intensity[keep],
             supercell=options.supercell,
             oversample=options.oversample,
             min_cells=options.min_cells,
         )
         folded_on[r] = {
-            "spacing_nm": lattice["spacing_px"] * micrograph.pixel_size_nm,
-            "angle_deg": lattice["angle_deg"],
+            "spacing_nm": lattice.spacing_px * micrograph.pixel_size_nm,
+            "angle_deg": lattice.angle_deg,
         }
     entries: list[tuple[Comparison, CellFit]] = []
     defoci = sorted(options.defocus_nm) if options.defocus_nm else [None]

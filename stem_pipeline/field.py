@@ -643,7 +643,7 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         labels=labels_all,
         fractions=field_fractions(dots),
         phases=_field_phases(dots, chosen),
-        lattice={},
+        lattices=(),
         timings_s=timings,
         message=_field_message(dots),
         dots=[d.to_record() for d in dots],

@@ -14,9 +14,7 @@ is the column grid (the strong fundamental peaks), not the superlattice.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
@@ -26,7 +24,7 @@ from scipy import ndimage
 from . import _tiles
 from ._threads import FFT_WORKERS
 from ._tiles import row_blocks, within_distance
-from ._types import Micrograph
+from ._types import Lattice, Micrograph
 from .config import StrictModel
 from .spectrum import centred_log_floor, find_peaks, subpixel, tapered_power
 
@@ -74,62 +72,6 @@ class LatticeConfig(StrictModel):
     max_lattices: int = Field(
         2, ge=1, le=2, description="Lattices looked for (2: a second phase on its own grid, e.g. PbI2 <1 -1 1>)."
     )
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Lattice:
-    """The column grid of a crystal image.
-
-    Parameters
-    ----------
-    vectors_px : (2, 2) ndarray
-        The two shortest grid vectors, one per row, each (row, col) [px].
-    spacing_px : float
-        Length of the shortest vector [px].
-    angle_deg : float
-        Angle between the two vectors [deg] (between 60 and 90 for a reduced basis).
-    strength : float
-        How crystalline the image is: the smaller ratio of peak power to the
-        fitted noise floor (:mod:`stem_pipeline.spectrum`) of the two
-        fundamental Bragg peaks of the (Hann-tapered) power spectrum.
-    foreign_peaks : int
-        Bragg peaks (at least 0.05 of the strongest's excess power) that
-        are neither on this grid's reciprocal lattice nor at its half-integer
-        superlattice positions: a second lattice (another phase or grain).
-    """
-
-    vectors_px: np.ndarray
-    spacing_px: float
-    angle_deg: float
-    strength: float
-    foreign_peaks: int = 0
-
-    def __post_init__(self) -> None:
-        v = np.asarray(self.vectors_px, dtype=np.float64).reshape(2, 2)
-        object.__setattr__(self, "vectors_px", v)
-        for name in ("spacing_px", "angle_deg", "strength"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-        object.__setattr__(self, "foreign_peaks", int(self.foreign_peaks))
-
-    @property
-    def reciprocal_px(self) -> np.ndarray:
-        """(2, 2) reciprocal vectors (row, col) [cycles/px], ``g_i . v_j = delta_ij``."""
-        return np.linalg.inv(self.vectors_px).T
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict (vectors as nested lists)."""
-        return {
-            "vectors_px": self.vectors_px.tolist(),
-            "spacing_px": self.spacing_px,
-            "angle_deg": self.angle_deg,
-            "strength": self.strength,
-            "foreign_peaks": self.foreign_peaks,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Lattice:
-        """Rebuild from :meth:`to_dict` output."""
-        return cls(**data)
 
 
 def reduce_basis(vectors: np.ndarray) -> np.ndarray:

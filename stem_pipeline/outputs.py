@@ -14,13 +14,14 @@ import logging
 import numbers
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ._atomic import atomic_write, atomic_write_json
-from ._types import PipelineResult
+from ._types import Lattice, PipelineResult
 from .errors import InputError
 from .io import column_table
 from .provenance import file_hash, versions
@@ -100,7 +101,7 @@ def build_summary(
         "uniform_fraction_ci95": [_round(v) for v in fractions.uniform_ci95] if fractions else None,
         "ci_method": fractions.method if fractions else None,
         "crystal_area_nm2": _round(fractions.crystal_area_nm2, 3) if fractions else None,
-        "lattice": result.lattice if result is not None else None,
+        "lattice": _lattice_summary(result.lattices) if result is not None else None,
         **_phase_summary(result),
         "n_dots": 0,
         "dots": [],
@@ -111,6 +112,13 @@ def build_summary(
         "timings_s": timings_s or (result.timings_s if result is not None else {}),
     }
     return summary
+
+
+def _lattice_summary(lattices: Sequence[Lattice]) -> dict[str, Any]:
+    """``summary.json``'s ``lattice``: the strongest lattice's fields, the others' under ``"others"``; {} for none."""
+    if not lattices:
+        return {}
+    return {**lattices[0].to_dict(), "others": [lat.to_dict() for lat in lattices[1:]]}
 
 
 def _phase_summary(result: PipelineResult | None) -> dict[str, Any]:

@@ -250,7 +250,7 @@ class _Run:
             micrograph=self.micrograph,
             denoised=self.denoised,
             crystal_mask=self.crystal_mask,
-            lattice=_lattice_info(self.lattices) if self.lattices else {},
+            lattices=tuple(self.lattices),
             message=message,
             config_hash=self.config.config_hash(),
             timings_s=self.timings,
@@ -392,8 +392,3 @@ def _near_columns(parts, shape: tuple[int, int], radius_px: float) -> np.ndarray
     r, c = np.clip(np.round(rc).astype(int), 0, np.array(shape) - 1).T
     near[r, c] = True
     return within_distance(near, radius_px)  # by row blocks: no full-size float64 distance map
-
-
-def _lattice_info(lattices) -> dict:
-    """The strongest lattice as a dict, with the others under ``"others"``."""
-    return {**lattices[0].to_dict(), "others": [lat.to_dict() for lat in lattices[1:]]}

@@ -109,7 +109,7 @@ def test_physical_contrast_dim_columns_at_a_third(dose):
         rng=4242,
     )
     result = analyze(dot.micrograph())
-    assert result.lattice["spacing_px"] * dot.pixel_size_nm == pytest.approx(0.3145, rel=0.03)
+    assert result.lattices[0].spacing_px * dot.pixel_size_nm == pytest.approx(0.3145, rel=0.03)
     dist, _ = cKDTree(result.columns.rc).query(dot.rc)
     assert np.mean(dist < 3.0) >= 0.98  # recall, dim columns included
     assert result.fractions is not None, result.message
@@ -122,14 +122,14 @@ def test_a_second_lattice_is_found_and_its_region_classified_on_its_own_grid(two
 
     dot, result = two_lattice_dot
     assert find_lattice(dot.image).foreign_peaks > 0
-    assert len(result.lattice["others"]) == 1
+    assert len(result.lattices) == 2
     assert result.fractions is not None, result.message
     assert abs(result.fractions.uniform - dot.uniform_fraction) <= 0.06
     lo, hi = result.fractions.uniform_ci95
     assert lo <= dot.uniform_fraction <= hi
     one_grid = make_dot((384, 384), pixel_size_nm=0.03, dot_size_nm=9.0, uniform_fraction=0.5, rng=3)
     assert find_lattice(one_grid.image).foreign_peaks == 0
-    assert analyze(one_grid.micrograph()).lattice["others"] == []
+    assert len(analyze(one_grid.micrograph()).lattices) == 1
 
 
 def test_a_second_lattice_outside_the_model_gets_no_fractions():

@@ -81,8 +81,8 @@ def test_shared_columns_go_to_the_grid_that_fits_them_and_regions_follow():
 
 def test_two_lattice_dot_each_column_on_its_phase_grid_and_regions_match_truth(two_lattice_dot):
     dot, result = two_lattice_dot
-    assert len(result.lattice["others"]) == 1 and result.fractions is not None, result.message
-    spacings = [lat["spacing_px"] * 0.03 for lat in (result.lattice, *result.lattice["others"])]
+    assert len(result.lattices) == 2 and result.fractions is not None, result.message
+    spacings = [lat.spacing_px * 0.03 for lat in result.lattices]
     uniform_lattice = int(np.argmax(spacings))  # the 0.347 nm grid
     # Columns well inside a true uniform domain are on the uniform grid, and vice versa.
     from scipy import ndimage
@@ -145,7 +145,7 @@ def test_columns_at_the_interface_of_two_grids_are_located_as_well_as_inside():
     height = np.concatenate([np.where((i % 2 == 0) & (j % 2 == 0), 1.0, 0.35), np.full(len(rc_u), 0.8)])
     image = rng.poisson(render_gaussians(shape, rc, height, 0.045 / px) * 400 + 20).astype(np.float32)
     result = analyze(Micrograph(image, pixel_size_nm=px))
-    assert len(result.lattice["others"]) == 1
+    assert len(result.lattices) == 2
     dist, nearest = cKDTree(rc).query(result.columns.rc)
     assert np.mean(dist < 2) > 0.99 and len(result.columns) > 0.99 * len(rc)
     interface = np.abs(rc[nearest, 1] - 160) < 0.5 / px

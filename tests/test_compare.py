@@ -287,12 +287,12 @@ def test_each_region_of_a_two_lattice_dot_is_folded_on_its_own_grid(two_lattice_
     spacing = {}
     for region in ("ordered", "uniform"):
         keep, lattice = region_columns(result, region)
-        spacing[region] = lattice["spacing_px"] * dot.pixel_size_nm
+        spacing[region] = lattice.spacing_px * dot.pixel_size_nm
         assert len(set(result.columns.lattice[keep])) == 1
         cell = experimental_cell(
             dot.micrograph(),
             result.columns.rc[keep],
-            np.asarray(lattice["vectors_px"]),
+            lattice.vectors_px,
             intensity=result.columns.intensity[keep],
         )
         assert cell.count >= 20

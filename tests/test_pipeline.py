@@ -85,6 +85,10 @@ def test_analyze_file_writes_the_output_contract_and_resumes(tmp_path, held_out_
         assert key in on_disk
     assert on_disk["pixel_size_nm"] == pytest.approx(held_out_dot.pixel_size_nm)
     assert set(on_disk["fractions"]) == {"ordered", "uniform"}
+    # The column grid: the strongest lattice's fields, the others (none here) under "others".
+    assert set(on_disk["lattice"]) == {"vectors_px", "spacing_px", "angle_deg", "strength", "foreign_peaks", "others"}
+    assert on_disk["lattice"]["spacing_px"] * held_out_dot.pixel_size_nm == pytest.approx(0.3145, rel=0.03)
+    assert on_disk["lattice"]["others"] == []
     df = pd.read_csv(folder / COLUMNS_CSV)
     assert len(df) == on_disk["n_columns"] > 0
     assert {"x_px", "y_px", "x_nm", "y_nm", "intensity", "label", "contrast"} <= set(df.columns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stem_pipeline import AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
+from stem_pipeline import AreaFractions, Columns, Lattice, Micrograph, PhaseLabels, PipelineResult
 from stem_pipeline.io import to_dataframe
 
 RNG = np.random.default_rng(3)
@@ -64,12 +64,15 @@ def test_npz_round_trip_of_a_nested_result(tmp_path):
         columns=_columns(n),
         labels=labels,
         fractions=AreaFractions(0.4, 0.6, (0.5, 0.7), crystal_area_nm2=12.0, method="block bootstrap"),
-        lattice={"spacing_px": 10.5},
+        lattices=(
+            Lattice([[10.5, 0.0], [0.0, 10.5]], 10.5, 90.0, 60.0),
+            Lattice([[0.0, 12.0], [11.0, 0.0]], 11.0, 90.0, 20.0, 3),
+        ),
         config_hash="abc",
         timings_s={"total": 1.5},
     )
     back = PipelineResult.load_npz(result.save_npz(tmp_path / "r.npz"))
-    assert back.status == "ok" and back.config_hash == "abc" and back.lattice == {"spacing_px": 10.5}
+    assert back.status == "ok" and back.config_hash == "abc"
     np.testing.assert_array_equal(back.micrograph.data, result.micrograph.data)
     assert back.micrograph.metadata == {"k": 1}
     np.testing.assert_array_equal(back.columns.rc, result.columns.rc)
@@ -79,4 +82,6 @@ def test_npz_round_trip_of_a_nested_result(tmp_path):
     assert list(back.labels.label_names) == ["ordered", "uniform", "uniform", "ordered", "ordered"]
     assert back.fractions.uniform_ci95 == (0.5, 0.7)
     assert back.fractions.method == "block bootstrap"
+    assert [type(lat) for lat in back.lattices] == [Lattice, Lattice]
+    assert [lat.to_dict() for lat in back.lattices] == [lat.to_dict() for lat in result.lattices]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.npz"]

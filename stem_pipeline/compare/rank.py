@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from .._types import Comparison, Micrograph
+from .._types import Comparison, Lattice, Micrograph
 from ..config import StrictModel
 from ..errors import InputError, NoCrystalError
 from .cell import MeanCell, cell_origins, mean_cell, region_select
@@ -401,7 +401,7 @@ def range_limit_warnings(results: Sequence[Comparison], options: CompareConfig) 
     return messages
 
 
-def region_columns(result, region: str = "all", *, roi=None) -> tuple[np.ndarray, dict]:
+def region_columns(result, region: str = "all", *, roi=None) -> tuple[np.ndarray, Lattice]:
     """The columns of a region on the region's own lattice, and that lattice.
 
     A two-lattice image (e.g. CsPbI3 [001] beside PbI2 <1 -1 1>) has its
@@ -421,8 +421,8 @@ def region_columns(result, region: str = "all", *, roi=None) -> tuple[np.ndarray
     -------
     keep : (N,) ndarray of bool
         Which of ``result.columns`` to fold.
-    lattice : dict
-        Their lattice (``result.lattice`` or one of its ``"others"``), with ``vectors_px``.
+    lattice : Lattice
+        Their lattice (one of ``result.lattices``).
 
     Examples
     --------
@@ -430,13 +430,13 @@ def region_columns(result, region: str = "all", *, roi=None) -> tuple[np.ndarray
     >>> from stem_pipeline.synthetic import make_dot
     >>> result = analyze(make_dot((256, 256), dot_size_nm=6, uniform_fraction=0, rng=0).micrograph())
     >>> keep, lattice = region_columns(result, "ordered")
-    >>> bool(keep.all()), round(lattice["angle_deg"])
+    >>> bool(keep.all()), round(lattice.angle_deg)
     (True, 90)
     """
     columns = result.columns
     region_map = result.labels.region_map if result.labels is not None else None
     keep = region_select(columns.rc, region=region, region_map=region_map, roi=roi)
     index = columns.lattice if columns.lattice is not None else np.zeros(len(columns), np.int8)
-    lattices = [result.lattice, *result.lattice.get("others", [])]
+    lattices = result.lattices
     dominant = int(np.argmax(np.bincount(index[keep], minlength=len(lattices)))) if keep.any() else 0
     return keep & (index == dominant), lattices[dominant]
