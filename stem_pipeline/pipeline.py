@@ -341,7 +341,7 @@ def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str
             labels, fractions, reasons = classify_lattice_regions(
                 run.parts,
                 run.regions,
-                [lat.spacing_px for lat in run.lattices],
+                run.lattices,
                 run.micrograph.data.shape,
                 config=config.classify,
                 two_phase=config.two_phase_model,

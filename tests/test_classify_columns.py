@@ -82,3 +82,19 @@ def test_interval_coverage_many_dots():
     assert len(hits) >= 30
     assert 0.85 <= hits.mean() <= 1.0
     assert np.median(widths) < 0.15
+
+
+def test_the_lattice_found_indexes_the_neighbours():
+    """What the pipeline runs: the column grid found from the FFT indexes the neighbours (no re-estimate)."""
+    dot = make_dot((320, 320), dose=100, rng=3004, rotation_deg=23, dot_size_nm=9.0, domain_size_nm=3.5)
+    lattice = find_lattice(dot.image)
+    cols = found_columns(dot)
+    kwargs = dict(shape=dot.image.shape, crystal_mask=dot.region_map > 0)
+    given, given_fractions = classify_columns(cols, lattice_vectors_px=lattice.vectors_px, **kwargs)
+    estimated, estimated_fractions = classify_columns(cols, **kwargs)
+    assert np.mean(given.label == estimated.label) >= 0.99
+    assert given_fractions.uniform == pytest.approx(estimated_fractions.uniform, abs=0.01)
+    assert 0.2 < given_fractions.uniform < 0.8
+    # The given vectors are used: the superlattice's (twice the grid) leaves no bright/dim pattern to fit.
+    _, wrong = classify_columns(cols, lattice_vectors_px=2 * lattice.vectors_px, **kwargs)
+    assert wrong.uniform > 0.95

@@ -135,6 +135,7 @@ def classify_columns(
     *,
     shape: tuple[int, int],
     crystal_mask: np.ndarray | None = None,
+    lattice_vectors_px: np.ndarray | None = None,
     config: ClassifyConfig | None = None,
 ) -> tuple[PhaseLabels, AreaFractions]:
     """Label every column ordered or uniform, map the phases and measure their area fractions.
@@ -149,6 +150,13 @@ def classify_columns(
     crystal_mask : (M, K) array_like of bool, optional
         Crystal pixels; None uses the columns' convex hull grown by half a
         column spacing.
+    lattice_vectors_px : (2, 2) array_like, optional
+        The two primitive vectors (row, col) [px] of the column grid the
+        columns were found on (:attr:`stem_pipeline.Lattice.vectors_px`, the
+        a/2 grid in CsPbI3 [001], not the superlattice), used to index each
+        column's neighbours. :func:`stem_pipeline.pipeline.analyze` passes
+        the lattice it found; None estimates the vectors from the columns'
+        nearest neighbours (:func:`~stem_pipeline.classify.estimate_lattice_vectors`).
     config : ClassifyConfig, optional
         Options; defaults when None. The classification is deterministic.
 
@@ -196,6 +204,7 @@ def classify_columns(
         radius_spacings=config.radius_spacings,
         max_index_residual=config.max_index_residual,
         weight_sigma_spacings=config.weight_sigma_spacings,
+        lattice_vectors_px=lattice_vectors_px,
     )
     spacing_px = float(np.mean(np.linalg.norm(feats.lattice_vectors_px, axis=1)))
     # Columns at the crystal edge see part of a neighbourhood: their fit is noisier.

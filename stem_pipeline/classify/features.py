@@ -2,9 +2,10 @@
 
 Everything here is a ratio or a fit on relative intensities, so a smooth
 thickness or background gradient across a dot does not look like contrast.
-The neighbour graph comes from the positions themselves (KD-tree); the local
-lattice vectors are estimated from nearest-neighbour vectors, so no lattice
-from the FFT is needed.
+The neighbour graph comes from the positions themselves (KD-tree); the
+lattice vectors that index the neighbours are the caller's (the pipeline
+passes the column grid it found from the FFT) or, without them, estimated
+from nearest-neighbour vectors (:func:`estimate_lattice_vectors`).
 
 The order parameter is a local least-squares fit of the three superlattice
 components of the a/2 column grid. With integer lattice coordinates

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._stats import WIDTH95_SD, Z95
-from .._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, PhaseLabels
+from .._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Lattice, PhaseLabels
 from ._core import ClassifyConfig, classify_columns
 from .applicability import TwoPhaseModelConfig, contrast_pattern_reasons
 
@@ -23,7 +23,7 @@ from .applicability import TwoPhaseModelConfig, contrast_pattern_reasons
 def classify_lattice_regions(
     parts: Sequence[Columns],
     regions: Sequence[np.ndarray],
-    spacings_px: Sequence[float],
+    lattices: Sequence[Lattice],
     shape: tuple[int, ...],
     *,
     config: ClassifyConfig,
@@ -38,8 +38,9 @@ def classify_lattice_regions(
         Each lattice's refined and measured columns.
     regions : sequence of (M, N) ndarray of bool
         Each lattice's region (the crystal pixels nearest to its columns).
-    spacings_px : sequence of float
-        Each lattice's column spacing [px].
+    lattices : sequence of Lattice
+        Each part's column grid (:func:`stem_pipeline.lattice.find_lattices`): its vectors index the
+        part's neighbours in :func:`~stem_pipeline.classify.classify_columns`.
     shape : tuple of int
         The image's shape.
     config : ClassifyConfig
@@ -61,15 +62,21 @@ def classify_lattice_regions(
     """
     results: list[tuple[Columns, np.ndarray, PhaseLabels, AreaFractions]] = []
     reasons: list[str] = []
-    for cols, region, spacing in zip(parts, regions, spacings_px):
+    for cols, region, lattice in zip(parts, regions, lattices):
         if len(cols) < config.min_columns:
             continue
-        labels, fractions = classify_columns(cols, shape=(shape[0], shape[1]), crystal_mask=region, config=config)
+        labels, fractions = classify_columns(
+            cols,
+            shape=(shape[0], shape[1]),
+            crystal_mask=region,
+            lattice_vectors_px=lattice.vectors_px,
+            config=config,
+        )
         reasons += contrast_pattern_reasons(
             cols.intensity,
             cols.rc,
             labels.label == LABELS.index("ordered"),
-            spacing_px=spacing,
+            spacing_px=lattice.spacing_px,
             config=two_phase,
         )
         results.append((cols, region, labels, fractions))
@@ -85,7 +92,7 @@ def classify_lattice_regions(
     # boundary between the lattices' regions, in quadrature.
     widths = [r[3].uniform_ci95[1] - r[3].uniform_ci95[0] for r in results]
     sd_within = float(sum(w * width for w, width in zip(weights, widths))) / WIDTH95_SD
-    spacing_px = float(np.mean(spacings_px))
+    spacing_px = float(np.mean([lat.spacing_px for lat in lattices]))
     sd_boundary = shared_boundary_px(regions) * boundary_sd_spacings * spacing_px / areas.sum()
     half = Z95 * float(np.hypot(sd_within, sd_boundary))
     nm2 = [r[3].crystal_area_nm2 for r in results]
