@@ -23,6 +23,12 @@ _ORDERED, _UNIFORM = LABELS.index("ordered"), LABELS.index("uniform")
 _BRIGHT, _DIM, _UNIFORM_C = (CONTRASTS.index(c) for c in ("bright", "dim", "uniform"))
 
 
+#: Completeness of a column's neighbourhood (its columns in the local fit over the 90th percentile of all
+#: columns') from which it is an interior column, whose order parameter fits the two-class mixture: 0.9 of
+#: the ~21 columns of the default 2.6-spacing neighbourhood lets 2 be missing (a lost or dropped column), while a
+#: column on a straight crystal edge misses ~8 and has a noisier fit that would blur the two classes.
+INTERIOR_COMPLETENESS = 0.9
+
 #: Largest number of mean-field iterations a config may ask for: the field settles within the
 #: default 8-10, and an unbounded count (a fault-injection run tried 10^9) never finished.
 MAX_MEAN_FIELD_ITERATIONS = 100
@@ -212,7 +218,7 @@ def classify_columns(
     confidence = completeness**config.edge_confidence_power
     p_ord, n_classes = mixture_posterior(
         feats.alternation_r2,
-        fit_mask=completeness >= 0.9,
+        fit_mask=completeness >= INTERIOR_COMPLETENESS,
         max_components=config.max_components,
         pure_threshold=config.pure_threshold,
         min_separation=config.min_separation,
@@ -225,7 +231,7 @@ def classify_columns(
             spacing_px=spacing_px,
             threshold=config.minority_threshold,
             min_columns=config.minority_min_columns,
-            fit_mask=completeness >= 0.9,
+            fit_mask=completeness >= INTERIOR_COMPLETENESS,
         )
         if p_minor is not None:
             p_ord, n_classes = p_minor, 2

@@ -371,13 +371,19 @@ def refine_boundaries(
     return q, band
 
 
+#: Confidence (neighbourhood completeness to ``ClassifyConfig.edge_confidence_power``) from which a column is
+#: in a phase's interior for that phase's intensity level and spread: at the default power 4, 0.9 is a
+#: completeness of 0.974, a full neighbourhood, so the levels come from columns whose fit sees no edge.
+INTERIOR_CONFIDENCE = 0.9
+
+
 def _interior_levels(a: np.ndarray, hard: np.ndarray, band: np.ndarray, conf: np.ndarray):
     """Median feature of the interior columns of each phase and their robust variances."""
     out = []
     for phase in (hard, ~hard):
-        sel = phase & ~band & (conf >= 0.9)
+        sel = phase & ~band & (conf >= INTERIOR_CONFIDENCE)
         if sel.sum() < 10:
-            sel = phase & (conf >= 0.9)
+            sel = phase & (conf >= INTERIOR_CONFIDENCE)
         if sel.sum() < 5:
             return None
         med = float(np.median(a[sel]))

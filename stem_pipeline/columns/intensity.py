@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from .._types import Columns, Micrograph
-from ._windows import as_image, batches, neighbour_index, solve_batched, spacing_from, voronoi_mask, windows
+from ._windows import (
+    TYPICAL_SIGMA_SPACINGS,
+    as_image,
+    batches,
+    neighbour_index,
+    solve_batched,
+    spacing_from,
+    voronoi_mask,
+    windows,
+)
 from .config import ColumnsConfig
 
 logger = logging.getLogger("stem_pipeline")
@@ -106,8 +115,9 @@ def measure_intensities(
         The raw (not denoised) image [counts]. Not modified.
     columns : Columns
         Refined columns (positions and, if present, ``sigma`` from
-        :func:`refine_columns`; without ``sigma`` a width of 0.15 of the
-        nearest-neighbour distance is assumed).
+        :func:`refine_columns`; without ``sigma`` a width of
+        :data:`~stem_pipeline.columns._windows.TYPICAL_SIGMA_SPACINGS` (0.15) of
+        the nearest-neighbour distance is assumed).
     window_px : int, optional
         Half-width of the square window [px]; default
         ``config.window_fraction`` times the median nearest-neighbour distance.
@@ -139,8 +149,8 @@ def measure_intensities(
         sigma = np.asarray(columns.sigma, dtype=np.float64)
     else:
         spacing = spacing_from(None, rc) if n >= 2 else 2.0 * window_px
-        sigma = np.full((n, 2), 0.15 * spacing)
-        logger.info("measure_intensities: no fitted widths; assuming sigma = %.2f px", 0.15 * spacing)
+        sigma = np.full((n, 2), TYPICAL_SIGMA_SPACINGS * spacing)
+        logger.info("measure_intensities: no fitted widths; assuming sigma = %.2f px", sigma[0, 0])
     fit = linear_fit(
         data, rc, sigma, int(window_px), mask_neighbours=config.mask_neighbours, batch_size=config.batch_size
     )

@@ -19,6 +19,7 @@ import numpy as np
 from .._types import Columns, Micrograph
 from ..lattice import Lattice
 from ._windows import (
+    TYPICAL_SIGMA_SPACINGS,
     Windows,
     as_image,
     batches,
@@ -227,7 +228,7 @@ def _initial_params(vals: np.ndarray, w: np.ndarray, win: Windows, rc: np.ndarra
     wt = np.where(w & (d2 <= (0.35 * spacing) ** 2), np.clip(vals - b0[:, None], 0, None), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         s = np.sqrt((wt * d2).sum(axis=1) / wt.sum(axis=1) / 2.0)
-    s = np.clip(np.nan_to_num(s, nan=0.15 * spacing), 0.5, 0.3 * spacing)
+    s = np.clip(np.nan_to_num(s, nan=TYPICAL_SIGMA_SPACINGS * spacing), 0.5, 0.3 * spacing)
     zero = np.zeros_like(b0)
     cols = [r0, c0, amp, s] + ([s] if el else []) + [b0, zero, zero]
     return np.stack(cols, axis=1)
@@ -372,7 +373,7 @@ def refine_columns(
         rc_out = np.where(ok[:, None], rc_fit, rc_in)
         rc_std = np.where(ok[:, None], np.sqrt(np.abs(cov_rc)), np.nan)
         if (~ok).any():
-            fallback = np.median(sigma[ok], axis=0) if ok.any() else np.full(2, 0.15 * spacing)
+            fallback = np.median(sigma[ok], axis=0) if ok.any() else np.full(2, TYPICAL_SIGMA_SPACINGS * spacing)
             sigma = np.where(ok[:, None], sigma, fallback)
             logger.info("refine_columns: %d of %d Gaussian fits failed (flagged, input positions kept)", (~ok).sum(), n)
     if (~ok).any() and method == "gaussian":
