@@ -8,16 +8,8 @@ from typing import Any
 import numpy as np
 
 from .._types import Columns, Micrograph
-from ._windows import (
-    TYPICAL_SIGMA_SPACINGS,
-    as_image,
-    batches,
-    neighbour_index,
-    solve_batched,
-    spacing_from,
-    voronoi_mask,
-    windows,
-)
+from . import _windows
+from ._windows import as_image, batches, neighbour_index, solve_batched, spacing_from, voronoi_mask, windows
 from .config import ColumnsConfig
 
 logger = logging.getLogger("stem_pipeline")
@@ -149,7 +141,7 @@ def measure_intensities(
         sigma = np.asarray(columns.sigma, dtype=np.float64)
     else:
         spacing = spacing_from(None, rc) if n >= 2 else 2.0 * window_px
-        sigma = np.full((n, 2), TYPICAL_SIGMA_SPACINGS * spacing)
+        sigma = np.full((n, 2), _windows.TYPICAL_SIGMA_SPACINGS * spacing)
         logger.info("measure_intensities: no fitted widths; assuming sigma = %.2f px", sigma[0, 0])
     fit = linear_fit(
         data, rc, sigma, int(window_px), mask_neighbours=config.mask_neighbours, batch_size=config.batch_size
