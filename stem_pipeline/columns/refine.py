@@ -11,6 +11,7 @@ are subtracted and the fit repeated (neighbours modelled).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Literal
 
@@ -299,16 +300,74 @@ def refine_columns(
     half = int(window_px) if window_px is not None else max(2, int(round(config.window_fraction * spacing)))
     img = data if data.dtype == np.float64 else data.astype(np.float32, copy=False)
     max_shift = config.max_shift_fraction * spacing
-    sigma_range = (config.min_sigma_px, config.max_sigma_fraction * spacing)
     nbr = neighbour_index(rc_in)
 
     rc_com, com_ok = _centre_of_mass(img, rc_in, nbr, half, config.com_radius_fraction * spacing, config)
     com_ok &= np.hypot(*(rc_com - rc_in).T) <= max_shift
     rc_com[~com_ok] = rc_in[~com_ok]
+    fit = _fit_gaussians(img, rc_com, nbr, half, spacing, method, config)
+    k_sigma = 2 if config.elliptical else 1
+    params = fit.params
+    sig = np.abs(params[:, 3 : 3 + k_sigma])
+    sigma = np.repeat(sig, 2 // k_sigma, axis=1) if not config.elliptical else sig
+    amp = params[:, 2]
+    b = params[:, 3 + k_sigma : 6 + k_sigma]
+    rc_fit = fit.centres + params[:, :2]
+    background = b[:, 0] + b[:, 1] * params[:, 0] + b[:, 2] * params[:, 1]
+    if method == "com":
+        ok = com_ok
+        rc_out = rc_com
+        rc_std = np.full((n, 2), np.nan)
+    else:
+        shift = np.hypot(*(rc_fit - rc_in).T)
+        ok = (
+            np.all(np.isfinite(params), axis=1)
+            & np.all(np.isfinite(fit.cov_rc), axis=1)
+            & (amp > 0)
+            & np.all(sigma >= config.min_sigma_px, axis=1)
+            & np.all(sigma <= config.max_sigma_fraction * spacing, axis=1)
+            & (shift <= max_shift)
+            & np.all((rc_fit >= -0.5) & (rc_fit <= np.array(img.shape) - 0.5), axis=1)
+            & (fit.n_pix >= params.shape[1] + 3)
+        )
+        rc_out = np.where(ok[:, None], rc_fit, rc_in)
+        rc_std = np.where(ok[:, None], np.sqrt(np.abs(fit.cov_rc)), np.nan)
+        if (~ok).any():
+            fallback = np.median(sigma[ok], axis=0) if ok.any() else np.full(2, TYPICAL_SIGMA_SPACINGS * spacing)
+            sigma = np.where(ok[:, None], sigma, fallback)
+            logger.info("refine_columns: %d of %d Gaussian fits failed (flagged, input positions kept)", (~ok).sum(), n)
+    if (~ok).any() and method == "gaussian":
+        amp, background = _fallback_levels(img, rc_out, sigma, half, amp, background, ~ok)
+    return columns.replace(rc=rc_out, amplitude=amp, sigma=sigma, background=background, rc_std=rc_std, fit_ok=ok)
+
+
+@dataclasses.dataclass
+class _Fit:
+    """The Gaussian fits of N columns (or their starting values, for ``method="com"``)."""
+
+    params: np.ndarray  # (N, 6 + k_sigma): row, col (from the window centre), amplitude, sigma(s), background plane
+    cov_rc: np.ndarray  # (N, 2) variance of the position (row, col) [px^2]; NaN without a fit
+    n_pix: np.ndarray  # (N,) pixels in the fit window
+    centres: np.ndarray  # (N, 2) window centre pixels
+
+
+def _fit_gaussians(
+    img: np.ndarray,
+    rc_com: np.ndarray,
+    nbr: np.ndarray,
+    half: int,
+    spacing: float,
+    method: str,
+    config: ColumnsConfig,
+) -> _Fit:
+    """Batched Gaussian fits of every column's window, with ``config.subtract_neighbours`` passes that subtract
+    the neighbours' fitted Gaussians first; ``method="com"`` returns the starting values."""
+    n = len(rc_com)
     el = config.elliptical
     k_sigma = 2 if el else 1
+    max_shift = config.max_shift_fraction * spacing
+    sigma_range = (config.min_sigma_px, config.max_sigma_fraction * spacing)
     params = np.zeros((n, 6 + k_sigma))
-    rss = np.full(n, np.nan)
     cov_rc = np.full((n, 2), np.nan)
     n_pix = np.zeros(n, np.int64)
     centres = np.zeros((n, 2), np.int64)
@@ -335,7 +394,7 @@ def refine_columns(
             if method == "com":
                 params[sl] = p0
                 continue
-            params[sl], rss[sl], cov_rc[sl] = _levenberg_marquardt(
+            params[sl], _, cov_rc[sl] = _levenberg_marquardt(
                 vals,
                 w.astype(np.float64),
                 p0,
@@ -347,38 +406,7 @@ def refine_columns(
             )
         if pass_index + 1 < passes:
             subtract = _render(img.shape, params, centres, half, el)
-
-    sig = np.abs(params[:, 3 : 3 + k_sigma])
-    sigma = np.repeat(sig, 2 // k_sigma, axis=1) if not el else sig
-    amp = params[:, 2]
-    b = params[:, 3 + k_sigma : 6 + k_sigma]
-    rc_fit = centres + params[:, :2]
-    background = b[:, 0] + b[:, 1] * params[:, 0] + b[:, 2] * params[:, 1]
-    if method == "com":
-        ok = com_ok
-        rc_out = rc_com
-        rc_std = np.full((n, 2), np.nan)
-    else:
-        shift = np.hypot(*(rc_fit - rc_in).T)
-        ok = (
-            np.all(np.isfinite(params), axis=1)
-            & np.all(np.isfinite(cov_rc), axis=1)
-            & (amp > 0)
-            & np.all(sigma >= config.min_sigma_px, axis=1)
-            & np.all(sigma <= config.max_sigma_fraction * spacing, axis=1)
-            & (shift <= max_shift)
-            & np.all((rc_fit >= -0.5) & (rc_fit <= np.array(img.shape) - 0.5), axis=1)
-            & (n_pix >= params.shape[1] + 3)
-        )
-        rc_out = np.where(ok[:, None], rc_fit, rc_in)
-        rc_std = np.where(ok[:, None], np.sqrt(np.abs(cov_rc)), np.nan)
-        if (~ok).any():
-            fallback = np.median(sigma[ok], axis=0) if ok.any() else np.full(2, TYPICAL_SIGMA_SPACINGS * spacing)
-            sigma = np.where(ok[:, None], sigma, fallback)
-            logger.info("refine_columns: %d of %d Gaussian fits failed (flagged, input positions kept)", (~ok).sum(), n)
-    if (~ok).any() and method == "gaussian":
-        amp, background = _fallback_levels(img, rc_out, sigma, half, amp, background, ~ok)
-    return columns.replace(rc=rc_out, amplitude=amp, sigma=sigma, background=background, rc_std=rc_std, fit_ok=ok)
+    return _Fit(params=params, cov_rc=cov_rc, n_pix=n_pix, centres=centres)
 
 
 def _amplitude_only(params: np.ndarray, k_sigma: int) -> np.ndarray:
