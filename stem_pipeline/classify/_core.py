@@ -11,7 +11,7 @@ from pydantic import Field
 from .._types import CONTRASTS, LABELS, AreaFractions, Columns, PhaseLabels
 from ..config import StrictModel
 from ..errors import NoCrystalError
-from .features import column_features, own_intensity_llr
+from .features import ColumnFeatures, column_features, own_intensity_llr
 from .model import minority_posterior, mixture_posterior, refine_boundaries, regularise_posterior
 from .regions import area_fractions, hull_mask, region_map_from_columns
 
@@ -213,6 +213,44 @@ def classify_columns(
         lattice_vectors_px=lattice_vectors_px,
     )
     spacing_px = float(np.mean(np.linalg.norm(feats.lattice_vectors_px, axis=1)))
+    p_ord, n_classes = _ordered_posterior(rc, columns.intensity, feats, spacing_px, config)
+    label = np.where(p_ord >= 0.5, _ORDERED, _UNIFORM).astype(np.int8)
+    contrast = np.where(label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)).astype(np.int8)
+
+    # The crystal ends half a spacing beyond its outermost columns, whichever phase meets the edge: a given
+    # mask (an amplitude threshold) reaching further is clipped there, so its fringe goes to neither phase.
+    mask = _crystal_area(shape, rc, crystal_mask, margin_px=config.hull_margin_spacings * spacing_px)
+    region, cell_area = region_map_from_columns(mask, rc, label)
+    px = columns.pixel_size_nm
+    fractions = area_fractions(
+        region,
+        1.0 - p_ord,
+        cell_area,
+        pixel_size_nm=px,
+        boundary_sd_px=config.boundary_sd_spacings * spacing_px,
+        edge_sd_px=config.edge_sd_spacings * spacing_px,
+    )
+    if np.all(label == label[0]):
+        fractions = _allow_undetected_domains(fractions, len(rc), config)
+    log.info(
+        "classify: %d columns, %d class(es), uniform fraction %.3f [%.3f, %.3f]",
+        len(rc),
+        n_classes,
+        fractions.uniform,
+        *fractions.uniform_ci95,
+    )
+    labels = PhaseLabels(label=label, contrast=contrast, order_parameter=feats.alternation_r2, region_map=region)
+    return labels, fractions
+
+
+def _ordered_posterior(
+    rc: np.ndarray, intensity: np.ndarray, feats: ColumnFeatures, spacing_px: float, config: ClassifyConfig
+) -> tuple[np.ndarray, int]:
+    """Each column's probability of the ordered class, and the number of classes found (1 or 2).
+
+    The mixture of the order parameter (or, with one uniform class, a search for small ordered domains),
+    then the random field and the boundary rounds.
+    """
     # Columns at the crystal edge see part of a neighbourhood: their fit is noisier.
     completeness = np.clip(feats.n_neighbours / max(float(np.percentile(feats.n_neighbours, 90)), 1.0), 0, 1)
     confidence = completeness**config.edge_confidence_power
@@ -248,7 +286,7 @@ def classify_columns(
     for _ in range(config.boundary_rounds if n_classes == 2 and config.boundary_iterations > 0 else 0):
         own = own_intensity_llr(
             rc,
-            columns.intensity,
+            intensity,
             p_ord >= 0.5,
             lattice_vectors_px=feats.lattice_vectors_px,
             radius_px=config.radius_spacings * spacing_px,
@@ -264,38 +302,20 @@ def classify_columns(
             n_iter=config.boundary_iterations,
             evidence=own,
         )
-    label = np.where(p_ord >= 0.5, _ORDERED, _UNIFORM).astype(np.int8)
-    contrast = np.where(label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)).astype(np.int8)
+    return p_ord, n_classes
 
-    # The crystal ends half a spacing beyond its outermost columns, whichever phase meets the edge: a given
-    # mask (an amplitude threshold) reaching further is clipped there, so its fringe goes to neither phase.
-    mask = hull_mask(shape, rc, margin_px=config.hull_margin_spacings * spacing_px)
+
+def _crystal_area(
+    shape: tuple[int, int], rc: np.ndarray, crystal_mask: np.ndarray | None, *, margin_px: float
+) -> np.ndarray:
+    """The columns' hull grown by ``margin_px``, within ``crystal_mask`` when one is given."""
+    mask = hull_mask(shape, rc, margin_px=margin_px)
     if crystal_mask is not None:
         given = np.asarray(crystal_mask, dtype=bool)
         if given.shape != shape:
             raise ValueError(f"crystal_mask has shape {given.shape}, expected the image shape {shape}")
         mask &= given
-    region, cell_area = region_map_from_columns(mask, rc, label)
-    px = columns.pixel_size_nm
-    fractions = area_fractions(
-        region,
-        1.0 - p_ord,
-        cell_area,
-        pixel_size_nm=px,
-        boundary_sd_px=config.boundary_sd_spacings * spacing_px,
-        edge_sd_px=config.edge_sd_spacings * spacing_px,
-    )
-    if np.all(label == label[0]):
-        fractions = _allow_undetected_domains(fractions, len(rc), config)
-    log.info(
-        "classify: %d columns, %d class(es), uniform fraction %.3f [%.3f, %.3f]",
-        len(rc),
-        n_classes,
-        fractions.uniform,
-        *fractions.uniform_ci95,
-    )
-    labels = PhaseLabels(label=label, contrast=contrast, order_parameter=feats.alternation_r2, region_map=region)
-    return labels, fractions
+    return mask
 
 
 def _allow_undetected_domains(fractions: AreaFractions, n_columns: int, config: ClassifyConfig) -> AreaFractions:
