@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
 
+    _add_analyze(sub)
+    _add_denoise(sub)
+    _add_simulate(sub)
+    _add_compare(sub)
+    _add_series(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _add_analyze(sub) -> None:
+    """The ``analyze`` subcommand (images and folders to the output contract)."""
     p = sub.add_parser(
         "analyze",
         help="find columns, classify phases and report fractions for images and folders",
@@ -95,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a phase YAML file, or a folder of them, added to the phase library (repeatable)",
     )
 
+
+def _add_denoise(sub) -> None:
+    """The ``denoise`` subcommand (one image, calibration kept)."""
     p = sub.add_parser(
         "denoise",
         help="denoise one image (spatial filter, FFT filter, deconvolution) keeping its calibration",
@@ -108,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", help="comma-separated chain, e.g. gaussian,wiener,rl (overrides --config)")
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
 
+
+def _add_simulate(sub) -> None:
+    """The ``simulate`` subcommand (abTEM)."""
     p = sub.add_parser(
         "simulate",
         help="simulate a calibrated HAADF image of a model structure with abTEM",
@@ -124,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dose", type=float, help="add Poisson noise at this dose [electrons/A^2]")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
 
+
+def _add_compare(sub) -> None:
+    """The ``compare`` subcommand (simulated models ranked against an image)."""
     p = sub.add_parser(
         "compare",
         help="rank simulated models against an experimental image",
@@ -165,15 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--pixel-size-nm", type=float, help="pixel size [nm] (overrides the file)")
 
-    _add_series(sub)
 
+def _add_demo(sub) -> None:
+    """The ``demo`` subcommand."""
     p = sub.add_parser(
         "demo",
         help="analyse the embedded example dot and say where the report is",
         description="Run `analyze` on a small synthetic mixed-phase dot made by the package.",
     )
     p.add_argument("--out", type=Path, default=Path("stem_pipeline_demo"), help="output folder")
-    return parser
 
 
 def _add_series(sub) -> None:
