@@ -67,22 +67,22 @@ class ClassifyConfig(StrictModel):
         0.7,
         gt=0.0,
         lt=1.0,
-        description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.",
+        description="Order parameter (adjusted alternation R^2) at or above which a column joins a small ordered domain, when the mixture finds one uniform class: a cluster of at least ``minority_min_columns`` such neighbouring columns is such a domain (:func:`~stem_pipeline.classify.minority_posterior`).",
     )
     minority_min_columns: int = Field(
         10,
         ge=0,
-        description="When the mixture finds one uniform class, a cluster of at least ``minority_min_columns`` neighbouring columns with R^2 at or above ``minority_threshold`` is a small ordered domain (:func:`~stem_pipeline.classify.minority_posterior`); 0 columns switches the search off.",
+        description="Fewest neighbouring columns with R^2 at or above ``minority_threshold`` that make a small ordered domain when the mixture finds one uniform class (:func:`~stem_pipeline.classify.minority_posterior`); 0 switches the search off.",
     )
     undetected_ordered_columns: int = Field(
         95,
         ge=0,
-        description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.",
+        description="The largest ordered domain, in columns, that a pure uniform result can have missed: its 95 % interval reaches down by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns were missed.",
     )
     undetected_uniform_columns: int = Field(
         15,
         ge=0,
-        description="The largest domain of the other phase, in columns, that a one-phase result can have missed: the 95 % interval of a pure uniform result reaches down (of a pure ordered one up) by that many columns' share. Measured on 480 simulated 8-14 nm dots with 0-10 % of the minor phase at 30 and 400 counts (``benchmarks/classify.py``): ordered domains of up to 92 columns and uniform ones of up to 14 were missed.",
+        description="The largest uniform domain, in columns, that a pure ordered result can have missed: its 95 % interval reaches up by that many columns' share. Measured on the same dots as ``undetected_ordered_columns``: uniform domains of up to 14 columns were missed.",
     )
     mrf_beta: float = Field(
         3.0, ge=0.0, description="Coupling of the Potts random field that regularises the labels (0 switches it off)."

@@ -79,7 +79,7 @@ class _Run:
 class GaussianStep(StrictModel):
     """Gaussian smoothing (:func:`~stem_pipeline.denoise.gaussian`)."""
 
-    name: Literal["gaussian"] = Field("gaussian", description="The step.")
+    name: Literal["gaussian"] = Field("gaussian", description="Gaussian smoothing of the image.")
     sigma_px: float = Field(0.8, ge=0, description="Kernel standard deviation [px].")
 
     def apply(self, run: _Run) -> None:
@@ -92,7 +92,7 @@ class GaussianStep(StrictModel):
 class MedianStep(StrictModel):
     """Median filter (:func:`~stem_pipeline.denoise.median`)."""
 
-    name: Literal["median"] = Field("median", description="The step.")
+    name: Literal["median"] = Field("median", description="Median filter (each pixel the median of a square window).")
     size_px: int = Field(3, ge=1, description="Window edge [px], odd.")
 
     def apply(self, run: _Run) -> None:
@@ -104,7 +104,9 @@ class MedianStep(StrictModel):
 class NLMStep(StrictModel):
     """Non-local means (:func:`~stem_pipeline.denoise.nlm`)."""
 
-    name: Literal["nlm"] = Field("nlm", description="The step.")
+    name: Literal["nlm"] = Field(
+        "nlm", description="Non-local means (each pixel a mean of pixels with similar surrounding patches)."
+    )
     h_factor: float = Field(0.8, gt=0, description="Filter strength h as a multiple of the estimated noise sigma.")
     patch_size_px: int = Field(5, ge=3, description="Edge of the compared patches [px].")
     patch_distance_px: int = Field(6, ge=1, description="Largest distance searched for similar patches [px].")
@@ -125,7 +127,7 @@ class NLMStep(StrictModel):
 class BM3DStep(StrictModel):
     """BM3D (:func:`~stem_pipeline.denoise.bm3d`; needs the optional ``bm3d`` package)."""
 
-    name: Literal["bm3d"] = Field("bm3d", description="The step.")
+    name: Literal["bm3d"] = Field("bm3d", description="Block-matching 3-D filtering (needs the optional bm3d package).")
     sigma_factor: float = Field(1.0, gt=0, description="Noise sigma given to BM3D as a multiple of the estimated one.")
     poisson: bool = Field(False, description="Filter in the Anscombe domain (Poisson noise made Gaussian).")
 
@@ -138,7 +140,10 @@ class BM3DStep(StrictModel):
 class BraggStep(StrictModel):
     """Automatic Bragg-peak mask (:func:`~stem_pipeline.denoise.fourier_filter`, ``mode='bragg'``)."""
 
-    name: Literal["bragg"] = Field("bragg", description="The step.")
+    name: Literal["bragg"] = Field(
+        "bragg",
+        description="Fourier filter that keeps only the automatically found Bragg peaks of the lattice.",
+    )
     threshold: float = Field(
         8.0, gt=1, description="A spectral peak is a Bragg peak when it exceeds the local background by this factor."
     )
@@ -167,7 +172,9 @@ class BraggStep(StrictModel):
 class WienerStep(StrictModel):
     """Kilaas-style Wiener filter (``mode='wiener'``)."""
 
-    name: Literal["wiener"] = Field("wiener", description="The step.")
+    name: Literal["wiener"] = Field(
+        "wiener", description="Kilaas-style Wiener filter (the power spectrum's noise floor taken out)."
+    )
     strength: float = Field(1.2, gt=0, description="Over-subtraction of the noise power.")
     spectrum_smoothing_px: float = Field(3.0, ge=0, description="Smoothing of the power spectrum [FFT px].")
     gain_floor: float = Field(
@@ -190,7 +197,10 @@ class WienerStep(StrictModel):
 class ABSFStep(StrictModel):
     """Average background subtraction filter (``mode='absf'``)."""
 
-    name: Literal["absf"] = Field("absf", description="The step.")
+    name: Literal["absf"] = Field(
+        "absf",
+        description="Average background subtraction filter (a smooth background spectrum taken out).",
+    )
     strength: float = Field(1.0, gt=0, description="Multiple of the smooth background spectrum subtracted.")
     gain_floor: float = Field(0.3, ge=0, lt=1, description="Smallest gain.")
 
@@ -205,7 +215,10 @@ class ABSFStep(StrictModel):
 class RLStep(StrictModel):
     """Richardson-Lucy deconvolution with the probe PSF (needs the pixel size)."""
 
-    name: Literal["rl"] = Field("rl", description="The step.")
+    name: Literal["rl"] = Field(
+        "rl",
+        description="Richardson-Lucy deconvolution with the probe's point-spread function (needs the pixel size).",
+    )
     iterations: int = Field(
         5,
         ge=0,

@@ -76,11 +76,11 @@ class MicroscopeConfig(StrictModel):
     convergence_mrad: float = Field(default=25.0, gt=0, description="Probe convergence semi-angle [mrad].")
     haadf_mrad: tuple[float, float] = Field(
         (68.0, 280.0),
-        description="Detector inner/outer angles [mrad]. If the outer angle exceeds the largest simulated angle (set by the potential sampling), it is clipped and the effective range is recorded in the image metadata.",
+        description="HAADF detector inner/outer angles [mrad]. If the outer angle exceeds the largest simulated angle (set by the potential sampling), it is clipped and the effective range is recorded in the image metadata.",
     )
     bf_mrad: tuple[float, float] = Field(
         (0.0, 17.0),
-        description="Detector inner/outer angles [mrad]. If the outer angle exceeds the largest simulated angle (set by the potential sampling), it is clipped and the effective range is recorded in the image metadata.",
+        description="Bright-field detector inner/outer angles [mrad], clipped as ``haadf_mrad``.",
     )
     defocus_nm: float = Field(0.0, description="Defocus [nm] (positive = underfocus, abTEM convention).")
     cs_um: float = Field(0.0, description="Spherical aberration C3 [um] (0 for a probe-corrected instrument).")
