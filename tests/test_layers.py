@@ -10,6 +10,7 @@ HyperSpy, RosettaSciIO and atomap are imported by ``io`` only; abTEM by ``simula
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,20 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
     )
     with pytest.raises(AssertionError, match=r"pipeline.*not below _types[\s\S]*hyperspy.api belongs in io"):
         test_imports_point_down(fake)
+
+
+def test_the_readme_module_table_lists_every_unit_in_its_layer():
+    """README's "How it works" table names each unit once, in its layer here (it drifted from the folders)."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## How it works", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = line.split("|")
+        if len(cells) < 4 or cells[1].strip() not in LAYERS:
+            continue
+        for name in re.findall(r"`([\w/.]+)`", cells[2]):
+            unit = name.removesuffix("/").removesuffix(".py")
+            assert unit not in listed, f"{unit} is listed twice"
+            listed[unit] = cells[1].strip()
+    expected = {unit: layer for layer, units in LAYERS.items() for unit in units if unit != "__init__"}
+    assert listed == expected
