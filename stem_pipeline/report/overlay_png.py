@@ -55,17 +55,19 @@ def _grey(data: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _tinted(grey: np.ndarray, region_map: np.ndarray | None) -> np.ndarray:
-    """RGB of ``grey`` with the translucent region colours over the region map (resampled to it)."""
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    """RGB of ``grey`` with the translucent region colours over the region map (resampled to it).
+
+    One look-up per pixel in a (region code, grey level) -> RGB table of the blended colours.
+    """
     if region_map is None:
-        return rgb
+        return np.repeat(grey[..., None], 3, axis=2)
     rows = ((np.arange(grey.shape[0]) + 0.5) * region_map.shape[0] / grey.shape[0]).astype(int)
     cols = ((np.arange(grey.shape[1]) + 0.5) * region_map.shape[1] / grey.shape[1]).astype(int)
-    region = np.asarray(region_map)[np.ix_(rows, cols)]
+    levels = np.arange(256.0)[:, None]
+    table = np.repeat(levels, 3, axis=1)[None].repeat(1 + max(REGION_COLOURS), axis=0)
     for code, (r, g, b, alpha) in REGION_COLOURS.items():
-        sel = region == code
-        rgb[sel] = (rgb[sel] * (1 - alpha) + np.array([r, g, b]) * 255 * alpha).round().astype(np.uint8)
-    return rgb
+        table[code] = levels * (1 - alpha) + np.array([r, g, b]) * 255 * alpha
+    return table.round().astype(np.uint8)[np.asarray(region_map)[np.ix_(rows, cols)], grey]
 
 
 def _draw_columns(picture: Image.Image, rc: np.ndarray, groups: list, scale: float) -> Image.Image:
