@@ -62,6 +62,13 @@ def test_png_overlay_draws_every_column_in_its_colour_at_its_position(tmp_path):
     assert np.median(cKDTree(scale * rc + shift).query(blobs)[0]) < 1.0
 
 
+def test_save_overlay_refuses_a_format_it_does_not_write(tmp_path):
+    dot, cols, labels, fractions = _classified()
+    with pytest.raises(ValueError, match=r"o\.svg: save_overlay writes PNG"):
+        save_overlay(tmp_path / "o.svg", dot.image, cols, labels, fractions)
+    assert not list(tmp_path.iterdir())
+
+
 def _white_runs(png: np.ndarray) -> set[int]:
     """Lengths of the horizontal runs of pure white pixels bounded by other pixels on both sides, in the rows
     of the image (mostly not white; the title's and legend's rows are)."""

@@ -366,8 +366,15 @@ def save_overlay(
     -------
     Path
         The written file.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not end in ``.png`` (for PDF or SVG, ``plot_overlay(...).savefig(path)``).
     """
     from .overlay_png import render_overlay
     from .raster import save_png
 
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"{path}: save_overlay writes PNG files; for PDF or SVG use plot_overlay(...).savefig(path)")
     return save_png(path, render_overlay(image, columns, labels, fractions, **options))
