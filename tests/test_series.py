@@ -24,6 +24,8 @@ from stem_pipeline.series import (
     link_columns,
     load_series,
 )
+from stem_pipeline.series.pool import change_points, pooled_fractions
+from stem_pipeline.series.track import NOT_SEEN
 from stem_pipeline.synthetic import make_dot
 from stem_pipeline.synthetic_series import make_series
 
@@ -153,6 +155,35 @@ def test_column_histories_conversion_and_reversals():
     assert hist.initially_uniform.tolist() == [False, False, True, False, True]
     assert hist.n_reversals.tolist() == [0, 1, 0, 0, 0]
     assert hist.reversals_per_frame.tolist() == [0, 0, 1, 0]
+
+
+def test_change_points_absorb_independent_misreads():
+    rng = np.random.default_rng(3)
+    n_frames, n_cols = 12, 400
+    truth = rng.integers(0, n_frames + 1, n_cols)  # first uniform frame; n_frames: not converted
+    state = (np.arange(n_frames)[:, None] >= truth[None, :]).astype(np.int8)  # 1 uniform
+    flip = rng.random(state.shape) < np.where(state == 0, 0.12, 0.04)
+    labels = np.where(flip, 1 - state, state).astype(np.int8)
+    labels[rng.random(state.shape) < 0.05] = NOT_SEEN
+    labels[:, 0] = NOT_SEEN  # a column never seen
+    change = change_points(labels)
+    seen = np.arange(n_cols) > 0
+    assert change.frame[0] == -1 and np.isnan(change.p_converted[:, 0]).all()
+    # Raw labels put a column's state wrong in ~8 % of frames; the pooled change points in under half as many.
+    pooled_state = np.arange(n_frames)[:, None] >= change.frame[None, :]
+    read = labels[:, seen] >= 0
+    raw_error = np.mean(labels[:, seen][read] != state[:, seen][read])
+    assert raw_error > 0.06
+    assert np.mean(pooled_state[:, seen] != state[:, seen]) < 0.5 * raw_error
+    assert abs(change.misread_ordered - 0.12) < 0.03 and abs(change.misread_uniform - 0.04) < 0.02
+    # Pooled fractions (equal areas) follow the true converted share; frames without labels are NaN.
+    analysed = np.ones(n_frames, bool)
+    analysed[5] = False
+    fraction, sd = pooled_fractions(change.p_converted, np.ones(n_cols), analysed=analysed)
+    true_fraction = state[:, seen].mean(axis=1)
+    assert np.isnan(fraction[5])
+    assert np.nanmax(np.abs(fraction - true_fraction)) < 0.03
+    assert np.all(sd[analysed] > 0)
 
 
 def test_fit_recovers_a_noiseless_curve_and_prefers_the_true_model():

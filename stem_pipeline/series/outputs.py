@@ -53,15 +53,17 @@ def columns_table(result: SeriesResult):
     letters = np.array(["o", "u"])
     lab = result.history.label.T
     text = ["".join("-" if v == NOT_SEEN else letters[v] for v in row) for row in lab]
-    conv = result.history.conversion_frame
+    change = result.change_points.frame
+    n_frames = len(result.status)
     return pd.DataFrame(
         {
             "id": np.arange(len(result.reference_rc)),
             "x_px": result.reference_rc[:, 1],
             "y_px": result.reference_rc[:, 0],
             "labels": text,  # one letter per frame: o ordered, u uniform, - not seen
-            "initially_uniform": result.history.initially_uniform,
-            "conversion_frame": np.where(conv >= 0, conv, -1),
+            "initially_uniform": change == 0,
+            # the most likely first uniform frame over the whole series (-1: not converted, or never seen)
+            "conversion_frame": np.where((change > 0) & (change < n_frames), change, -1),
             "conversion_dose": result.conversion_dose,
             "n_reversals": result.history.n_reversals,
         }
@@ -94,7 +96,7 @@ def series_summary(result: SeriesResult) -> dict:
         },
         "reference_frame": result.reference_frame,
         "n_columns_tracked": len(result.reference_rc),
-        "columns_converted": int((result.history.conversion_frame >= 0).sum()),
+        "columns_converted": int((result.conversion_dose > 0).sum()),
         "reversals": {
             "count": result.n_reversals,
             "columns": int((result.history.n_reversals > 0).sum()),
@@ -176,13 +178,14 @@ def plot_conversion_map(result: SeriesResult):
     lo, hi = np.percentile(image, [0.5, 99.7])
     ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
     rc, dose, hist = result.reference_rc, result.conversion_dose, result.history
+    initially_uniform = dose == 0
     unit = "e/Å²" if result.dose_unit == "e/A^2" else "frames"
-    converted = hist.conversion_frame >= 0
-    never = ~converted & ~hist.initially_uniform
+    converted = dose > 0
+    never = np.isnan(dose) & (result.change_points.frame >= 0)
     size = 10.0
     ax.scatter(
-        rc[hist.initially_uniform, 1],
-        rc[hist.initially_uniform, 0],
+        rc[initially_uniform, 1],
+        rc[initially_uniform, 0],
         s=size,
         c="#2ca02c",
         linewidths=0,
