@@ -60,6 +60,7 @@ def run_one(n_frames: int, counts: float, seed: int) -> dict:
         "in_fit": r.in_fit.tolist(),
         "labels": r.history.label.tolist(),
         "cell_area": r.cell_area_px.tolist(),
+        "intensity": np.round(r.column_intensity, 4).tolist(),
         "drift_err": float(np.nanmax(drift_err)),
         "time_per_frame": elapsed / n_frames,
         "reversals": int(r.n_reversals),
@@ -77,7 +78,10 @@ def reads(raw: dict, pooled: bool = True) -> tuple[np.ndarray, np.ndarray]:
     if not pooled:
         return frac, ci
     labels = np.array(raw["labels"], np.int8)
-    _, frac, ci = pooled_reads(labels, np.array(raw["cell_area"]), ci, use=np.array(raw["in_fit"], bool))
+    intensity = np.array(raw["intensity"], float)
+    _, frac, ci = pooled_reads(
+        labels, np.array(raw["cell_area"]), ci, use=np.array(raw["in_fit"], bool), intensity=intensity
+    )
     return frac, ci
 
 

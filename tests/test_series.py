@@ -24,7 +24,13 @@ from stem_pipeline.series import (
     link_columns,
     load_series,
 )
-from stem_pipeline.series.pool import change_points, pooled_fractions
+from stem_pipeline.series.pool import (
+    INTENSITY_EVIDENCE,
+    change_points,
+    intensity_steps,
+    pooled_fractions,
+    refine_by_intensity,
+)
 from stem_pipeline.series.track import NOT_SEEN
 from stem_pipeline.synthetic import make_dot
 from stem_pipeline.synthetic_series import make_series
@@ -184,6 +190,30 @@ def test_change_points_absorb_independent_misreads():
     assert np.isnan(fraction[5])
     assert np.nanmax(np.abs(fraction - true_fraction)) < 0.03
     assert np.all(sd[analysed] > 0)
+
+
+def test_intensity_steps_correct_persistent_misreads():
+    rng = np.random.default_rng(5)
+    n_frames, n_cols = 10, 300
+    truth = rng.integers(1, n_frames, n_cols)  # every column converts within the series
+    bright = rng.random(n_cols) < 0.5
+    before = np.where(bright, 1.25, 0.75)  # relative to the mean column; uniform columns sit at 1.0
+    state = np.arange(n_frames)[:, None] >= truth[None, :]
+    intensity = np.where(state, 1.0, before[None, :]) + rng.normal(0, 0.06, state.shape)
+    # A persistent misread: every column is read uniform two frames before it converts (its neighbours did).
+    early = np.maximum(truth - 2, 1)
+    labels = (np.arange(n_frames)[:, None] >= early[None, :]).astype(np.int8)
+    change = change_points(labels)
+    assert np.mean(change.frame == truth) < 0.2  # labels alone: no pooling can move a consistent misread
+    step, evidence = intensity_steps(intensity)
+    assert np.mean(step == truth) > 0.9 and np.median(evidence) > 2 * INTENSITY_EVIDENCE
+    refined = refine_by_intensity(change, intensity)
+    assert np.mean(refined.frame == truth) > 0.85 and np.mean(np.abs(refined.frame - truth) <= 1) > 0.93
+    assert np.mean((refined.p_converted > 0.5) == state) > 0.97
+    # No step in the intensity (a column that stays ordered but is misread): the labels' frame stays,
+    # but for the noise's chance steps (p = 0.0016 per split, 9 splits).
+    flat = before[None, :] + rng.normal(0, 0.06, state.shape)
+    assert np.mean(refine_by_intensity(change, flat).frame != change.frame) < 0.03
 
 
 def test_fit_recovers_a_noiseless_curve_and_prefers_the_true_model():

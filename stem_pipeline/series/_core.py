@@ -134,6 +134,8 @@ class SeriesResult:
         Positions of the tracked columns (ids are the row indices) [px].
     cell_area_px : (K,) ndarray
         Each tracked column's Voronoi cell in the crystal of the registered mean [px].
+    column_intensity : (F, K) ndarray
+        Each tracked column's intensity in each frame relative to the frame's mean column (NaN: not seen).
     history : ColumnHistory
         Label per frame, conversion frame (the last uniform run) and raw reversals of every column.
     change_points : ChangePoints
@@ -169,6 +171,7 @@ class SeriesResult:
     reference_image: np.ndarray
     reference_rc: np.ndarray
     cell_area_px: np.ndarray
+    column_intensity: np.ndarray
     history: ColumnHistory
     change_points: ChangePoints
     conversion_dose: np.ndarray
@@ -304,12 +307,13 @@ def analyze_series(
         Micrograph(reference_image, pixel_size_nm=series.pixel_size_nm, source="registered mean"), pipeline_config
     )
     reference_rc = _reference_columns(ref, reads.results, reg.drift_rc_px)
-    history = column_histories(_track(reference_rc, reads.results, reg.drift_rc_px, len(frames), config))
+    label, intensity = _track(reference_rc, reads.results, reg.drift_rc_px, len(frames), config)
+    history = column_histories(label)
     _log_reversals(series.source, history)
     in_fit = _fit_frames(reads.fraction, message)
     cell_area = _cell_areas(ref, reference_rc, reference_image.shape)
     # One-phase reads are bounds (see _fit_frames): their labels are not evidence of the columns' states either.
-    pooled, fraction, ci = pooled_reads(history.label, cell_area, reads.ci, use=in_fit)
+    pooled, fraction, ci = pooled_reads(history.label, cell_area, reads.ci, use=in_fit, intensity=intensity)
     if not config.pool_frames:
         fraction, ci = reads.fraction, reads.ci
     chosen, fits = _fit(series.source, reads.dose, fraction, ci, in_fit, config)
@@ -334,6 +338,7 @@ def analyze_series(
         reference_image=reference_image.astype(np.float32),
         reference_rc=reference_rc,
         cell_area_px=cell_area,
+        column_intensity=intensity,
         history=history,
         change_points=pooled,
         conversion_dose=_conversion_dose(pooled, reads.dose),
@@ -481,11 +486,14 @@ def _reference_columns(ref, results, drift) -> np.ndarray:
     return found[k].columns.rc - drift[k]
 
 
-def _track(reference_rc, results, drift, n_frames, config: SeriesConfig) -> np.ndarray:
-    """Label (F, K) of every reference column in every frame (-1: not seen or no labels)."""
+def _track(reference_rc, results, drift, n_frames, config: SeriesConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Label (F, K) of every reference column in every frame (-1: not seen or no labels), and its intensity
+    relative to the frame's mean column (NaN: not seen; the mean stays put as ordered columns convert: a bright
+    and a dim column become two uniform ones of about their mean height)."""
     labels = np.full((n_frames, len(reference_rc)), NOT_SEEN, np.int8)
+    intensity = np.full((n_frames, len(reference_rc)), np.nan)
     if len(reference_rc) < 2:
-        return labels
+        return labels, intensity
     spacing = float(np.median(cKDTree(reference_rc).query(reference_rc, k=2)[0][:, 1]))
     for k, res in results.items():
         if res.labels is None:
@@ -495,4 +503,6 @@ def _track(reference_rc, results, drift, n_frames, config: SeriesConfig) -> np.n
         )
         seen = link >= 0
         labels[k, seen] = res.labels.label[link[seen]]
-    return labels
+        own = np.asarray(res.columns.intensity, float)
+        intensity[k, seen] = own[link[seen]] / np.mean(own)
+    return labels, intensity

@@ -13,6 +13,16 @@ misread instead of a change of state. ``a``, ``b`` and the prior over ``c``
 (the share of the columns converting in each frame) are estimated from the
 series itself by expectation-maximisation over all its columns.
 
+Labels alone leave a persistent misread: an ordered column next to converted
+ones is read uniform in every frame until it converts itself (the local fit
+and the random field of the classifier see its converted neighbours), which
+no pooling of labels can undo. A column's own intensity does not look at its
+neighbours: a bright (Pb-I) or dim (Cs, I) column of the ordered phase steps
+to the uniform level when it converts. For every column whose labels say it
+converted within the series, :func:`refine_by_intensity` moves the change
+point to the step of its own intensity series (a two-segment mean fit) when
+that step is significant (``INTENSITY_EVIDENCE``).
+
 The per-frame uniform fraction is then the expected share of the crystal
 area (each column's Voronoi cell) whose column has converted by that frame,
 under each column's posterior over ``c``.
@@ -31,6 +41,10 @@ from .track import NOT_SEEN
 _ORDERED, _UNIFORM = LABELS.index("ordered"), LABELS.index("uniform")
 #: Range of the estimated misread probabilities (a read is better than a coin toss).
 _RATE_BOUNDS = (1e-3, 0.45)
+#: Smallest reduction of a column's intensity residual sum of squares, in noise variances, that moves its
+#: change point to its intensity step (a chi-square of 1 degree of freedom at p = 0.0016 per frame). On 4
+#: tuning series (seeds 6001-6004 of benchmarks/series.py, 100 counts) 5, 10 and 20 gave the same fractions.
+INTENSITY_EVIDENCE = 10.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -140,8 +154,72 @@ def pooled_fractions(
     return fraction, sd
 
 
+def intensity_steps(intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The best single step of each column's intensity series and its evidence.
+
+    Parameters
+    ----------
+    intensity : (F, K) array_like
+        Intensity per frame and column (NaN: not seen).
+
+    Returns
+    -------
+    frame : (K,) ndarray of int
+        First frame after the step (1 .. F - 1; -1 when no split leaves a sighting on both sides).
+    evidence : (K,) ndarray
+        Reduction of the residual sum of squares by the step, in noise variances (the noise from the
+        frame-to-frame differences of all columns, median absolute deviation).
+    """
+    intensity = np.asarray(intensity, float)
+    seen = np.isfinite(intensity)
+    count = np.vstack([np.zeros((1, intensity.shape[1])), np.cumsum(seen, axis=0)])
+    total = np.vstack([np.zeros((1, intensity.shape[1])), np.cumsum(np.where(seen, intensity, 0.0), axis=0)])
+    n, x = count[-1], total[-1]
+    best, frame = np.zeros(intensity.shape[1]), np.full(intensity.shape[1], -1)
+    for c in range(1, len(intensity)):
+        n1, n2 = count[c], n - count[c]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gain = n1 * n2 / n * (total[c] / n1 - (x - total[c]) / n2) ** 2
+        gain = np.where((n1 > 0) & (n2 > 0), gain, 0.0)
+        frame = np.where(gain > best, c, frame)
+        best = np.maximum(gain, best)
+    diffs = np.diff(intensity, axis=0)
+    sd = float(np.nanmedian(np.abs(diffs))) / (0.6745 * np.sqrt(2)) if np.isfinite(diffs).any() else np.nan
+    return frame, best / sd**2 if sd > 0 else np.zeros_like(best)
+
+
+def refine_by_intensity(change: ChangePoints, intensity: np.ndarray) -> ChangePoints:
+    """Move the change point of every column converted within the series to its own intensity step,
+    where that step is significant (see the module docstring).
+
+    Parameters
+    ----------
+    change : ChangePoints
+        From the labels (:func:`change_points`).
+    intensity : (F, K) array_like
+        Each column's intensity per frame, on a scale common to all frames (NaN: not seen).
+
+    Returns
+    -------
+    ChangePoints
+        With ``frame`` and ``p_converted`` (a step at the new frame) of the refined columns replaced.
+    """
+    n_frames = len(change.p_converted)
+    step, evidence = intensity_steps(intensity)
+    refine = (change.frame > 0) & (change.frame < n_frames) & (step > 0) & (evidence > INTENSITY_EVIDENCE)
+    frame = np.where(refine, step, change.frame)
+    p = change.p_converted.copy()
+    p[:, refine] = (np.arange(n_frames)[:, None] >= step[None, refine]).astype(float)
+    return dataclasses.replace(change, frame=frame, p_converted=p)
+
+
 def pooled_reads(
-    label: np.ndarray, cell_area: np.ndarray, frame_ci95: np.ndarray, *, use: np.ndarray
+    label: np.ndarray,
+    cell_area: np.ndarray,
+    frame_ci95: np.ndarray,
+    *,
+    use: np.ndarray,
+    intensity: np.ndarray | None = None,
 ) -> tuple[ChangePoints, np.ndarray, np.ndarray]:
     """Change points from the labels of the frames ``use``, the pooled fraction of every frame read, and its interval.
 
@@ -155,6 +233,9 @@ def pooled_reads(
         Each frame's own 95 % interval (NaN: frame not read).
     use : (F,) array_like of bool
         Frames whose labels are evidence (e.g. not one-phase reads).
+    intensity : (F, K) array_like, optional
+        Each column's intensity per frame on a common scale: the change points are refined by it
+        (:func:`refine_by_intensity`).
 
     Returns
     -------
@@ -167,6 +248,8 @@ def pooled_reads(
     """
     frame_ci95 = np.asarray(frame_ci95, float)
     change = change_points(np.where(np.asarray(use, bool)[:, None], label, NOT_SEEN))
+    if intensity is not None:
+        change = refine_by_intensity(change, intensity)
     fraction, sd = pooled_fractions(change.p_converted, cell_area, analysed=np.isfinite(frame_ci95[:, 0]))
     frame_sd = (frame_ci95[:, 1] - frame_ci95[:, 0]) / WIDTH95_SD
     half = Z95 * np.sqrt(sd**2 + frame_sd**2)
