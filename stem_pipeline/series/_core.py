@@ -151,6 +151,8 @@ class SeriesResult:
         Frames whose fraction went into the fit (measured, and not a one-phase read).
     reference_frame : int
         The frame the drifts are relative to (and the tracked columns' coordinates).
+    pooled : bool
+        ``uniform_fraction`` is pooled over the series (``SeriesConfig.pool_frames``).
     """
 
     source: str
@@ -179,6 +181,7 @@ class SeriesResult:
     fits: list
     in_fit: np.ndarray
     reference_frame: int
+    pooled: bool
 
     @property
     def n_reversals(self) -> int:
@@ -313,7 +316,7 @@ def analyze_series(
     in_fit = _fit_frames(reads.fraction, message)
     cell_area = _cell_areas(ref, reference_rc, reference_image.shape)
     # One-phase reads are bounds (see _fit_frames): their labels are not evidence of the columns' states either.
-    pooled, fraction, ci = pooled_reads(history.label, cell_area, reads.ci, use=in_fit, intensity=intensity)
+    change, fraction, ci = pooled_reads(history.label, cell_area, reads.ci, use=in_fit, intensity=intensity)
     if not config.pool_frames:
         fraction, ci = reads.fraction, reads.ci
     chosen, fits = _fit(series.source, reads.dose, fraction, ci, in_fit, config)
@@ -340,12 +343,13 @@ def analyze_series(
         cell_area_px=cell_area,
         column_intensity=intensity,
         history=history,
-        change_points=pooled,
-        conversion_dose=_conversion_dose(pooled, reads.dose),
+        change_points=change,
+        conversion_dose=_conversion_dose(change, reads.dose),
         fit=chosen,
         fits=fits,
         in_fit=in_fit,
         reference_frame=reg.reference,
+        pooled=config.pool_frames,
     )
 
 

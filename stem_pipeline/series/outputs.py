@@ -41,6 +41,7 @@ def series_table(result: SeriesResult):
             "drift_y_px": result.drift_rc_px[:, 0],
             "status": result.status,
             "in_fit": result.in_fit,
+            "frame_uniform_fraction": result.frame_uniform_fraction,  # the frame's own read (not pooled)
             "reversals": result.history.reversals_per_frame,
         }
     )
@@ -89,6 +90,7 @@ def series_summary(result: SeriesResult) -> dict:
         "critical_dose_frames_ci95": list(fit.critical_dose_ci95) if fit and not in_e else None,
         "critical_dose_constrained": fit.critical_dose_constrained if fit else None,
         "model": fit.model if fit else None,
+        "uniform_fraction_pooled": result.pooled,
         "models": [f.to_dict() for f in result.fits],
         "drift_velocity_px_per_frame": {
             "x": _finite(result.drift_velocity_rc_px[1]),
@@ -108,6 +110,7 @@ def series_summary(result: SeriesResult) -> dict:
                 "status": s,
                 "message": m,
                 "uniform_fraction": _finite(result.uniform_fraction[k]),
+                "frame_uniform_fraction": _finite(result.frame_uniform_fraction[k]),
                 "in_fit": bool(result.in_fit[k]),
             }
             for k, (s, m) in enumerate(zip(result.status, result.message))
@@ -132,8 +135,13 @@ def plot_fraction_vs_dose(result: SeriesResult):
         color="k",
         ms=4,
         capsize=2,
-        label="frames (pipeline, 95 % interval)",
+        label="frames (pooled over the series, 95 % interval)"
+        if result.pooled
+        else "frames (each frame's own read, 95 % interval)",
     )
+    if result.pooled:
+        own = result.frame_uniform_fraction
+        ax.plot(dose[ok], own[ok], "x", color="0.55", ms=4, label="each frame's own read")
     bound = np.isfinite(frac) & ~ok
     if bound.any():
         ax.plot(dose[bound], frac[bound], "o", mfc="none", mec="0.5", ms=5, label="one-phase read (not fitted)")
