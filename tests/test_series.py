@@ -211,6 +211,9 @@ def test_change_points_absorb_independent_misreads():
     change = change_points(labels)
     seen = np.arange(n_cols) > 0
     assert change.frame[0] == -1 and np.isnan(change.p_converted[:, 0]).all()
+    assert (
+        np.nanmin(change.p_converted) >= 0 and np.nanmax(change.p_converted) <= 1
+    )  # probabilities, no rounding past 1
     # Raw labels put a column's state wrong in ~8 % of frames; the pooled change points in under half as many.
     pooled_state = np.arange(n_frames)[:, None] >= change.frame[None, :]
     read = labels[:, seen] >= 0

@@ -118,7 +118,8 @@ def change_points(label: np.ndarray, *, n_iter: int = 30) -> ChangePoints:
         log_prior = np.log(np.maximum(post.mean(axis=1), 1e-9))
     post = _posterior(_log_likelihood(ordered, uniform, a, b), log_prior)
     p_converted = np.full((n_frames, label.shape[1]), np.nan)
-    p_converted[:, seen] = np.cumsum(post, axis=0)[:n_frames]  # P(uniform in frame k) = P(c <= k)
+    # P(uniform in frame k) = P(c <= k); the sum can pass 1 by a rounding error.
+    p_converted[:, seen] = np.clip(np.cumsum(post, axis=0)[:n_frames], 0.0, 1.0)
     frame = np.full(label.shape[1], -1)
     frame[seen] = np.argmax(post, axis=0)
     return ChangePoints(frame, p_converted, a, b)
