@@ -155,9 +155,12 @@ def fractions(doses, n_fields, seed0=3000):
     rows = []
     pool: dict[float, list] = {}  # p -> analysed dots (for the resampled coverage below)
     beyond: list[str] = []  # the dots beyond the limit, with their errors in the field and alone
+    reasons: list[str] = []  # the refused dots' reasons
     for m, dose in enumerate(doses):
-        errs, cover_p, cover_field, widths, refused, n_dots, cover_z = [], 0, 0, [], 0, 0, 0
+        errs, cover_p, cover_field, widths, n_dots, cover_z = [], 0, 0, [], 0, 0
+        refused: list[str] = []
         alone_errs: list[float] = []
+        beyond_here: list[str] = []
         limit = 0.03 if dose >= 100 else 0.06
         times = []
         for i in range(n_fields):
@@ -176,9 +179,8 @@ def fractions(doses, n_fields, seed0=3000):
             t0 = time.perf_counter()
             res = analyze_field(fld.micrograph())
             times.append(time.perf_counter() - t0)
-            areas, truths, n_refused = _per_dot(fld, res, errs, alone_errs, beyond, f"{dose:g} counts", limit)
+            areas, truths = _per_dot(fld, res, errs, alone_errs, beyond_here, refused, limit)
             n_dots += len(res.dots)
-            refused += n_refused
             f = res.fractions
             if f is None:
                 continue
@@ -193,14 +195,18 @@ def fractions(doses, n_fields, seed0=3000):
         paired = np.abs(np.asarray(errs) - np.asarray(alone_errs))
         n = len(widths)
         rows.append(
-            f"| {dose:g} | {n_fields} | {n_dots} ({refused} refused) | {np.mean(e):.3f} | {np.percentile(e, 90):.3f} | "
+            f"| {dose:g} | {n_fields} | {n_dots} ({len(refused)} refused) | {np.mean(e):.3f} | {np.percentile(e, 90):.3f} | "
             f"{e.max():.3f} | {np.mean(e <= limit):.2f} | {np.nanmax(a):.3f} | {np.nanmean(a <= limit):.2f} | "
             f"{np.nanmean(paired):.4f} / {np.nanmax(paired):.3f} | {cover_p / n:.2f} | "
             f"{cover_field / n:.2f} | {np.mean(widths):.3f} | {cover_z / n:.2f} | {np.mean(times):.1f} |"
         )
         print(rows[-1], flush=True)
+        reasons.extend(f"{dose:g} counts: {message}" for message in refused)
+        beyond.extend(f"{dose:g} counts: {dot}" for dot in beyond_here)
     rows.append("")
     rows.append("Dots beyond the limit: " + ("; ".join(beyond) or "none") + ".")
+    rows.append("")
+    rows.append("Refused dots: " + ("; ".join(reasons) or "none") + ".")
     rows.append("")
     rows.append(_resampled_coverage(pool))
     return rows, (
@@ -212,14 +218,15 @@ def fractions(doses, n_fields, seed0=3000):
     )
 
 
-def _per_dot(fld, res, errs: list, alone_errs: list, beyond: list, where: str, limit: float):
+def _per_dot(fld, res, errs: list, alone_errs: list, beyond: list, refused: list, limit: float):
     """Each analysed dot's error in the field and alone (appended to ``errs``, ``alone_errs``; the dots
-    beyond ``limit`` to ``beyond``); the analysed dots' true areas and fractions, and the refused count."""
-    areas, truths, refused = [], [], 0
+    beyond ``limit`` to ``beyond``, the refused dots' reasons to ``refused``); the analysed dots' true
+    areas and fractions."""
+    areas, truths = [], []
     for d in res.dots:
         k = int(np.bincount(fld.labels[res.labels == d.dot]).argmax()) - 1
         if d.fractions is None:
-            refused += 1
+            refused.append(f"{fld.dots[k].edge_nm:.1f} nm dot, {d.message}")
             continue
         truth = fld.dots[k]
         errs.append(d.fractions.uniform - truth.uniform_fraction)
@@ -229,10 +236,10 @@ def _per_dot(fld, res, errs: list, alone_errs: list, beyond: list, where: str, l
         alone_errs.append(np.nan if alone is None else alone.uniform - truth.uniform_fraction)
         if abs(errs[-1]) > limit:
             beyond.append(
-                f"{where}: {truth.edge_nm:.1f} nm dot, true {truth.uniform_fraction:.3f}, in the field "
+                f"{truth.edge_nm:.1f} nm dot, true {truth.uniform_fraction:.3f}, in the field "
                 f"{d.fractions.uniform:.3f}, alone {truth.uniform_fraction + alone_errs[-1]:.3f}"
             )
-    return areas, truths, refused
+    return areas, truths
 
 
 def _resampled_coverage(pool: dict[float, list], n_draws: int = 2000, sizes=(2, 3, 4, 6)) -> str:
@@ -348,7 +355,7 @@ def main(argv=None):
             [30, 100, 400] if not q else [100], [0.02, 0.03, 0.04] if not q else [0.035], 2 if q else 5
         ),
         "overview": lambda: overview([0.1, 0.2, 0.3] if not q else [0.2], 1 if q else 3),
-        "fractions": lambda: fractions([30, 100, 400] if not q else [100], 2 if q else 8),
+        "fractions": lambda: fractions([30, 100, 400] if not q else [100], 2 if q else 13),
         "scaling": lambda: scaling([1, 2, 4, 8] if not q else [1, 4]),
         "same_rotation": lambda: same_rotation([30, 200] if not q else [200], 4 if q else 20),
     }
