@@ -141,9 +141,10 @@ def test_every_dot_is_reported_with_its_numbers_or_its_reason(field, field_resul
 def test_per_dot_fractions_are_the_dot_alone_and_within_the_single_dot_limits(dose, limit, seed):
     """A touching pair of mixed 8-10 nm dots (held-out seeds): each dot's fraction in the field is within the
     single-dot limit of its dose (issue 13), and is what the single-dot chain gives on the same dot alone
-    (segmentation, crop and blanking of the neighbour add no error of their own: 0.015 is the largest
-    difference over 96 dots of tuning fields, seeds 20100-20107, where a different crop margin alone
-    moves a dot's fraction by up to ~0.008)."""
+    (segmentation, crop and blanking of the neighbour add no error beyond the chain's sensitivity to
+    its crop: 0.015 is the largest difference over 96 dots of tuning fields, seeds 20100-20107, where a
+    different crop margin alone moves a dot's fraction by up to ~0.008; benchmarks/fields.py states the
+    held-out distribution)."""
     fld = make_field(
         (704, 704),
         n_dots=2,
