@@ -10,7 +10,9 @@ Usage: ``python benchmarks/process.py [--quick] [--baseline SRC] [--repeat N] [-
    library functions, each stage's own time without the stages it calls; a stage's lazy
    imports count in it). ``--baseline SRC`` runs the same process from another source tree
    (e.g. an exported older commit) in the same run, alternating, for a before/after table;
-   the best of ``--repeat`` runs of each.
+   the best of ``--repeat`` runs of each. Each source tree is byte-compiled first, as ``pip install``
+   does: where ``PYTHONDONTWRITEBYTECODE`` is set (as on the project's machine) every process would
+   otherwise compile the package's modules again, which an installed package never does.
    Against it, in the same run: atomap's 2-D Gaussian refinement (``benchmarks/columns.py``'s
    harness) of the columns nearest the centre, CPU time extrapolated to the process's
    column count.
@@ -47,7 +49,9 @@ STAGES = {
     "find columns": ("stem_pipeline.columns", "find_columns"),
     "refine columns": ("stem_pipeline.columns", "refine_columns"),
     "intensities": ("stem_pipeline.columns", "measure_intensities"),
-    "classify": ("stem_pipeline.classify", "classify_columns"),
+    # Called per lattice region by classify_lattice_regions, which holds its own reference to it.
+    "classify": ("stem_pipeline.classify.lattices", "classify_columns"),
+    "phase library (assign phases)": ("stem_pipeline.phases", "assign_phases"),
     "analysis, rest (regions, fractions)": ("stem_pipeline.pipeline", "analyze"),
     "dot segmentation": ("stem_pipeline.dots", "segment_field"),
     "field, rest (crops, dots.csv records)": ("stem_pipeline.field", "analyze_field"),
@@ -116,6 +120,13 @@ def run_process(args: list[str], *, src: Path = ROOT) -> dict:
     return result
 
 
+def compile_tree(src: Path) -> None:
+    """Byte-compile ``src``'s ``stem_pipeline`` package (``__pycache__``, ignored by git), as an install does."""
+    import compileall
+
+    compileall.compile_dir(str(src / "stem_pipeline"), quiet=1)
+
+
 def analyze_args(path: Path, out: Path, *extra: str) -> list[str]:
     return ["-q", "analyze", str(path), "--out", str(out), "--overwrite", *extra]
 
@@ -137,6 +148,8 @@ def process_benchmark(tmp: Path, *, repeat: int, baseline: Path | None, n_atomap
     dot = make_dot((1024, 1024), pixel_size_nm=0.02, dot_size_nm=14.0, dose=400, rng=2)
     path = io.save(dot.micrograph(), tmp / "dot1024.tif")
     trees = {"after": ROOT} | ({"before": baseline} if baseline else {})
+    for src in trees.values():
+        compile_tree(src)
     best: dict[str, dict] = {}
     for _ in range(repeat):
         for name, src in trees.items():
@@ -246,7 +259,9 @@ def process_table(res: dict, *, baseline: str | None) -> list[str]:
         "## One 1024² dot: `stem-pipeline analyze dot.tif --out OUT` as a fresh process, per stage",
         "",
         "CPU time (user + system, every thread) of each stage inside the process, the stage's own time "
-        "(without the stages it calls; lazy imports count in the stage that triggers them), best of the runs. "
+        "(without the stages it calls; lazy imports count in the stage that triggers them), best of the runs; "
+        "each source tree byte-compiled first, as an install does (this machine sets PYTHONDONTWRITEBYTECODE, "
+        "so without it every process would compile the package again). "
         + (
             f"`before`: the source tree `{baseline}`, run alternately with `after` in the same run. "
             if baseline

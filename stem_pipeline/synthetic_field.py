@@ -98,6 +98,40 @@ class SyntheticField:
         """Indices of the dots not cut by the frame."""
         return np.array([k for k, d in enumerate(self.dots) if not d.touches_border], int)
 
+    def alone(self, k: int, *, margin_nm: float = 3.0, blank_nm: float = 0.6) -> Micrograph:
+        """Dot ``k`` alone: the noisy field cropped around its true footprint, the other dots replaced by carbon.
+
+        The crop keeps ``margin_nm`` of carbon around the footprint; the other dots' true footprints,
+        grown by ``blank_nm``, get pixels drawn from the field's own carbon (farther than ``blank_nm``
+        from every dot). The dot's pixels are the field's: the same counts a field analysis sees,
+        without its segmentation, crop or blanking (the single-dot reference of a field's dot).
+
+        Parameters
+        ----------
+        k : int
+            Dot index (its label is ``k + 1``).
+        margin_nm : float
+            Carbon kept around the footprint [nm].
+        blank_nm : float
+            How far beyond their footprints the other dots are replaced [nm].
+
+        Returns
+        -------
+        Micrograph
+        """
+        px, truth = self.pixel_size_nm, self.labels
+        rows, cols = np.nonzero(truth == k + 1)
+        m = int(np.ceil(margin_nm / px))
+        window = (
+            slice(max(rows.min() - m, 0), min(rows.max() + m + 1, truth.shape[0])),
+            slice(max(cols.min() - m, 0), min(cols.max() + m + 1, truth.shape[1])),
+        )
+        crop, own = self.image[window].copy(), truth[window]
+        others = (ndimage.distance_transform_edt((own == 0) | (own == k + 1)) <= blank_nm / px) & (own != k + 1)
+        carbon = self.image[ndimage.distance_transform_edt(truth == 0) > blank_nm / px]
+        crop[others] = np.random.default_rng(k).choice(carbon, size=int(others.sum()))
+        return Micrograph(crop, pixel_size_nm=px, source=f"dot {k + 1} alone")
+
 
 def _square_mask(shape: tuple[int, int], center: np.ndarray, rotation_deg: float, half_px: float) -> np.ndarray:
     """Pixels inside a rotated square (as :func:`stem_pipeline.synthetic.dot_frame` orients it)."""

@@ -19,6 +19,7 @@ from stem_pipeline.dots import (
     segment_overview,
 )
 from stem_pipeline.field import DOT_COLUMNS, DotResult, analyze_field, field_fractions
+from stem_pipeline.pipeline import analyze
 from stem_pipeline.synthetic_field import make_field, make_overview_field, make_stacked_pair, match_labels
 
 PX = 0.035
@@ -50,6 +51,23 @@ def test_make_field_truth_is_consistent(field):
     for k, d in enumerate(field.dots):
         assert d.area_px == (field.labels == k + 1).sum()
         assert 0 <= d.uniform_fraction <= 1 and d.n_columns > 100
+
+
+def test_a_dot_alone_keeps_its_pixels_and_only_it(field):
+    """``SyntheticField.alone``: the touching pair's first dot with its own counts, its partner replaced by carbon."""
+    ((a, b),) = field.touching
+    alone = field.alone(a, margin_nm=2.0)
+    rows, cols = np.nonzero(field.labels == a + 1)
+    m = int(np.ceil(2.0 / PX))
+    r0, c0 = max(rows.min() - m, 0), max(cols.min() - m, 0)
+    window = (slice(r0, r0 + alone.shape[0]), slice(c0, c0 + alone.shape[1]))
+    own = field.labels[window] == a + 1
+    assert alone.pixel_size_nm == PX and own.sum() == field.dots[a].area_px
+    np.testing.assert_array_equal(alone.data[own], field.image[window][own])
+    partner = field.labels[window] == b + 1
+    assert partner.sum() > 100 and (alone.data[partner] != field.image[window][partner]).mean() > 0.5
+    labels, _, _ = segment_field(alone.data, pixel_size_nm=PX)
+    assert int(labels.max()) == 1
 
 
 def test_segmentation_finds_every_dot_splits_the_touching_pair_and_nothing_on_carbon(field):
@@ -117,6 +135,33 @@ def test_every_dot_is_reported_with_its_numbers_or_its_reason(field, field_resul
             or abs(d.lattice_orientation_deg - truth.rotation_deg) > 89.0
         )
     assert "1 refused (cut by the frame edge: 1)" in field_result.result.message
+
+
+@pytest.mark.parametrize(("dose", "limit", "seed"), [(100, 0.03, 1341), (30, 0.06, 1342)])
+def test_per_dot_fractions_are_the_dot_alone_and_within_the_single_dot_limits(dose, limit, seed):
+    """A touching pair of mixed 8-10 nm dots (held-out seeds): each dot's fraction in the field is within the
+    single-dot limit of its dose (issue 13), and is what the single-dot chain gives on the same dot alone
+    (segmentation, crop and blanking of the neighbour add no error beyond the chain's sensitivity to
+    its crop: 0.015 is the largest difference over 96 dots of tuning fields, seeds 20100-20107, where a
+    different crop margin alone moves a dot's fraction by up to ~0.008; benchmarks/fields.py states the
+    held-out distribution)."""
+    fld = make_field(
+        (704, 704),
+        n_dots=2,
+        n_touching_pairs=1,
+        dot_sizes_nm=(8.0, 10.0),
+        uniform_fractions=(0.5, 0.5),
+        dose=dose,
+        pixel_size_nm=PX,
+        rng=seed,
+    )
+    result = analyze_field(fld.micrograph())
+    assert [d.status for d in result.dots] == ["ok", "ok"]
+    for d in result.dots:
+        k = int(np.bincount(fld.labels[result.labels == d.dot]).argmax()) - 1
+        truth = fld.dots[k].uniform_fraction
+        assert abs(d.fractions.uniform - truth) <= limit
+        assert d.fractions.uniform == pytest.approx(analyze(fld.alone(k)).fractions.uniform, abs=0.015)
 
 
 def test_field_fractions_are_area_weighted_over_the_analysed_dots(field_result):
@@ -191,7 +236,6 @@ def test_no_dot_carries_another_dots_reflections(field_result):
 @pytest.fixture(scope="module")
 def one_dot():
     """An 8 nm dot rotated 12 deg, 200 counts: the dot, ``analyze`` and ``analyze_field`` of it."""
-    from stem_pipeline.pipeline import analyze
     from stem_pipeline.synthetic import make_dot
 
     dot = make_dot((320, 320), dot_size_nm=8.0, rotation_deg=12.0, dose=200, rng=4)
@@ -318,7 +362,6 @@ def test_a_dot_without_a_resolved_lattice_is_listed_not_dropped():
     from scipy import ndimage
 
     from stem_pipeline._types import Micrograph
-    from stem_pipeline.pipeline import analyze
     from stem_pipeline.synthetic import make_dot
 
     dot = make_dot((448, 640), dot_size_nm=7.0, rotation_deg=20.0, dose=None, center_offset_nm=(0.0, -4.5), rng=8)

@@ -31,24 +31,68 @@ def test_save_overlay_writes_png_atomically(tmp_path):
     assert np.array_equal(image, dot.image)
 
 
-def test_overlay_drawn_once_matches_matplotlibs_tight_two_pass_render(tmp_path):
-    """save_overlay measures the tight box without drawing and draws once: the same pixels as
-    ``savefig(bbox_inches="tight")``, which draws the figure twice."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from PIL import Image
+def _colour_blobs(png: np.ndarray, colour: str) -> np.ndarray:
+    """Centroids (row, col) of the blobs of ``png`` in ``colour`` at the markers' opacity over grey."""
+    from scipy import ndimage
 
-    from stem_pipeline.report.overlay import DPI, _image_axes, figure_size_in
+    mask = _is(colour, png[..., :3] / 255.0)
+    labelled, n = ndimage.label(mask)
+    return np.array(ndimage.center_of_mass(mask, labelled, range(1, n + 1))).reshape(-1, 2)
+
+
+def test_png_overlay_draws_every_column_in_its_colour_at_its_position(tmp_path):
+    import imageio.v3 as iio
+
+    from stem_pipeline.report.overlay import COLOURS
 
     dot, cols, labels, fractions = _classified()
-    ours = save_overlay(tmp_path / "once.png", dot.image, cols, labels, fractions, title="a title")
-    fig = Figure(figsize=figure_size_in(dot.image.shape), dpi=DPI)
-    FigureCanvasAgg(fig)
-    plot_overlay(dot.image, cols, labels, fractions, title="a title", ax=_image_axes(fig, dot.image.shape))
-    fig.savefig(tmp_path / "twice.png", dpi=DPI, bbox_inches="tight", pad_inches=0.05)
-    once, twice = (np.asarray(Image.open(path)) for path in (ours, tmp_path / "twice.png"))
-    assert once.shape == twice.shape
-    np.testing.assert_array_equal(once, twice)
+    png = iio.imread(save_overlay(tmp_path / "o.png", dot.image, cols, labels, fractions, title="t"))
+    names = labels.contrast_names
+    found = {name: _colour_blobs(png, COLOURS[name]) for name in ("bright", "dim", "uniform")}
+    # One separate disc per column (markers smaller than the spacing never merge), in its colour ...
+    for name, blobs in found.items():
+        assert abs(len(blobs) - (names == name).sum()) <= 0.05 * (names == name).sum(), name
+    # ... where the column is: the discs are the columns scaled by one factor and shifted.
+    rc = np.concatenate([cols.rc[names == n] for n in found])
+    blobs = np.concatenate(list(found.values()))
+    scale = np.ptp(blobs[:, 1]) / np.ptp(rc[:, 1])
+    shift = np.median(blobs, axis=0) - scale * np.median(rc, axis=0)
+    from scipy.spatial import cKDTree
+
+    assert np.median(cKDTree(scale * rc + shift).query(blobs)[0]) < 1.0
+
+
+def test_save_overlay_refuses_a_format_it_does_not_write(tmp_path):
+    dot, cols, labels, fractions = _classified()
+    with pytest.raises(ValueError, match=r"o\.svg: save_overlay writes PNG"):
+        save_overlay(tmp_path / "o.svg", dot.image, cols, labels, fractions)
+    assert not list(tmp_path.iterdir())
+
+
+def _white_runs(png: np.ndarray) -> set[int]:
+    """Lengths of the horizontal runs of pure white pixels bounded by other pixels on both sides, in the rows
+    of the image (mostly not white; the title's and legend's rows are)."""
+    white = np.all(png[..., :3] == 255, axis=-1)
+    runs = set()
+    for row in white[white.mean(axis=1) < 0.5]:
+        edges = np.flatnonzero(np.diff(row.astype(np.int8)))  # a run of white spans a + 1 .. b
+        runs |= {int(b - a) for a, b in zip(edges[:-1], edges[1:], strict=True) if row[a + 1]}
+    return runs
+
+
+def test_png_overlay_has_its_scale_bar_only_with_calibration(tmp_path):
+    import imageio.v3 as iio
+
+    from stem_pipeline.report.overlay import _nice_length_nm
+
+    dot, cols, labels, fractions = _classified()
+    calibrated = iio.imread(save_overlay(tmp_path / "a.png", dot.micrograph(), cols, labels, fractions))
+    bar_px = (
+        _nice_length_nm(200 * dot.pixel_size_nm) / dot.pixel_size_nm * 550 / 200 - 2
+    )  # drawn 550 px wide, in a black edge
+    assert any(abs(run - bar_px) <= 3 for run in _white_runs(calibrated))
+    uncalibrated = iio.imread(save_overlay(tmp_path / "b.png", dot.image, cols.replace(pixel_size_nm=None), labels))
+    assert not any(abs(run - bar_px) <= 3 for run in _white_runs(uncalibrated))
 
 
 def test_plot_overlay_colours_legend_and_scale_bar():
@@ -78,14 +122,14 @@ def _pixel_rgb(fig, ax, x, y):
 
 
 def _is(colour, rgb):
-    """True when ``rgb`` is ``colour`` at the markers' opacity over any grey."""
+    """True when ``rgb`` (0-1, last axis RGB) is ``colour`` at the markers' opacity over any grey."""
     from matplotlib.colors import to_rgb
 
     from stem_pipeline.report.overlay import MARKER_ALPHA
 
     target = np.asarray(to_rgb(colour))
     grey = (np.asarray(rgb) - MARKER_ALPHA * target) / (1 - MARKER_ALPHA)  # what lies underneath
-    return bool(np.ptp(grey) < 0.2 and np.all((grey > -0.1) & (grey < 1.1)))
+    return (np.ptp(grey, axis=-1) < 0.2) & np.all((grey > -0.1) & (grey < 1.1), axis=-1)
 
 
 def test_columns_are_drawn_in_their_colours_at_their_positions():

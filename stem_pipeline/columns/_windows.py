@@ -84,16 +84,21 @@ def neighbour_index(rc: np.ndarray, k: int = 8) -> np.ndarray:
 def voronoi_mask(win: Windows, rc: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """(N, P) bool: window pixels closer to their own column than to any of its neighbours.
 
-    ``rc`` is (N, 2), ``neighbours`` (N, K, 2) the neighbours' positions.
+    ``rc`` is (N, 2), ``neighbours`` (N, K, 2) the neighbours' positions. A pixel ``d`` (relative to
+    the window centre) is nearer its column ``r`` than a neighbour ``q`` (both relative to the centre)
+    when ``|d - r|^2 <= |d - q|^2``, i.e. ``d . (q - r) <= (|q|^2 - |r|^2) / 2``: one product per pixel and
+    neighbour instead of two squared distances (a third of the CPU of the fits' masks,
+    benchmarks/process.py).
     """
-    pr = win.centre[:, :1] + win.dr[None, :] - rc[:, :1]  # pixel minus own position
-    pc = win.centre[:, 1:] + win.dc[None, :] - rc[:, 1:]
-    own = pr * pr + pc * pc
-    inside = np.ones(own.shape, bool)
+    centre = win.centre.astype(np.float64)
+    own = rc - centre
+    own_sq = (own * own).sum(axis=1)
+    inside = np.ones((len(rc), len(win.dr)), bool)
     for j in range(neighbours.shape[1]):
-        qr = win.centre[:, :1] + win.dr[None, :] - neighbours[:, j, :1]
-        qc = win.centre[:, 1:] + win.dc[None, :] - neighbours[:, j, 1:]
-        inside &= own <= qr * qr + qc * qc
+        other = neighbours[:, j] - centre
+        step = other - own
+        half_gap = 0.5 * ((other * other).sum(axis=1) - own_sq)
+        inside &= np.multiply.outer(step[:, 0], win.dr) + np.multiply.outer(step[:, 1], win.dc) <= half_gap[:, None]
     return inside
 
 

@@ -39,6 +39,11 @@ BAND_REACH_WIDTHS = 20.0
 #: over ``factor`` x ``factor`` pixels (an 8192^2 field at full resolution took ~5 GB to segment;
 #: the maps are smoothed over 0.3 nm anyway, and a dot's outline keeps ``factor`` px precision).
 MAX_MAP_SIDE_PX = 1024
+#: Fewest map pixels per smoothing width (sigma, ``smoothing_nm``): an image sampled finer than that has
+#: its maps as block means too, as coarse as this allows (blocks of 2 at 0.02 nm/px, none at 0.035). At
+#: 0.02 nm/px it halved the segmentation's CPU (0.56 -> 0.25 s of a 1024^2 dot, benchmarks/process.py)
+#: and moved the dot's outline by 121 of 491,183 px (0.02 % of its area).
+MIN_MAP_PIXELS_PER_SIGMA = 6
 #: Pixels of one filtered strip of rows (with its halo): bounds the memory of the filter bank.
 STRIP_PIXELS = 4 * 1024 * 1024
 
@@ -57,7 +62,7 @@ class LatticeField:
         isotropic texture, near 1 for one square lattice).
     factor : int
         Image pixels per map pixel along each axis (P = ceil(M / factor)); 1 for images up to
-        :data:`MAX_MAP_SIDE_PX`.
+        :data:`MAX_MAP_SIDE_PX` sampled no finer than :data:`MIN_MAP_PIXELS_PER_SIGMA` allows.
     """
 
     strength: np.ndarray
@@ -106,8 +111,8 @@ def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: floa
 
     The filter bank runs over strips of rows with a halo (the zero padding of the whole image
     where a strip meets its edge), and a large image's maps are block means
-    (:data:`MAX_MAP_SIDE_PX`), so the memory stays bounded; an image up to that size is
-    filtered whole, at full resolution.
+    (:data:`MAX_MAP_SIDE_PX`), so the memory stays bounded; so are a finely sampled image's
+    (:data:`MIN_MAP_PIXELS_PER_SIGMA`): the maps are smoothed over ``smoothing_nm`` anyway.
 
     Parameters
     ----------
@@ -137,7 +142,7 @@ def lattice_field(image: np.ndarray, *, pixel_size_nm: float, smoothing_nm: floa
             "segment it as an overview image (stem_pipeline.dots.segment_overview)"
         )
     m, n = data.shape
-    factor = max(1, -(-max(m, n) // MAX_MAP_SIDE_PX))
+    factor = max(1, -(-max(m, n) // MAX_MAP_SIDE_PX), int(smoothing_nm / MIN_MAP_PIXELS_PER_SIGMA / pixel_size_nm))
     # Zero padding (after removing the mean) keeps a dot at one edge from wrapping onto the opposite edge.
     pad = int(np.ceil(PAD_NM / pixel_size_nm))
     mean = np.float32(data.mean())

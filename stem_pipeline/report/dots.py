@@ -3,9 +3,9 @@
 A dot whose phases are not the paper's two-phase case (:data:`PAPER_PHASES`) is also labelled with its
 phase (or its phases and their fractions) under its number.
 
-:func:`draw_dots` adds to axes that :func:`stem_pipeline.report.overlay.plot_overlay`
-drew; :func:`save_field_overlay` draws a field's overlay with its dots and
-writes it atomically.
+:func:`dot_marks` says what is drawn; :func:`draw_dots` adds it to axes that
+:func:`stem_pipeline.report.overlay.plot_overlay` drew; :func:`save_field_overlay` draws a field's
+overlay PNG with its dots (without matplotlib) and writes it atomically.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +22,8 @@ from .._types import PHASE_DOT_PREFIXES
 
 __all__ = [
     "PAPER_PHASES",
+    "DotMark",
+    "dot_marks",
     "dot_phase_label",
     "dot_statistics",
     "draw_dots",
@@ -58,6 +61,55 @@ def dot_phase_label(record: dict) -> str | None:
     return "\n".join(f"{name} {f:.0%}" for name, f in sorted(shares.items(), key=lambda kv: -kv[1]))
 
 
+class DotMark(NamedTuple):
+    """How one dot is drawn on the overlay (image pixel coordinates)."""
+
+    colour: str
+    lines: list[np.ndarray]  # outline pieces, (K, 2) (row, col)
+    dashed: bool  # refused dots
+    x_px: float
+    y_px: float
+    number: str
+    phase: str | None  # :func:`dot_phase_label`
+
+
+def dot_marks(labels: np.ndarray, records: list[dict]) -> tuple[list[DotMark], str | None]:
+    """What :func:`draw_dots` and the PNG overlay draw for a field's dots: one mark per dot, and the note
+    listing the refused dots with their reasons (None when none was refused).
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        0 on the support, ``k`` on dot ``k``.
+    records : list of dict
+        One ``dots.csv`` record per dot (``dot``, ``x_px``, ``y_px``, ``status``, ``message``).
+    """
+    from scipy import ndimage
+    from skimage.measure import find_contours
+
+    marks, notes = [], []
+    boxes = ndimage.find_objects(labels)
+    for rec in records:
+        box = boxes[rec["dot"] - 1] if rec["dot"] <= len(boxes) else None
+        lines = []
+        if box is not None:
+            # Traced on the dot's own box (a whole-image contour per dot took ~8 image copies each at 4096^2).
+            mine = np.pad(labels[box] == rec["dot"], 1).astype(np.float32)
+            offset = np.array([box[0].start - 1, box[1].start - 1])
+            lines = [line + offset for line in find_contours(mine, 0.5)]
+        refused = rec["status"] == "refused"
+        colour = STATUS_COLOURS.get(rec["status"], "white")
+        marks.append(DotMark(colour, lines, refused, rec["x_px"], rec["y_px"], str(rec["dot"]), dot_phase_label(rec)))
+        if refused:
+            notes.append(f"dot {rec['dot']}: {rec['message']}")
+    if not notes:
+        return marks, None
+    text = "\n".join(textwrap.shorten(n, 110) for n in notes[:12])
+    if len(notes) > 12:
+        text += f"\n... and {len(notes) - 12} more (dots.csv)"
+    return marks, "refused " + text
+
+
 def draw_dots(ax, labels: np.ndarray, records: list[dict]) -> None:
     """Outline and number every dot on ``ax``; refused dots dashed, with their reason below the image.
 
@@ -72,63 +124,34 @@ def draw_dots(ax, labels: np.ndarray, records: list[dict]) -> None:
     records : list of dict
         One ``dots.csv`` record per dot (``dot``, ``x_px``, ``y_px``, ``status``, ``message``).
     """
-    from scipy import ndimage
-    from skimage.measure import find_contours
-
-    notes = []
-    boxes = ndimage.find_objects(labels)
-    for rec in records:
-        colour = STATUS_COLOURS.get(rec["status"], "white")
-        refused = rec["status"] == "refused"
-        box = boxes[rec["dot"] - 1] if rec["dot"] <= len(boxes) else None
-        if box is not None:
-            # Traced on the dot's own box (a whole-image contour per dot took ~8 image copies each at 4096^2).
-            mine = np.pad(labels[box] == rec["dot"], 1).astype(np.float32)
-            for line in find_contours(mine, 0.5):
-                ax.plot(
-                    line[:, 1] + box[1].start - 1,
-                    line[:, 0] + box[0].start - 1,
-                    color=colour,
-                    linewidth=1.0,
-                    linestyle="--" if refused else "-",
-                )
+    marks, note = dot_marks(labels, records)
+    for mark in marks:
+        for line in mark.lines:
+            ax.plot(line[:, 1], line[:, 0], color=mark.colour, linewidth=1.0, linestyle="--" if mark.dashed else "-")
         ax.text(
-            rec["x_px"],
-            rec["y_px"],
-            str(rec["dot"]),
-            color=colour,
+            mark.x_px,
+            mark.y_px,
+            mark.number,
+            color=mark.colour,
             fontsize=11,
             fontweight="bold",
             ha="center",
             va="center",
         )
-        phase = dot_phase_label(rec)
-        if phase is not None:
+        if mark.phase is not None:
             ax.annotate(
-                phase,
-                (rec["x_px"], rec["y_px"]),
+                mark.phase,
+                (mark.x_px, mark.y_px),
                 xytext=(0, -9),
                 textcoords="offset points",
-                color=colour,
+                color=mark.colour,
                 fontsize=8,
                 ha="center",
                 va="top",
             )
-        if refused:
-            notes.append(f"dot {rec['dot']}: {rec['message']}")
-    if notes:
-        text = "\n".join(textwrap.shorten(n, 110) for n in notes[:12])
-        if len(notes) > 12:
-            text += f"\n... and {len(notes) - 12} more (dots.csv)"
+    if note is not None:
         ax.text(
-            0.0,
-            -0.01,
-            "refused " + text,
-            transform=ax.transAxes,
-            ha="left",
-            va="top",
-            fontsize=7,
-            color=STATUS_COLOURS["refused"],
+            0.0, -0.01, note, transform=ax.transAxes, ha="left", va="top", fontsize=7, color=STATUS_COLOURS["refused"]
         )
 
 
@@ -162,7 +185,7 @@ def save_field_overlay(
         pixel_size_nm=result.micrograph.pixel_size_nm,
         title=title,
         dpi=dpi,
-        decorate=lambda ax: draw_dots(ax, field.labels, field.records()),
+        dots=(field.labels, field.records()),
     )
 
 

@@ -4,22 +4,22 @@ Green dots mark the columns of uniform (PbI2/FAPbI3-like) regions, red the
 bright and purple the dim columns of ordered (CsPbI3-like) regions, over the
 (denoised) image with a translucent region map, a scale bar in nm and a
 legend with the area fractions and their 95 % interval below the image.
-matplotlib is imported inside the functions: :func:`plot_overlay` makes a
-pyplot figure (shown by ``plt.show()`` or Jupyter), :func:`save_overlay` an
-Agg figure that no display or pyplot state is involved in.
+matplotlib is imported inside :func:`plot_overlay`, which makes a pyplot figure
+(shown by ``plt.show()`` or Jupyter) or draws on given axes; :func:`save_overlay`
+draws the same overlay straight into an RGB array and writes a PNG without
+matplotlib (:mod:`stem_pipeline.report.overlay_png`). What is drawn (marker groups,
+legend entries, scale bar, grey range) is decided once here, for both.
 """
 
 from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._atomic import atomic_write
 from .._types import (
     CONTRAST_COLOURS,
     CONTRASTS,
@@ -49,8 +49,6 @@ MIN_FIGURE_IN = 5.0
 MARKER_SPACING_FRACTION = 0.5
 #: Marker opacity: the column underneath stays visible.
 MARKER_ALPHA = 0.75
-#: zlib level of the PNG files (1: fastest; matplotlib's default is 6).
-PNG_COMPRESS_LEVEL = 1
 #: Room below the image for the legend, and above it for the title [in].
 _LEGEND_IN, _TITLE_IN = 1.0, 0.35
 
@@ -107,6 +105,69 @@ def _nice_length_nm(width_nm: float) -> float:
     return float(base)
 
 
+def _inputs(
+    image: np.ndarray | Micrograph, columns: Columns | None, pixel_size_nm: float | None, title: str | None
+) -> tuple[np.ndarray, float | None, str | None]:
+    """The image's data, its pixel size [nm] (argument, Micrograph, then columns) and the title."""
+    if isinstance(image, Micrograph):
+        pixel_size_nm = image.pixel_size_nm if pixel_size_nm is None else pixel_size_nm
+        data = image.data
+    else:
+        data = np.asarray(image)
+    if data.ndim != 2:
+        raise ValueError(f"image must be 2-D, got shape {data.shape}")
+    if pixel_size_nm is None and columns is not None:
+        pixel_size_nm = columns.pixel_size_nm
+    return data, pixel_size_nm, _default_title(image, title)
+
+
+def _shown(data: np.ndarray) -> tuple[np.ndarray, int, float, float]:
+    """The image as drawn (block-averaged by the returned factor past :data:`MAX_DRAWN_PX`), and its grey range."""
+    factor = max(1, -(-max(data.shape) // MAX_DRAWN_PX))
+    shown = _block_mean(data, factor) if factor > 1 else data
+    finite = shown[np.isfinite(shown)]
+    lo, hi = np.percentile(finite, [0.5, 99.7]) if finite.size else (0.0, 1.0)
+    return shown, factor, float(lo), float(hi if hi > lo else lo + 1)
+
+
+def _marks(
+    columns: Columns | None, labels: PhaseLabels | None, fractions: AreaFractions | None, phases: dict | None
+) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, Any, str]]]:
+    """What the columns are drawn as: ``(colour, selection)`` per marker group, and the legend entries
+    ``(kind, colour, text)`` (kind ``"marker"`` or ``"patch"``); both empty without columns."""
+    if columns is None or not len(columns):
+        return [], []
+    if labels is None and phases and len(phases.get("phase", ())) == len(columns.rc) and any(phases["phase"]):
+        return _phase_site_marks(phases)
+    if labels is None:  # refused (or not yet classified): every column, in a colour a grey image lacks
+        everything = np.ones(len(columns.rc), bool)
+        return [(UNLABELLED_COLOUR, everything)], [("marker", UNLABELLED_COLOUR, "column (not classified)")]
+    names = np.asarray(CONTRASTS)[np.asarray(labels.contrast)]
+    groups = [(COLOURS[name], names == name) for name in CONTRASTS if (names == name).any()]
+    ordered_label, uniform_label = "ordered (CsPbI3-like)", "uniform (PbI2/FAPbI3-like)"
+    if fractions is not None and np.isfinite(fractions.uniform):
+        lo_ci, hi_ci = fractions.uniform_ci95
+        ordered_label += f": {fractions.ordered:.1%} [{1 - hi_ci:.1%}, {1 - lo_ci:.1%}]"
+        uniform_label += f": {fractions.uniform:.1%} [{lo_ci:.1%}, {hi_ci:.1%}]"
+    legend = [
+        ("marker", COLOURS["bright"], "bright column"),
+        ("marker", COLOURS["dim"], "dim column"),
+        ("marker", COLOURS["uniform"], "uniform column"),
+        ("patch", (*REGION_COLOURS[REGION_ORDERED][:3], 0.5), ordered_label),
+        ("patch", (*REGION_COLOURS[REGION_UNIFORM][:3], 0.5), uniform_label),
+    ]
+    return groups, legend
+
+
+def _scale_bar(shape: tuple[int, int], pixel_size_nm: float | None) -> tuple[float, float, float, float, str] | None:
+    """The scale bar: its corner (x, y), length and height [image px] and its label; None without calibration."""
+    if not pixel_size_nm:
+        return None
+    length_nm = _nice_length_nm(shape[1] * pixel_size_nm)
+    m, n = shape
+    return 0.05 * n, 0.94 * m, length_nm / pixel_size_nm, max(0.012 * m, 2), f"{length_nm:g} nm"
+
+
 def plot_overlay(
     image: np.ndarray | Micrograph,
     columns: Columns | None,
@@ -119,7 +180,7 @@ def plot_overlay(
     dot_size: float | None = None,
     phases: dict | None = None,
 ):
-    """Draw the colour-coded overlay of the phase labels on the image.
+    """Draw the colour-coded overlay of the phase labels on the image (matplotlib).
 
     Parameters
     ----------
@@ -156,103 +217,78 @@ def plot_overlay(
         without labels are drawn in :data:`~stem_pipeline._types.UNLABELLED_COLOUR`.
     """
     from matplotlib.colors import ListedColormap
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch, Rectangle
 
-    if isinstance(image, Micrograph):
-        pixel_size_nm = image.pixel_size_nm if pixel_size_nm is None else pixel_size_nm
-        data = image.data
-    else:
-        data = np.asarray(image)
-    if data.ndim != 2:
-        raise ValueError(f"image must be 2-D, got shape {data.shape}")
-    if pixel_size_nm is None and columns is not None:
-        pixel_size_nm = columns.pixel_size_nm
-
-    title = _default_title(image, title)
+    data, pixel_size_nm, title = _inputs(image, columns, pixel_size_nm, title)
     if ax is None:  # a pyplot figure, so that plt.show() (and Jupyter) displays it
         import matplotlib.pyplot as plt
 
         fig = plt.figure(figsize=figure_size_in(data.shape), dpi=DPI)
         ax = _image_axes(fig, data.shape)
-    else:
-        fig = ax.figure
     # Large images are drawn block-averaged (the region map subsampled), in the full image's pixel coordinates.
-    factor = max(1, -(-max(data.shape) // MAX_DRAWN_PX))
-    shown = _block_mean(data, factor) if factor > 1 else data
+    shown, factor, lo, hi = _shown(data)
     extent = None if factor == 1 else (-0.5, shown.shape[1] * factor - 0.5, shown.shape[0] * factor - 0.5, -0.5)
-    finite = shown[np.isfinite(shown)]
-    lo, hi = np.percentile(finite, [0.5, 99.7]) if finite.size else (0.0, 1.0)
-    del finite
-    ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest", extent=extent)
-
-    handles = []
-    if labels is not None:
-        region = np.asarray(labels.region_map)
-        if region.shape == data.shape:
-            cmap = ListedColormap([(0, 0, 0, 0), REGION_COLOURS[REGION_ORDERED], REGION_COLOURS[REGION_UNIFORM]])
-            region = region[factor // 2 :: factor, factor // 2 :: factor][: shown.shape[0], : shown.shape[1]]
-            ax.imshow(region, cmap=cmap, vmin=-0.5, vmax=2.5, interpolation="nearest", extent=extent)
-    if columns is not None and len(columns):
+    ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", extent=extent)
+    if labels is not None and np.shape(labels.region_map) == data.shape:
+        cmap = ListedColormap([(0, 0, 0, 0), REGION_COLOURS[REGION_ORDERED], REGION_COLOURS[REGION_UNIFORM]])
+        region = np.asarray(labels.region_map)[factor // 2 :: factor, factor // 2 :: factor]
+        region = region[: shown.shape[0], : shown.shape[1]]
+        ax.imshow(region, cmap=cmap, vmin=-0.5, vmax=2.5, interpolation="nearest", extent=extent)
+    groups, legend = _marks(columns, labels, fractions, phases)
+    if groups and columns is not None:
         rc = columns.rc
-        if dot_size is None:
-            dot_size = _marker_area(ax, rc, data.shape)
-        if labels is None and phases and len(phases.get("phase", ())) == len(rc) and any(phases["phase"]):
-            handles = _draw_phase_sites(ax, rc, phases, dot_size)
-        elif labels is None:  # refused (or not yet classified): every column, in a colour a grey image lacks
-            ax.scatter(rc[:, 1], rc[:, 0], s=dot_size, c=UNLABELLED_COLOUR, alpha=MARKER_ALPHA, linewidths=0)
-            handles = [Line2D([], [], ls="", marker="o", color=UNLABELLED_COLOUR, label="column (not classified)")]
-        else:
-            names = np.asarray(CONTRASTS)[np.asarray(labels.contrast)]
-            for name in CONTRASTS:
-                sel = names == name
-                if sel.any():
-                    ax.scatter(rc[sel, 1], rc[sel, 0], s=dot_size, c=COLOURS[name], alpha=MARKER_ALPHA, linewidths=0)
-            ordered_label = "ordered (CsPbI3-like)"
-            uniform_label = "uniform (PbI2/FAPbI3-like)"
-            if fractions is not None and np.isfinite(fractions.uniform):
-                lo_ci, hi_ci = fractions.uniform_ci95
-                ordered_label += f": {fractions.ordered:.1%} [{1 - hi_ci:.1%}, {1 - lo_ci:.1%}]"
-                uniform_label += f": {fractions.uniform:.1%} [{lo_ci:.1%}, {hi_ci:.1%}]"
-            handles = [
-                Line2D([], [], ls="", marker="o", color=COLOURS["bright"], label="bright column"),
-                Line2D([], [], ls="", marker="o", color=COLOURS["dim"], label="dim column"),
-                Line2D([], [], ls="", marker="o", color=COLOURS["uniform"], label="uniform column"),
-                Patch(color=REGION_COLOURS[REGION_ORDERED][:3], alpha=0.5, label=ordered_label),
-                Patch(color=REGION_COLOURS[REGION_UNIFORM][:3], alpha=0.5, label=uniform_label),
-            ]
-    if pixel_size_nm:
-        length_nm = _nice_length_nm(data.shape[1] * pixel_size_nm)
-        length_px = length_nm / pixel_size_nm
-        m, n = data.shape
-        x0, y0, h = 0.05 * n, 0.94 * m, max(0.012 * m, 2)
-        ax.add_patch(Rectangle((x0, y0), length_px, h, color="white", ec="black", lw=0.5))
-        text = f"{length_nm:g} nm"
-        ax.text(
-            x0 + length_px / 2,
-            y0 - 0.01 * m,
-            text,
-            color="white",
-            ha="center",
-            va="bottom",
-            fontsize=10,
-            fontweight="bold",
-        )
-    if handles:  # below the image, never over it
-        ax.legend(
-            handles=handles,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.01),
-            ncol=min(len(handles), 3),
-            fontsize=8,
-            frameon=False,
-        )
+        dot_size = _marker_area(ax, rc, data.shape) if dot_size is None else dot_size
+        for colour, sel in groups:
+            ax.scatter(rc[sel, 1], rc[sel, 0], s=dot_size, c=colour, alpha=MARKER_ALPHA, linewidths=0)
+    _draw_scale_bar(ax, _scale_bar(data.shape, pixel_size_nm), data.shape)
+    if legend:  # below the image, never over it
+        _draw_legend(ax, legend)
     if title:
         ax.set_title(textwrap.fill(title, 90), fontsize=10)
     ax.set_xlim(-0.5, data.shape[1] - 0.5)
     ax.set_ylim(data.shape[0] - 0.5, -0.5)
     ax.set_axis_off()
-    return fig
+    return ax.figure
+
+
+def _draw_scale_bar(ax, bar: tuple[float, float, float, float, str] | None, shape: tuple[int, int]) -> None:
+    """The scale bar of :func:`_scale_bar` on matplotlib axes."""
+    from matplotlib.patches import Rectangle
+
+    if bar is None:
+        return
+    x0, y0, length_px, h, text = bar
+    ax.add_patch(Rectangle((x0, y0), length_px, h, color="white", ec="black", lw=0.5))
+    ax.text(
+        x0 + length_px / 2,
+        y0 - 0.01 * shape[0],
+        text,
+        color="white",
+        ha="center",
+        va="bottom",
+        fontsize=10,
+        fontweight="bold",
+    )
+
+
+def _draw_legend(ax, legend: list[tuple[str, Any, str]]) -> None:
+    """The legend entries of :func:`_marks` below matplotlib axes."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], ls="", marker="o", color=colour, label=text)
+        if kind == "marker"
+        else Patch(color=colour[:3], alpha=colour[3], label=text)
+        for kind, colour, text in legend
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.01),
+        ncol=min(len(handles), 3),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 #: Marker colours of (phase, site) pairs when the columns are coloured by the phase library (none of the
@@ -260,24 +296,21 @@ def plot_overlay(
 SITE_COLOURS = ("#1f77b4", "#ff7f0e", "#17becf", "#bcbd22", "#8c564b", "#e377c2", "#7f7f7f", "#ffffff")
 
 
-def _draw_phase_sites(ax, rc: np.ndarray, phases: dict, dot_size: float) -> list:
-    """Columns coloured by (phase, site), and their legend handles with the phase fractions."""
-    from matplotlib.lines import Line2D
-
+def _phase_site_marks(phases: dict) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, Any, str]]]:
+    """Columns coloured by (phase, site): the marker groups and legend entries (with the phase fractions)."""
     keys = np.char.add(np.char.add(np.asarray(phases["phase"], str), ": "), np.asarray(phases["site"], str))
     fractions = phases.get("phase_fractions") or {}
-    handles = []
+    groups, legend = [], []
     for i, key in enumerate(dict.fromkeys(keys)):
-        sel = keys == key
         colour = SITE_COLOURS[i % len(SITE_COLOURS)]
-        ax.scatter(rc[sel, 1], rc[sel, 0], s=dot_size, c=colour, alpha=MARKER_ALPHA, linewidths=0)
         name = str(key).split(": ")[0]
         label = str(key).rstrip(": ")
         if name in fractions:
             f = fractions[name]
             label += f" ({f['fraction']:.1%} [{f['ci95'][0]:.1%}, {f['ci95'][1]:.1%}])"
-        handles.append(Line2D([], [], ls="", marker="o", color=colour, label=label))
-    return handles
+        groups.append((colour, keys == key))
+        legend.append(("marker", colour, label))
+    return groups, legend
 
 
 def _image_axes(fig, shape: tuple[int, int]):
@@ -287,16 +320,20 @@ def _image_axes(fig, shape: tuple[int, int]):
     return fig.add_axes((0.0, bottom, 1.0, 1.0 - bottom - top))
 
 
-def _marker_area(ax, rc: np.ndarray, shape: tuple[int, int]) -> float:
-    """Marker area [points^2] whose diameter is :data:`MARKER_SPACING_FRACTION` of the column spacing on screen."""
+def _spacing_px(rc: np.ndarray) -> float:
+    """Median nearest-neighbour distance of the columns [px] (5 for a single column)."""
     from scipy.spatial import cKDTree
 
-    spacing_px = float(np.median(cKDTree(rc).query(rc, k=2)[0][:, 1])) if len(rc) > 1 else 5.0
+    return float(np.median(cKDTree(rc).query(rc, k=2)[0][:, 1])) if len(rc) > 1 else 5.0
+
+
+def _marker_area(ax, rc: np.ndarray, shape: tuple[int, int]) -> float:
+    """Marker area [points^2] whose diameter is :data:`MARKER_SPACING_FRACTION` of the column spacing on screen."""
     fig = ax.figure
     bbox = ax.get_position()  # in figure fractions; the image fills the axes' width or height
     axes_in = (bbox.width * fig.get_size_inches()[0], bbox.height * fig.get_size_inches()[1])
     pts_per_px = 72 * min(axes_in[0] / shape[1], axes_in[1] / shape[0])
-    return float(np.clip((MARKER_SPACING_FRACTION * spacing_px * pts_per_px) ** 2, 1.0, 400.0))
+    return float(np.clip((MARKER_SPACING_FRACTION * _spacing_px(rc) * pts_per_px) ** 2, 1.0, 400.0))
 
 
 def save_overlay(
@@ -305,50 +342,39 @@ def save_overlay(
     columns: Columns | None,
     labels: PhaseLabels | None,
     fractions: AreaFractions | None = None,
-    *,
-    pixel_size_nm: float | None = None,
-    title: str | None = None,
-    dpi: int = DPI,
-    decorate: Callable[[Any], None] | None = None,
-    phases: dict | None = None,
+    **options: Any,
 ) -> Path:
-    """Draw the overlay (see :func:`plot_overlay`) and write it to ``path`` atomically.
+    """Draw the overlay as :func:`plot_overlay` does and write it to ``path`` as a PNG, atomically.
 
-    The figure goes to a temporary file in the same folder first, then
-    replaces ``path`` (``os.replace``), so a reader never sees half a file.
+    Drawn straight into an RGB array (:func:`stem_pipeline.report.overlay_png.render_overlay`), not
+    through matplotlib (whose import and render were the largest output cost, benchmarks/process.py).
+    The file goes to a temporary file in the same folder first, then replaces ``path``
+    (``os.replace``), so a reader never sees half a file.
 
     Parameters
     ----------
     path : str or PathLike
-        Output file; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
-    image, columns, labels, fractions, pixel_size_nm, title, phases
+        The PNG file.
+    image, columns, labels, fractions
         As for :func:`plot_overlay`.
-    dpi : int
-        Resolution [dots per inch].
-    decorate : callable, optional
-        Called with the image axes before the file is written (e.g. the outlines of a field's dots).
+    **options
+        Keyword arguments of :func:`~stem_pipeline.report.overlay_png.render_overlay`:
+        ``pixel_size_nm``, ``title``, ``phases`` (as for :func:`plot_overlay`), ``dpi``, and
+        ``dots``, a field's dot labels and ``dots.csv`` records, outlined and numbered.
 
     Returns
     -------
     Path
         The written file.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    path = Path(path)
-    shape = np.shape(image.data if isinstance(image, Micrograph) else image)
-    # Not a pyplot figure: nothing to close, nothing kept after the file is written (batch workers).
-    fig = Figure(figsize=figure_size_in(shape, dpi=dpi), dpi=dpi)
-    canvas = FigureCanvasAgg(fig)
-    ax = _image_axes(fig, shape)
-    plot_overlay(image, columns, labels, fractions, pixel_size_nm=pixel_size_nm, title=title, ax=ax, phases=phases)
-    if decorate is not None:
-        decorate(ax)
-    # Rendered once: ``bbox_inches="tight"`` would draw the whole figure twice (once to measure it), so the
-    # tight box is measured without drawing the image; PNGs are written at zlib level 1, ~4x faster than
-    # the default 6 for ~1.3x the bytes (the two took 0.55 of 0.9 s CPU of a 1024^2 overlay, benchmarks/process.py).
-    bbox = fig.get_tightbbox(canvas.get_renderer()).padded(0.05)
-    png = path.suffix.lower() == ".png"
-    options: dict[str, Any] = {"pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}} if png else {}
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches=bbox, **options))
+    Raises
+    ------
+    ValueError
+        If ``path`` does not end in ``.png`` (for PDF or SVG, ``plot_overlay(...).savefig(path)``).
+    """
+    from .overlay_png import render_overlay
+    from .raster import save_png
+
+    if Path(path).suffix.lower() != ".png":
+        raise ValueError(f"{path}: save_overlay writes PNG files; for PDF or SVG use plot_overlay(...).savefig(path)")
+    return save_png(path, render_overlay(image, columns, labels, fractions, **options))

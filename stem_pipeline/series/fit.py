@@ -357,6 +357,7 @@ def fit_damage(
     *,
     common_error_fraction: float = 0.25,
     gain_sd: float = 0.0,
+    aicc_margin: float = AICC_MARGIN,
 ) -> tuple[DamageFit | None, list[DamageFit]]:
     """Fit every model and choose one: the stated model unless an alternative's AICc is lower by more than 10.
 
@@ -366,6 +367,8 @@ def fit_damage(
         As in :func:`fit_model`.
     common_error_fraction, gain_sd : float
         As in :func:`fit_model`.
+    aicc_margin : float
+        AICc by which an alternative must beat the stated model to be chosen (``inf``: the stated model always).
 
     Returns
     -------
@@ -384,7 +387,7 @@ def fit_damage(
     if stated is None:
         return None, fits
     best = min(fits, key=lambda f: f.aicc)
-    chosen = best if best.aicc < stated.aicc - AICC_MARGIN else stated
+    chosen = best if best.aicc < stated.aicc - aicc_margin else stated
     read = (
         fit_model(chosen.model, dose, fraction, sigma, common_error_fraction=common_error_fraction, gain_sd=gain_sd)
         if gain_sd > 0

@@ -41,6 +41,7 @@ def series_table(result: SeriesResult):
             "drift_y_px": result.drift_rc_px[:, 0],
             "status": result.status,
             "in_fit": result.in_fit,
+            "frame_uniform_fraction": result.frame_uniform_fraction,  # the frame's own read (not pooled)
             "reversals": result.history.reversals_per_frame,
         }
     )
@@ -53,15 +54,17 @@ def columns_table(result: SeriesResult):
     letters = np.array(["o", "u"])
     lab = result.history.label.T
     text = ["".join("-" if v == NOT_SEEN else letters[v] for v in row) for row in lab]
-    conv = result.history.conversion_frame
+    change = result.change_points.frame
+    n_frames = len(result.status)
     return pd.DataFrame(
         {
             "id": np.arange(len(result.reference_rc)),
             "x_px": result.reference_rc[:, 1],
             "y_px": result.reference_rc[:, 0],
             "labels": text,  # one letter per frame: o ordered, u uniform, - not seen
-            "initially_uniform": result.history.initially_uniform,
-            "conversion_frame": np.where(conv >= 0, conv, -1),
+            "initially_uniform": change == 0,
+            # the most likely first uniform frame over the whole series (-1: not converted, or never seen)
+            "conversion_frame": np.where((change > 0) & (change < n_frames), change, -1),
             "conversion_dose": result.conversion_dose,
             "n_reversals": result.history.n_reversals,
         }
@@ -87,6 +90,7 @@ def series_summary(result: SeriesResult) -> dict:
         "critical_dose_frames_ci95": list(fit.critical_dose_ci95) if fit and not in_e else None,
         "critical_dose_constrained": fit.critical_dose_constrained if fit else None,
         "model": fit.model if fit else None,
+        "uniform_fraction_pooled": result.pooled,
         "models": [f.to_dict() for f in result.fits],
         "drift_velocity_px_per_frame": {
             "x": _finite(result.drift_velocity_rc_px[1]),
@@ -94,7 +98,7 @@ def series_summary(result: SeriesResult) -> dict:
         },
         "reference_frame": result.reference_frame,
         "n_columns_tracked": len(result.reference_rc),
-        "columns_converted": int((result.history.conversion_frame >= 0).sum()),
+        "columns_converted": int((result.conversion_dose > 0).sum()),
         "reversals": {
             "count": result.n_reversals,
             "columns": int((result.history.n_reversals > 0).sum()),
@@ -106,6 +110,7 @@ def series_summary(result: SeriesResult) -> dict:
                 "status": s,
                 "message": m,
                 "uniform_fraction": _finite(result.uniform_fraction[k]),
+                "frame_uniform_fraction": _finite(result.frame_uniform_fraction[k]),
                 "in_fit": bool(result.in_fit[k]),
             }
             for k, (s, m) in enumerate(zip(result.status, result.message))
@@ -130,8 +135,13 @@ def plot_fraction_vs_dose(result: SeriesResult):
         color="k",
         ms=4,
         capsize=2,
-        label="frames (pipeline, 95 % interval)",
+        label="frames (pooled over the series, 95 % interval)"
+        if result.pooled
+        else "frames (each frame's own read, 95 % interval)",
     )
+    if result.pooled:
+        own = result.frame_uniform_fraction
+        ax.plot(dose[ok], own[ok], "x", color="0.55", ms=4, label="each frame's own read")
     bound = np.isfinite(frac) & ~ok
     if bound.any():
         ax.plot(dose[bound], frac[bound], "o", mfc="none", mec="0.5", ms=5, label="one-phase read (not fitted)")
@@ -176,13 +186,14 @@ def plot_conversion_map(result: SeriesResult):
     lo, hi = np.percentile(image, [0.5, 99.7])
     ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
     rc, dose, hist = result.reference_rc, result.conversion_dose, result.history
+    initially_uniform = dose == 0
     unit = "e/Å²" if result.dose_unit == "e/A^2" else "frames"
-    converted = hist.conversion_frame >= 0
-    never = ~converted & ~hist.initially_uniform
+    converted = dose > 0
+    never = np.isnan(dose) & (result.change_points.frame >= 0)
     size = 10.0
     ax.scatter(
-        rc[hist.initially_uniform, 1],
-        rc[hist.initially_uniform, 0],
+        rc[initially_uniform, 1],
+        rc[initially_uniform, 0],
         s=size,
         c="#2ca02c",
         linewidths=0,
