@@ -318,7 +318,7 @@ def _refine_and_measure(run: _Run) -> Columns:
     with run.timed("refine_columns"):
         pooled = refine_columns(run.denoised, pooled, lattice=finest, config=run.config.columns)
     with run.timed("intensities"):
-        columns = measure_intensities(run.micrograph.data, pooled, lattice=finest, config=run.config.columns)
+        columns = measure_intensities(run.micrograph.data, pooled, config=run.config.columns)
     run.parts = [columns.subset(np.asarray(columns.lattice == k)) for k in range(len(run.parts))]
     return columns
 

@@ -146,7 +146,7 @@ def test_com_method_and_gaussian_improve_on_integer_starts():
 
 def test_intensities_on_raw_counts(high_signal):
     dot, (lat, _, _, refined) = high_signal
-    cols = measure_intensities(dot.image, refined, lattice=lat)  # as the pipeline does
+    cols = measure_intensities(dot.image, refined)
     _, _, _, idx = _match(cols.rc, dot.rc, 0.3 * lat.spacing_px)
     d, i = cKDTree(dot.rc).query(cols.rc)
     ok = d < 0.3 * lat.spacing_px
@@ -160,11 +160,6 @@ def test_intensities_on_raw_counts(high_signal):
         assert 0.5 < ratio < 0.75, name
     assert np.all(np.isfinite(cols.background[ok]))
     assert cols.intensity is cols.volume
-    # The lattice's spacing sizes the windows: a lone column is measured with it, and only with it.
-    lone = refined.subset(np.arange(len(refined)) == 0)
-    assert np.isfinite(measure_intensities(dot.image, lone, lattice=lat).volume).all()
-    with pytest.raises(ValueError, match="pass lattice="):
-        measure_intensities(dot.image, lone)
 
 
 def test_inputs_not_modified_and_dtypes_accepted():

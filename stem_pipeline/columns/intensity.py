@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._types import Columns, Lattice, Micrograph
+from .._types import Columns, Micrograph
 from . import _windows
 from ._windows import as_image, batches, neighbour_index, solve_batched, spacing_from, voronoi_mask, windows
 from .config import ColumnsConfig
@@ -96,7 +96,6 @@ def measure_intensities(
     raw_image: np.ndarray | Micrograph,
     columns: Columns,
     *,
-    lattice: Lattice | None = None,
     window_px: int | None = None,
     config: ColumnsConfig | None = None,
 ) -> Columns:
@@ -110,14 +109,10 @@ def measure_intensities(
         Refined columns (positions and, if present, ``sigma`` from
         :func:`refine_columns`; without ``sigma`` a width of
         :data:`~stem_pipeline.columns._windows.TYPICAL_SIGMA_SPACINGS` (0.15) of
-        the column spacing is assumed).
-    lattice : Lattice, optional
-        The column grid the columns were found on (as given to
-        :func:`refine_columns`): its spacing sizes the windows. Without it,
-        the spacing is the columns' median nearest-neighbour distance.
+        the nearest-neighbour distance is assumed).
     window_px : int, optional
         Half-width of the square window [px]; default
-        ``config.window_fraction`` column spacings.
+        ``config.window_fraction`` times the median nearest-neighbour distance.
     config : ColumnsConfig, optional
         Defaults if None.
 
@@ -140,12 +135,12 @@ def measure_intensities(
         empty = np.zeros(0)
         return columns.replace(volume=empty, cell_intensity=empty, peak=empty, background=empty)
     if window_px is None:
-        spacing = spacing_from(lattice, rc)
+        spacing = spacing_from(None, rc)
         window_px = max(2, int(round(config.window_fraction * spacing)))
     if columns.sigma is not None:
         sigma = np.asarray(columns.sigma, dtype=np.float64)
     else:
-        spacing = spacing_from(lattice, rc) if lattice is not None or n >= 2 else 2.0 * window_px
+        spacing = spacing_from(None, rc) if n >= 2 else 2.0 * window_px
         sigma = np.full((n, 2), _windows.TYPICAL_SIGMA_SPACINGS * spacing)
         logger.info("measure_intensities: no fitted widths; assuming sigma = %.2f px", sigma[0, 0])
     fit = linear_fit(
