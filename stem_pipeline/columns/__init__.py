@@ -6,7 +6,7 @@ Typical use (the pipeline does this)::
     mask = crystal_mask(denoised, lattice)
     columns = find_columns(denoised, lattice=lattice, mask=mask)
     columns = refine_columns(denoised, columns, lattice=lattice)
-    columns = measure_intensities(raw, columns, lattice=lattice)
+    columns = measure_intensities(raw, columns)
 """
 
 from .config import ColumnsConfig
