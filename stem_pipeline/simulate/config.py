@@ -128,6 +128,10 @@ class ScanConfig(StrictModel):
         gt=0,
         description="Smallest lateral extent of the potential [nm] so the probe does not overlap its periodic image.",
     )
+    subcell: bool = Field(
+        default=True,
+        description="Fast path for crystals: scan only the smallest rectangular part of the repeat cell that a lattice translation (with a shift along the beam) maps onto the rest, and tile it (PbI2 [1 -1 1]: 9x fewer probe positions, [-4 4 1]: 21x, CsPbI3 [110]: 2x; see sim_configs/README.md for its error). False scans the whole repeat cell.",
+    )
 
 
 class PhononConfig(StrictModel):
