@@ -24,6 +24,9 @@ benchmarks/results/simulate.md):
   configuration over one and two rows of its scan, timed, extrapolated to the
   whole scan and all configurations (linear in both); the dot from the time of
   one FFT of its potential grid times the PRISM plane waves and slices.
+* ``cheap``: potential sampling 0.004 nm / HAADF 68-200 mrad against the
+  configs' own discretisation on a sub-field (two scan rows, one phonon
+  configuration, the same displacements): cost ratio and deviation.
 * ``workers``: ``num_workers`` 1 vs 2 (Dask threads over phonon configurations
   and scan chunks) on a small config.
 * ``done``: the issue's "done when" command, ``stem-pipeline simulate
@@ -59,7 +62,7 @@ from stem_pipeline.simulate import SimulationConfig, load_config, simulate, simu
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "simulate.md"
-PARTS = ("speed", "series", "prism", "convergence", "done", "subcell", "cost", "workers")
+PARTS = ("speed", "series", "prism", "convergence", "done", "subcell", "cost", "cheap", "workers")
 #: The shipped configs whose cost the ``cost`` part measures.
 SHIPPED = ("cspbi3_001", "fapbi3_001", "cspbi3_110", "pbi2_441", "pbi2_1m11", "cs50fa50_qd")
 A = 6.29  # CsPbI3 lattice constant [Angstrom]
@@ -558,6 +561,11 @@ def part_subcell(quick: bool) -> list[str]:
 
 def _chunk_seconds(cfg: SimulationConfig, rows: int) -> float:
     """CPU seconds of one abTEM run of ``cfg``'s fast plan over its first ``rows`` scan rows."""
+    return _chunk(cfg, rows)[0]
+
+
+def _chunk(cfg: SimulationConfig, rows: int) -> tuple[float, np.ndarray]:
+    """CPU seconds and HAADF values (x, rows) of ``cfg``'s fast plan over its first ``rows`` scan rows."""
     import dataclasses
 
     from stem_pipeline.simulate.run import _abtem_settings, _crystal_plan, _run_abtem, build_structure
@@ -570,8 +578,8 @@ def _chunk_seconds(cfg: SimulationConfig, rows: int) -> float:
     )
     supercell = atoms * (plan.tiles[0], plan.tiles[1], 1)
     with _abtem_settings(1):
-        _, _, cpu = cpu_timed(lambda: _run_abtem(cfg, supercell, plan=chunk, exit_every=None, progress=False))
-    return cpu
+        (out, _), _, cpu = cpu_timed(lambda: _run_abtem(cfg, supercell, plan=chunk, exit_every=None, progress=False))
+    return cpu, out["haadf"]
 
 
 def _dot_cost(cfg: SimulationConfig) -> tuple[str, float]:
@@ -618,7 +626,7 @@ def part_cost(quick: bool) -> list[str]:
         "that were made. Dot: a lower bound from the FFT time alone (building the potential excluded).",
         "",
         "| config | probe positions whole cell / sub-cell | configurations | 1 row [CPU s] | 2 rows [CPU s] "
-        "| per position [CPU s] | estimate, whole cell | estimate, sub-cell (shipped default) |",
+        "| per position [CPU s] | estimate, whole cell (shipped) | estimate, `scan.subcell: true` |",
         "|---|---|---|---|---|---|---|---|",
     ]
     names = SHIPPED[:2] if quick else SHIPPED
@@ -646,6 +654,89 @@ def part_cost(quick: bool) -> list[str]:
             f"| {_duration(est[False])} | {_duration(est[True])} |"
         )
         print(lines[-1], flush=True)
+    return lines
+
+
+#: The cheaper discretisation measured by ``part_cheap`` (the convergence study's 0.004 nm / 200 mrad).
+CHEAP = {"potential": {"sampling_nm": 0.004}, "microscope": {"haadf_mrad": [68, 200]}}
+
+
+def part_cheap(quick: bool) -> list[str]:
+    """Potential sampling 0.004 nm with HAADF 68-200 mrad against the configs' 0.0029 nm / 68-280 mrad.
+
+    On a sub-field (the first two rows of the whole-cell scan) at the configs' thickness, one frozen-phonon
+    configuration with the same seed (the same displacements), so only the discretisation differs.
+    """
+    lines = [
+        "## Cheaper discretisation on a sub-field of each config",
+        "",
+        "Potential sampling 0.004 nm with the HAADF ring clipped at 200 mrad (the largest angle it simulates is "
+        "209 mrad) against each config's own 0.0029 nm / 68-280 mrad: the first 2 rows of the whole-cell scan "
+        "at the config's thickness, one frozen-phonon configuration with the config's seed (the same "
+        "displacements), raw HAADF at the probe positions (no source blur, which would lower the deviation). "
+        "CPU seconds. Whole run at 0.004 nm: the sub-field's CPU time per position (its fixed cost included, so "
+        "an over-estimate) x the whole cell's positions x the configurations.",
+        "",
+        "| config | probe positions | own settings [CPU s] | 0.004 nm / 200 mrad [CPU s] | cost ratio "
+        "| max deviation / max | mean deviation / mean | whole run at 0.004 nm, 1 / 2 / 4 configurations |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    from stem_pipeline.simulate.run import _crystal_plan, build_structure
+
+    names = ("cspbi3_110",) if quick else ("pbi2_441", "pbi2_1m11", "cspbi3_110")
+    for name in names:
+        own = _reduced(load_config(ROOT / "sim_configs" / f"{name}.yaml"), phonons={"num_configs": 1})
+        t_own, a = _chunk(own, 2)
+        t_cheap, b = _chunk(_reduced(own, **CHEAP), 2)
+        mean_dev = 100 * abs(float(b.mean()) - float(a.mean())) / float(a.mean())
+        gpts = _crystal_plan(own, build_structure(own), "fast").scan_gpts
+        whole = t_cheap / a.size * gpts[0] * gpts[1]
+        lines.append(
+            f"| {name} | {a.size} | {t_own:.0f} | {t_cheap:.0f} | {t_own / t_cheap:.1f}x | {dev(b, a):.1f} % "
+            f"| {mean_dev:.1f} % | {' / '.join(_duration(n * whole) for n in (1, 2, 4))} |"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+def part_workers(quick: bool) -> list[str]:
+    """1 vs 2 local Dask threads, and a 2-process local dask.distributed cluster, on a small config."""
+    from distributed import Client
+
+    from stem_pipeline.batch import local_cluster
+
+    cfg = bench_config(sampling_nm=0.008, per_cell=8, field=1, num_configs=2 if quick else 4)
+    thickness = 1.89 if quick else 6.29
+    runs, images = {}, {}
+    load = [os.getloadavg()[0]]
+    for label, workers in (("1 thread", 1), ("2 threads", 2)):
+        one = cfg.model_copy(update={"num_workers": workers})
+        images[label], runs[label], _ = cpu_timed(
+            lambda one=one: simulate(one, thickness_nm=thickness, cache=False, progress=False).data
+        )
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("abtem"))  # the workers' import is start-up, not simulation
+        label = "2 processes (LocalCluster, `--scheduler`)"
+        images[label], runs[label], _ = cpu_timed(
+            lambda: simulate(cfg, thickness_nm=thickness, cache=False, progress=False, scheduler=client).data
+        )
+    load.append(os.getloadavg()[0])
+    base = runs["1 thread"]
+    lines = [
+        "## Parallel frozen-phonon configurations and scan chunks (`num_workers`, `--workers`, `--scheduler`)",
+        "",
+        f"CsPbI3 [001], one cell scanned 8x8 in a 3x3-cell potential, 0.008 nm potential sampling, {thickness} nm, "
+        f"{cfg.phonons.num_configs} frozen-phonon configurations, no cache; wall time (the machine's load average "
+        f"was {load[0]:.1f} before and {load[1]:.1f} after, on 2 cores, so a speed-up is bounded by what the other "
+        "jobs leave).",
+        "",
+        "| run | wall [s] | speed-up | max deviation from 1 thread |",
+        "|---|---|---|---|",
+    ]
+    for label, seconds in runs.items():
+        lines.append(
+            f"| {label} | {seconds:.1f} | {base / seconds:.2f}x | {dev(images[label], images['1 thread']):.4f} % |"
+        )
     return lines
 
 
@@ -696,6 +787,8 @@ def main() -> None:
         "done": lambda quick: part_done(quick, args.done_reuse),
         "subcell": part_subcell,
         "cost": part_cost,
+        "cheap": part_cheap,
+        "workers": part_workers,
     }
     sections = {}
     for name in args.parts:
