@@ -101,3 +101,22 @@ def test_simulate_command_on_a_dask_scheduler_and_local_threads(tmp_path):
         assert cluster.scheduler.transition_counter > before  # the cluster ran the simulation's tasks
     np.testing.assert_allclose(io.load(remote).data, io.load(local).data, rtol=1e-5)
     assert cli.main([*base, "--out", str(local), "--workers", "0"]) == 2
+
+
+def test_fast_fft_grid_is_a_little_finer_and_keeps_old_cache_keys():
+    from scipy.fft import next_fast_len
+
+    from stem_pipeline.simulate.run import run_key_parts
+
+    plain = SimulationConfig.model_validate(tiny(potential={"sampling_nm": 0.0029}, scan={"min_supercell_nm": 1.2}))
+    fast = plain.model_copy(update={"potential": plain.potential.model_copy(update={"fast_fft": True})})
+    atoms = build_structure(plain)
+    g_plain, g_fast = (
+        _crystal_plan(plain, atoms, "fast").potential_gpts,
+        _crystal_plan(fast, atoms, "fast").potential_gpts,
+    )
+    assert g_plain == (434, 434)  # 2 cells of 217 = 7 x 31 points
+    assert g_fast == (440, 440)  # 2 cells of 220 = 2^2 x 5 x 11: finer, and an FFT-fast size
+    assert all(next_fast_len(n) == n for n in g_fast)
+    assert "fast_fft" not in run_key_parts(plain, method="fast")["potential"]  # the runs cached before it exist
+    assert run_key_parts(fast, method="fast") != run_key_parts(plain, method="fast")

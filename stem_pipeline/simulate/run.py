@@ -262,13 +262,23 @@ def _crystal_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
         engine=engine,
         interpolation=interpolation,
         slice_thickness_angstrom=lz / slices_per_cell,
-        potential_gpts=(tiles[0] * math.ceil(lx / p_step), tiles[1] * math.ceil(ly / p_step)),
+        potential_gpts=(tiles[0] * _points(lx, p_step, config), tiles[1] * _points(ly, p_step, config)),
         extent_angstrom=(scan_cells[0] * lx / sub[0], scan_cells[1] * ly / sub[1]),
         scan_gpts=(scan_cells[0] * n_cell[0], scan_cells[1] * n_cell[1]),
         tiles=(int(tiles[0]), int(tiles[1])),
         slices_per_cell=slices_per_cell,
         subcell=(int(sub[0]), int(sub[1])),
     )
+
+
+def _points(length: float, step: float, config: SimulationConfig) -> int:
+    """Potential grid points over ``length`` at ``step`` or finer (with ``potential.fast_fft`` an FFT-fast count)."""
+    n = math.ceil(length / step)
+    if config.potential.fast_fft:
+        from scipy.fft import next_fast_len
+
+        n = next_fast_len(n)
+    return int(n)
 
 
 def _dot_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
@@ -281,7 +291,7 @@ def _dot_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
         engine="prism" if method == "fast" else "multislice",
         interpolation=q,
         slice_thickness_angstrom=config.potential.slice_thickness_nm * 10,
-        potential_gpts=(int(math.ceil(lx / p_step / q) * q), int(math.ceil(ly / p_step / q) * q)),
+        potential_gpts=(_points(lx / q, p_step, config) * q, _points(ly / q, p_step, config) * q),
         extent_angstrom=(float(lx), float(ly)),
         scan_gpts=(math.ceil(lx / step), math.ceil(ly / step)),
     )
@@ -511,6 +521,8 @@ def run_key_parts(config: SimulationConfig, *, method: str) -> dict:
         parts.pop(key)
     parts["microscope"].pop("source_fwhm_nm")
     parts["scan"].pop("pixel_size_nm")
+    if not config.potential.fast_fft:  # the grid of runs made before the option existed: their keys stay
+        parts["potential"].pop("fast_fft")
     crystal = config.structure.kind != "dot"
     if crystal:
         parts.pop("dot")
