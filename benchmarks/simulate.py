@@ -17,6 +17,19 @@ benchmarks/results/simulate.md):
   thin cell (HAADF 68-100 mrad for all), the outer angle 200 vs 280 mrad, the
   number of frozen phonons for 2 % column-ratio stability, and the supercell
   size; run with direct abTEM calls.
+* ``subcell``: the fast path's sub-cell scan (``scan.subcell``) against the whole
+  repeat cell for the configs whose repeat cell has one (CsPbI3 [110], PbI2):
+  time ratio and maximum deviation, static, reduced discretisation.
+* ``cost``: every shipped config at its own settings: one frozen-phonon
+  configuration over one and two rows of its scan, timed, extrapolated to the
+  whole scan and all configurations (linear in both); the dot from the time of
+  one FFT of its potential grid times the PRISM plane waves and slices.
+* ``cheap``: an FFT-fast potential grid (``potential.fast_fft``), and with it
+  0.004 nm / HAADF 68-200 mrad, against the configs' own discretisation on a
+  sub-field (one scan row, one phonon configuration, the same displacements):
+  cost ratio and deviation.
+* ``workers``: ``num_workers`` 1 vs 2 (Dask threads over phonon configurations
+  and scan chunks) on a small config.
 * ``done``: the issue's "done when" command, ``stem-pipeline simulate
   sim_configs/cspbi3_001.yaml --thickness-nm 6.29``, against an independent
   abTEM multislice of the same cell and optics written here (ASE atoms, abTEM
@@ -50,7 +63,9 @@ from stem_pipeline.simulate import SimulationConfig, load_config, simulate, simu
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "simulate.md"
-PARTS = ("speed", "series", "prism", "convergence", "done")
+PARTS = ("speed", "series", "prism", "convergence", "done", "subcell", "cost", "cheap", "workers")
+#: The shipped configs whose cost the ``cost`` part measures.
+SHIPPED = ("cspbi3_001", "fapbi3_001", "cspbi3_110", "pbi2_441", "pbi2_1m11", "cs50fa50_qd")
 A = 6.29  # CsPbI3 lattice constant [Angstrom]
 #: Debye-Waller B [Angstrom^2] of the reference runs (the same literature values as the configs)
 B_CSPBI3 = {"Pb": 2.5, "I": 5.0, "Cs": 5.0}
@@ -81,6 +96,17 @@ def timed(fn):
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     return out, dt, peak
+
+
+def cpu_timed(fn):
+    """(result, wall seconds, CPU seconds of this process, all threads) of fn().
+
+    On this shared machine the wall time depends on the other jobs; the CPU time is the work
+    (= the wall time on a quiet core with one worker).
+    """
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w0, time.process_time() - c0
 
 
 def dev(a: np.ndarray, b: np.ndarray) -> float:
@@ -473,6 +499,266 @@ def part_done(quick: bool, reuse: Path | None = None) -> list[str]:
 # ------------------------------------------------------------------ report
 
 
+def _reduced(cfg: SimulationConfig, **update) -> SimulationConfig:
+    """``cfg`` with some of its blocks updated (``block={"field": value}``) or fields replaced."""
+    data = cfg.model_dump(mode="json")
+    for key, value in update.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return SimulationConfig.model_validate(data)
+
+
+def part_subcell(quick: bool) -> list[str]:
+    """Sub-cell scan (``scan.subcell``) vs the whole repeat cell, static, reduced discretisation."""
+    from stem_pipeline.simulate.run import _crystal_plan, build_structure
+
+    lines = [
+        "## Sub-cell scan of the fast path (`scan.subcell`)",
+        "",
+        "Each config at reduced discretisation (potential sampling 0.008 nm, HAADF 68-100 mrad, static lattice, "
+        "no cache), 0.085 nm source blur on: the fast path scanning the whole orthogonal repeat cell "
+        "(`scan.subcell: false`) against scanning its sub-cell and tiling it (`true`). Static, so the deviation is "
+        "the method's own: the sub-cells hold the same columns, each shifted along the beam as a whole, so their "
+        "atoms come in another order from the entrance surface (and slice boundaries fall elsewhere).",
+        "",
+        "| config | thickness [nm] | sub-cell (rows x cols) | probe positions whole / sub | whole [CPU s] | sub [CPU s] "
+        "| speed-up | max deviation / max | rms deviation / mean |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    cases = {"cspbi3_110": 6.23, "pbi2_441": 3.23, "pbi2_1m11": 2.11}
+    if quick:
+        cases = {"cspbi3_110": 1.78}
+    for name, thickness in cases.items():
+        base = _reduced(
+            load_config(ROOT / "sim_configs" / f"{name}.yaml"),
+            potential={"sampling_nm": 0.008},
+            microscope={"haadf_mrad": [68, 100]},
+            phonons={"num_configs": 0},
+            scan={"field_cells": [1, 1]},
+        )
+        images, seconds, positions = {}, {}, {}
+        for sub in (False, True):
+            cfg = _reduced(base, scan={"subcell": sub})
+            plan = _crystal_plan(cfg, build_structure(cfg, thickness_nm=thickness), "fast")
+            positions[sub] = plan.scan_gpts[0] * plan.scan_gpts[1]
+            img, _, seconds[sub] = cpu_timed(
+                lambda cfg=cfg: simulate(cfg, thickness_nm=thickness, cache=False, progress=False)
+            )
+            images[sub] = img.data
+        whole, part = images[False], images[True]
+        if whole.shape != part.shape:  # a different whole number of steps per cell: compare on one grid
+            from stem_pipeline.simulate.run import _fourier_resample
+
+            part = _fourier_resample(part, whole.shape)
+        rms = float(100 * np.sqrt(np.mean((part - whole) ** 2)) / whole.mean())
+        factor = build_structure(base, thickness_nm=0.01).info["subcell"]
+        lines.append(
+            f"| {name} | {thickness} | {factor[1]} x {factor[0]} | {positions[False]} / {positions[True]} "
+            f"| {seconds[False]:.0f} | {seconds[True]:.0f} | {seconds[False] / seconds[True]:.1f}x "
+            f"| {dev(part, whole):.2f} % | {rms:.2f} % |"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+def _chunk_seconds(cfg: SimulationConfig, rows: int) -> float:
+    """CPU seconds of one abTEM run of ``cfg``'s fast plan over its first ``rows`` scan rows."""
+    return _chunk(cfg, rows)[0]
+
+
+def _chunk(cfg: SimulationConfig, rows: int) -> tuple[float, np.ndarray]:
+    """CPU seconds and HAADF values (x, rows) of ``cfg``'s fast plan over its first ``rows`` scan rows."""
+    import dataclasses
+
+    from stem_pipeline.simulate.run import _abtem_settings, _crystal_plan, _run_abtem, build_structure
+
+    atoms = build_structure(cfg)
+    plan = _crystal_plan(cfg, atoms, "fast")
+    nx, ny = plan.scan_gpts
+    chunk = dataclasses.replace(
+        plan, scan_gpts=(nx, rows), extent_angstrom=(plan.extent_angstrom[0], plan.extent_angstrom[1] * rows / ny)
+    )
+    supercell = atoms * (plan.tiles[0], plan.tiles[1], 1)
+    with _abtem_settings(1):
+        (out, _), _, cpu = cpu_timed(lambda: _run_abtem(cfg, supercell, plan=chunk, exit_every=None, progress=False))
+    return cpu, out["haadf"]
+
+
+def _dot_cost(cfg: SimulationConfig) -> tuple[str, float]:
+    """A lower bound of a dot's PRISM run [s]: plane waves x slices x 2 FFTs of its potential grid x configs."""
+    import abtem
+
+    from stem_pipeline.simulate.run import _dot_plan, build_structure
+
+    atoms = build_structure(cfg)
+    plan = _dot_plan(cfg, atoms, "fast")
+    waves = len(
+        abtem.SMatrix(
+            energy=cfg.microscope.energy_kev * 1e3,
+            semiangle_cutoff=cfg.microscope.convergence_mrad,
+            interpolation=plan.interpolation,
+            gpts=plan.potential_gpts,
+            extent=tuple(np.diag(atoms.cell)[:2]),
+        ).wave_vectors
+    )
+    slices = math.ceil(atoms.cell[2, 2] / plan.slice_thickness_angstrom)
+    wave = np.ones(plan.potential_gpts, dtype=np.complex64)
+    _, _, t_pair = cpu_timed(lambda: np.fft.ifft2(np.fft.fft2(wave)))
+    n = max(cfg.phonons.num_configs, 1)
+    what = (
+        f"{len(atoms)} atoms, potential {plan.potential_gpts[0]}x{plan.potential_gpts[1]} px x {slices} slices, "
+        f"PRISM interpolation {plan.interpolation}: {waves} plane waves x {slices} slices x one FFT pair "
+        f"({t_pair:.2f} s measured) x {n} configurations"
+    )
+    return what, waves * slices * t_pair * n
+
+
+def part_cost(quick: bool) -> list[str]:
+    """Every shipped config at its own settings: measured chunk times extrapolated to the whole run."""
+    from stem_pipeline.simulate.run import _crystal_plan, build_structure
+
+    lines = [
+        "## Cost of every shipped config at its own settings",
+        "",
+        "Crystals: one frozen-phonon configuration of the fast path (the config's potential, sampling, slices and "
+        "thickness) over the first 1 and 2 rows of its scan, CPU time (no cache; the machine was shared, so the "
+        "CPU time is the work, as on a quiet core with one worker); the full run is extrapolated as "
+        "configurations x (fixed + per-position x positions), fixed and per-position from the two chunks. abTEM "
+        "runs the whole scan in larger batches, so this is an estimate; sim_configs/README.md compares it with "
+        "the full runs that were made. Dot: a lower bound from the FFT time alone (building the potential excluded).",
+        "",
+        "| config | probe positions whole cell / sub-cell | configurations | 1 row [CPU s] | 2 rows [CPU s] "
+        "| per position [CPU s] | estimate, whole cell (shipped) | estimate, `scan.subcell: true` (opt-in) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = SHIPPED[:2] if quick else SHIPPED
+    for name in names:
+        cfg = load_config(ROOT / "sim_configs" / f"{name}.yaml")
+        if cfg.structure.kind == "dot":
+            what, estimate = _dot_cost(cfg)
+            lines.append(f"| {name} | {what} | {cfg.phonons.num_configs} | | | | >= {estimate / 3600:.0f} h | |")
+            print(lines[-1], flush=True)
+            continue
+        one = _reduced(cfg, phonons={"num_configs": 1})
+        atoms = build_structure(cfg)
+        positions = {}
+        for sub in (False, True):
+            plan = _crystal_plan(_reduced(cfg, scan={"subcell": sub}), atoms, "fast")
+            positions[sub] = plan.scan_gpts[0] * plan.scan_gpts[1]
+        per_row = _crystal_plan(cfg, atoms, "fast").scan_gpts[0]
+        t1, t2 = _chunk_seconds(one, 1), _chunk_seconds(one, 2)
+        per_position = max(t2 - t1, 1e-9) / per_row
+        fixed = max(t1 - per_position * per_row, 0.0)
+        n = max(cfg.phonons.num_configs, 1)
+        est = {sub: n * (fixed + per_position * positions[sub]) for sub in (False, True)}
+        lines.append(
+            f"| {name} | {positions[False]} / {positions[True]} | {n} | {t1:.1f} | {t2:.1f} | {per_position:.3f} "
+            f"| {_duration(est[False])} | {_duration(est[True])} |"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
+#: The cheaper discretisations measured by ``part_cheap``: an FFT-fast potential grid (a slightly finer
+#: sampling), and with it the convergence study's 0.004 nm / 200 mrad.
+#: ``--configs``: the configs ``part_cheap`` measures (its own choice when empty).
+CHEAP_CONFIGS: list[str] = []
+CHEAP = {
+    "fast FFT grid": {"potential": {"fast_fft": True}},
+    "0.004 nm / 200 mrad, fast FFT grid": {
+        "potential": {"sampling_nm": 0.004, "fast_fft": True},
+        "microscope": {"haadf_mrad": [68, 200]},
+    },
+}
+
+
+def part_cheap(quick: bool) -> list[str]:
+    """Cheaper discretisations against the configs' own on a sub-field (one scan row, one phonon configuration)."""
+    from stem_pipeline.simulate.run import _crystal_plan, build_structure
+
+    lines = [
+        "## Cheaper discretisations on a sub-field of each config",
+        "",
+        "The first row of the whole-cell scan at the config's thickness, one frozen-phonon configuration with the "
+        "config's seed (the same displacements), raw HAADF at the probe positions (no source blur, which would "
+        "lower the deviations), against the plain 0.0029 nm grid at 68-280 mrad (the configs before issue 20). 'fast FFT "
+        "grid' rounds the potential points per repeat cell up to an FFT-fast count (`potential.fast_fft`; "
+        "e.g. 217 = 7 x 31 -> 220 per CsPbI3 cell, 1623 = 3 x 541 -> 1650 along PbI2 [1 -1 1]), a slightly "
+        "finer sampling. CPU seconds; whole run = the row's CPU time per position (its fixed cost included, so "
+        "an over-estimate) x the whole cell's positions x 1 / 2 / 4 configurations.",
+        "",
+        "| config | setting | potential grid | row [CPU s] | cost ratio | max deviation / max "
+        "| mean deviation / mean | whole run, 1 / 2 / 4 configurations |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    names = CHEAP_CONFIGS or (("cspbi3_001",) if quick else ("pbi2_1m11", "pbi2_441", "cspbi3_110", "cspbi3_001"))
+    for name in names:
+        own = _reduced(
+            load_config(ROOT / "sim_configs" / f"{name}.yaml"),
+            phonons={"num_configs": 1},
+            potential={"fast_fft": False},
+        )
+        atoms = build_structure(own)
+        gpts = _crystal_plan(own, atoms, "fast").scan_gpts
+        ref_t, ref = _chunk(own, 1)
+        for label, update in {"plain grid (shipped before)": {}, **CHEAP}.items():
+            cfg = _reduced(own, **update)
+            t, img = (ref_t, ref) if not update else _chunk(cfg, 1)
+            grid = "x".join(str(g) for g in _crystal_plan(cfg, atoms, "fast").potential_gpts)
+            whole = t / img.size * gpts[0] * gpts[1]
+            mean_dev = 100 * abs(float(img.mean()) - float(ref.mean())) / float(ref.mean())
+            lines.append(
+                f"| {name} | {label} | {grid} | {t:.0f} | {ref_t / t:.1f}x | {dev(img, ref):.1f} % | {mean_dev:.1f} % "
+                f"| {' / '.join(_duration(n * whole) for n in (1, 2, 4))} |"
+            )
+            print(lines[-1], flush=True)
+    return lines
+
+
+def part_workers(quick: bool) -> list[str]:
+    """1 vs 2 local Dask threads, and a 2-process local dask.distributed cluster, on a small config."""
+    from distributed import Client
+
+    from stem_pipeline.batch import local_cluster
+
+    cfg = bench_config(sampling_nm=0.008, per_cell=8, field=1, num_configs=2 if quick else 4)
+    thickness = 1.89 if quick else 6.29
+    runs, images = {}, {}
+    load = [os.getloadavg()[0]]
+    for label, workers in (("1 thread", 1), ("2 threads", 2)):
+        one = cfg.model_copy(update={"num_workers": workers})
+        images[label], runs[label], _ = cpu_timed(
+            lambda one=one: simulate(one, thickness_nm=thickness, cache=False, progress=False).data
+        )
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        client.run(lambda: __import__("abtem"))  # the workers' import is start-up, not simulation
+        label = "2 processes (LocalCluster, `--scheduler`)"
+        images[label], runs[label], _ = cpu_timed(
+            lambda: simulate(cfg, thickness_nm=thickness, cache=False, progress=False, scheduler=client).data
+        )
+    load.append(os.getloadavg()[0])
+    base = runs["1 thread"]
+    lines = [
+        "## Parallel frozen-phonon configurations and scan chunks (`num_workers`, `--workers`, `--scheduler`)",
+        "",
+        f"CsPbI3 [001], one cell scanned 8x8 in a 3x3-cell potential, 0.008 nm potential sampling, {thickness} nm, "
+        f"{cfg.phonons.num_configs} frozen-phonon configurations, no cache; wall time (the machine's load average "
+        f"was {load[0]:.1f} before and {load[1]:.1f} after, on 2 cores, so a speed-up is bounded by what the other "
+        "jobs leave).",
+        "",
+        "| run | wall [s] | speed-up | max deviation from 1 thread |",
+        "|---|---|---|---|",
+    ]
+    for label, seconds in runs.items():
+        lines.append(
+            f"| {label} | {seconds:.1f} | {base / seconds:.2f}x | {dev(images[label], images['1 thread']):.4f} % |"
+        )
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
 def write_sections(sections: dict[str, list[str]], quick: bool) -> str:
     header = [
         "# Simulation benchmark: CsPbI3 [001], fast (one cell, tiled) vs exact (full field), convergence, done-when",
@@ -507,13 +793,19 @@ def main() -> None:
         metavar="DIR",
         help="done part: reuse a CLI run (DIR/cell.tif, DIR/cache/, DIR/cli_seconds.txt) instead of running it",
     )
+    parser.add_argument("--configs", nargs="+", default=[], help="cheap part: these sim_configs names only")
     args = parser.parse_args()
+    CHEAP_CONFIGS.extend(args.configs)
     funcs = {
         "speed": part_speed,
         "series": part_series,
         "prism": part_prism,
         "convergence": part_convergence,
         "done": lambda quick: part_done(quick, args.done_reuse),
+        "subcell": part_subcell,
+        "cost": part_cost,
+        "cheap": part_cheap,
+        "workers": part_workers,
     }
     sections = {}
     for name in args.parts:

@@ -140,6 +140,19 @@ def _add_simulate(sub) -> None:
     method.add_argument("--exact", dest="method", action="store_const", const="exact", help="plain multislice")
     p.add_argument("--dose", type=float, help="add Poisson noise at this dose [electrons/A^2]")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the simulation cache")
+    workers = p.add_mutually_exclusive_group()
+    workers.add_argument(
+        "--workers",
+        type=int,
+        help="local threads over frozen-phonon configurations and scan chunks (overrides the config's num_workers)",
+    )
+    workers.add_argument("--scheduler", help="address of a dask.distributed scheduler, e.g. tcp://host:8786")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="where abTEM computes: gpu needs CuPy and a CUDA device (default: cpu)",
+    )
 
 
 def _add_compare(sub) -> None:

@@ -6,6 +6,7 @@ Each ``run_<command>(args)`` takes the parsed arguments and returns the exit sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 
@@ -183,24 +184,34 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     """``stem-pipeline simulate CONFIG.yaml --out FILE [...]``: a calibrated simulated image."""
     from . import io
-    from .simulate import load_config, simulate
+    from .batch import _dask_client
+    from .simulate import check_device, load_config, simulate
 
     if args.out.suffix.lower() not in io.WRITE_EXTENSIONS:
         raise UsageError(f"--out must end in one of {', '.join(sorted(io.WRITE_EXTENSIONS))}")
     if args.thickness_nm is not None and args.thickness_nm <= 0:
         raise UsageError("--thickness-nm must be positive")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     try:
         config = load_config(args.config)
+        check_device(args.device)
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    image = simulate(
-        config,
-        thickness_nm=args.thickness_nm,
-        method=args.method or "fast",
-        dose=args.dose,
-        cache=not args.no_cache,
-        progress=not args.quiet,
-    )
+    if args.workers is not None:
+        config = config.model_copy(update={"num_workers": args.workers})
+    with contextlib.ExitStack() as stack:
+        client = None if args.scheduler is None else stack.enter_context(_dask_client(None, args.scheduler))
+        image = simulate(
+            config,
+            thickness_nm=args.thickness_nm,
+            method=args.method or "fast",
+            dose=args.dose,
+            cache=not args.no_cache,
+            progress=not args.quiet,
+            device=args.device,
+            scheduler=client,
+        )
     io.save(image, args.out)
     print(
         f"simulated {args.config} -> {args.out} ({image.shape[0]}x{image.shape[1]} px, {image.pixel_size_nm:.4f} nm/px)"

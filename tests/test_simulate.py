@@ -76,7 +76,10 @@ def test_every_config_validates(path):
     config = load_config(path)
     assert config.microscope.energy_kev == 200
     assert config.microscope.convergence_mrad == 25
-    assert tuple(config.microscope.haadf_mrad) == (68, 280)
+    inner, outer = config.microscope.haadf_mrad
+    assert inner == 68
+    # the paper's 280 mrad, or in a cheaper *_quick config clipped to what its coarser potential simulates
+    assert outer == 280 or (path.stem.endswith("_quick") and outer == 200 and config.potential.sampling_nm == 0.004)
     assert tuple(config.microscope.bf_mrad) == (0, 17)
 
 

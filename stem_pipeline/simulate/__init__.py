@@ -8,6 +8,7 @@ from .config import SimulationConfig, load_config
 from .models import alloy_dot
 from .run import (
     build_structure,
+    check_device,
     probe_fwhm_nm,
     run_config,
     simulate,
@@ -20,6 +21,7 @@ __all__ = [
     "SimulationConfig",
     "alloy_dot",
     "build_structure",
+    "check_device",
     "cspbi3",
     "fapbi3",
     "four_to_three_index",

@@ -105,6 +105,10 @@ class PotentialConfig(StrictModel):
     parametrization: Literal["lobato", "kirkland", "peng"] = Field(
         "lobato", description="Atomic potential parametrisation."
     )
+    fast_fft: bool = Field(
+        default=False,
+        description="Round the potential grid points of each repeat cell up to a count whose FFT is fast (scipy.fft.next_fast_len: factors 2, 3, 5, 7, 11), i.e. a slightly finer sampling than ``sampling_nm``. At 0.0029 nm the plain counts have large prime factors (CsPbI3 [001]: 217 = 7 x 31 per cell; PbI2: 1623 = 3 x 541); cost and deviation in sim_configs/README.md.",
+    )
 
 
 class ScanConfig(StrictModel):
@@ -127,6 +131,10 @@ class ScanConfig(StrictModel):
         default=1.8,
         gt=0,
         description="Smallest lateral extent of the potential [nm] so the probe does not overlap its periodic image.",
+    )
+    subcell: bool = Field(
+        default=False,
+        description="Fast path for crystals, opt-in: scan only the smallest rectangular part of the repeat cell that a lattice translation (with a shift along the beam) maps onto the rest, and tile it (PbI2 [1 -1 1]: 9x fewer probe positions, [-4 4 1]: 21x, CsPbI3 [110]: 2x). Not exact: the parts' columns differ in their order along the beam (measured errors in sim_configs/README.md). False scans the whole repeat cell.",
     )
 
 

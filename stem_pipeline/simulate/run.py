@@ -21,12 +21,14 @@ from stem_pipeline.optics import profile_fwhm, source_blur
 
 from . import cache as _cache
 from .config import DEBYE_WALLER_B, SimulationConfig, sigma_from_b
-from .structures import as_generator, unit_cell, zone_axis_cell
+from .structures import as_generator, subcell_factors, unit_cell, zone_axis_cell
 
 logger = logging.getLogger("stem_pipeline")
 
 METHODS = ("fast", "exact")
 DETECTORS = ("haadf", "bf")
+#: Where abTEM computes: NumPy on the CPU, or CuPy on a CUDA GPU.
+DEVICES = ("cpu", "gpu")
 
 
 def build_structure(config: SimulationConfig, *, thickness_nm: float | None = None):
@@ -77,10 +79,27 @@ def build_structure(config: SimulationConfig, *, thickness_nm: float | None = No
     nz = max(1, round(t * 10 / cell.cell[2, 2]))
     atoms = cell * (1, 1, nz)
     atoms.info.update(cell.info)
+    atoms.info["subcell"] = _subcell_factors(cell)
     atoms.info["n_cells_z"] = nz
     atoms.info["repeat_angstrom"] = tuple(float(x) for x in np.diag(cell.cell))
     atoms.info["thickness_nm"] = float(nz * cell.cell[2, 2] / 10)
     return atoms
+
+
+#: :func:`subcell_factors` of the repeat cells seen in this process (PbI2 [-4 4 1] takes seconds).
+_SUBCELL_FACTORS: dict[tuple, tuple[int, int]] = {}
+
+
+def _subcell_factors(cell) -> tuple[int, int]:
+    """:func:`subcell_factors` of a repeat cell, remembered by its content."""
+    key = (
+        tuple(cell.get_chemical_symbols()),
+        np.round(cell.get_positions(), 4).tobytes(),
+        np.diag(cell.cell).tobytes(),
+    )
+    if key not in _SUBCELL_FACTORS:
+        _SUBCELL_FACTORS[key] = subcell_factors(cell)
+    return _SUBCELL_FACTORS[key]
 
 
 def _sigmas(config: SimulationConfig, symbols: set[str]) -> dict[str, float]:
@@ -97,15 +116,47 @@ def _sigmas(config: SimulationConfig, symbols: set[str]) -> dict[str, float]:
     return {el: sigma_from_b(table[el]) for el in symbols}
 
 
+def check_device(device: str) -> None:
+    """Raise a ``ValueError`` saying why abTEM cannot compute on ``device`` here.
+
+    ``"gpu"`` needs CuPy and at least one CUDA device that CuPy can open.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r}: use one of {DEVICES}")
+    if device == "cpu":
+        return
+    try:
+        import cupy
+    except ImportError as exc:
+        raise ValueError(
+            f"device 'gpu' needs CuPy and a CUDA GPU, and CuPy cannot be imported ({exc}); "
+            "install the CuPy build for your CUDA version (e.g. pip install cupy-cuda12x) or use device 'cpu'"
+        ) from None
+    try:
+        count = int(cupy.cuda.runtime.getDeviceCount())
+    except Exception as exc:  # CUDARuntimeError and friends: no driver, no device
+        raise ValueError(
+            f"device 'gpu': CuPy is installed but finds no usable CUDA device ({exc}); use device 'cpu'"
+        ) from None
+    if count < 1:
+        raise ValueError("device 'gpu': CuPy is installed but finds no CUDA device; use device 'cpu'")
+
+
 @contextlib.contextmanager
-def _abtem_settings(num_workers: int):
+def _abtem_settings(num_workers: int, *, device: str = "cpu", scheduler: Any = None):
+    """abTEM's device and Dask's scheduler for one run.
+
+    ``scheduler`` None: Dask's local threads, ``num_workers`` of them (abTEM's
+    frozen-phonon configurations and scan chunks are the tasks); otherwise a
+    Dask scheduler, e.g. a ``distributed.Client``.
+    """
     import abtem
     import dask
 
-    with (
-        abtem.config.set({"device": "cpu", "fftw.threads": 1}),
-        dask.config.set(scheduler="threads", num_workers=num_workers),
-    ):
+    settings: dict[str, Any] = (
+        {"scheduler": "threads", "num_workers": num_workers} if scheduler is None else {"scheduler": scheduler}
+    )
+    with abtem.config.set({"device": device, "fftw.threads": 1}), dask.config.set(settings):
         yield
 
 
@@ -157,6 +208,9 @@ class RunPlan:
         Crystals: repeat cells in the simulated supercell (x, y); None for dots.
     slices_per_cell : int
         Crystals: slices per repeat cell along the beam (exit planes every cell).
+    subcell : (int, int)
+        Fast path: the scanned part is the repeat cell divided by these (x, y)
+        (:func:`~stem_pipeline.simulate.structures.subcell_factors`); its image is tiled.
     """
 
     engine: Literal["multislice", "prism"]
@@ -167,6 +221,13 @@ class RunPlan:
     scan_gpts: tuple[int, int]
     tiles: tuple[int, int] | None = None
     slices_per_cell: int = 1
+    subcell: tuple[int, int] = (1, 1)
+
+
+def _scans_subcell(config: SimulationConfig, method: str) -> bool:
+    """Whether a ``method`` run of ``config`` scans a sub-cell of the repeat cell (``scan.subcell``)."""
+    crystal = config.structure.kind != "dot"
+    return method == "fast" and crystal and config.scan.subcell and config.fast.engine != "prism"
 
 
 def _crystal_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
@@ -175,14 +236,17 @@ def _crystal_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
     rows, cols = config.scan.field_cells
     min_ext = config.scan.min_supercell_nm * 10
     tiles_min = (math.ceil(min_ext / lx), math.ceil(min_ext / ly))
+    sub = (1, 1)
     if method == "exact":
         tiles = (max(cols, tiles_min[0]), max(rows, tiles_min[1]))
         scan_cells = (cols, rows)
     else:
         tiles = tiles_min
         scan_cells = (1, 1)
+        if _scans_subcell(config, method):
+            sub = atoms.info["subcell"]
     step = config.scan.sampling_nm * 10
-    n_cell = (max(1, math.ceil(lx / step)), max(1, math.ceil(ly / step)))
+    n_cell = (max(1, math.ceil(lx / sub[0] / step)), max(1, math.ceil(ly / sub[1] / step)))
     engine: Literal["multislice", "prism"] = "multislice"
     interpolation: int | tuple[int, int] = 1
     if method == "fast" and config.fast.engine == "prism":
@@ -198,12 +262,23 @@ def _crystal_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
         engine=engine,
         interpolation=interpolation,
         slice_thickness_angstrom=lz / slices_per_cell,
-        potential_gpts=(tiles[0] * math.ceil(lx / p_step), tiles[1] * math.ceil(ly / p_step)),
-        extent_angstrom=(scan_cells[0] * lx, scan_cells[1] * ly),
+        potential_gpts=(tiles[0] * _points(lx, p_step, config), tiles[1] * _points(ly, p_step, config)),
+        extent_angstrom=(scan_cells[0] * lx / sub[0], scan_cells[1] * ly / sub[1]),
         scan_gpts=(scan_cells[0] * n_cell[0], scan_cells[1] * n_cell[1]),
         tiles=(int(tiles[0]), int(tiles[1])),
         slices_per_cell=slices_per_cell,
+        subcell=(int(sub[0]), int(sub[1])),
     )
+
+
+def _points(length: float, step: float, config: SimulationConfig) -> int:
+    """Potential grid points over ``length`` at ``step`` or finer (with ``potential.fast_fft`` an FFT-fast count)."""
+    n = math.ceil(length / step)
+    if config.potential.fast_fft:
+        from scipy.fft import next_fast_len
+
+        n = next_fast_len(n)
+    return int(n)
 
 
 def _dot_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
@@ -216,7 +291,7 @@ def _dot_plan(config: SimulationConfig, atoms, method: str) -> RunPlan:
         engine="prism" if method == "fast" else "multislice",
         interpolation=q,
         slice_thickness_angstrom=config.potential.slice_thickness_nm * 10,
-        potential_gpts=(int(math.ceil(lx / p_step / q) * q), int(math.ceil(ly / p_step / q) * q)),
+        potential_gpts=(_points(lx / q, p_step, config) * q, _points(ly / q, p_step, config) * q),
         extent_angstrom=(float(lx), float(ly)),
         scan_gpts=(math.ceil(lx / step), math.ceil(ly / step)),
     )
@@ -279,6 +354,8 @@ def _run_abtem(
             f"{config.name!r}: {exc}. This is a known abTEM failure for some cells (e.g. PbI2 [-4 4 1]); "
             "use fast.engine: multislice"
         ) from exc
+    if measurement.device != "cpu":  # CuPy arrays: NumPy from here on
+        measurement = measurement.to_cpu()
     outer_max = float(measurement.outer_angle)
     out, angles = {}, {}
     for name, (inner, outer) in (("haadf", m.haadf_mrad), ("bf", m.bf_mrad)):
@@ -346,6 +423,8 @@ def _simulate_raw(
     thicknesses_nm: Sequence[float] | None,
     method: str,
     progress: bool,
+    device: str = "cpu",
+    scheduler: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Simulate; arrays are (T, rows, cols) per detector, before blur/tiling for the fast path."""
     if method not in METHODS:
@@ -354,7 +433,7 @@ def _simulate_raw(
     atoms = build_structure(config, thickness_nm=tmax)
     meta: dict = {"n_atoms": len(atoms), "zone_axis": list(config.structure.zone_axis)}
     t0 = time.perf_counter()
-    with _abtem_settings(config.num_workers):
+    with _abtem_settings(config.num_workers, device=device, scheduler=scheduler):
         if config.structure.kind == "dot":
             plan = _dot_plan(config, atoms, method)
             raw, angles = _run_abtem(config, atoms, plan=plan, exit_every=None, progress=progress)
@@ -384,6 +463,7 @@ def _simulate_raw(
                 raw = {k: v[None] for k, v in raw.items()}
             meta["thickness_nm"] = [c * lz / 10 for c in thick_cells]
             meta["tiles"] = list(tiles)
+            meta["subcell"] = [plan.subcell[1], plan.subcell[0]]  # (rows, cols)
     meta.update(
         engine=plan.engine,
         interpolation=plan.interpolation,
@@ -409,7 +489,10 @@ def _finish(
     """
     # a crystal field is a whole number of repeat cells, so its image is periodic
     periodic = config.structure.kind != "dot"
-    reps = config.scan.field_cells if (method == "fast" and config.structure.kind != "dot") else (1, 1)
+    reps = (1, 1)
+    if method == "fast" and config.structure.kind != "dot":
+        sub = meta.get("subcell", (1, 1))  # the scanned part of the repeat cell, tiled first
+        reps = (config.scan.field_cells[0] * sub[0], config.scan.field_cells[1] * sub[1])
     scanned = tuple(e / n for e, n in zip(meta["extent_nm"], stack.shape[1:]))
     out, pixel = [], scanned
     for img in stack:
@@ -438,23 +521,31 @@ def run_key_parts(config: SimulationConfig, *, method: str) -> dict:
         parts.pop(key)
     parts["microscope"].pop("source_fwhm_nm")
     parts["scan"].pop("pixel_size_nm")
+    if not config.potential.fast_fft:  # the grid of runs made before the option existed: their keys stay
+        parts["potential"].pop("fast_fft")
     crystal = config.structure.kind != "dot"
     if crystal:
         parts.pop("dot")
     if method == "fast" and crystal:
         parts["scan"].pop("field_cells")
         parts["fast"].pop("prism_window_nm")  # crystals: the window is one repeat cell
+    # where it applies, the sub-cell factor it gives goes into the key instead (see _cached_raw)
+    parts["scan"].pop("subcell")
     if method != "fast":
         parts.pop("fast")
     return parts
 
 
-def _cached_raw(config, *, thicknesses_nm, method, cache, progress):
+def _cached_raw(config, *, thicknesses_nm, method, cache, progress, device="cpu", scheduler=None):
+    # A sub-cell scan changes the run only where the repeat cell has a sub-cell (factor > 1): runs of
+    # other cells keep the key they had before ``scan.subcell`` existed.
+    sub = build_structure(config, thickness_nm=0.01).info["subcell"] if _scans_subcell(config, method) else (1, 1)
     key = _cache.cache_key(
         "run",
         run=run_key_parts(config, method=method),
         method=method,
         thicknesses=None if thicknesses_nm is None else [round(t, 4) for t in thicknesses_nm],
+        **({"subcell": list(sub)} if sub != (1, 1) else {}),
     )
     if cache:
         hit = _cache.load(key)
@@ -462,7 +553,9 @@ def _cached_raw(config, *, thicknesses_nm, method, cache, progress):
             arrays, meta = hit
             meta["cache"] = "hit"
             return arrays, meta
-    arrays, meta = _simulate_raw(config, thicknesses_nm=thicknesses_nm, method=method, progress=progress)
+    arrays, meta = _simulate_raw(
+        config, thicknesses_nm=thicknesses_nm, method=method, progress=progress, device=device, scheduler=scheduler
+    )
     meta["cache"] = "miss" if cache else "disabled"
     if cache:
         _cache.save(key, arrays, meta)
@@ -486,6 +579,8 @@ def simulate_detectors(
     cache: bool = True,
     progress: bool = True,
     rng: np.random.Generator | int | None = None,
+    device: str = "cpu",
+    scheduler: Any = None,
 ) -> dict[str, Micrograph]:
     """HAADF and BF images from one abTEM run (a ``FlexibleAnnularDetector``).
 
@@ -513,6 +608,13 @@ def simulate_detectors(
         Show abTEM's progress bar.
     rng : Generator, int or None
         Random source for the noise.
+    device : {"cpu", "gpu"}
+        Where abTEM computes; ``"gpu"`` needs CuPy and a CUDA device
+        (:func:`check_device` says why not). The result is cached alike.
+    scheduler : optional
+        A Dask scheduler for abTEM's tasks (frozen-phonon configurations and
+        scan chunks), e.g. a ``distributed.Client``; None runs them on
+        ``config.num_workers`` local threads.
 
     Returns
     -------
@@ -524,7 +626,10 @@ def simulate_detectors(
     t = config.thickness_nm if thickness_nm is None else float(thickness_nm)
     if t <= 0:
         raise ValueError(f"thickness_nm={thickness_nm}: must be positive")
-    raw, meta = _cached_raw(config, thicknesses_nm=[t], method=method, cache=cache, progress=progress)
+    check_device(device)
+    raw, meta = _cached_raw(
+        config, thicknesses_nm=[t], method=method, cache=cache, progress=progress, device=device, scheduler=scheduler
+    )
     rng = as_generator(rng)
     result = {}
     for name in DETECTORS:
@@ -553,6 +658,7 @@ def simulate_detectors(
             "dose": dose,
             "cache": meta.get("cache"),
             "runtime_s": meta.get("runtime_s"),
+            "subcell": meta.get("subcell", [1, 1]),
         }
         result[name] = Micrograph(
             data=image, pixel_size_nm=float(pixel[1]), source=f"simulate:{config.name}", metadata=metadata
@@ -570,11 +676,14 @@ def simulate(
     progress: bool = True,
     rng: np.random.Generator | int | None = None,
     detector: str = "haadf",
+    device: str = "cpu",
+    scheduler: Any = None,
 ) -> Micrograph:
     """Simulate one calibrated image (HAADF by default) of ``config``.
 
-    Parameters are those of :func:`simulate_detectors`, plus ``detector`` in
-    {"haadf", "bf"}. Both detectors come from the same (cached) run.
+    Parameters are those of :func:`simulate_detectors` (``device`` and
+    ``scheduler`` included), plus ``detector`` in {"haadf", "bf"}. Both
+    detectors come from the same (cached) run.
 
     Returns
     -------
@@ -589,7 +698,15 @@ def simulate(
     if detector not in DETECTORS:
         raise ValueError(f"detector={detector!r}: use one of {DETECTORS}")
     return simulate_detectors(
-        config, thickness_nm=thickness_nm, method=method, dose=dose, cache=cache, progress=progress, rng=rng
+        config,
+        thickness_nm=thickness_nm,
+        method=method,
+        dose=dose,
+        cache=cache,
+        progress=progress,
+        rng=rng,
+        device=device,
+        scheduler=scheduler,
     )[detector]
 
 

@@ -251,3 +251,54 @@ def unit_cell(kind: str, *, a_angstrom: float | None = None, fa_orientation: str
     if kind == "pbi2":
         return pbi2(a_angstrom=a_angstrom or PBI2_A)
     raise ValueError(f"kind={kind!r}: use 'cspbi3', 'fapbi3' or 'pbi2'")
+
+
+def subcell_factors(cell, *, tol_angstrom: float = 0.05, min_angstrom: float = 1.0) -> tuple[int, int]:
+    """How many times the projection of an orthogonal repeat cell repeats inside it along x and y.
+
+    ``k`` along an axis when a lattice translation of ``L / k`` along that axis,
+    combined with some shift along the beam (z), maps every atom of ``cell`` onto an
+    atom of the same element (periodically). The columns of one ``L / k`` sub-cell
+    are then those of the others, each displaced along the beam as a whole: in a
+    crystal many repeats thick, only the entrance and exit surfaces differ. For
+    example PbI2 [1 -1 1] (0.456 x 4.705 nm) gives (1, 9), CsPbI3 [110] (1, 2),
+    CsPbI3 [001] (1, 1).
+
+    Parameters
+    ----------
+    cell : ase.Atoms
+        One orthogonal repeat cell (diagonal cell, z along the beam).
+    tol_angstrom : float
+        Largest distance [Angstrom] between a moved atom and its image.
+    min_angstrom : float
+        Smallest sub-cell edge considered [Angstrom].
+
+    Returns
+    -------
+    (kx, ky) : tuple of int
+        The largest such factor along x and along y (1 where there is none).
+    """
+    pos = np.asarray(cell.get_positions(), float)
+    lengths = np.diag(np.asarray(cell.cell, float))
+    symbols = np.asarray(cell.get_chemical_symbols())
+    same = symbols[:, None] == symbols[None, :]
+    # every candidate translation maps atom 0 onto an atom of its element: those fix the z shifts to try
+    dz_candidates = pos[symbols == symbols[0], 2] - pos[0, 2]
+
+    def maps_onto_itself(shift: np.ndarray) -> bool:
+        d = (pos + shift)[:, None, :] - pos[None, :, :]
+        d -= lengths * np.round(d / lengths)
+        dist = np.where(same, np.linalg.norm(d, axis=-1), np.inf)
+        return bool(np.all(dist.min(axis=1) < tol_angstrom))
+
+    factors = []
+    for axis in (0, 1):
+        found = 1
+        for k in range(int(lengths[axis] // min_angstrom), 1, -1):
+            shift = np.zeros(3)
+            shift[axis] = lengths[axis] / k
+            if any(maps_onto_itself(shift + np.array([0.0, 0.0, dz])) for dz in dz_candidates):
+                found = k
+                break
+        factors.append(found)
+    return factors[0], factors[1]
