@@ -182,6 +182,10 @@ def uniform_minority_posterior(
     instead. A uniform domain is a cluster of ``min_columns`` or more
     neighbouring columns (within 1.5 spacings) whose amplitude is at or below
     ``threshold`` times the crystal's median amplitude (its ordered level).
+    In 102 simulated pure ordered dots (8-14 nm, 30-400 counts; the tuning
+    dots of the defaults, seeds 40000-40069) the largest such cluster at 0.5
+    had 13 columns (one dot at 30 counts; at most 7 at 100 and 400 counts),
+    and the search changed no column's label in any of them.
 
     Parameters
     ----------
