@@ -323,7 +323,10 @@ NOTE = (
     "field's own area-weighted fraction is shown beside it. Touching pairs of one rotation: none of 40 merged "
     "into one dot; of the 3 missed, 2 had one dot of the pair cut in two by the watershed and 1 its boundary off "
     "(the watershed's seeds and the outline's concavity, not a merge). Timings on the project's shared 2-core machine under "
-    "a load of ~4.5 (other jobs running): absolute times are pessimistic."
+    "a load of ~4.5 (other jobs running): absolute times are pessimistic. The per-dot fractions were re-run (same "
+    "seeds) with the search for small uniform domains in ordered dots (``ClassifyConfig.uniform_minority_*``): "
+    "the per-dot errors, the dots beyond the limits and their values came out the same; the held-out dots beyond the limits are ordered minorities in uniform dots at 30 "
+    "counts and boundary shifts, which it does not address."
 )
 
 

@@ -28,6 +28,7 @@ from stem_pipeline.classify import (
     refine_boundaries,
     region_map_from_columns,
     regularise_posterior,
+    uniform_minority_posterior,
 )
 from stem_pipeline.errors import NoCrystalError
 from stem_pipeline.synthetic import disc_intensity, make_dot
@@ -273,6 +274,49 @@ def test_a_small_ordered_domain_in_a_uniform_dot_is_found_or_allowed_for():
     lo, hi = blind.uniform_ci95
     assert lo <= dot.uniform_fraction and hi == 1.0 and lo > 0.9
     assert "undetected" in blind.method
+
+
+def test_uniform_minority_posterior_finds_a_low_amplitude_cluster_only():
+    rng = np.random.default_rng(9)
+    rr, cc = np.mgrid[0:40, 0:40]
+    rc = np.stack([rr.ravel(), cc.ravel()], axis=1) * 9.0
+    amp = rng.normal(0.15, 0.02, len(rc))
+    # A pure ordered crystal and one with 20 scattered low columns: no domain.
+    assert uniform_minority_posterior(rc, amp, spacing_px=9.0) is None
+    scattered = amp.copy()
+    scattered[rng.choice(len(rc), 20, replace=False)] = 0.03
+    assert uniform_minority_posterior(rc, scattered, spacing_px=9.0) is None
+    # A 5x5 uniform domain at the crystal's edge is one.
+    domain = (rc[:, 0] <= 36) & (np.abs(rc[:, 1] - 180) <= 18)
+    with_domain = np.where(domain, rng.normal(0.04, 0.02, len(rc)), amp)
+    p = uniform_minority_posterior(rc, with_domain, spacing_px=9.0)
+    assert np.mean((p < 0.5) == domain) > 0.99
+    assert uniform_minority_posterior(rc, with_domain, spacing_px=9.0, min_columns=30) is None
+
+
+def test_a_small_uniform_domain_at_the_edge_of_an_ordered_dot_is_found_and_a_pure_dot_gets_none():
+    """16 uniform columns (1.7 %) at the edge of a CsPbI3 dot, 10 % noise on every column (8 noise draws):
+    the mixture alone sees one ordered class in most draws, the amplitude cluster search finds the domain
+    in most; the same dots without the domain stay pure. Measured: 7 of 8 found with the search, 3 of 8 without."""
+    dot = make_dot((384, 384), dot_size_nm=10.0, uniform_fraction=0.0, rotation_deg=20.0, dose=None, rng=7)
+    patch = np.zeros(len(dot.rc), bool)
+    patch[np.argsort(np.linalg.norm(dot.rc - dot.rc[np.argmax(dot.rc[:, 1])], axis=1))[:16]] = True
+    blind = ClassifyConfig(uniform_minority_min_columns=0)
+    found = {"search": 0, "blind": 0}
+    for seed in range(1, 9):
+        rng = np.random.default_rng(seed)
+        pure = dot.amplitude * rng.normal(1.0, 0.1, len(dot.rc))
+        mixed = pure.copy()
+        mixed[patch] = np.mean(dot.amplitude[patch]) * rng.normal(1.0, 0.1, patch.sum())
+        for name, config in (("search", None), ("blind", blind)):
+            assert not (
+                classify_columns(Columns(rc=dot.rc, peak=pure), shape=dot.image.shape, config=config)[0].label
+            ).any()
+            labels, fractions = classify_columns(Columns(rc=dot.rc, peak=mixed), shape=dot.image.shape, config=config)
+            uniform = labels.label == LABELS.index("uniform")
+            assert (uniform & ~patch).sum() <= 3  # the boundary may move by a column
+            found[name] += abs(fractions.uniform - patch.mean()) < 0.01
+    assert found["search"] >= 6 and found["blind"] <= 4
 
 
 def test_boundary_refinement_moves_a_shifted_boundary_back_to_the_midpoint():

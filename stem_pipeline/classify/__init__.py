@@ -17,7 +17,13 @@ from .features import (
     own_intensity_llr,
 )
 from .lattices import classify_lattice_regions, shared_boundary_px
-from .model import minority_posterior, mixture_posterior, refine_boundaries, regularise_posterior
+from .model import (
+    minority_posterior,
+    mixture_posterior,
+    refine_boundaries,
+    regularise_posterior,
+    uniform_minority_posterior,
+)
 from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
 
 __all__ = [
@@ -44,4 +50,5 @@ __all__ = [
     "regularise_posterior",
     "shared_boundary_px",
     "two_phase_model_reasons",
+    "uniform_minority_posterior",
 ]

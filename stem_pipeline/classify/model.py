@@ -24,7 +24,13 @@ import numpy as np
 
 from .features import neighbour_pairs
 
-__all__ = ["minority_posterior", "mixture_posterior", "refine_boundaries", "regularise_posterior"]
+__all__ = [
+    "minority_posterior",
+    "mixture_posterior",
+    "refine_boundaries",
+    "regularise_posterior",
+    "uniform_minority_posterior",
+]
 
 log = logging.getLogger("stem_pipeline")
 
@@ -156,6 +162,63 @@ def minority_posterior(
     var = (1.4826 * max(max(mad), 1e-3)) ** 2
     weights = np.array([seed.sum(), rest.sum()], dtype=float) / (seed.sum() + rest.sum())
     return _responsibilities(x[:, None], mu, np.array([[var]]), weights)[0][:, 0]
+
+
+def uniform_minority_posterior(
+    rc: np.ndarray,
+    amplitude: np.ndarray,
+    *,
+    spacing_px: float,
+    threshold: float = 0.5,
+    min_columns: int = 12,
+    fit_mask: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Probability of ``ordered`` when small uniform domains hide in an ordered crystal, else None.
+
+    The mirror of :func:`minority_posterior`. The order parameter (R^2) of the
+    columns of a uniform domain of a few dozen columns stays high, because
+    the local fit sees the ordered columns around them; the superlattice
+    *amplitude* falls with the share of ordered columns in the neighbourhood
+    instead. A uniform domain is a cluster of ``min_columns`` or more
+    neighbouring columns (within 1.5 spacings) whose amplitude is at or below
+    ``threshold`` times the crystal's median amplitude (its ordered level).
+    In 102 simulated pure ordered dots (8-14 nm, 30-400 counts; the tuning
+    dots of the defaults, seeds 40000-40069) the largest such cluster at 0.5
+    had 13 columns (one dot at 30 counts; at most 7 at 100 and 400 counts),
+    and the search changed no column's label in any of them.
+
+    Parameters
+    ----------
+    rc : (N, 2) array_like
+        Column positions (row, col) [px].
+    amplitude : (N,) array_like
+        Superlattice amplitude (``ColumnFeatures.alternation``).
+    spacing_px : float
+        Column spacing [px].
+    threshold : float
+        Amplitude of a seed column, over the median amplitude of the
+        ``fit_mask`` columns.
+    min_columns : int
+        Fewest seed columns in one cluster.
+    fit_mask : (N,) array_like of bool, optional
+        Columns the ordered level and the ordered class are estimated on
+        (complete neighbourhoods).
+
+    Returns
+    -------
+    (N,) ndarray of float64 or None
+        Posterior of ``ordered`` (see :func:`minority_posterior`); None when
+        there is no such cluster or the crystal has no ordered level.
+    """
+    a = np.asarray(amplitude, dtype=np.float64).ravel()
+    fit = np.ones(len(a), bool) if fit_mask is None else np.asarray(fit_mask, dtype=bool).ravel()
+    level = float(np.median(a[fit])) if fit.any() else 0.0
+    if level <= 0:
+        return None
+    p_uniform = minority_posterior(
+        rc, -a / level, spacing_px=spacing_px, threshold=-threshold, min_columns=min_columns, fit_mask=fit_mask
+    )
+    return None if p_uniform is None else 1.0 - p_uniform
 
 
 def _n_params(k: int, d: int) -> int:
