@@ -56,6 +56,28 @@ class DotTruth:
     touches_border: bool
     n_columns: int
 
+    @classmethod
+    def placed(
+        cls,
+        center: np.ndarray,
+        edge_nm: float,
+        rotation_deg: float,
+        *,
+        uniform_fraction: float = float("nan"),
+        area_px: int = 0,
+        n_columns: int = 0,
+    ) -> DotTruth:
+        """The truth of a dot as placed; area and border contact are filled in once the field is complete."""
+        return cls(
+            center_rc=(float(center[0]), float(center[1])),
+            edge_nm=float(edge_nm),
+            rotation_deg=float(rotation_deg % 90.0),
+            uniform_fraction=uniform_fraction,
+            area_px=area_px,
+            touches_border=False,
+            n_columns=n_columns,
+        )
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SyntheticField:
@@ -395,15 +417,7 @@ def make_field(
         in_field = (dot.rc[:, 0] + r0 >= 0) & (dot.rc[:, 0] + r0 < shape[0])
         in_field &= (dot.rc[:, 1] + c0 >= 0) & (dot.rc[:, 1] + c0 < shape[1])
         truths.append(
-            DotTruth(
-                center_rc=(float(center[0]), float(center[1])),
-                edge_nm=float(size),
-                rotation_deg=float(rot % 90.0),
-                uniform_fraction=dot.uniform_fraction,
-                area_px=0,
-                touches_border=False,
-                n_columns=int(in_field.sum()),
-            )
+            DotTruth.placed(center, size, rot, uniform_fraction=dot.uniform_fraction, n_columns=int(in_field.sum()))
         )
     # A touching partner's footprint can overlap its neighbour's last half cell: areas from the final map.
     return _on_carbon(
@@ -510,15 +524,7 @@ def make_stacked_pair(
         labels[window][own] = k + 1
         region_map[window][own] = dot.region_map[own]
         truths.append(
-            DotTruth(
-                center_rc=(float(center[0]), float(center[1])),
-                edge_nm=float(edge_nm),
-                rotation_deg=float(rot % 90.0),
-                uniform_fraction=dot.uniform_fraction,
-                area_px=0,
-                touches_border=False,
-                n_columns=len(dot.rc),
-            )
+            DotTruth.placed(center, edge_nm, rot, uniform_fraction=dot.uniform_fraction, n_columns=len(dot.rc))
         )
     return _on_carbon(
         clean, labels, region_map, truths, [(0, 1)], dose=dose, pixel_size_nm=pixel_size_nm, rng=rng, **carbon
@@ -592,17 +598,7 @@ def make_overview_field(
         labels[_square_mask(shape, center, rot, half)] = k + 1
         fine = _square_mask((shape[0] * sub, shape[1] * sub), (np.asarray(center) + 0.5) * sub - 0.5, rot, half * sub)
         signal += fine.reshape(shape[0], sub, shape[1], sub).mean(axis=(1, 3))
-        truths.append(
-            DotTruth(
-                center_rc=(float(center[0]), float(center[1])),
-                edge_nm=float(size),
-                rotation_deg=float(rot % 90),
-                uniform_fraction=float("nan"),
-                area_px=int((labels == k + 1).sum()),
-                touches_border=False,
-                n_columns=0,
-            )
-        )
+        truths.append(DotTruth.placed(center, size, rot, area_px=int((labels == k + 1).sum())))
     clean = ndimage.gaussian_filter(signal * (dot_level - carbon_level), blur_nm / pixel_size_nm)
     clean += amorphous_background(
         shape, pixel_size_nm=pixel_size_nm, level=carbon_level, contrast=0.02, correlation_nm=2 * pixel_size_nm, rng=rng

@@ -229,10 +229,15 @@ def test_pure_cspbi3_dot_at_30_counts_keeps_its_edges():
     assert analyze(dot.micrograph()).fractions.uniform <= 0.03
 
 
+def _square_grid(n: int = 40, spacing_px: float = 9.0) -> np.ndarray:
+    """Column positions (row, col) [px] of an n x n square grid."""
+    rr, cc = np.mgrid[0:n, 0:n]
+    return np.stack([rr.ravel(), cc.ravel()], axis=1) * spacing_px
+
+
 def test_minority_posterior_finds_a_cluster_not_scattered_outliers():
     rng = np.random.default_rng(6)
-    rr, cc = np.mgrid[0:40, 0:40]
-    rc = np.stack([rr.ravel(), cc.ravel()], axis=1) * 9.0
+    rc = _square_grid()
     r2 = rng.normal(0.0, 0.15, len(rc))
     # A pure uniform crystal: no cluster (the mixture would have said one class too).
     assert minority_posterior(rc, r2, spacing_px=9.0) is None
@@ -278,8 +283,7 @@ def test_a_small_ordered_domain_in_a_uniform_dot_is_found_or_allowed_for():
 
 def test_uniform_minority_posterior_finds_a_low_amplitude_cluster_only():
     rng = np.random.default_rng(9)
-    rr, cc = np.mgrid[0:40, 0:40]
-    rc = np.stack([rr.ravel(), cc.ravel()], axis=1) * 9.0
+    rc = _square_grid()
     amp = rng.normal(0.15, 0.02, len(rc))
     # A pure ordered crystal and one with 20 scattered low columns: no domain.
     assert uniform_minority_posterior(rc, amp, spacing_px=9.0) is None
