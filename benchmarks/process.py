@@ -91,7 +91,9 @@ imports = time.process_time()
 status = cli.main(sys.argv[2:])
 # Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
 hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports, "peak_rss_mb": hwm}))
+print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports, "peak_rss_mb": hwm}), flush=True)
+# The process ends as the console script's does (cli.exit_process; a tree without it: sys.exit).
+getattr(cli, "exit_process", sys.exit)(status)
 """
 
 
