@@ -103,9 +103,7 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
         sums, odd = sums[:, 0::2].copy(), sums[:, 1::2]
         sums[:, : n // 2] += odd
     else:
-        sums = np.add.reduceat(
-            np.add.reduceat(data, np.arange(0, m, factor), axis=0), np.arange(0, n, factor), axis=1
-        )
+        sums = np.add.reduceat(np.add.reduceat(data, np.arange(0, m, factor), axis=0), np.arange(0, n, factor), axis=1)
     counts = np.outer(np.diff(np.append(np.arange(0, m, factor), m)), np.diff(np.append(np.arange(0, n, factor), n)))
     return (sums / counts).astype(np.float32).reshape(p, q)
 
