@@ -46,13 +46,21 @@ def within_distance(mask: np.ndarray, radius_px: float, *, pixels: int | None = 
     (M, N) ndarray of bool
     """
     mask = np.asarray(mask, dtype=bool)
-    m, n = mask.shape
     halo = int(np.ceil(radius_px))
     out = np.zeros(mask.shape, bool)
-    for rows in row_blocks(m, n, pixels=pixels):
-        lo, hi = max(rows.start - halo, 0), min(rows.stop + halo, m)
-        part = mask[lo:hi]
+    rows, cols = (np.flatnonzero(mask.any(axis=k)) for k in (1, 0))
+    if len(rows) == 0:
+        return out
+    # Only the True pixels' bounding box grown by the radius can be within it: the transform of that
+    # box is the whole image's there (every True pixel is in it), and costs the box's pixels only
+    # (a dot filling half a 1024^2 frame: ~0.03 s CPU less over the process's calls, benchmarks/process.py).
+    box = tuple(slice(max(v[0] - halo, 0), min(v[-1] + halo + 1, size)) for v, size in zip((rows, cols), mask.shape))
+    inner, grown = mask[box], out[box]
+    m, n = inner.shape
+    for block in row_blocks(m, n, pixels=pixels):
+        lo, hi = max(block.start - halo, 0), min(block.stop + halo, m)
+        part = inner[lo:hi]
         if not part.any():
             continue
-        out[rows] = (ndimage.distance_transform_edt(~part) <= radius_px)[rows.start - lo : rows.stop - lo]
+        grown[block] = (ndimage.distance_transform_edt(~part) <= radius_px)[block.start - lo : block.stop - lo]
     return out

@@ -179,3 +179,11 @@ def test_within_distance_by_row_blocks_equals_the_whole_image_transform(radius):
     got = within_distance(mask, radius, pixels=3 * 47)  # three rows per block
     np.testing.assert_array_equal(got, expected)
     assert not within_distance(np.zeros((5, 5), bool), radius).any()
+    # One blob away from the edges (the transform runs on its grown bounding box only), and one at a corner.
+    for blob in (np.s_[25:31, 12:19], np.s_[:4, 44:]):
+        mask = np.zeros((61, 47), bool)
+        mask[blob] = True
+        mask[blob][1, 1] = False
+        expected = ndimage.distance_transform_edt(~mask) <= radius
+        for pixels in (None, 2 * 47):
+            np.testing.assert_array_equal(within_distance(mask, radius, pixels=pixels), expected)
