@@ -88,8 +88,11 @@ def crystal_labels(field: LatticeField, *, pixel_size_nm: float) -> tuple[np.nda
         return np.zeros(strength.shape, np.int32), carbon
     # Per region, its edge at half-way between the carbon's strength and its own median.
     medians = ndimage.median(strength, coarse_labels, np.arange(1, n + 1))
-    _, (ri, ci) = ndimage.distance_transform_edt(coarse_labels == 0, return_indices=True)
-    nearest = coarse_labels[ri, ci]
+    if n == 1:  # one dot: every pixel's nearest region is it (the transform took ~0.02 s CPU of a 1024^2 process)
+        nearest: np.ndarray | int = 1
+    else:
+        _, (ri, ci) = ndimage.distance_transform_edt(coarse_labels == 0, return_indices=True)
+        nearest = coarse_labels[ri, ci]
     level = np.concatenate([[np.inf], carbon + EDGE_LEVEL * (np.asarray(medians) - carbon)])
     keep_region = np.concatenate([[False], np.asarray(medians) > MIN_STRENGTH_RATIO * carbon])
     refined = (strength > level[nearest]) & keep_region[nearest]
