@@ -516,3 +516,24 @@ def test_block_mean_equals_the_blockwise_sums_to_the_bit(factor):
             got = block_mean(image, factor)
             assert got.dtype == np.float32 and got.shape == expected.shape
             np.testing.assert_array_equal(got, expected)
+
+
+def test_label_medians_equal_ndimage_median_to_the_bit():
+    """Each region's median as ndimage's (middle value, or the mean of the two middle ones), with ties, both dtypes."""
+    from scipy import ndimage
+
+    from stem_pipeline.dots.segment import label_medians
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        shape = tuple(rng.integers(1, 60, 2))
+        labels, n = ndimage.label(rng.random(shape) < rng.uniform(0.2, 0.8))
+        if n == 0:
+            continue
+        for dtype in (np.float64, np.float32):
+            values = (rng.random(shape) * 100).astype(dtype)
+            values = np.round(values) if rng.random() < 0.3 else values
+            expected = np.asarray(ndimage.median(values, labels, np.arange(1, n + 1)))
+            got = label_medians(values, labels, n)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
