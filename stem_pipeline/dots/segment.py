@@ -22,7 +22,7 @@ import logging
 import numpy as np
 from scipy import ndimage
 
-from .._tiles import within_distance
+from .._tiles import fill_holes, within_distance
 from .strength import LatticeField, block_expand, gaussian_smooth, lattice_field
 
 logger = logging.getLogger("stem_pipeline")
@@ -96,7 +96,7 @@ def crystal_labels(field: LatticeField, *, pixel_size_nm: float) -> tuple[np.nda
     level = np.concatenate([[np.inf], carbon + EDGE_LEVEL * (np.asarray(medians) - carbon)])
     keep_region = np.concatenate([[False], np.asarray(medians) > MIN_STRENGTH_RATIO * carbon])
     refined = (strength > level[nearest]) & keep_region[nearest]
-    refined = ndimage.binary_fill_holes(refined)
+    refined = fill_holes(refined)
     labels, n = ndimage.label(refined)
     sizes = ndimage.sum_labels(refined, labels, np.arange(1, n + 1)) * pixel_size_nm**2
     keep = np.concatenate([[False], sizes >= MIN_DOT_AREA_NM2])
@@ -377,7 +377,7 @@ def unresolved_regions(image: np.ndarray, labels: np.ndarray, *, pixel_size_nm: 
     level = carbon + UNRESOLVED_SIGMAS * sd
     if s_dots.any():
         level = max(level, carbon + 0.5 * (float(np.median(s_smooth[s_dots])) - carbon))
-    bright = ndimage.binary_fill_holes((smooth > level) & ~near)
+    bright = fill_holes((smooth > level) & ~near)
     found, n = ndimage.label(bright)
     if n == 0:
         return np.zeros(labels.shape, np.int32)
@@ -392,7 +392,7 @@ def unresolved_regions(image: np.ndarray, labels: np.ndarray, *, pixel_size_nm: 
         window = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in sl)
         half = carbon + 0.5 * (float(np.median(smooth[found == k])) - carbon)
         grown = ndimage.binary_dilation(found[window] == k, iterations=reach)
-        mine = ndimage.binary_fill_holes(grown & (smooth[window] > half) & ~near[window])
+        mine = fill_holes(grown & (smooth[window] > half) & ~near[window])
         refined[window][mine & (refined[window] == 0)] = k
     return _relabel(refined)
 
@@ -425,7 +425,7 @@ def segment_overview(image: np.ndarray, *, pixel_size_nm: float, min_dot_size_nm
     plateau = float(np.median(smooth[coarse]))
     if plateau - carbon < 5 * carbon_sd:
         return np.zeros(data.shape, np.int32)
-    mask = ndimage.binary_fill_holes(smooth > 0.5 * (carbon + plateau))
+    mask = fill_holes(smooth > 0.5 * (carbon + plateau))
     mask = ndimage.binary_opening(mask, iterations=1)
     labels, n = ndimage.label(mask)
     min_area_px = (min_dot_size_nm / pixel_size_nm) ** 2 / 2
