@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         "# The `analyze` process: per stage, against atomap, and its scaling",
         "",
         f"`python benchmarks/process.py{' --quick' if args.quick else ''}"
-        f"{' --baseline ' + str(args.baseline) if args.baseline else ''}` on a shared 2-core machine "
+        f"{' --baseline ' + str(args.baseline) if args.baseline else ''}"
+        f"{' --repeat ' + str(args.repeat) if args.repeat else ''}` on a shared 2-core machine "
         f"({platform.processor() or platform.machine()}, Python {platform.python_version()}); 1-minute load average "
         f"{' / '.join(f'{x:.1f}' for x in load)} (start / after the process runs / after scaling): other jobs were "
         "running, so absolute times vary by tens of per cent; the ratios come from one run.",

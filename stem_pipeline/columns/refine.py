@@ -89,7 +89,12 @@ class _Terms:
     def rows(self, index: np.ndarray) -> _Terms:
         """The terms of the columns ``index`` (the same numbers as computing them for those columns alone)."""
         return _Terms(
-            *(getattr(self, f.name)[index] for f in dataclasses.fields(self) if f.name != "elliptical"),
+            u=self.u[index],
+            v=self.v[index],
+            isr2=self.isr2[index],
+            isc2=self.isc2[index],
+            e=self.e[index],
+            ae=self.ae[index],
             elliptical=self.elliptical,
         )
 
@@ -102,7 +107,7 @@ class _Terms:
     def jacobian(self, params: np.ndarray, dr: np.ndarray, dc: np.ndarray, dtype: type = np.float64) -> np.ndarray:
         """The Jacobian (N, P, K), its float64 values stored as ``dtype`` (float32: as ``astype`` would round them)."""
         u, v, isr2, isc2, ae = self.u, self.v, self.isr2, self.isc2, self.ae
-        jac = np.empty(ae.shape + (params.shape[1],), dtype)
+        jac: np.ndarray = np.empty(ae.shape + (params.shape[1],), dtype)
         jac[..., 0] = ae * u * isr2
         jac[..., 1] = ae * v * isc2
         jac[..., 2] = self.e
