@@ -29,6 +29,9 @@ TOTAL_DOSE, DC = 2500.0, 2000.0
 FRAMES, COUNTS = (5, 10, 20), (30, 100, 200)
 #: Seeds from here on were never looked at before their first run (the gain prior was chosen on 6000+).
 HELD_OUT = 7000
+#: Fresh dots for the joint labels-and-intensity change points (issue 19 follow-up, chosen on 6000+ and 5000+):
+#: never run before that choice was made; two dots per cell of the grid and 8 more at 10 frames, 100 counts.
+FRESH = 11000
 
 
 def run_one(n_frames: int, counts: float, seed: int) -> dict:
@@ -107,7 +110,9 @@ def score(raw: dict, gain_sd: float | None = None, pooled: bool = True, aicc_mar
             frame_sigma(ci),
             common_error_fraction=config.common_error_fraction,
             gain_sd=config.gain_sd if gain_sd is None else gain_sd,
-            aicc_margin=AICC_MARGIN if aicc_margin is None else aicc_margin,
+            aicc_margin=(AICC_MARGIN if config.choose_model_by_aicc else np.inf)
+            if aicc_margin is None
+            else aicc_margin,
         )
         if keep.any()
         else (None, [])
@@ -213,6 +218,12 @@ def main(argv=None) -> None:
         runs = [(10, 100.0, 6000 + s) for s in range(n_more)]
         runs += [(10, 100.0, HELD_OUT + s) for s in range(n_more)]
         runs += [(f, c, 5000 + s) for f in FRAMES for c in COUNTS for s in range(n_seeds)]
+        runs += [
+            (f, c, FRESH + 10 * cell + s)
+            for cell, (f, c) in enumerate((f, c) for f in FRAMES for c in COUNTS)
+            for s in range(n_seeds // 2)
+        ]
+        runs += [(10, 100.0, FRESH + 100 + s) for s in range(n_more // 2)]
         # Series already in --raw (an interrupted run) are not run again.
         raws = json.loads(args.raw.read_text()) if args.raw is not None and args.raw.exists() else []
         done = {(r["n_frames"], r["counts"], r["seed"]) for r in raws}
@@ -225,7 +236,8 @@ def main(argv=None) -> None:
                 args.raw.write_text(json.dumps(raws))
     scored = [score(r) for r in raws]
     more = [r for r in scored if 6000 <= r["seed"] < HELD_OUT]
-    held_out = [r for r in scored if r["seed"] >= HELD_OUT]
+    held_out = [r for r in scored if HELD_OUT <= r["seed"] < FRESH]
+    fresh = [r for r in scored if r["seed"] >= FRESH]
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     all_rows = []
     for n_frames in FRAMES:
@@ -238,6 +250,23 @@ def main(argv=None) -> None:
     lines.append("| all, each frame's own read | all | " + " | ".join(_fmt_cell(own_grid)) + " |")
     lines.append(f"| 10, {len(more)} other dots (tuning) | 100 | " + " | ".join(_fmt_cell(more)) + " |")
     lines.append(f"| 10, {len(held_out)} fresh dots (held out) | 100 | " + " | ".join(_fmt_cell(held_out)) + " |")
+    for n_frames in FRAMES:
+        cell = [r for r in fresh if r["n_frames"] == n_frames]
+        lines.append(
+            f"| {n_frames}, {len(cell)} fresh dots (issue 19 follow-up) | all | " + " | ".join(_fmt_cell(cell)) + " |"
+        )
+    for counts in COUNTS:
+        cell = [r for r in fresh if r["counts"] == counts]
+        lines.append(
+            f"| all, {len(cell)} fresh dots (issue 19 follow-up) | {counts:g} | " + " | ".join(_fmt_cell(cell)) + " |"
+        )
+    lines.append(f"| all, {len(fresh)} fresh dots (issue 19 follow-up) | all | " + " | ".join(_fmt_cell(fresh)) + " |")
+    own_fresh = [score(r, pooled=False) for r in raws if r["seed"] >= FRESH]
+    lines.append(
+        f"| all, {len(fresh)} fresh dots (issue 19 follow-up), each frame's own read | all | "
+        + " | ".join(_fmt_cell(own_fresh))
+        + " |"
+    )
     for name, subset in (("other dots (tuning)", more), ("fresh dots (held out)", held_out)):
         own = [score(r, pooled=False) for r in subset]
         lines.append(f"| 10, {len(subset)} {name}, each frame's own read | 100 | " + " | ".join(_fmt_cell(own)) + " |")
@@ -248,7 +277,7 @@ def main(argv=None) -> None:
             + " | ".join(_fmt_cell(no_gain))
             + " |"
         )
-    pooled = all_rows + more + held_out
+    pooled = all_rows + more + held_out + fresh
     both = [r for r in pooled if r["both_phases"]]
     lines.append("| all above, both phases at zero dose | all | " + " | ".join(_fmt_cell(both)) + " |")
     models: dict[str, int] = {}
