@@ -69,7 +69,7 @@ MIN_CLEAR_STEPS = 10
 #: err less than a frame's own. On the 52 tuning and grid series of benchmarks/series.py, 1, 0.7, 0.5
 #: and 0.3 gave per-frame coverage 0.98, 0.965, 0.90 and 0.74.
 FRAME_ERROR_SHARE = 0.7
-#: Rounds of change points and the typical step estimated from them.
+#: Rounds of change points, each with the typical step estimated from the last (the first from the clear steps).
 STEP_ROUNDS = 3
 
 
@@ -309,6 +309,12 @@ def intensity_log_likelihood(intensity: np.ndarray, step_size: float) -> np.ndar
     return out
 
 
+def _joint_change_points(label: np.ndarray, intensity: np.ndarray, step_size: float) -> ChangePoints:
+    """Change points from the labels (weighted ``LABEL_WEIGHT``) and the intensity with steps of ``step_size``."""
+    ill = intensity_log_likelihood(intensity, step_size)
+    return change_points(label, extra_log_likelihood=ill, label_weight=LABEL_WEIGHT)
+
+
 def pooled_reads(
     label: np.ndarray,
     cell_area: np.ndarray,
@@ -348,11 +354,9 @@ def pooled_reads(
     if intensity is None:
         change = change_points(label)
     else:
-        step = typical_step(intensity)
-        for _ in range(STEP_ROUNDS):
-            ill = intensity_log_likelihood(intensity, step)
-            change = change_points(label, extra_log_likelihood=ill, label_weight=LABEL_WEIGHT)
-            step = typical_step(intensity, change)
+        change = _joint_change_points(label, intensity, typical_step(intensity))
+        for _ in range(STEP_ROUNDS - 1):
+            change = _joint_change_points(label, intensity, typical_step(intensity, change))
     fraction, sd = pooled_fractions(change.p_converted, cell_area, analysed=np.isfinite(frame_ci95[:, 0]))
     frame_sd = (frame_ci95[:, 1] - frame_ci95[:, 0]) / WIDTH95_SD
     half = Z95 * np.sqrt(sd**2 + (FRAME_ERROR_SHARE * frame_sd) ** 2)
