@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 from stem_pipeline import cli
 from stem_pipeline.errors import InputError
 from stem_pipeline.series import (
+    FrameSeries,
     NoDoseWarning,
     NotASeriesError,
     SeriesConfig,
@@ -384,6 +385,24 @@ def test_dose_from_a_hyperspy_stack(tmp_path, series):
     assert loaded.pixel_size_nm == pytest.approx(series.pixel_size_nm)
     dose = dose_per_frame_from_metadata(loaded.metadata, pixel_size_nm=loaded.pixel_size_nm, n_pixels=320 * 320)
     assert dose == pytest.approx(0.05e-9 * 1e-6 / 1.602176634e-19 / 0.35**2, rel=1e-6)
+
+
+def test_stack_optics_decided_once_for_every_frame(series, caplog):
+    """The stack's beam energy and convergence reach every frame's deconvolution; without them, one warning."""
+    import logging
+
+    frames = series.frames[:2]
+
+    def rl_warnings(stack) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="stem_pipeline"):
+            analyze_series(stack, dose_per_frame_e_per_A2=250.0)
+        return [r.getMessage() for r in caplog.records if "'rl' deconvolution" in r.getMessage()]
+
+    optics = {"energy_kev": 200.0, "convergence_mrad": 25.0}
+    assert rl_warnings(FrameSeries(frames, series.pixel_size_nm, "stack.hspy", optics)) == []
+    missing = rl_warnings(FrameSeries(frames, series.pixel_size_nm, "stack.tif", {}))
+    assert len(missing) == 1 and missing[0].startswith("stack.tif: the file gives no energy_kev")
 
 
 def test_folder_of_frames_in_natural_order_and_tiff_stack(tmp_path, series):

@@ -293,10 +293,18 @@ def analyze_series(
     InputError
         An unreadable file, or fewer than 2 usable frames.
     """
-    from ..pipeline import analyze
+    from ..pipeline import PipelineConfig, analyze, denoise_config_for
 
     config = config or SeriesConfig()
     series = _as_series(stack, pixel_size_nm)
+    # The stack's optics decided once (logged once, not per frame), as a field does for its dots.
+    pipeline_config = pipeline_config or PipelineConfig()
+    stack_micrograph = Micrograph(
+        series.frames[0], pixel_size_nm=series.pixel_size_nm, source=series.source, metadata=dict(series.metadata)
+    )
+    pipeline_config = pipeline_config.model_copy(
+        update={"denoise": denoise_config_for(stack_micrograph, pipeline_config.denoise)}
+    )
     frames = np.asarray(series.frames, np.float64)
     dose_per_frame, unit, dose_source = _dose(series, dose_per_frame_e_per_A2)
     status, message = _frame_checks(frames)
