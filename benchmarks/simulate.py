@@ -883,6 +883,7 @@ def _mosaics(dot: _SmallDot, cells: dict, shape: tuple[int, int], pixel_nm: floa
 
 
 def _column_values(image: np.ndarray, rc_nm: np.ndarray, pixel_nm: float) -> np.ndarray:
+    """Cubic-spline values of ``image`` at (row, col) positions [nm] (pixel k at k * ``pixel_nm``)."""
     from scipy import ndimage
 
     return ndimage.map_coordinates(image.astype(np.float64), (rc_nm / pixel_nm).T, order=3, mode="nearest")
