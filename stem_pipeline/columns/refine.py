@@ -83,16 +83,8 @@ class _Terms:
         u = dr[None, :] - r0
         v = dc[None, :] - c0
         isr2, isc2 = 1.0 / (sr * sr), 1.0 / (sc * sc)
-        # exp(-0.5 * (u * u * isr2 + v * v * isc2)), the same operations in the same order, in place: the
-        # (N, P) temporaries cost more than the arithmetic (benchmarks/process.py).
-        e = np.multiply(u, u)
-        e *= isr2
-        vv = np.multiply(v, v)
-        vv *= isc2
-        e += vv
-        e *= -0.5
-        np.exp(e, out=e)
-        return cls(u=u, v=v, isr2=isr2, isc2=isc2, e=e, ae=np.multiply(amp, e, out=vv), elliptical=elliptical)
+        e = np.exp(-0.5 * (u * u * isr2 + v * v * isc2))
+        return cls(u=u, v=v, isr2=isr2, isc2=isc2, e=e, ae=amp * e, elliptical=elliptical)
 
     def rows(self, index: np.ndarray) -> _Terms:
         """The terms of the columns ``index`` (the same numbers as computing them for those columns alone)."""
@@ -110,48 +102,26 @@ class _Terms:
         """The model (N, P)."""
         k = 5 if self.elliptical else 4
         b0, br, bc = params[:, k : k + 1], params[:, k + 1 : k + 2], params[:, k + 2 : k + 3]
-        model = self.ae + b0  # + br * dr + bc * dc, in that order, in place
-        model += np.multiply(br, dr[None, :], out=(plane := np.empty_like(model)))
-        model += np.multiply(bc, dc[None, :], out=plane)
-        return model
+        return self.ae + b0 + br * dr[None, :] + bc * dc[None, :]
 
     def jacobian(self, params: np.ndarray, dr: np.ndarray, dc: np.ndarray, dtype: type = np.float64) -> np.ndarray:
         """The Jacobian (N, P, K), its float64 values stored as ``dtype`` (float32: as ``astype`` would round them)."""
-        jac: np.ndarray = np.empty(self.ae.shape + (params.shape[1],), dtype)
-        k = self.fill_jacobian(jac, params)
+        u, v, isr2, isc2, ae = self.u, self.v, self.isr2, self.isc2, self.ae
+        jac: np.ndarray = np.empty(ae.shape + (params.shape[1],), dtype)
+        jac[..., 0] = ae * u * isr2
+        jac[..., 1] = ae * v * isc2
+        jac[..., 2] = self.e
+        if self.elliptical:
+            jac[..., 3] = ae * u * u * isr2 / params[:, 3:4]
+            jac[..., 4] = ae * v * v * isc2 / params[:, 4:5]
+            k = 5
+        else:
+            jac[..., 3] = ae * (u * u + v * v) * isr2 / params[:, 3:4]
+            k = 4
         jac[..., k] = 1.0
         jac[..., k + 1] = dr[None, :]
         jac[..., k + 2] = dc[None, :]
         return jac
-
-    def fill_jacobian(self, jac: np.ndarray, params: np.ndarray) -> int:
-        """Write the Jacobian's columns of the Gaussian's parameters into ``jac`` (N, P, K) and return their
-        count (those of the plane, ``1, dr, dc``, do not change). Each value is the float64 product
-        ``ae * u * isr2`` etc. with the operations in that order, computed in one (N, P) scratch array: the
-        temporaries of the plain expressions took ~40 % of the Jacobian's CPU (benchmarks/process.py)."""
-        u, v, isr2, isc2, ae = self.u, self.v, self.isr2, self.isc2, self.ae
-        t = np.empty_like(ae)
-        for col, (offset, inv) in enumerate(((u, isr2), (v, isc2))):
-            np.multiply(ae, offset, out=t)
-            t *= inv
-            jac[..., col] = t
-        jac[..., 2] = self.e
-        if self.elliptical:
-            for col, (offset, inv) in enumerate(((u, isr2), (v, isc2)), start=3):
-                np.multiply(ae, offset, out=t)
-                t *= offset
-                t *= inv
-                t /= params[:, col : col + 1]
-                jac[..., col] = t
-            return 5
-        np.multiply(u, u, out=t)
-        t += np.multiply(v, v, out=(vv := np.empty_like(t)))
-        del vv
-        t *= ae  # ae * (u * u + v * v): the product commutes exactly
-        t *= isr2
-        t /= params[:, 3:4]
-        jac[..., 3] = t
-        return 4
 
 
 def _normal_equations(
@@ -167,7 +137,7 @@ def _normal_equations(
 
 def _normal_matrix(jac: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``J^T W J`` (N, K, K) of a float64 Jacobian: :func:`_normal_equations`' first half, without the
-    gradient the covariance does not use (two (N, P, K) float64 passes less, benchmarks/process.py)."""
+    gradient the covariance does not use (two (N, P, K) float64 passes less)."""
     return np.matmul((jac * w[..., None]).transpose(0, 2, 1), jac)
 
 
@@ -229,8 +199,8 @@ def _levenberg_marquardt(
         better = np.isfinite(c_new) & (c_new <= cost[idx]) & inside
         good = active_idx[better]
         p[good], res[good], cost[good] = p_new[better], r_new[better], c_new[better]
-        if good.size == n:  # every column stepped: no row copies, the plane's columns kept
-            t_new.fill_jacobian(jac, p_new)
+        if good.size == n:  # every column stepped: no row copies
+            jac = t_new.jacobian(p_new, dr, dc, np.float32)
         elif good.size:
             jac[good] = t_new.rows(better).jacobian(p_new[better], dr, dc, np.float32)
         lam[good] = np.maximum(lam[good] / 3.0, 1e-9)
