@@ -110,7 +110,7 @@ class Phase(StrictModel):
         """The column grids an image of this phase can show (see :func:`~.sites.column_grids`).
 
         Derived once per phase (by value) and exponent: the phase matching asks for them per group of
-        columns and per split, 32 times for a 1024^2 dot (~0.08 s CPU, benchmarks/process.py).
+        columns and per split, 32 times for a 1024^2 dot (~0.03 s CPU, benchmarks/process.py).
         """
         return list(_grids(self.model_dump_json(), exponent))
 
