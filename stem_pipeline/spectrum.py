@@ -48,6 +48,7 @@ __all__ = [
     "half_weights",
     "tapered_power",
     "periodic_rspectrum",
+    "periodic_rspectrum_alone",
     "periodic_spectrum",
     "radial_bins",
     "subpixel",
@@ -123,6 +124,23 @@ def periodic_rspectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     The same decomposition as :func:`periodic_spectrum`, at half the memory.
     """
+    s_hat = _smooth_rspectrum(arr)
+    smooth = sfft.irfft2(s_hat, s=arr.shape, workers=FFT_WORKERS).astype(arr.dtype, copy=False)
+    spectrum = sfft.rfft2(arr, workers=FFT_WORKERS)
+    spectrum -= s_hat
+    return spectrum, smooth
+
+
+def periodic_rspectrum_alone(arr: np.ndarray) -> np.ndarray:
+    """``periodic_rspectrum(arr)[0]``: the periodic component's half-layout FFT without the smooth component,
+    whose inverse transform a noise level does not need (~0.01 s CPU of a 1024^2 ``analyze``, benchmarks/process.py)."""
+    spectrum = sfft.rfft2(arr, workers=FFT_WORKERS)
+    spectrum -= _smooth_rspectrum(arr)
+    return spectrum
+
+
+def _smooth_rspectrum(arr: np.ndarray) -> np.ndarray:
+    """Half-layout FFT of Moisan's smooth component of ``arr`` (see :func:`periodic_spectrum`)."""
     m, n = arr.shape
     v = _boundary_jumps(arr)
     s_hat = sfft.rfft2(v, workers=FFT_WORKERS)
@@ -134,17 +152,26 @@ def periodic_rspectrum(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s_hat /= denom
     del denom
     s_hat[0, 0] = 0
-    smooth = sfft.irfft2(s_hat, s=(m, n), workers=FFT_WORKERS).astype(arr.dtype, copy=False)
-    spectrum = sfft.rfft2(arr, workers=FFT_WORKERS)
-    spectrum -= s_hat
-    return spectrum, smooth
+    return s_hat
 
 
 def half_radius(shape: tuple[int, int], rows: slice = slice(None)) -> np.ndarray:
-    """Frequency radius [cycles/px] of the half layout of an image of ``shape`` (rows ``rows``)."""
-    fr = sfft.fftfreq(shape[0])[rows]
+    """Frequency radius [cycles/px] of the half layout of an image of ``shape`` (rows ``rows``); read-only.
+
+    Kept for the last two blocks asked for: the denoise chain asks five times for the same radii of an
+    image of up to :data:`~stem_pipeline._tiles.BLOCK_PIXELS` half-layout pixels, each ~5 ms CPU at
+    1024^2 (``hypot`` is slow; benchmarks/process.py).
+    """
+    return _half_radius((int(shape[0]), int(shape[1])), rows.indices(int(shape[0])))
+
+
+@functools.lru_cache(maxsize=2)
+def _half_radius(shape: tuple[int, int], rows: tuple[int, int, int]) -> np.ndarray:
+    fr = sfft.fftfreq(shape[0])[slice(*rows)]
     fc = sfft.rfftfreq(shape[1])
-    return np.hypot(fr[:, None], fc[None, :])
+    radius = np.hypot(fr[:, None], fc[None, :])
+    radius.setflags(write=False)
+    return radius
 
 
 def half_weights(n: int) -> np.ndarray:

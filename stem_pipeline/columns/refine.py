@@ -135,6 +135,12 @@ def _normal_equations(
     return jtj, np.einsum("npk,np->nk", jw, res.astype(dtype, copy=False)).astype(np.float64)
 
 
+def _normal_matrix(jac: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``J^T W J`` (N, K, K) of a float64 Jacobian: :func:`_normal_equations`' first half, without the
+    gradient the covariance does not use (two (N, P, K) float64 passes less)."""
+    return np.matmul((jac * w[..., None]).transpose(0, 2, 1), jac)
+
+
 def _levenberg_marquardt(
     vals: np.ndarray,
     w: np.ndarray,
@@ -208,8 +214,8 @@ def _levenberg_marquardt(
         done = (better & small) | (lam[active_idx] > 1e8)
         active[active_idx[done]] = False
     jac = _Terms.of(p, dr, dc, elliptical=el).jacobian(p, dr, dc)  # float64 for the covariance
-    jtj, _ = _normal_equations(jac, w, res)
-    meat, _ = _normal_equations(jac, w * res * res, res)
+    jtj = _normal_matrix(jac, w)
+    meat = _normal_matrix(jac, w * res * res)
     dof = np.maximum(w.sum(axis=1) - k, 1)
     var = np.full((n, 2), np.nan)
     solvable = np.linalg.matrix_rank(jtj) == k

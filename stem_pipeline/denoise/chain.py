@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from ..config import StrictModel
-from ..spectrum import half_power, periodic_rspectrum
+from ..spectrum import half_power, periodic_rspectrum_alone
 from ._common import check_image, logger, pixel_size_of
 from .deconvolve import _richardson_lucy, probe_psf
 from .fourier import _gain_filter, _half_white_level, fourier_filter
@@ -70,7 +70,7 @@ class _Run:
         if not self.sigmas:
             return None
         if self.noise_white is None:
-            spectrum = periodic_rspectrum(self.source)[0]  # the smooth component is not kept
+            spectrum = periodic_rspectrum_alone(self.source)
             self.noise_white = _half_white_level(half_power(spectrum), self.source.shape)
             del spectrum
         return functools.partial(_filtered_noise, self.noise_white, tuple(self.sigmas))

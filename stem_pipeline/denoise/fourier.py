@@ -38,6 +38,7 @@ from ..spectrum import (
     half_radius,
     half_weights,
     periodic_rspectrum,
+    periodic_rspectrum_alone,
     periodic_spectrum,
     subpixel,
 )
@@ -167,7 +168,7 @@ def white_noise_power(image: np.ndarray) -> float:
         Expected ``|FFT|**2`` of the noise (unnormalised FFT) [counts^2].
     """
     arr, _ = check_image(image)
-    spectrum, _ = periodic_rspectrum(arr)
+    spectrum = periodic_rspectrum_alone(arr)
     return _half_white_level(half_power(spectrum), arr.shape)
 
 

@@ -107,8 +107,19 @@ class Phase(StrictModel):
             raise ValueError(f"phase {self.name!r} ({self.source_file or 'inline'}): {exc}") from exc
 
     def grids(self, *, exponent: float = 1.7) -> list[ColumnGrid]:
-        """The column grids an image of this phase can show (see :func:`~.sites.column_grids`)."""
-        return column_grids(self.projected(exponent=exponent), min_visible=self.min_visible)
+        """The column grids an image of this phase can show (see :func:`~.sites.column_grids`).
+
+        Derived once per phase (by value) and exponent: the phase matching asks for them per group of
+        columns and per split, 32 times for a 1024^2 dot (~0.03 s CPU, benchmarks/process.py).
+        """
+        return list(_grids(self.model_dump_json(), exponent))
+
+
+@functools.lru_cache(maxsize=64)
+def _grids(phase_json: str, exponent: float) -> tuple[ColumnGrid, ...]:
+    """:meth:`Phase.grids` of the phase ``phase_json`` (its JSON: a key that changes with every field)."""
+    phase = Phase.model_validate_json(phase_json)
+    return tuple(column_grids(phase.projected(exponent=exponent), min_visible=phase.min_visible))
 
 
 def _ase_atoms(spec: StructureSpec, source_file: str | None):
