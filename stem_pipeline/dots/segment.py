@@ -325,11 +325,12 @@ def trim_at_frame(image: np.ndarray, labels: np.ndarray, *, pixel_size_nm: float
 
     The lattice strength is smoothed over 0.3 nm: a dot a few pixels inside the frame has its strength
     above the half-height edge up to the frame (the support between them is narrower than the
-    smoothing), and its outline reached the frame as a cut dot's does. Here each line of a dot's
-    pixels parallel to a frame edge, from the frame inward (up to :data:`FRAME_REACH_NM`), is removed
-    from the dot while its mean raw intensity is nearer the support's than the dot's
-    (:data:`FRAME_CRYSTAL_LEVEL`); the first line of crystal stops it. A dot the frame cuts has
-    crystal on the frame's line and keeps it.
+    smoothing), and its outline reached the frame as a cut dot's does. Here the lines of a dot's
+    pixels parallel to a frame edge, from the frame inward (up to :data:`FRAME_REACH_NM`), are read:
+    a line whose mean raw intensity is nearer the support's than the dot's (:data:`FRAME_CRYSTAL_LEVEL`)
+    is support between the crystal and the frame, and the dot's pixels from it to the frame are
+    removed (the innermost such line counts: bright patches of carbon at the frame do not stop it).
+    A dot the frame cuts has crystal on every line and keeps them.
 
     Parameters
     ----------
@@ -363,11 +364,14 @@ def trim_at_frame(image: np.ndarray, labels: np.ndarray, *, pixel_size_nm: float
         view, values = np.rot90(out, turn), np.rot90(data, turn)
         for k in np.unique(view[0][view[0] > 0]):
             span = dot_level[int(k)] - carbon
+            gap = -1  # the line of support nearest the dot's crystal, if any
             for j in range(min(reach, view.shape[0])):
                 mine = view[j] == k
-                if not mine.any() or (values[j][mine].mean() - carbon) >= FRAME_CRYSTAL_LEVEL * span:
+                if not mine.any():
                     break
-                view[j][mine] = 0
+                if values[j][mine].mean() - carbon < FRAME_CRYSTAL_LEVEL * span:
+                    gap = j
+            view[: gap + 1][view[: gap + 1] == k] = 0
     return out
 
 
