@@ -91,7 +91,9 @@ imports = time.process_time()
 status = cli.main(sys.argv[2:])
 # Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
 hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports, "peak_rss_mb": hwm}))
+print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports, "peak_rss_mb": hwm}), flush=True)
+# The process ends as the console script's does (cli.exit_process; a tree without it: sys.exit).
+getattr(cli, "exit_process", sys.exit)(status)
 """
 
 
@@ -349,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         "# The `analyze` process: per stage, against atomap, and its scaling",
         "",
         f"`python benchmarks/process.py{' --quick' if args.quick else ''}"
-        f"{' --baseline ' + str(args.baseline) if args.baseline else ''}` on a shared 2-core machine "
+        f"{' --baseline ' + str(args.baseline) if args.baseline else ''}"
+        f"{' --repeat ' + str(args.repeat) if args.repeat else ''}` on a shared 2-core machine "
         f"({platform.processor() or platform.machine()}, Python {platform.python_version()}); 1-minute load average "
         f"{' / '.join(f'{x:.1f}' for x in load)} (start / after the process runs / after scaling): other jobs were "
         "running, so absolute times vary by tens of per cent; the ratios come from one run.",

@@ -1,4 +1,5 @@
-"""Row-block processing of whole-image maps, so that large images need no full-size temporaries.
+"""Whole-image masks and maps: row-block processing, so that large images need no full-size temporaries,
+and hole filling.
 
 A stage that works on one pixel (or one small neighbourhood) at a time can run a
 block of rows at a time; each helper here gives the same result as one pass over
@@ -46,13 +47,47 @@ def within_distance(mask: np.ndarray, radius_px: float, *, pixels: int | None = 
     (M, N) ndarray of bool
     """
     mask = np.asarray(mask, dtype=bool)
-    m, n = mask.shape
     halo = int(np.ceil(radius_px))
     out = np.zeros(mask.shape, bool)
-    for rows in row_blocks(m, n, pixels=pixels):
-        lo, hi = max(rows.start - halo, 0), min(rows.stop + halo, m)
-        part = mask[lo:hi]
+    rows, cols = (np.flatnonzero(mask.any(axis=k)) for k in (1, 0))
+    if len(rows) == 0:
+        return out
+    # Only the True pixels' bounding box grown by the radius can be within it: the transform of that
+    # box is the whole image's there (every True pixel is in it), and costs the box's pixels only
+    # (a dot filling half a 1024^2 frame: ~0.03 s CPU less over the process's calls, benchmarks/process.py).
+    box = tuple(slice(max(v[0] - halo, 0), min(v[-1] + halo + 1, size)) for v, size in zip((rows, cols), mask.shape))
+    inner, grown = mask[box], out[box]
+    m, n = inner.shape
+    for block in row_blocks(m, n, pixels=pixels):
+        lo, hi = max(block.start - halo, 0), min(block.stop + halo, m)
+        part = inner[lo:hi]
         if not part.any():
             continue
-        out[rows] = (ndimage.distance_transform_edt(~part) <= radius_px)[rows.start - lo : rows.stop - lo]
+        grown[block] = (ndimage.distance_transform_edt(~part) <= radius_px)[block.start - lo : block.stop - lo]
     return out
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask)``: the mask with every background region that does not reach the edge.
+
+    The background's 4-connected regions are labelled once and those touching the image edge kept,
+    where ndimage grows the background in from the edge pixel by pixel: the same pixels (a test
+    checks it) at ~1/3 of the CPU (~0.04 s of a 1024^2 ``analyze`` process, benchmarks/process.py).
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+        Not modified.
+
+    Returns
+    -------
+    (M, N) ndarray of bool
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.size == 0:
+        return mask.copy()
+    background, n = ndimage.label(~mask)
+    outside = np.zeros(n + 1, bool)
+    outside[np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])] = True
+    outside[0] = False  # label 0: the mask itself
+    return ~outside[background]

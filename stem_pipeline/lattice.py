@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from . import _tiles
 from ._threads import FFT_WORKERS
-from ._tiles import row_blocks, within_distance
+from ._tiles import fill_holes, row_blocks, within_distance
 from ._types import Lattice, Micrograph
 from .config import StrictModel
 from .spectrum import centred_log_floor, find_peaks, subpixel, tapered_power
@@ -398,7 +398,7 @@ def _crystal_masks(
     masks = []
     for edge_fraction, dilate_spacings in edges:
         small = amp > max(noise_factor * noise_level, edge_fraction * level)
-        small = ndimage.binary_fill_holes(small)
+        small = fill_holes(small)
         labels, n = ndimage.label(small)
         if n:
             cell_area = abs(np.linalg.det(lattice.vectors_px)) / block**2

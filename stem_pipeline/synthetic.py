@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ._tiles import fill_holes
 from ._types import CONTRASTS, LABELS, REGION_ORDERED, REGION_OUTSIDE, REGION_UNIFORM, Micrograph
 
 _BRIGHT, _DIM, _UNIFORM = (CONTRASTS.index(c) for c in ("bright", "dim", "uniform"))
@@ -307,7 +308,7 @@ def column_region_map(
     rel = pix - rc[owner]
     half = 0.5 * np.asarray(spacing_px, float)[owner]
     covered = ((np.abs(rel @ u) <= half) & (np.abs(rel @ w) <= half)).reshape(shape)
-    covered = ndimage.binary_fill_holes(covered)
+    covered = fill_holes(covered)
     phase = np.where(label[owner] == _UNIFORM_LABEL, REGION_UNIFORM, REGION_ORDERED).reshape(shape)
     region[covered] = phase[covered]
     return region

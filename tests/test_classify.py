@@ -480,3 +480,22 @@ def test_shared_boundary_counts_only_pixel_pairs_between_two_regions():
     right[:, :] = False
     right[2:8, 7:11] = True  # a gap of one column: no shared boundary
     assert shared_boundary_px([left, right]) == 0.0
+
+
+def test_nearest_column_from_square_corners_equals_the_tree_query_per_pixel():
+    """The region map's nearest columns (shared corners fill a square) are every pixel's own query's,
+    for columns inside and outside the image, sparse and dense masks, and images thinner than a square."""
+    from scipy.spatial import cKDTree
+
+    from stem_pipeline.classify import regions
+
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        m, n = rng.integers(1, 90, 2)
+        mask = rng.random((m, n)) < rng.uniform(0.05, 1.0)
+        if not mask.any():
+            continue
+        rc = rng.uniform(-5, [m + 5, n + 5], size=(int(rng.integers(1, 60)), 2))
+        tree = cKDTree(rc)
+        pix = np.argwhere(mask)
+        np.testing.assert_array_equal(regions._nearest(tree, pix), tree.query(pix)[1])

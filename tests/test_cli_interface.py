@@ -52,6 +52,23 @@ def test_quiet_and_verbose_exclude_each_other_wherever_they_are(argv, capsys):
     assert info.value.code == 2 and "usage:" in capsys.readouterr().err
 
 
+def test_the_console_script_ends_with_mains_status_and_a_normal_exit():
+    """``stem-pipeline`` is cli.run: main's exit status, and the exit still flushes and runs atexit handlers."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["stem-pipeline"] == "stem_pipeline.cli:run"
+    code = (
+        "import atexit, sys; from stem_pipeline import cli; atexit.register(print, 'atexit ran'); "
+        "sys.argv = ['stem-pipeline', 'analyze']; print('buffered', end=''); cli.run()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == cli.EXIT_USAGE, done.stderr
+    assert "analyze needs at least one INPUT" in done.stderr
+    assert done.stdout == "bufferedatexit ran\n"
+
+
 def test_flags_after_the_subcommand_set_the_log_level(tmp_path):
     path = tmp_path / "plain.npy"
     np.save(path, np.random.default_rng(0).random((96, 96)).astype(np.float32))

@@ -535,3 +535,43 @@ def test_fft_gaussian_matches_ndimage_gaussian_filter():
             got = gaussian_smooth(image, sigma)
             assert got.dtype == expected.dtype
             np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_block_mean_equals_the_blockwise_sums_to_the_bit(factor):
+    """The lattice maps' block means (strided pairs for 2 x 2 blocks) equal reduceat's block sums over the counts,
+    for partial blocks at odd edges too, and for a strided view as the strips pass it."""
+    from stem_pipeline.dots.strength import block_mean
+
+    rng = np.random.default_rng(5)
+    for shape in [(64, 64), (63, 41), (5, 3), (1, 7), (1, 1)]:
+        for dtype in (np.float32, np.float64):
+            image = (rng.random((shape[0] + 4, shape[1] + 6)) * 1e3).astype(dtype)[2:-2, 3:-3]
+            starts = [np.arange(0, n, factor) for n in shape]
+            sums = np.add.reduceat(np.add.reduceat(image, starts[0], axis=0), starts[1], axis=1)
+            counts = np.outer(*(np.diff(np.append(s, n)) for s, n in zip(starts, shape)))
+            expected = (sums / counts).astype(np.float32)
+            got = block_mean(image, factor)
+            assert got.dtype == np.float32 and got.shape == expected.shape
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_label_medians_equal_ndimage_median_to_the_bit():
+    """Each region's median as ndimage's (middle value, or the mean of the two middle ones), with ties, both dtypes."""
+    from scipy import ndimage
+
+    from stem_pipeline.dots.segment import label_medians
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        shape = tuple(rng.integers(1, 60, 2))
+        labels, n = ndimage.label(rng.random(shape) < rng.uniform(0.2, 0.8))
+        if n == 0:
+            continue
+        for dtype in (np.float64, np.float32):
+            values = (rng.random(shape) * 100).astype(dtype)
+            values = np.round(values) if rng.random() < 0.3 else values
+            expected = np.asarray(ndimage.median(values, labels, np.arange(1, n + 1)))
+            got = label_medians(values, labels, n)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)

@@ -179,3 +179,26 @@ def test_within_distance_by_row_blocks_equals_the_whole_image_transform(radius):
     got = within_distance(mask, radius, pixels=3 * 47)  # three rows per block
     np.testing.assert_array_equal(got, expected)
     assert not within_distance(np.zeros((5, 5), bool), radius).any()
+    # One blob away from the edges (the transform runs on its grown bounding box only), and one at a corner.
+    for blob in (np.s_[25:31, 12:19], np.s_[:4, 44:]):
+        mask = np.zeros((61, 47), bool)
+        mask[blob] = True
+        mask[blob][1, 1] = False
+        expected = ndimage.distance_transform_edt(~mask) <= radius
+        for pixels in (None, 2 * 47):
+            np.testing.assert_array_equal(within_distance(mask, radius, pixels=pixels), expected)
+
+
+def test_fill_holes_equals_ndimage_binary_fill_holes():
+    """Random masks of every density, thin and empty images, holes touching nothing and regions at the edges."""
+    from stem_pipeline._tiles import fill_holes
+
+    rng = np.random.default_rng(6)
+    shapes = [(1, 1), (1, 9), (7, 1), (0, 4)] + [tuple(rng.integers(2, 70, 2)) for _ in range(80)]
+    for shape in shapes:
+        mask = rng.random(shape) < rng.uniform(0.1, 0.95)
+        np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+    ring = np.zeros((30, 30), bool)
+    ring[5:20, 5:20] = True
+    ring[8:12, 8:12] = False  # a hole
+    assert fill_holes(ring)[8:12, 8:12].all() and not fill_holes(ring)[0].any()

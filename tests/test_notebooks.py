@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("01_explore_micrograph.ipynb", "02_batch_report.ipynb")
+NAMES = ("01_explore_micrograph.ipynb", "02_batch_report.ipynb", "04_frame_series.ipynb", "05_field_of_dots.ipynb")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -144,3 +144,24 @@ def test_given_site_intensities_replace_the_projected_z_estimate():
     reversed_sites = {"CsPbI3 [001]": {"Pb-I": 0.2, "I": 1.0, "Cs": 1.0}}  # a simulation saying Pb-I is faint
     fits = explain_columns(rc, y, vectors, library, site_intensities=reversed_sites, **kwargs)
     assert not next(f for f in fits if f.phase == "CsPbI3 [001]").explains
+
+
+def test_index_columns_gives_each_patch_its_grid_steps_from_its_first_column():
+    """Two separate, shuffled, jittered grids: two patches, each column at its own whole steps from its patch's
+    first column (the breadth-first walk of the links), and a column too far from any neighbour alone."""
+    rng = np.random.default_rng(4)
+    vectors = np.array([[9.0, 1.0], [-1.5, 8.0]])
+    ij = np.stack(np.meshgrid(np.arange(-3, 5), np.arange(-2, 6), indexing="ij"), -1).reshape(-1, 2)
+    rc = np.concatenate([ij @ vectors + [30, 40], ij @ vectors + [300, 40], [[600.0, 600.0]]])
+    rc += rng.normal(0, 0.3, rc.shape)
+    truth = np.concatenate([ij, ij, [[0, 0]]])
+    group = np.repeat([0, 1, 2], [len(ij), len(ij), 1])
+    shuffle = rng.permutation(len(rc))
+    rc, truth, group = rc[shuffle], truth[shuffle], group[shuffle]
+    steps, patch = index_columns(rc, vectors)
+    assert len(np.unique(patch)) == 3
+    for g in range(3):
+        mine = group == g
+        assert len(np.unique(patch[mine])) == 1
+        first = np.flatnonzero(mine)[0]
+        np.testing.assert_array_equal(steps[mine], truth[mine] - truth[first])

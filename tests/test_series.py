@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 from stem_pipeline import cli
 from stem_pipeline.errors import InputError
 from stem_pipeline.series import (
+    FrameSeries,
     NoDoseWarning,
     NotASeriesError,
     SeriesConfig,
@@ -25,11 +26,13 @@ from stem_pipeline.series import (
     load_series,
 )
 from stem_pipeline.series.pool import (
-    INTENSITY_EVIDENCE,
+    CLEAR_STEP,
     change_points,
-    intensity_steps,
+    intensity_log_likelihood,
     pooled_fractions,
-    refine_by_intensity,
+    pooled_reads,
+    step_evidence,
+    typical_step,
 )
 from stem_pipeline.series.track import NOT_SEEN
 from stem_pipeline.synthetic import make_dot
@@ -108,7 +111,7 @@ def test_f0_and_critical_dose_recovered(series, result):
 
 @pytest.fixture(scope="module", params=[8000, 8001])
 def held_out(request):
-    """Two fresh dots (seeds chosen before any run, never used to choose a default): 5 frames, 100 counts."""
+    """Two dots (seeds chosen before any run; 8001 since looked at, see below): 5 frames, 100 counts."""
     series = make_series((320, 320), n_frames=5, counts=100.0, dose_per_frame_e_per_A2=500.0, rng=request.param)
     result = analyze_series(
         series.frames, pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=series.dose_per_frame_e_per_A2
@@ -117,20 +120,23 @@ def held_out(request):
 
 
 def test_held_out_series_within_their_intervals(held_out):
-    """The truth lies within the reported 95 % intervals on held-out dots, and the estimates near it.
+    """The truth lies within the reported 95 % intervals on the two dots, and the estimates within the
+    issue's limits (f0 within 0.03, Dc within 20 %).
 
-    The issue's limits (f0 within 0.03, Dc within 20 %) hold on seed 8000 (f0 +0.010, Dc -0.3 %) but not on
-    seed 8001 (f0 -0.092, Dc -22 %: its first frame reads 0.05 low and its last 0.09 high, pooled or not);
-    benchmarks/results/series.md gives the share of dots within the limits. Asserted here on both: the
-    intervals cover the truth, and the errors stay below 0.1 and 25 %.
+    Seed 8001 missed both before the change points used each column's intensity jointly with its labels
+    (f0 -0.092, Dc -22 %: its first frame read 0.05 low, the columns converted before it read ordered among
+    ordered neighbours, and its last 0.09 high); it now gives f0 -0.029, Dc -7 % (seed 8000: f0 +0.007,
+    Dc -0.4 %; +0.010, -0.3 % before).
+    Seed 8001 was looked at while finding that cause, so it is no longer held out: the held-out claims are
+    in benchmarks/results/series.md.
     """
     series, result = held_out
     fit = result.fit
     f0, dc = series.zero_dose_uniform_fraction, series.critical_dose_e_per_A2
     assert fit.f0_ci95[0] <= f0 <= fit.f0_ci95[1]
     assert fit.critical_dose_ci95[0] <= dc <= fit.critical_dose_ci95[1]
-    assert abs(fit.f0 - f0) < 0.1
-    assert abs(fit.critical_dose / dc - 1) < 0.25
+    assert abs(fit.f0 - f0) <= F0_TOL
+    assert abs(fit.critical_dose / dc - 1) <= DC_RTOL
 
 
 def test_pooled_reads_closer_to_the_truth_than_each_frames_own(series, result):
@@ -231,28 +237,73 @@ def test_change_points_absorb_independent_misreads():
     assert np.all(sd[analysed] > 0)
 
 
+def _intensity_series(rng, truth, n_frames):
+    """Intensity (F, K) of columns converting at ``truth`` (first uniform frame), and their states."""
+    bright = rng.random(len(truth)) < 0.5
+    before = np.where(bright, 1.25, 0.75)  # relative to the mean column; uniform columns sit at 1.0
+    state = np.arange(n_frames)[:, None] >= truth[None, :]
+    return np.where(state, 1.0, before[None, :]) + rng.normal(0, 0.06, state.shape), state
+
+
+def _pooled(labels, intensity):
+    """Pooled reads of equal-area columns, every frame used, each frame's own interval +-0.02."""
+    n_frames, n_cols = labels.shape
+    ci = np.full((n_frames, 2), [0.48, 0.52])
+    return pooled_reads(labels, np.ones(n_cols), ci, use=np.ones(n_frames, bool), intensity=intensity)
+
+
 def test_intensity_steps_correct_persistent_misreads():
     rng = np.random.default_rng(5)
     n_frames, n_cols = 10, 300
     truth = rng.integers(1, n_frames, n_cols)  # every column converts within the series
-    bright = rng.random(n_cols) < 0.5
-    before = np.where(bright, 1.25, 0.75)  # relative to the mean column; uniform columns sit at 1.0
-    state = np.arange(n_frames)[:, None] >= truth[None, :]
-    intensity = np.where(state, 1.0, before[None, :]) + rng.normal(0, 0.06, state.shape)
+    intensity, state = _intensity_series(rng, truth, n_frames)
     # A persistent misread: every column is read uniform two frames before it converts (its neighbours did).
     early = np.maximum(truth - 2, 1)
     labels = (np.arange(n_frames)[:, None] >= early[None, :]).astype(np.int8)
-    change = change_points(labels)
-    assert np.mean(change.frame == truth) < 0.2  # labels alone: no pooling can move a consistent misread
-    step, evidence = intensity_steps(intensity)
-    assert np.mean(step == truth) > 0.9 and np.median(evidence) > 2 * INTENSITY_EVIDENCE
-    refined = refine_by_intensity(change, intensity)
-    assert np.mean(refined.frame == truth) > 0.85 and np.mean(np.abs(refined.frame - truth) <= 1) > 0.93
-    assert np.mean((refined.p_converted > 0.5) == state) > 0.97
-    # No step in the intensity (a column that stays ordered but is misread): the labels' frame stays,
-    # but for the noise's chance steps (p = 0.0016 per split, 9 splits).
-    flat = before[None, :] + rng.normal(0, 0.06, state.shape)
-    assert np.mean(refine_by_intensity(change, flat).frame != change.frame) < 0.03
+    assert np.mean(change_points(labels).frame == truth) < 0.2  # labels alone: no pooling moves a consistent misread
+    evidence = step_evidence(intensity)
+    assert evidence.shape == (n_frames + 1, n_cols) and np.all(evidence[[0, -1]] == 0)
+    assert np.mean(np.argmax(evidence, axis=0) == truth) > 0.9
+    assert np.median(evidence.max(axis=0)) > CLEAR_STEP
+    joint, _, _ = _pooled(labels, intensity)
+    assert abs(typical_step(intensity, joint) - 0.25) < 0.02
+    assert np.mean(joint.frame == truth) > 0.85 and np.mean(np.abs(joint.frame - truth) <= 1) > 0.93
+    assert np.mean((joint.p_converted > 0.5) == state) > 0.97
+
+
+def test_flat_intensity_puts_end_misreads_in_one_state():
+    """The series' ends: columns converted before the first frame but read ordered there (among ordered
+    neighbours), and ordered columns read uniform in the last frame only (among converted ones). Their
+    intensity has no step, so the joint change point puts most of them in one state all along, as their
+    labels over the other frames say; labels alone keep the misread first and last frames (the first
+    frame reads low, the last high, and the fit's f0 comes out low)."""
+    rng = np.random.default_rng(11)
+    n_frames, n_cols = 5, 600
+    truth = rng.integers(0, n_frames + 1, n_cols)  # 0: uniform from the start, n_frames: never converted
+    intensity, state = _intensity_series(rng, truth, n_frames)
+    labels = state.astype(np.int8)
+    first_misread = (truth == 0) & (rng.random(n_cols) < 0.5)
+    last_misread = (truth == n_frames) & (rng.random(n_cols) < 0.5)
+    labels[0, first_misread] = 0
+    labels[-1, last_misread] = 1
+    true_fraction = state.mean(axis=1)
+    by_labels = change_points(labels)
+    assert np.mean(by_labels.frame[first_misread] == 1) > 0.9 and np.mean(by_labels.frame[last_misread] == 4) > 0.9
+    labels_error = pooled_fractions(by_labels.p_converted, np.ones(n_cols), analysed=np.ones(n_frames, bool))[0]
+    labels_error -= true_fraction
+    assert labels_error[0] < -0.08 and labels_error[-1] > 0.07
+    joint, fraction, ci = _pooled(labels, intensity)
+    assert np.mean(joint.frame[first_misread] == 0) > 0.75
+    assert np.mean(joint.frame[last_misread] == n_frames) > 0.4
+    assert np.mean(joint.frame == truth) > 0.9
+    error = fraction - true_fraction
+    assert abs(error[0]) < 0.5 * abs(labels_error[0]) and abs(error[-1]) < 0.7 * labels_error[-1]
+    assert np.max(np.abs(error[1:-1])) < 0.015
+    assert np.all((ci[:, 0] < fraction) & (fraction < ci[:, 1]))
+    # A flat intensity speaks against a change within the series, and decides nothing between the two
+    # states (c = 0 or c = F: the labels do).
+    flat = intensity_log_likelihood(np.ones((n_frames, n_cols)) + rng.normal(0, 0.06, (n_frames, n_cols)), 0.25)
+    assert np.all(flat[[0, -1]] == 0) and np.mean(flat[1:-1] < 0) > 0.95
 
 
 def test_fit_recovers_a_noiseless_curve_and_prefers_the_true_model():
@@ -334,6 +385,24 @@ def test_dose_from_a_hyperspy_stack(tmp_path, series):
     assert loaded.pixel_size_nm == pytest.approx(series.pixel_size_nm)
     dose = dose_per_frame_from_metadata(loaded.metadata, pixel_size_nm=loaded.pixel_size_nm, n_pixels=320 * 320)
     assert dose == pytest.approx(0.05e-9 * 1e-6 / 1.602176634e-19 / 0.35**2, rel=1e-6)
+
+
+def test_stack_optics_decided_once_for_every_frame(series, caplog):
+    """The stack's beam energy and convergence reach every frame's deconvolution; without them, one warning."""
+    import logging
+
+    frames = series.frames[:2]
+
+    def rl_warnings(stack) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="stem_pipeline"):
+            analyze_series(stack, dose_per_frame_e_per_A2=250.0)
+        return [r.getMessage() for r in caplog.records if "'rl' deconvolution" in r.getMessage()]
+
+    optics = {"energy_kev": 200.0, "convergence_mrad": 25.0}
+    assert rl_warnings(FrameSeries(frames, series.pixel_size_nm, "stack.hspy", optics)) == []
+    missing = rl_warnings(FrameSeries(frames, series.pixel_size_nm, "stack.tif", {}))
+    assert len(missing) == 1 and missing[0].startswith("stack.tif: the file gives no energy_kev")
 
 
 def test_folder_of_frames_in_natural_order_and_tiff_stack(tmp_path, series):

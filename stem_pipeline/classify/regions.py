@@ -95,10 +95,42 @@ def region_map_from_columns(
         pix = np.argwhere(mask[rows])
         if len(pix) == 0:
             continue
-        _, owner = tree.query(pix + [rows.start, 0])
-        region[pix[:, 0] + rows.start, pix[:, 1]] = np.where(label[owner] == 1, REGION_UNIFORM, REGION_ORDERED)
+        pix[:, 0] += rows.start
+        owner = _nearest(tree, pix)
+        region[pix[:, 0], pix[:, 1]] = np.where(label[owner] == 1, REGION_UNIFORM, REGION_ORDERED)
         cell_area += np.bincount(owner, minlength=len(rc))
     return region, cell_area
+
+
+#: Side of the pixel squares whose corners :func:`_nearest` asks the tree about first [px]: 2 took less
+#: CPU than 3, 4 or 8 for a 1024^2 dot (fewer pixels left to ask about outweigh more corners).
+CORNER_STEP = 2
+
+
+def _nearest(tree: cKDTree, pix: np.ndarray) -> np.ndarray:
+    """The nearest column of each pixel (K, 2), as ``tree.query(pix)[1]``, with fewer queries.
+
+    A Voronoi cell is convex: when the four corners of a square of :data:`CORNER_STEP` pixels share
+    their nearest column, so does every pixel of the square (edges included), and only the pixels
+    of the other squares (those a cell boundary crosses, ~16 % at the spacings of a dot) are queried.
+    Took the crystal region map from ~0.14 to ~0.08 s CPU for a 1024^2 dot (benchmarks/process.py).
+    The same owners but where a pixel is exactly as near two columns (the tree's pick among equals).
+    """
+    lo = pix.min(axis=0)
+    span = pix.max(axis=0) - lo
+    if (span < CORNER_STEP).any():
+        return tree.query(pix)[1]
+    # Corner lines every CORNER_STEP pixels from the first pixel, and the last line; square k spans lines k, k+1.
+    lines = [np.unique(np.append(np.arange(0, d + 1, CORNER_STEP), d)) for d in span]
+    corners = np.stack(np.meshgrid(lines[0] + lo[0], lines[1] + lo[1], indexing="ij"), axis=-1)
+    _, at = tree.query(corners.reshape(-1, 2))
+    at = at.reshape(corners.shape[:2])
+    shared = (at[:-1, :-1] == at[1:, :-1]) & (at[:-1, :-1] == at[:-1, 1:]) & (at[:-1, :-1] == at[1:, 1:])
+    square = [np.minimum((pix[:, k] - lo[k]) // CORNER_STEP, len(lines[k]) - 2) for k in (0, 1)]
+    inside = shared[square[0], square[1]]
+    owner = np.where(inside, at[square[0], square[1]], 0)
+    owner[~inside] = tree.query(pix[~inside])[1]
+    return owner
 
 
 def domain_size_px(region_map: np.ndarray) -> float | None:
