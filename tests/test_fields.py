@@ -408,6 +408,44 @@ def test_an_overlap_of_1_nm_is_found_and_flush_dots_do_not_overlap(rotations, ov
     assert joined is labels and overlaps == expected
 
 
+def test_a_dot_3_px_inside_the_frame_is_not_cut_and_one_the_frame_cuts_is():
+    """An 8 nm dot at 1.6 deg whose edge is 3 px (0.1 nm) from the frame: the 0.3 nm smoothing of the lattice
+    strength carried its outline onto the frame, and a field refused it as 'cut by the frame edge'."""
+    one = make_field((512, 512), n_dots=1, dot_sizes_nm=(8.0, 8.0), dose=100, pixel_size_nm=PX, rng=7513)
+    last = int(np.nonzero(one.labels.any(axis=1))[0].max())  # the dot's last row
+    for end, cut in ((last + 4, False), (last - 19, True)):
+        labels, _, _ = segment_field(one.image[:end], pixel_size_nm=PX)
+        ((v, iou),) = match_labels(labels, one.labels[:end])
+        assert iou > 0.9
+        assert dot_shapes(labels)[v - 1].touches_border == cut
+
+
+def test_touching_dots_26_deg_apart_are_not_overlapping_at_30_counts():
+    """Two touching dots 26.6 deg apart, 30 counts: each dot's own superlattice (2,1) reflection (0.281 nm, at
+    atan(1/2) from its axes) lies at the other's rotation; read in the whole band of spacings it gave 0.018 of
+    the dot's peak there (above OVERLAP_POWER_RATIO), and the pair was refused as overlapping."""
+    from stem_pipeline.dots import overlapping_dots
+    from stem_pipeline.field import _rotations
+
+    pair = make_field(
+        (768, 768),
+        n_dots=2,
+        n_touching_pairs=1,
+        dot_sizes_nm=(8.0, 10.0),
+        rotations_deg=(21.0, 47.57),
+        uniform_fractions=(0.3, 0.3),
+        dose=30,
+        pixel_size_nm=PX,
+        rng=7306,
+    )
+    labels, lattice, _ = segment_field(pair.image, pixel_size_nm=PX)
+    assert sorted(v for v, iou in match_labels(labels, pair.labels) if iou > 0.8) == [1, 2]
+    joined, overlaps = overlapping_dots(
+        pair.image, labels, _rotations(labels, dot_shapes(labels), lattice), pixel_size_nm=PX
+    )
+    assert joined is labels and overlaps == {}
+
+
 def test_the_field_of_issue_13_three_rotated_dots():
     """Three 9 nm dots at 0, 27 and 55 deg, dim ratio 0.3, 200 counts (analyze ignored one and reported 0.474)."""
     fld = make_field(

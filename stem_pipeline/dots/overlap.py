@@ -3,8 +3,8 @@
 Two dots stacked at different rotations project both lattices where they
 overlap. Such a dot is not one crystal on the support, and the single-dot
 chain would analyse a mixture. Each dot's angular power spectrum (the power of
-its own pixels in the band of column spacings, folded over the square grid's
-90-degree period) is read at the lattice rotation of each touching dot: a dot
+its own pixels in the ring of the grids' main reflections, :data:`MAIN_SPACING_BAND_NM`,
+folded over the square grid's 90-degree period) is read at the lattice rotation of each touching dot: a dot
 that merely touches its neighbour shows < 0.007 of its own peak there (the
 last pixels of the outline), a dot overlapping it by 1 nm or more 0.011-0.03
 on its side and 0.017 or more on one of the two sides (``benchmarks/fields.py``
@@ -32,8 +32,16 @@ from .strength import SPACING_BAND_NM
 
 __all__ = ["angular_profile", "overlapping_dots"]
 
+#: The ring of the grids' main reflections the angular profile is read in [nm]: the CsPbI3 a/2 (0.3145)
+#: and PbI2/FAPbI3 (~0.32-0.35) column spacings, without the ordered superlattice's (2,1) reflection
+#: (a / sqrt(5) = 0.281 nm, at atan(1/2) = 26.6 deg from the dot's own axes), which the whole band of
+#: :data:`~stem_pipeline.dots.strength.SPACING_BAND_NM` passes: there, touching dots 26-27 deg apart read
+#: 0.009-0.015 of their own peak at each other's rotation (at every dose, 30-400 counts), against < 0.001
+#: in this ring (tuning pairs of ``make_field``, seeds 7000-7007 and 7200-7203).
+MAIN_SPACING_BAND_NM = (0.295, 0.37)
 #: Another dot's lattice in a dot's outline is an overlap above this fraction of the dot's own peak power
-#: (on either side of the pair; touching dots: <= 0.007, 1 nm overlaps: >= 0.017).
+#: (on either side of the pair; touching dots: <= 0.007, 1 nm overlaps: >= 0.017 at 200 counts; in the ring of
+#: :data:`MAIN_SPACING_BAND_NM`, 30-400 counts: touching dots <= 0.0024, 1 nm overlaps >= 0.0149, seeds 7100-7109).
 OVERLAP_POWER_RATIO = 0.012
 #: Two rotations closer than this are not told apart by the spectrum [deg] (the peaks of 8 nm dots
 #: overlap: flush dots 6 deg apart show 0.03 of each other's lattice). Overlaps of such dots are not found.
@@ -46,8 +54,10 @@ BIN_DEG = 0.5
 NEIGHBOUR_PX = 3
 
 
-def angular_profile(image: np.ndarray, mask: np.ndarray, *, pixel_size_nm: float) -> np.ndarray:
-    """Power of ``image`` over ``mask`` in the band of column spacings, per rotation bin mod 90 deg.
+def angular_profile(
+    image: np.ndarray, mask: np.ndarray, *, pixel_size_nm: float, band_nm: tuple[float, float] = SPACING_BAND_NM
+) -> np.ndarray:
+    """Power of ``image`` over ``mask`` in a band of spacings, per rotation bin mod 90 deg.
 
     Parameters
     ----------
@@ -57,6 +67,8 @@ def angular_profile(image: np.ndarray, mask: np.ndarray, *, pixel_size_nm: float
         The dot's pixels.
     pixel_size_nm : float
         Pixel size [nm].
+    band_nm : (float, float)
+        The spacings [nm] whose reflections are counted (the band of column spacings by default).
 
     Returns
     -------
@@ -69,7 +81,7 @@ def angular_profile(image: np.ndarray, mask: np.ndarray, *, pixel_size_nm: float
     power = np.abs(np.fft.rfft2(data, s=(n, n))) ** 2
     fr, fc = np.fft.fftfreq(n)[:, None], np.fft.rfftfreq(n)[None, :]
     radius = np.hypot(fr, fc)
-    band = (radius >= pixel_size_nm / SPACING_BAND_NM[1]) & (radius <= pixel_size_nm / SPACING_BAND_NM[0])
+    band = (radius >= pixel_size_nm / band_nm[1]) & (radius <= pixel_size_nm / band_nm[0])
     angle = np.broadcast_to(np.mod(np.rad2deg(np.arctan2(fc, fr)), 90.0), band.shape)
     hist, _ = np.histogram(angle[band], bins=int(90 / BIN_DEG), range=(0.0, 90.0), weights=power[band])
     return hist - np.median(hist)
@@ -126,7 +138,12 @@ def overlapping_dots(
         if not near:
             continue
         neighbours[k] = near
-        profile = angular_profile(np.asarray(image[box], np.float64), labels[box] == k, pixel_size_nm=pixel_size_nm)
+        profile = angular_profile(
+            np.asarray(image[box], np.float64),
+            labels[box] == k,
+            pixel_size_nm=pixel_size_nm,
+            band_nm=MAIN_SPACING_BAND_NM,
+        )
         peak[k] = (float(np.argmax(profile)) + 0.5) * BIN_DEG
         top = max(_power_at(profile, peak[k]), 1e-30)
         for d in near:

@@ -9,6 +9,8 @@ Touching dots are split first where the lattice rotation changes (peaks of the
 region's histogram of local rotations, mod 90 degrees), then, for dots of
 the same rotation, by a watershed of the distance transform when the region
 is not convex (as ParticleSpy and scikit-image's watershed example do).
+Outlines carried onto the frame by the smoothing are taken back to the crystal
+(:func:`trim_at_frame`), so that only dots the frame cuts touch it.
 
 Overview fields (:func:`segment_overview`), whose lattice is not resolved:
 the smoothed intensity is thresholded (Otsu) and touching dots split by the
@@ -33,6 +35,7 @@ __all__ = [
     "segment_overview",
     "split_by_orientation",
     "split_by_shape",
+    "trim_at_frame",
     "unresolved_regions",
 ]
 
@@ -329,7 +332,71 @@ def segment_field(
     labels = split_by_orientation(labels, field, min_area_px=min_area_px)
     labels = split_by_shape(labels, min_size_px=min_dot_size_nm / map_px)
     logger.info("segment_field: %d dots", int(labels.max()))
-    return block_expand(labels, field.factor, np.shape(image)), field, carbon
+    labels = trim_at_frame(image, block_expand(labels, field.factor, np.shape(image)), pixel_size_nm=pixel_size_nm)
+    return labels, field, carbon
+
+
+#: How far a dot's outline can be carried to the frame by the smoothing of the lattice strength [nm]
+#: (two smoothing widths): the lines of a dot's pixels this close to the frame are checked for crystal.
+FRAME_REACH_NM = 0.6
+#: A line of a dot's pixels along the frame is crystal when its mean intensity is at least this far from
+#: the support's median to the dot's (0: carbon, 1: the dot's median).
+FRAME_CRYSTAL_LEVEL = 0.35
+
+
+def trim_at_frame(image: np.ndarray, labels: np.ndarray, *, pixel_size_nm: float) -> np.ndarray:
+    """Dots' outlines carried onto the frame by the smoothing, taken back to their crystal.
+
+    The lattice strength is smoothed over 0.3 nm: a dot a few pixels inside the frame has its strength
+    above the half-height edge up to the frame (the support between them is narrower than the
+    smoothing), and its outline reached the frame as a cut dot's does. Here the lines of a dot's
+    pixels parallel to a frame edge, from the frame inward (up to :data:`FRAME_REACH_NM`), are read:
+    a line whose mean raw intensity is nearer the support's than the dot's (:data:`FRAME_CRYSTAL_LEVEL`)
+    is support between the crystal and the frame, and the dot's pixels from it to the frame are
+    removed (the innermost such line counts: bright patches of carbon at the frame do not stop it).
+    A dot the frame cuts has crystal on every line and keeps them.
+
+    Parameters
+    ----------
+    image : (M, N) ndarray
+        The raw image [counts].
+    labels : (M, N) ndarray of int
+        The dots (0: support).
+    pixel_size_nm : float
+        Pixel size [nm].
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        ``labels`` itself when no dot reaches the frame, else a trimmed copy.
+    """
+    edges = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    at_frame = np.unique(edges[edges > 0])
+    if len(at_frame) == 0:
+        return labels
+    sample = (slice(None, None, STAT_STEP), slice(None, None, STAT_STEP))
+    far = ~within_distance(labels > 0, 1.0 / pixel_size_nm)
+    if not far[sample].any():
+        return labels
+    data = np.asarray(image)
+    carbon = float(np.median(data[sample][far[sample]]))
+    boxes = ndimage.find_objects(labels)
+    dot_level = {int(k): float(np.median(data[boxes[k - 1]][labels[boxes[k - 1]] == k])) for k in at_frame}
+    out = labels.astype(np.int32, copy=True)
+    reach = int(np.ceil(FRAME_REACH_NM / pixel_size_nm))
+    for turn in range(4):  # each frame edge as the first row of a rotated view
+        view, values = np.rot90(out, turn), np.rot90(data, turn)
+        for k in np.unique(view[0][view[0] > 0]):
+            span = dot_level[int(k)] - carbon
+            gap = -1  # the line of support nearest the dot's crystal, if any
+            for j in range(min(reach, view.shape[0])):
+                mine = view[j] == k
+                if not mine.any():
+                    break
+                if values[j][mine].mean() - carbon < FRAME_CRYSTAL_LEVEL * span:
+                    gap = j
+            view[: gap + 1][view[: gap + 1] == k] = 0
+    return out
 
 
 #: A bright region without a lattice must stand this many robust sds of the smoothed support above
