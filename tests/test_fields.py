@@ -102,6 +102,26 @@ def test_edge_length_within_0_3_nm(field):
             assert found[v].aspect < 1.15
 
 
+def _touching_pair(shape, rotations_deg, **kwargs):
+    """A field of two touching dots of the given rotations (``make_field`` options in ``kwargs``)."""
+    kwargs.setdefault("pixel_size_nm", PX)
+    return make_field(shape, n_dots=2, n_touching_pairs=1, rotations_deg=rotations_deg, **kwargs)
+
+
+def test_touching_dots_1_4_deg_apart_are_split_on_their_common_edge():
+    """Two touching dots 1.4 deg apart (below the rotation split) at 0.02 nm/px, 30 counts (a tuning layout of
+    the split along the squares' edges): both edges within 0.3 nm (the watershed's neck alone: -0.46 / +0.46 nm)."""
+    px = 0.02
+    fld = _touching_pair((1300, 1300), (27.51, 28.91), dot_sizes_nm=(7.0, 10.0), dose=30, pixel_size_nm=px, rng=8036)
+    labels, _, _ = segment_field(fld.image, pixel_size_nm=px)
+    found = {s.label: s for s in dot_shapes(labels)}
+    truth = dot_shapes(fld.labels)
+    match = match_labels(labels, fld.labels)
+    assert match[0][0] != match[1][0] and min(match[0][1], match[1][1]) > 0.9
+    for k in (0, 1):
+        assert abs(found[match[k][0]].edge_px - truth[k].edge_px) * px <= 0.3
+
+
 def test_min_area_rectangle_of_a_rotated_square():
     theta = np.deg2rad(30.0)
     u, w = np.array([np.cos(theta), np.sin(theta)]), np.array([-np.sin(theta), np.cos(theta)])
@@ -427,16 +447,8 @@ def test_touching_dots_26_deg_apart_are_not_overlapping_at_30_counts():
     from stem_pipeline.dots import overlapping_dots
     from stem_pipeline.field import _rotations
 
-    pair = make_field(
-        (768, 768),
-        n_dots=2,
-        n_touching_pairs=1,
-        dot_sizes_nm=(8.0, 10.0),
-        rotations_deg=(21.0, 47.57),
-        uniform_fractions=(0.3, 0.3),
-        dose=30,
-        pixel_size_nm=PX,
-        rng=7306,
+    pair = _touching_pair(
+        (768, 768), (21.0, 47.57), dot_sizes_nm=(8.0, 10.0), uniform_fractions=(0.3, 0.3), dose=30, rng=7306
     )
     labels, lattice, _ = segment_field(pair.image, pixel_size_nm=PX)
     assert sorted(v for v, iou in match_labels(labels, pair.labels) if iou > 0.8) == [1, 2]
