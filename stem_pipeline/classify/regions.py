@@ -129,21 +129,7 @@ def _nearest(tree: cKDTree, pix: np.ndarray) -> np.ndarray:
     square = [np.minimum((pix[:, k] - lo[k]) // CORNER_STEP, len(lines[k]) - 2) for k in (0, 1)]
     inside = shared[square[0], square[1]]
     owner = np.where(inside, at[square[0], square[1]], 0)
-    # Of the other squares' pixels, those on a corner line between two corners of one owner (a corner
-    # itself included) are that owner's too: only the rest are queried (59,176 instead of 114,669 pixels for
-    # the 1024^2 dot of benchmarks/process.py, ~0.006 s CPU).
-    rest = np.flatnonzero(~inside)
-    line = []  # per axis: the corner line the pixel lies on, or -1
-    for k in (0, 1):
-        sq, rel = square[k][rest], pix[rest, k] - lo[k]
-        line.append(np.where(rel == lines[k][sq], sq, np.where(rel == lines[k][sq + 1], sq + 1, -1)))
-    r0, c0 = square[0][rest], square[1][rest]
-    r_lo, r_hi = np.where(line[0] >= 0, line[0], r0), np.where(line[0] >= 0, line[0], r0 + 1)
-    c_lo, c_hi = np.where(line[1] >= 0, line[1], c0), np.where(line[1] >= 0, line[1], c0 + 1)
-    ends = at[r_lo, c_lo]
-    known = ((line[0] >= 0) | (line[1] >= 0)) & (ends == at[r_hi, c_hi])
-    owner[rest[known]] = ends[known]
-    ask = rest[~known]
+    ask = np.flatnonzero(~inside)
     owner[ask] = tree.query(pix[ask])[1]
     return owner
 
