@@ -40,3 +40,10 @@ class NoCrystalError(ValueError):
 
 class UsageError(ValueError):
     """Bad command-line usage (exit status 2)."""
+
+
+class SeveralDotsWarning(UserWarning):
+    """The image holds several dots, and a single-dot analysis read it as one crystal.
+
+    :func:`stem_pipeline.field.analyze_field` (what ``stem-pipeline analyze`` runs) reports each dot.
+    """

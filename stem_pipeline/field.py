@@ -44,6 +44,7 @@ from ._types import (
     PhaseLabels,
     PipelineResult,
 )
+from .dots.segment import OVERVIEW_PIXEL_NM
 from .dots.shape import DOT_COLUMNS, DotShape, dot_record, dot_shapes, refusal_reason
 from .io import as_micrograph, to_dataframe
 
@@ -51,8 +52,6 @@ logger = logging.getLogger("stem_pipeline")
 
 __all__ = ["DOT_COLUMNS", "DotResult", "FieldResult", "analyze_field", "field_fractions", "field_phase_fractions"]
 
-#: Pixel sizes at or above this are overview images: column spacings (~0.31 nm) are not resolved [nm].
-OVERVIEW_PIXEL_NM = 0.1
 #: Carbon kept around a dot in its crop [nm] (the single-dot chain needs support around the crystal).
 CROP_MARGIN_NM = 1.5
 #: Other dots are blanked this far beyond their segmented edge [nm] (their lattice's last half cell).
@@ -380,7 +379,7 @@ def _analyze_dot(
         others &= ~mine[r0:r1, c0:c1]
         crop[others] = _carbon_fill(micrograph.data, support, int(others.sum()), rng)
     sub = micrograph.replace(data=crop, source=f"{micrograph.source} dot {shape.label}")
-    return analyze(sub, config), (int(r0), int(c0))
+    return analyze(sub, config, check_dots=False), (int(r0), int(c0))
 
 
 def analyze_field(
@@ -453,7 +452,7 @@ def analyze_field(
             rotation = _rotations(labels, shapes, lattice_field)
     del lattice_field  # large (complex per pixel); the single-dot chain needs the memory
     if len(shapes) <= 1:
-        result = analyze(micrograph, config)
+        result = analyze(micrograph, config, check_dots=False)
         if not shapes and result.crystal_mask is not None and result.status == "ok":
             labels = result.crystal_mask.astype(np.int32)  # a lattice the segmentation's band does not pass
             shapes = dot_shapes(labels)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +31,7 @@ from .columns import ColumnsConfig, find_columns, measure_intensities, refine_co
 from .columns.assign import nearest_column_regions, resolve_shared_columns
 from .config import StrictModel
 from .denoise import DenoiseConfig, denoise
+from .errors import SeveralDotsWarning
 from .lattice import Lattice, LatticeConfig, crystal_masks, find_lattices
 from .phases.config import PhasesConfig
 
@@ -149,6 +151,7 @@ def analyze(
     config: PipelineConfig | None = None,
     *,
     pixel_size_nm: float | None = None,
+    check_dots: bool = True,
 ) -> PipelineResult:
     """Analyse one micrograph: columns, phase labels and area fractions.
 
@@ -163,6 +166,12 @@ def analyze(
     pixel_size_nm : float, optional
         Pixel size [nm]; needed for an array (else the analysis is in pixels,
         with a warning), and overrides a Micrograph's or signal's calibration.
+    check_dots : bool
+        Count the dots of a calibrated atomic-resolution image
+        (:func:`stem_pipeline.dots.segment_field`, ~0.1-0.3 s per Mpx) and say so when there
+        are several: this function reads the image as one crystal, so dots without its
+        lattices' columns would be left out. False where the caller has split the field
+        already (:func:`stem_pipeline.field.analyze_field`).
 
     Returns
     -------
@@ -183,10 +192,18 @@ def analyze(
     -----
     MissingCalibrationWarning
         For an array or signal without a pixel size and no ``pixel_size_nm``.
+    SeveralDotsWarning
+        When ``check_dots`` and the image holds several dots (also in ``message``); use
+        :func:`stem_pipeline.field.analyze_field`, as ``stem-pipeline analyze`` does, for each dot's numbers.
     """
     from .io import as_micrograph
 
-    run = _Run(as_micrograph(micrograph, pixel_size_nm=pixel_size_nm), config or PipelineConfig())
+    result = _analyze(_Run(as_micrograph(micrograph, pixel_size_nm=pixel_size_nm), config or PipelineConfig()))
+    return _note_other_dots(result) if check_dots else result
+
+
+def _analyze(run: _Run) -> PipelineResult:
+    """The stages of :func:`analyze`, run in order; a ``no_crystal`` result where one finds nothing."""
     with run.timed("denoise"):
         run.denoised = _denoise(run.micrograph, run.config)
     with run.timed("lattice"):
@@ -353,6 +370,30 @@ def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str
     if pixel_size_nm is None:
         return labels, fractions, "uncalibrated: the column spacing was not checked against the two-phase model"
     return labels, fractions, None
+
+
+def _note_other_dots(result: PipelineResult) -> PipelineResult:
+    """``result``, with a warning and a message when its image holds several dots (see :func:`analyze`)."""
+    from .dots import OVERVIEW_PIXEL_NM, segment_field
+
+    px = result.micrograph.pixel_size_nm
+    if px is None or px >= OVERVIEW_PIXEL_NM:
+        return result
+    labels, _, _ = segment_field(np.asarray(result.micrograph.data), pixel_size_nm=px)
+    n_dots = int(labels.max())
+    if n_dots < 2:
+        return result
+    analysed = 0
+    if result.columns is not None and len(result.columns):
+        rows, cols = np.clip(np.rint(result.columns.rc).astype(int), 0, np.array(labels.shape) - 1).T
+        analysed = np.count_nonzero(np.bincount(labels[rows, cols], minlength=n_dots + 1)[1:])
+    note = (
+        f"the image holds {n_dots} dots and this analysis read it as one crystal (its columns lie in {analysed} "
+        "of them): stem_pipeline.field.analyze_field, as `stem-pipeline analyze` does, reports each dot"
+    )
+    where = f"{result.micrograph.source}: " if result.micrograph.source else ""
+    warnings.warn(where + note, SeveralDotsWarning, stacklevel=3)
+    return dataclasses.replace(result, message="; ".join(m for m in (result.message, note) if m))
 
 
 def _with_dot(result: PipelineResult, lattice) -> PipelineResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import stem_pipeline as sp
 from stem_pipeline import InputError, Micrograph, io
 from stem_pipeline.io import result_signal, to_atomap, to_dataframe
+from stem_pipeline.synthetic_field import make_field
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 DM4 = REALDATA / "SIM_vecmap_pto100_drprobe.dm4"  # simulated PbTiO3 [100], 0.016 nm/px in nm
@@ -189,3 +191,18 @@ def test_a_signal_with_a_unitless_atomic_scale_is_read_as_nm_like_its_file(tmp_p
     signal.save(path)
     assert sp.load(path).pixel_size_nm == pytest.approx(0.0093)
     assert sp.load(hs.load(path)).pixel_size_nm == pytest.approx(0.0093)
+
+
+def test_analyze_says_when_the_image_holds_several_dots():
+    """The single-dot chain reads a field as one crystal; it must not leave the other dots out silently."""
+    from stem_pipeline.errors import SeveralDotsWarning
+
+    field = make_field((512, 512), n_dots=3, dot_sizes_nm=(5.0, 6.0), rotations_deg=(0.0, 27.0, 55.0), rng=4)
+    with pytest.warns(SeveralDotsWarning, match="holds 3 dots") as caught:
+        result = sp.analyze(field.micrograph())
+    assert "holds 3 dots" in result.message
+    assert "analyze_field" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the caller that split the field already: no check, no warning
+        quiet = sp.analyze(field.micrograph(), check_dots=False)
+    assert quiet.message is None or "dots" not in quiet.message

@@ -11,6 +11,7 @@ centroid, projected edge, aspect ratio and edge orientation.
 
 from .overlap import angular_profile, overlapping_dots
 from .segment import (
+    OVERVIEW_PIXEL_NM,
     segment_field,
     segment_overview,
     split_by_orientation,
@@ -21,6 +22,7 @@ from .shape import DotShape, dot_shapes, min_area_rectangle
 from .strength import LatticeField, lattice_field
 
 __all__ = [
+    "OVERVIEW_PIXEL_NM",
     "DotShape",
     "LatticeField",
     "angular_profile",

@@ -42,6 +42,8 @@ __all__ = [
     "unresolved_regions",
 ]
 
+#: Pixel sizes at or above this are overview images: column spacings (~0.31 nm) are not resolved [nm].
+OVERVIEW_PIXEL_NM = 0.1
 #: A region is crystal when its median lattice strength is at least this many times the carbon's
 #: (measured: dots 600 vs carbon 21 at 200 counts, 14 vs 0.6 at 30 counts; carbon alone varies by < 2x).
 MIN_STRENGTH_RATIO = 5.0

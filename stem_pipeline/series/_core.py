@@ -435,7 +435,9 @@ def _analyze_frames(
     for k in ok_index:
         image, summed = _frame_image(frames, k, ok_index, drift, sum_frames)
         dose[k] = float(np.mean(cumulative[summed]))  # a running sum shows the state at its frames' mean dose
-        res = analyze(Micrograph(image, pixel_size_nm=pixel_size_nm, source=f"frame {k}"), pipeline_config)
+        res = analyze(
+            Micrograph(image, pixel_size_nm=pixel_size_nm, source=f"frame {k}"), pipeline_config, check_dots=False
+        )
         results[k] = res
         n_columns[k] = 0 if res.columns is None else len(res.columns)
         if res.status != "ok":
