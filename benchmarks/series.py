@@ -32,6 +32,9 @@ HELD_OUT = 7000
 #: Fresh dots for the joint labels-and-intensity change points (issue 19 follow-up, chosen on 6000+ and 5000+):
 #: never run before that choice was made; two dots per cell of the grid and 8 more at 10 frames, 100 counts.
 FRESH = 11000
+#: A second fresh set (issue 19, 30-count follow-up): run once after seeds 5002, 5003 and 11001 (the 30-count
+#: misses) were diagnosed; two dots per cell of the grid and four per 30-count cell.
+FRESH2 = 12000
 
 
 def run_one(n_frames: int, counts: float, seed: int) -> dict:
@@ -225,6 +228,11 @@ def main(argv=None) -> None:
             for s in range(n_seeds // 2)
         ]
         runs += [(10, 100.0, FRESH + 100 + s) for s in range(n_more // 2)]
+        runs += [
+            (f, float(c), FRESH2 + 10 * cell + s)
+            for cell, (f, c) in enumerate((f, c) for f in FRAMES for c in COUNTS)
+            for s in range(n_seeds if c == 30 else n_seeds // 2)
+        ]
         # Series already in --raw (an interrupted run) are not run again.
         raws = json.loads(args.raw.read_text()) if args.raw is not None and args.raw.exists() else []
         done = {(r["n_frames"], r["counts"], r["seed"]) for r in raws}
@@ -238,7 +246,8 @@ def main(argv=None) -> None:
     scored = [score(r) for r in raws]
     more = [r for r in scored if 6000 <= r["seed"] < HELD_OUT]
     held_out = [r for r in scored if HELD_OUT <= r["seed"] < FRESH]
-    fresh = [r for r in scored if r["seed"] >= FRESH]
+    fresh = [r for r in scored if FRESH <= r["seed"] < FRESH2]
+    fresh2 = [r for r in scored if r["seed"] >= FRESH2]
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     all_rows = []
     for n_frames in FRAMES:
@@ -262,12 +271,23 @@ def main(argv=None) -> None:
             f"| all, {len(cell)} fresh dots (issue 19 follow-up) | {counts:g} | " + " | ".join(_fmt_cell(cell)) + " |"
         )
     lines.append(f"| all, {len(fresh)} fresh dots (issue 19 follow-up) | all | " + " | ".join(_fmt_cell(fresh)) + " |")
-    own_fresh = [score(r, pooled=False) for r in raws if r["seed"] >= FRESH]
+    own_fresh = [score(r, pooled=False) for r in raws if FRESH <= r["seed"] < FRESH2]
     lines.append(
         f"| all, {len(fresh)} fresh dots (issue 19 follow-up), each frame's own read | all | "
         + " | ".join(_fmt_cell(own_fresh))
         + " |"
     )
+    for n_frames in FRAMES:
+        cell = [r for r in fresh2 if r["n_frames"] == n_frames]
+        lines.append(
+            f"| {n_frames}, {len(cell)} new dots (30-count follow-up) | all | " + " | ".join(_fmt_cell(cell)) + " |"
+        )
+    for counts in COUNTS:
+        cell = [r for r in fresh2 if r["counts"] == counts]
+        lines.append(
+            f"| all, {len(cell)} new dots (30-count follow-up) | {counts:g} | " + " | ".join(_fmt_cell(cell)) + " |"
+        )
+    lines.append(f"| all, {len(fresh2)} new dots (30-count follow-up) | all | " + " | ".join(_fmt_cell(fresh2)) + " |")
     for name, subset in (("other dots (tuning)", more), ("fresh dots (held out)", held_out)):
         own = [score(r, pooled=False) for r in subset]
         lines.append(f"| 10, {len(subset)} {name}, each frame's own read | 100 | " + " | ".join(_fmt_cell(own)) + " |")
@@ -278,7 +298,7 @@ def main(argv=None) -> None:
             + " | ".join(_fmt_cell(no_gain))
             + " |"
         )
-    pooled = all_rows + more + held_out + fresh
+    pooled = all_rows + more + held_out + fresh + fresh2
     both = [r for r in pooled if r["both_phases"]]
     lines.append("| all above, both phases at zero dose | all | " + " | ".join(_fmt_cell(both)) + " |")
     models: dict[str, int] = {}
@@ -367,18 +387,18 @@ def main(argv=None) -> None:
             f"{np.median(reversals):.0f}, max {max(reversals)} (of ~625 columns)."
         ),
         (
-            "f0 misses (> 0.03) in the grid, on the held-out and on the fresh dots, as (seed, frames, counts: "
+            "f0 misses (> 0.03) in the grid, on the held-out, the fresh and the new dots, as (seed, frames, counts: "
             "error): "
             + ", ".join(
                 f"({r['seed']}, {r['n_frames']}, {r['counts']:g}: {r['f0_err']:+.3f})"
-                for r in all_rows + held_out + fresh
+                for r in all_rows + held_out + fresh + fresh2
                 if r["fitted"] and abs(r["f0_err"]) > 0.03
             )
             + "; Dc misses (> 20 %, constrained): "
             + (
                 ", ".join(
                     f"({r['seed']}, {r['n_frames']}, {r['counts']:g}: {r['dc_err']:+.0%})"
-                    for r in all_rows + held_out + fresh
+                    for r in all_rows + held_out + fresh + fresh2
                     if r["fitted"] and r["dc_constrained"] and abs(r["dc_err"]) > 0.2
                 )
                 or "none"
