@@ -438,7 +438,9 @@ def main(argv=None) -> None:
             "frame's ordered reads explained as misreads); misread rates by the neighbours' uniform share (3 "
             "bins; on 6 series, 4 at 30 counts: 5003 at 5 frames +0.115); the intensity refitted at the tracked "
             "positions with the registered mean's widths (step / noise 2.65, against 2.61: the noise is the "
-            "counts'). A running sum (`--sum-frames`) sums frame k with the frames before it, so frame 0, where "
+            "counts'); each frame's error in the fit widened by its ambiguous area (the columns' p (1 - p), "
+            "area-weighted; 30 counts 89 % within but mean abs error 0.0140 against 0.0138, 11001 +0.060). A "
+            "running sum (`--sum-frames`) sums frame k with the frames before it, so frame 0, where "
             "the error is, stays one frame: not made automatic."
         ),
         (
