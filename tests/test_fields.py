@@ -302,6 +302,16 @@ def test_a_small_lone_dot_is_analysed_on_its_crop_in_the_fields_frame():
     assert abs(record["x_px"] - fld.dots[0].center_rc[1]) < 3 and abs(record["y_px"] - fld.dots[0].center_rc[0]) < 3
 
 
+def test_a_small_lone_dot_cut_by_the_frame_is_analysed_on_its_crop_not_refused():
+    """A lone dot the frame cuts is analysed (a zoomed-in dot, as before fields existed), also on its crop; in a
+    field of several dots it would be refused."""
+    fld = make_field((640, 640), n_dots=1, n_cut=1, dot_sizes_nm=(7.0, 7.0), uniform_fractions=(0.5,), rng=22)
+    (d,) = analyze_field(fld.micrograph()).dots
+    assert d.shape.touches_border and d.status == "ok" and d.fractions is not None
+    assert d.message == "touches the frame edge: fractions are of its visible part"
+    assert d.analysis.micrograph.shape[0] * d.analysis.micrograph.shape[1] < 0.5 * 640 * 640
+
+
 def test_analyze_result_holds_its_dot_with_a_dataframe_view(one_dot):
     """``sp.analyze`` of a one-dot image: ``result.dots`` is that dot's dots.csv record, as the field's."""
     import stem_pipeline as sp
