@@ -508,7 +508,9 @@ def analyze_field(
         status = "refused" if reason else "ok"
         note = _lone_note(shape, reason) if len(shapes) == 1 else reason
         dots.append(dataclasses.replace(dot, status=status, message=note, result=result, offset_rc=offset))
-    base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
+    # A lone dot's lattice is the image's (translation-invariant: summary.json's ``lattice``), as when analysed whole.
+    lattices = dots[0].result.lattices if len(dots) == 1 and dots[0].result is not None else ()
+    base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash(), lattices=lattices)
     return _assemble(base, dots + unresolved, labels, raw)
 
 
@@ -680,7 +682,6 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         labels=labels_all,
         fractions=field_fractions(dots),
         phases=_field_phases(dots, chosen),
-        lattices=(),
         timings_s=timings,
         message=_field_message(dots),
         dots=[d.to_record() for d in dots],

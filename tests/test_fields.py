@@ -298,6 +298,8 @@ def test_a_small_lone_dot_is_analysed_on_its_crop_in_the_fields_frame():
     region = result.result.labels.region_map
     assert region.shape == (640, 640)
     assert np.mean(fld.labels[region > 0] == 1) > 0.97
+    # Its lattice is the image's (summary.json's ``lattice``), as the whole-image analysis reports it.
+    assert result.result.lattices[0].spacing_px == pytest.approx(whole.lattices[0].spacing_px, rel=0.01)
     record = result.records()[0]
     assert abs(record["x_px"] - fld.dots[0].center_rc[1]) < 3 and abs(record["y_px"] - fld.dots[0].center_rc[0]) < 3
 
