@@ -20,6 +20,11 @@ Usage: ``python benchmarks/process.py [--quick] [--baseline SRC] [--repeat N] [-
    1024^2 dot tiles (``benchmarks/memory.py``'s inputs) and for fields of 1, 4 and 12 dots
    (``make_field``); CPU, wall, peak RSS, per megapixel and per 1,000 columns.
 
+3. **Dots side by side** (``--dots-only``): only the fields of 1, 4 and 12 dots, each run from this
+   tree and from ``--baseline`` alternately (best of ``--repeat``), for a before/after table of a change
+   of the field path (issue 20 goal 4: a lone small dot analysed on its crop); written to
+   ``benchmarks/results/process_dots.md``, leaving ``process.md`` as it is.
+
 Writes ``benchmarks/results/process.md`` (``--quick``: prints only).
 """
 
@@ -38,6 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "process.md"
+DOTS_RESULTS = HERE / "results" / "process_dots.md"
 
 #: Stages timed inside the process: label -> (module, function). Nested calls count once, in the
 #: innermost stage; a function missing from a source tree is not timed there.
@@ -129,6 +135,26 @@ def compile_tree(src: Path) -> None:
     compileall.compile_dir(str(src / "stem_pipeline"), quiet=1)
 
 
+def _trees(baseline: Path | None) -> dict[str, Path]:
+    """This source tree (``after``) and the baseline's (``before``), each byte-compiled."""
+    trees = {"after": ROOT} | ({"before": baseline} if baseline else {})
+    for src in trees.values():
+        compile_tree(src)
+    return trees
+
+
+def best_runs(path: Path, tmp: Path, trees: dict[str, Path], repeat: int) -> dict[str, dict]:
+    """The lowest-CPU of ``repeat`` analyze processes of ``path`` per tree, the trees alternating; outputs in
+    ``tmp/out_<tree>``."""
+    best: dict[str, dict] = {}
+    for _ in range(repeat):
+        for name, src in trees.items():
+            run = run_process(analyze_args(path, tmp / f"out_{name}"), src=src)
+            if name not in best or run["cpu_s"] < best[name]["cpu_s"]:
+                best[name] = run
+    return best
+
+
 def analyze_args(path: Path, out: Path, *extra: str) -> list[str]:
     return ["-q", "analyze", str(path), "--out", str(out), "--overwrite", *extra]
 
@@ -149,15 +175,8 @@ def process_benchmark(tmp: Path, *, repeat: int, baseline: Path | None, n_atomap
 
     dot = make_dot((1024, 1024), pixel_size_nm=0.02, dot_size_nm=14.0, dose=400, rng=2)
     path = io.save(dot.micrograph(), tmp / "dot1024.tif")
-    trees = {"after": ROOT} | ({"before": baseline} if baseline else {})
-    for src in trees.values():
-        compile_tree(src)
-    best: dict[str, dict] = {}
-    for _ in range(repeat):
-        for name, src in trees.items():
-            run = run_process(analyze_args(path, tmp / f"out_{name}"), src=src)
-            if name not in best or run["cpu_s"] < best[name]["cpu_s"]:
-                best[name] = run
+    trees = _trees(baseline)
+    best = best_runs(path, tmp, trees, repeat)
     for name in trees:
         best[name]["n_columns"] = _summary(tmp / f"out_{name}", path)["n_columns"]
     # atomap's Gaussian refinement of the columns nearest the centre, from our starting positions.
@@ -205,9 +224,6 @@ def scaling_benchmark(tmp: Path, sizes: list[int], dot_counts: list[int]) -> dic
     sys.path.insert(0, str(HERE))
     from memory import make_inputs
 
-    from stem_pipeline import io
-    from stem_pipeline.synthetic_field import make_field
-
     rows: dict[str, list[dict]] = {"pixels": [], "dots": []}
     for size in sizes:
         path = make_inputs(tmp, size)["field"]
@@ -218,8 +234,7 @@ def scaling_benchmark(tmp: Path, sizes: list[int], dot_counts: list[int]) -> dic
         rows["pixels"].append(run)
         print(json.dumps({k: v for k, v in run.items() if k != "stages"}), file=sys.stderr, flush=True)
     for n in dot_counts:
-        fld = make_field((2048, 2048), n_dots=n, dot_sizes_nm=(7.0, 9.0), dose=200, pixel_size_nm=0.035, rng=100 + n)
-        path = io.save(fld.micrograph(), tmp / f"field{n}.tif")
+        path = field_input(tmp, n)
         run = run_process(analyze_args(path, tmp / "out_dots"))
         summary = _summary(tmp / "out_dots", path)
         run.update(label=f"{n} dot(s)", megapixels=2048 * 2048 / 1e6, n_columns=summary["n_columns"])
@@ -227,6 +242,65 @@ def scaling_benchmark(tmp: Path, sizes: list[int], dot_counts: list[int]) -> dic
         rows["dots"].append(run)
         print(json.dumps({k: v for k, v in run.items() if k != "stages"}), file=sys.stderr, flush=True)
     return rows
+
+
+def field_input(tmp: Path, n: int) -> Path:
+    """The 2048^2 field of ``n`` dots of 7-9 nm at 0.035 nm/px (``make_field``, seed 100 + n), as a TIFF."""
+    from stem_pipeline import io
+    from stem_pipeline.synthetic_field import make_field
+
+    fld = make_field((2048, 2048), n_dots=n, dot_sizes_nm=(7.0, 9.0), dose=200, pixel_size_nm=0.035, rng=100 + n)
+    return io.save(fld.micrograph(), tmp / f"field{n}.tif")
+
+
+def dots_side_by_side(tmp: Path, dot_counts: list[int], *, repeat: int, baseline: Path | None) -> list[dict]:
+    """The fields of ``dot_counts`` dots, each run from this tree and ``baseline`` alternately (best of ``repeat``)."""
+    trees = _trees(baseline)
+    rows = []
+    for n in dot_counts:
+        path = field_input(tmp, n)
+        best = best_runs(path, tmp, trees, repeat)
+        for name, run in best.items():
+            summary = _summary(tmp / f"out_{name}", path)
+            run.update(label=f"{n} dot(s), {name}", n_columns=summary["n_columns"], fractions=summary["fractions"])
+        rows.append({"n": n, "runs": best, "identical": _same_results(tmp, path, list(trees))})
+        print(
+            json.dumps({k: {"cpu_s": r["cpu_s"], "n_columns": r["n_columns"]} for k, r in best.items()}),
+            file=sys.stderr,
+        )
+    return rows
+
+
+def dots_table(rows: list[dict], *, baseline: str | None, repeat: int) -> list[str]:
+    """Before/after per field (CPU, wall, RSS, columns, uniform fraction), then the per-stage CPU of every run."""
+    names = [n for n in ("before", "after") if n in rows[0]["runs"]]
+    lines = [
+        "## Fields of 1, 4 and 12 dots, side by side",
+        "",
+        "The fresh `analyze` process on `make_field` 2048² fields at 0.035 nm/px with 1, 4 and 12 dots of 7-9 nm "
+        f"(200 counts, seed 100 + dots), best of {repeat} runs of each version, alternating"
+        + (f"; `before`: the source tree `{baseline}`" if baseline else "")
+        + ". Identical: the columns.csv cells and fractions of before and after.",
+        "",
+        "| field of 2048² | "
+        + " | ".join(
+            f"{what} {n}" for what in ("CPU [s]", "wall [s]", "peak RSS [MB]", "columns", "uniform") for n in names
+        )
+        + " | identical |",
+        "|---|" + "---|" * (5 * len(names) + 1),
+    ]
+    for row in rows:
+        runs = [row["runs"][n] for n in names]
+        cells = [f"{r['cpu_s']:.1f}" for r in runs] + [f"{r['wall_s']:.1f}" for r in runs]
+        cells += [f"{r['peak_rss_mb']:.0f}" for r in runs] + [str(r["n_columns"]) for r in runs]
+        cells += [f"{(r['fractions'] or {}).get('uniform', float('nan')):.3f}" for r in runs]
+        same = row["identical"]
+        lines.append(
+            f"| {row['n']} dot(s) | " + " | ".join(cells) + f" | {'' if same is None else same['identical']} |"
+        )
+    lines += ["", "Per stage, CPU [s] (as in the first table of process.md):", ""]
+    lines += stage_table({r["label"]: r for row in rows for r in (row["runs"][n] for n in names)})
+    return lines
 
 
 def _ms(x: float | None) -> str:
@@ -335,8 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, help="process runs per version (default 3, quick 1)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling tables")
+    parser.add_argument(
+        "--dots-only", action="store_true", help="only the 1/4/12-dot fields, before/after, to process_dots.md"
+    )
     args = parser.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 3)
+    if args.dots_only:
+        return _dots_only(args.baseline, repeat, quick=args.quick)
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench_process_") as tmp:
         tmp = Path(tmp)
@@ -348,24 +427,58 @@ def main(argv: list[str] | None = None) -> int:
             scaling = scaling_benchmark(tmp, sizes, [1, 4, 12])
             load.append(os.getloadavg()[0])
     lines = [
-        "# The `analyze` process: per stage, against atomap, and its scaling",
-        "",
-        f"`python benchmarks/process.py{' --quick' if args.quick else ''}"
-        f"{' --baseline ' + str(args.baseline) if args.baseline else ''}"
-        f"{' --repeat ' + str(args.repeat) if args.repeat else ''}` on a shared 2-core machine "
-        f"({platform.processor() or platform.machine()}, Python {platform.python_version()}); 1-minute load average "
-        f"{' / '.join(f'{x:.1f}' for x in load)} (start / after the process runs / after scaling): other jobs were "
-        "running, so absolute times vary by tens of per cent; the ratios come from one run.",
-        "",
+        *_header(
+            "The `analyze` process: per stage, against atomap, and its scaling",
+            f"{' --quick' if args.quick else ''}{' --baseline ' + str(args.baseline) if args.baseline else ''}"
+            f"{' --repeat ' + str(args.repeat) if args.repeat else ''}",
+            load,
+            "start / after the process runs / after scaling",
+        ),
         *process_table(res, baseline=str(args.baseline) if args.baseline else None),
         "",
         *(scaling_table(scaling) if scaling else []),
     ]
+    return _emit(lines, None if args.quick else RESULTS)
+
+
+def _dots_only(baseline: Path | None, repeat: int, *, quick: bool) -> int:
+    """``--dots-only``: the 1/4/12-dot fields side by side with ``baseline``; ``process_dots.md`` unless quick."""
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="bench_process_dots_") as tmp:
+        rows = dots_side_by_side(Path(tmp), [1, 4, 12], repeat=repeat, baseline=baseline)
+    load.append(os.getloadavg()[0])
+    lines = [
+        *_header(
+            "The `analyze` process on fields of 1, 4 and 12 dots",
+            f" --dots-only{' --baseline ' + str(baseline) if baseline else ''} --repeat {repeat}",
+            load,
+            "start / end",
+        ),
+        *dots_table(rows, baseline=str(baseline) if baseline else None, repeat=repeat),
+    ]
+    return _emit(lines, None if quick else DOTS_RESULTS)
+
+
+def _header(title: str, options: str, load: list[float], when: str) -> list[str]:
+    """A results page's title and its line of command, machine and load."""
+    return [
+        f"# {title}",
+        "",
+        f"`python benchmarks/process.py{options}` on a shared 2-core machine "
+        f"({platform.processor() or platform.machine()}, Python {platform.python_version()}); 1-minute load average "
+        f"{' / '.join(f'{x:.1f}' for x in load)} ({when}): other jobs were "
+        "running, so absolute times vary by tens of per cent; the ratios come from one run.",
+        "",
+    ]
+
+
+def _emit(lines: list[str], path: Path | None) -> int:
+    """Print the markdown ``lines`` and write them to ``path`` (None: print only)."""
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
-    if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return 0
 
 

@@ -14,8 +14,11 @@ reason (also a dot whose outline overlaps another dot's: both lattices there,
 
 A field with at most one dot is analysed as a whole, as before fields existed
 (the same numbers as :func:`~stem_pipeline.pipeline.analyze`), also when the
-frame cuts that dot (its record says so); in a field of several dots, dots
-cut by the frame are refused.
+frame cuts that dot (its record says so), unless its crop covers less than
+:data:`LONE_CROP_SHARE` of the frame: a small dot on a large field is analysed
+on its crop, as the dots of a field of several are, so that the cost grows with
+the dot and not with the frame. In a field of several dots, dots cut by the
+frame are refused.
 
 The field's fractions are area-weighted over its analysed dots; the 95 %
 interval combines each dot's measurement interval with the between-dot spread
@@ -56,6 +59,9 @@ __all__ = ["DOT_COLUMNS", "DotResult", "FieldResult", "analyze_field", "field_fr
 CROP_MARGIN_NM = 1.5
 #: Other dots are blanked this far beyond their segmented edge [nm] (their lattice's last half cell).
 BLANK_MARGIN_NM = 0.3
+#: A lone dot whose crop (its bounding box and :data:`CROP_MARGIN_NM` of carbon) covers less than this
+#: share of the frame's pixels is analysed on its crop; one filling more, as a whole image (as before fields).
+LONE_CROP_SHARE = 0.5
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -353,33 +359,48 @@ def _carbon_fill(raw: np.ndarray, support: np.ndarray, n: int, rng: np.random.Ge
     return rng.choice(pool, size=n)
 
 
+def _crop_boxes(labels: np.ndarray, px: float) -> dict[int, tuple[slice, slice]]:
+    """Each dot's crop, by label: its bounding box grown by :data:`CROP_MARGIN_NM`, within the frame.
+
+    One pass over the labels, instead of an image-sized mask per dot.
+    """
+    margin = int(np.ceil(CROP_MARGIN_NM / px))
+    rows, cols = labels.shape
+    return {
+        k: (
+            slice(max(sl[0].start - margin, 0), min(sl[0].stop + margin, rows)),
+            slice(max(sl[1].start - margin, 0), min(sl[1].stop + margin, cols)),
+        )
+        for k, sl in enumerate(ndimage.find_objects(labels), start=1)
+        if sl is not None
+    }
+
+
 def _analyze_dot(
     micrograph: Micrograph,
     labels: np.ndarray,
     shape: DotShape,
+    box: tuple[slice, slice],
     support: np.ndarray,
     config,
     rng: np.random.Generator,
 ) -> tuple[PipelineResult, tuple[int, int]]:
-    """The single-dot chain on a crop around one dot, the other dots blanked with carbon."""
+    """The single-dot chain on the crop ``box`` around one dot, the other dots blanked with carbon."""
     from .pipeline import analyze
 
     px = micrograph.pixel_size_nm
     if px is None:
         raise ValueError(f"{micrograph.source}: a field's dots are cropped in nm and need the pixel size")
-    mine = labels == shape.label
-    rows, cols = np.nonzero(mine)
-    margin = int(np.ceil(CROP_MARGIN_NM / px))
-    r0, r1 = max(rows.min() - margin, 0), min(rows.max() + margin + 1, labels.shape[0])
-    c0, c1 = max(cols.min() - margin, 0), min(cols.max() + margin + 1, labels.shape[1])
-    crop = np.array(micrograph.data[r0:r1, c0:c1], copy=True)
-    others = (labels[r0:r1, c0:c1] > 0) & ~mine[r0:r1, c0:c1]
+    crop = np.array(micrograph.data[box], copy=True)
+    own = labels[box]
+    mine = own == shape.label
+    others = (own > 0) & ~mine
     if others.any():
         others = ndimage.distance_transform_edt(~others) <= BLANK_MARGIN_NM / px
-        others &= ~mine[r0:r1, c0:c1]
+        others &= ~mine
         crop[others] = _carbon_fill(micrograph.data, support, int(others.sum()), rng)
     sub = micrograph.replace(data=crop, source=f"{micrograph.source} dot {shape.label}")
-    return analyze(sub, config, check_dots=False), (int(r0), int(c0))
+    return analyze(sub, config, check_dots=False), (int(box[0].start), int(box[1].start))
 
 
 def analyze_field(
@@ -451,7 +472,8 @@ def analyze_field(
             labels, shapes = joined, dot_shapes(joined)
             rotation = _rotations(labels, shapes, lattice_field)
     del lattice_field  # large (complex per pixel); the single-dot chain needs the memory
-    if len(shapes) <= 1:
+    boxes = _crop_boxes(labels, px)
+    if len(shapes) <= 1 and not (shapes and _crop_share(boxes[shapes[0].label], raw.shape) < LONE_CROP_SHARE):
         result = analyze(micrograph, config, check_dots=False)
         if not shapes and result.crystal_mask is not None and result.status == "ok":
             labels = result.crystal_mask.astype(np.int32)  # a lattice the segmentation's band does not pass
@@ -471,7 +493,7 @@ def analyze_field(
             pixel_size_nm=px,
             lattice_orientation_deg=rotation[shape.label],
         )
-        if shape.touches_border:
+        if shape.touches_border and len(shapes) > 1:
             dots.append(dataclasses.replace(dot, message="cut by the frame edge"))
             continue
         if shape.label in overlaps:
@@ -479,12 +501,15 @@ def analyze_field(
             message = f"overlapping another dot: dot {others} (both lattices where their outlines overlap)"
             dots.append(dataclasses.replace(dot, message=message))
             continue
-        result, offset = _analyze_dot(micrograph, labels, shape, support, config, rng)
+        result, offset = _analyze_dot(micrograph, labels, shape, boxes[shape.label], support, config, rng)
         result = _slim(result, raw, offset)
         reason = refusal_reason(result)
         status = "refused" if reason else "ok"
-        dots.append(dataclasses.replace(dot, status=status, message=reason, result=result, offset_rc=offset))
-    base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash())
+        note = _lone_note(shape, reason) if len(shapes) == 1 else reason
+        dots.append(dataclasses.replace(dot, status=status, message=note, result=result, offset_rc=offset))
+    # A lone dot's lattice is the image's (translation-invariant: summary.json's ``lattice``), as when analysed whole.
+    lattices = dots[0].result.lattices if len(dots) == 1 and dots[0].result is not None else ()
+    base = PipelineResult(micrograph=micrograph, status="ok", config_hash=config.config_hash(), lattices=lattices)
     return _assemble(base, dots + unresolved, labels, raw)
 
 
@@ -554,16 +579,12 @@ def _single(
     dots = []
     if shapes:
         reason = refusal_reason(result)
-        # A lone dot is analysed as before fields existed, also when the frame cuts it (a zoomed-in dot).
-        note = reason or (
-            "touches the frame edge: fractions are of its visible part" if shapes[0].touches_border else None
-        )
         dots.append(
             DotResult(
                 dot=shapes[0].label,
                 shape=shapes[0],
                 status="refused" if reason else "ok",
-                message=note,
+                message=_lone_note(shapes[0], reason),
                 pixel_size_nm=px,
                 lattice_orientation_deg=rotation,
                 result=result,
@@ -576,6 +597,19 @@ def _single(
     n = 0 if result.columns is None or not shapes else len(result.columns)
     result = dataclasses.replace(result, dots=[d.to_record() for d in dots])
     return FieldResult(result=result, dots=dots, labels=labels, column_dot=np.full(n, shapes[0].label if shapes else 0))
+
+
+def _crop_share(box: tuple[slice, slice], shape: tuple[int, ...]) -> float:
+    """The share of the frame's pixels that the crop ``box`` covers."""
+    return (box[0].stop - box[0].start) * (box[1].stop - box[1].start) / (shape[0] * shape[1])
+
+
+def _lone_note(shape: DotShape, reason: str | None) -> str | None:
+    """The message of a field's only dot: its refusal reason, or that the frame cuts it.
+
+    A lone dot is analysed also when the frame cuts it (a zoomed-in dot), as before fields existed.
+    """
+    return reason or ("touches the frame edge: fractions are of its visible part" if shape.touches_border else None)
 
 
 def _field_message(dots: list[DotResult]) -> str | None:
@@ -594,7 +628,7 @@ def _field_message(dots: list[DotResult]) -> str | None:
         parts.append(f"{by_status['refused']} refused (" + ", ".join(f"{k}: {v}" for k, v in reasons.items()) + ")")
     if by_status.get("overview"):
         parts.append(f"{by_status['overview']} sized only (overview image)")
-    return f"{len(dots)} dots: " + "; ".join(parts)
+    return f"{len(dots)} dot{'' if len(dots) == 1 else 's'}: " + "; ".join(parts)
 
 
 def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, raw: np.ndarray) -> FieldResult:
@@ -647,7 +681,6 @@ def _assemble(base: PipelineResult, dots: list[DotResult], labels: np.ndarray, r
         labels=labels_all,
         fractions=field_fractions(dots),
         phases=_field_phases(dots, chosen),
-        lattices=(),
         timings_s=timings,
         message=_field_message(dots),
         dots=[d.to_record() for d in dots],

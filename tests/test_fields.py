@@ -272,6 +272,48 @@ def test_one_dot_image_gives_the_same_numbers_as_analyze(one_dot):
     assert abs(after.dots[0].shape.edge_px * PX - 8.0) < 0.45
 
 
+def test_a_small_lone_dot_is_analysed_on_its_crop_in_the_fields_frame():
+    """One 7 nm dot on a 640^2 field (its crop ~20 % of the frame, under ``LONE_CROP_SHARE``): analysed on its
+    crop as a field's dots are (issue 20: the cost follows the dot, not the frame), with its columns, region
+    map and record in the field's frame; the numbers are the whole-image analysis's within the chain's
+    sensitivity to its crop (0.015, as for the dots of a field) and within the single-dot limit of the truth."""
+    from scipy.spatial import cKDTree
+
+    from stem_pipeline.field import LONE_CROP_SHARE
+
+    fld = make_field((640, 640), n_dots=1, dot_sizes_nm=(7.0, 7.0), uniform_fractions=(0.5,), dose=200, rng=21)
+    result = analyze_field(fld.micrograph())
+    (d,) = result.dots
+    assert d.status == "ok" and d.message is None
+    crop = d.analysis.micrograph.shape
+    assert d.offset_rc != (0, 0) and crop[0] * crop[1] < LONE_CROP_SHARE * 640 * 640
+    whole = analyze(fld.micrograph())
+    assert d.fractions.uniform == pytest.approx(whole.fractions.uniform, abs=0.015)
+    assert abs(d.fractions.uniform - fld.dots[0].uniform_fraction) <= 0.03
+    # The columns where the whole-image analysis puts them, in the field's frame.
+    found = result.result.columns.rc
+    dist, _ = cKDTree(whole.columns.rc).query(found)
+    assert abs(len(found) - len(whole.columns)) <= 0.02 * len(whole.columns)
+    assert np.median(dist) < 0.05 and np.mean(dist < 1.0) > 0.98
+    region = result.result.labels.region_map
+    assert region.shape == (640, 640)
+    assert np.mean(fld.labels[region > 0] == 1) > 0.97
+    # Its lattice is the image's (summary.json's ``lattice``), as the whole-image analysis reports it.
+    assert result.result.lattices[0].spacing_px == pytest.approx(whole.lattices[0].spacing_px, rel=0.01)
+    record = result.records()[0]
+    assert abs(record["x_px"] - fld.dots[0].center_rc[1]) < 3 and abs(record["y_px"] - fld.dots[0].center_rc[0]) < 3
+
+
+def test_a_small_lone_dot_cut_by_the_frame_is_analysed_on_its_crop_not_refused():
+    """A lone dot the frame cuts is analysed (a zoomed-in dot, as before fields existed), also on its crop; in a
+    field of several dots it would be refused."""
+    fld = make_field((640, 640), n_dots=1, n_cut=1, dot_sizes_nm=(7.0, 7.0), uniform_fractions=(0.5,), rng=22)
+    (d,) = analyze_field(fld.micrograph()).dots
+    assert d.shape.touches_border and d.status == "ok" and d.fractions is not None
+    assert d.message == "touches the frame edge: fractions are of its visible part"
+    assert d.analysis.micrograph.shape[0] * d.analysis.micrograph.shape[1] < 0.5 * 640 * 640
+
+
 def test_analyze_result_holds_its_dot_with_a_dataframe_view(one_dot):
     """``sp.analyze`` of a one-dot image: ``result.dots`` is that dot's dots.csv record, as the field's."""
     import stem_pipeline as sp
