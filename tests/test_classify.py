@@ -499,3 +499,30 @@ def test_nearest_column_from_square_corners_equals_the_tree_query_per_pixel():
         tree = cKDTree(rc)
         pix = np.argwhere(mask)
         np.testing.assert_array_equal(regions._nearest(tree, pix), tree.query(pix)[1])
+
+
+def test_boundary_rounds_stop_when_the_labels_repeat():
+    """On a small dot whose boundary rounds alternate, the result no longer depends on the round cap."""
+    rng = np.random.default_rng(13)
+    dot = make_dot(
+        (320, 320),
+        dot_size_nm=8,
+        rotation_deg=rng.uniform(0, 90),
+        domain_size_nm=2.5,
+        uniform_fraction=rng.uniform(0.2, 0.8),
+        dose=100,
+        rng=rng,
+    )
+    cols = Columns(rc=dot.rc, peak=dot.amplitude)
+
+    def labels(rounds: int) -> np.ndarray:
+        config = ClassifyConfig(boundary_rounds=rounds)
+        lab, _ = classify_columns(cols, shape=dot.image.shape, lattice_vectors_px=dot.lattice_vectors_px, config=config)
+        return lab.label
+
+    # Before the labels repeat, one more round changes them (the rounds alternate on this dot) ...
+    assert not np.array_equal(labels(5), labels(6))
+    # ... once they repeat, the rounds stop: more allowed rounds give the same labels.
+    settled = labels(8)
+    assert np.array_equal(settled, labels(9))
+    assert np.array_equal(settled, labels(30))

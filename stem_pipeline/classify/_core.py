@@ -131,7 +131,12 @@ class ClassifyConfig(StrictModel):
         2,
         ge=1,
         le=MAX_MEAN_FIELD_ITERATIONS,
-        description="Rounds of the boundary pass, each with the own-intensity evidence (:func:`~stem_pipeline.classify.own_intensity_llr`) recomputed from the previous round's labels.",
+        description="Most rounds of the boundary pass, each with the own-intensity evidence (:func:`~stem_pipeline.classify.own_intensity_llr`) recomputed from the previous round's labels; the rounds stop earlier when a round's labels repeat an earlier round's (a fixed point, or a cycle whose rounds' posteriors are averaged). More rounds are not a converged answer: on 420 tuning dots (``benchmarks/labels.py``, seeds 30000-30139) 63 still change after 10 rounds, and the rounds erode small domains further (``benchmarks/results/labels.md``).",
+    )
+    boundary_beta: float = Field(
+        3.0,
+        ge=0.0,
+        description="Potts coupling of the boundary pass (:func:`~stem_pipeline.classify.refine_boundaries`), per unit of mean neighbour agreement (the random field's ``mrf_beta`` by default). A weaker coupling with more rounds (2.0 with ``boundary_rounds`` 10) was measured on tuning and held-out dots in ``benchmarks/results/labels.md`` and not adopted.",
     )
     hull_margin_spacings: float = Field(
         0.5,
@@ -312,7 +317,31 @@ def _ordered_posterior(
             n_iter=config.mrf_iterations,
             max_evidence=config.mrf_max_evidence,
         )
-    for _ in range(config.boundary_rounds if n_classes == 2 and config.boundary_iterations > 0 else 0):
+    if n_classes == 2 and config.boundary_iterations > 0:
+        p_ord = _boundary_rounds(rc, intensity, feats, p_ord, confidence, spacing_px, config)
+    return p_ord, n_classes
+
+
+def _boundary_rounds(
+    rc: np.ndarray,
+    intensity: np.ndarray,
+    feats: ColumnFeatures,
+    p_ord: np.ndarray,
+    confidence: np.ndarray,
+    spacing_px: float,
+    config: ClassifyConfig,
+) -> np.ndarray:
+    """Boundary rounds until the labels repeat (a fixed point, or the mean posterior over a cycle) or ``boundary_rounds``.
+
+    Each round re-decides the boundary columns from the own-intensity evidence of the previous round's
+    labels. A fixed number of rounds is not an answer: on a small domain the rounds can alternate between
+    two assignments (a 2-cycle), and which one a fixed count ends on then depends on anything that shifts
+    the cycle's phase (a crop's margin). The rounds stop when a round's labels equal an earlier round's;
+    over the rounds of that cycle each column gets its mean posterior, so columns the cycle agrees on keep
+    their label and the others are decided by the average of the cycle's states.
+    """
+    history: list[tuple[np.ndarray, np.ndarray]] = []
+    for _ in range(config.boundary_rounds):
         own = own_intensity_llr(
             rc,
             intensity,
@@ -327,11 +356,17 @@ def _ordered_posterior(
             p_ord,
             mrf_radius_px=config.mrf_radius_spacings * spacing_px,
             confidence=confidence,
-            beta=config.mrf_beta,
+            beta=config.boundary_beta,
             n_iter=config.boundary_iterations,
             evidence=own,
         )
-    return p_ord, n_classes
+        hard = p_ord >= 0.5
+        seen = [k for k, (h, _) in enumerate(history) if np.array_equal(h, hard)]
+        if seen:
+            cycle = [p for _, p in history[seen[0] + 1 :]] + [p_ord]
+            return np.mean(cycle, axis=0)
+        history.append((hard, p_ord))
+    return p_ord
 
 
 def _crystal_area(
