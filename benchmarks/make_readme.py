@@ -24,6 +24,9 @@ ORDER = (
     "series",
 )
 
+#: Results pages shown at the end of another's section (another mode of the same script): page -> section.
+SUBSECTIONS = {"unbiased_oracle": "unbiased"}
+
 HEADER = """# Benchmarks
 
 Speed and accuracy of stem_pipeline, measured side by side with the tools a microscopist would
@@ -76,15 +79,23 @@ SUMMARY = """## Summary: goals against measurements
 
 def main() -> None:
     parts = [HEADER, SUMMARY]
-    names = [n for n in ORDER if (HERE / "results" / f"{n}.md").is_file()]
-    names += sorted(p.stem for p in (HERE / "results").glob("*.md") if p.stem not in ORDER)
+    pages = [n for n in ORDER if (HERE / "results" / f"{n}.md").is_file()]
+    pages += sorted(p.stem for p in (HERE / "results").glob("*.md") if p.stem not in ORDER)
+    names = [n for n in pages if n not in SUBSECTIONS]
     parts.append("Contents: " + ", ".join(f"[{n}](#{n})" for n in names) + "\n")
     for name in names:
-        text = (HERE / "results" / f"{name}.md").read_text().strip()
+        texts = [(HERE / "results" / f"{page}.md").read_text().strip() for page in (name, *_subsections(name, pages))]
         # Demote the results' own headings one level under this page's sections.
-        text = "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+        text = "\n\n".join(
+            "\n".join("#" + line if line.startswith("#") else line for line in t.splitlines()) for t in texts
+        )
         parts.append(f'<a id="{name}"></a>\n\n## {name} (`benchmarks/{name}.py`)\n\n{text}\n')
     (HERE / "README.md").write_text("\n".join(parts))
+
+
+def _subsections(name: str, pages: list[str]) -> list[str]:
+    """The pages shown at the end of section ``name`` (:data:`SUBSECTIONS`) that were written."""
+    return [page for page, section in SUBSECTIONS.items() if section == name and page in pages]
 
 
 if __name__ == "__main__":
