@@ -344,7 +344,7 @@ def load_frozen(modules: tuple[str, ...]) -> None:
 
 #: glibc's ``mallopt`` parameters (malloc.h) and the values :func:`keep_freed_memory` sets [bytes].
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-TRIM_THRESHOLD_BYTES, MMAP_THRESHOLD_BYTES = 128 << 20, 32 << 20
+TRIM_THRESHOLD_BYTES, MMAP_THRESHOLD_BYTES = 32 << 20, 16 << 20
 
 
 def keep_freed_memory() -> None:
@@ -355,8 +355,9 @@ def keep_freed_memory() -> None:
     heap above 128 KB, so each new temporary faults its pages in again: ~10^5 page faults, ~0.2 s CPU
     (most of it system time) of a 1024^2 ``analyze`` process (benchmarks/process.py). Here blocks up
     to :data:`MMAP_THRESHOLD_BYTES` come from the heap and up to :data:`TRIM_THRESHOLD_BYTES` of free
-    heap is kept; the peak RSS is unchanged. glibc only (elsewhere nothing changes), and only for the
-    console script's process, as :func:`load_frozen`.
+    heap is kept: the peak RSS stays that of the default (1024^2 to 4096^2 images; 32 and 128 MB
+    took +10 % for 2048^2 and 4096^2 images, for no less CPU). glibc only (elsewhere nothing
+    changes), and only for the console script's process, as :func:`load_frozen`.
     """
     try:
         os.confstr("CS_GNU_LIBC_VERSION")
