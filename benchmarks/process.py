@@ -4,11 +4,11 @@ Usage: ``python benchmarks/process.py [--quick] [--baseline SRC] [--repeat N] [-
 
 1. **One 1024x1024 dot** (the image of ``benchmarks/columns.py``: ``make_dot``, 14 nm at
    0.02 nm/px, 400 counts, seed 2) saved as an ImageJ TIFF, analysed by a fresh
-   ``python -m stem_pipeline.cli -q analyze dot.tif --out OUT`` process. Its CPU time
-   (user + system, all threads, interpreter start included, from ``wait4``), wall time
-   and peak RSS; inside it, the CPU time of each stage (``time.process_time`` around the
-   library functions, each stage's own time without the stages it calls; a stage's lazy
-   imports count in it). ``--baseline SRC`` runs the same process from another source tree
+   ``stem-pipeline -q analyze dot.tif --out OUT`` process (``cli.run``, the console script).
+   Its CPU time (user + system, all threads, interpreter start included, from ``wait4``), wall
+   time and peak RSS; inside it, the CPU time of each stage (``time.process_time`` around the
+   library functions, wrapped as the command imports their modules; each stage's own time
+   without the stages it calls; a stage's lazy imports count in it). ``--baseline SRC`` runs the same process from another source tree
    (e.g. an exported older commit) in the same run, alternating, for a before/after table;
    the best of ``--repeat`` runs of each. Each source tree is byte-compiled first, as ``pip install``
    does: where ``PYTHONDONTWRITEBYTECODE`` is set (as on the project's machine) every process would
@@ -67,16 +67,19 @@ STAGES = {
     "report.{csv,json,html} + histograms": ("stem_pipeline.report.batch", "write_reports"),
 }
 
-# The child: import the stages' modules (the command imports them too), wrap the stages, run the command.
+# The child: the console script (cli.run) as it runs, with the stages' functions wrapped as their modules
+# are imported, where the command imports them (an import hook), so that the process loads them as it would.
 _CHILD = r"""
-import importlib, json, sys, time
+import importlib.machinery, json, sys, time
 stages = json.loads(sys.argv[1])
-own = {label: 0.0 for label in stages}
-stack = []
+own = {label: None for label in stages}
+stack, first = [], []
 def wrap(label, func):
     def timed(*args, **kwargs):
         stack.append(0.0)
         t0 = time.process_time()
+        if not first:
+            first.append(t0)
         try:
             return func(*args, **kwargs)
         finally:
@@ -86,20 +89,35 @@ def wrap(label, func):
             if stack:
                 stack[-1] += spent
     return timed
+targets = {}
 for label, (module, name) in stages.items():
-    mod = importlib.import_module(module)
-    if hasattr(mod, name):
-        setattr(mod, name, wrap(label, getattr(mod, name)))
-    else:
-        own[label] = None
+    targets.setdefault(module, []).append((label, name))
+class WrapOnImport:
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path) if fullname in targets else None
+        if spec is None:
+            return None
+        execute = spec.loader.exec_module
+        def exec_module(module):
+            execute(module)
+            for label, name in targets[fullname]:
+                if hasattr(module, name):  # a function missing from a source tree is not timed there
+                    setattr(module, name, wrap(label, getattr(module, name)))
+                    own[label] = 0.0
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, WrapOnImport)
+sys.argv = ["stem-pipeline", *sys.argv[2:]]
 from stem_pipeline import cli
-imports = time.process_time()
-status = cli.main(sys.argv[2:])
-# Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
-hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"status": status, "stages": own, "imports_cpu_s": imports, "peak_rss_mb": hwm}), flush=True)
-# The process ends as the console script's does (cli.exit_process; a tree without it: sys.exit).
-getattr(cli, "exit_process", sys.exit)(status)
+try:
+    cli.run()
+except SystemExit as exc:
+    # Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
+    hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    before = first[0] if first else time.process_time()
+    print(json.dumps({"status": exc.code, "stages": own, "before_cpu_s": before, "peak_rss_mb": hwm}), flush=True)
+    raise
 """
 
 
@@ -318,8 +336,8 @@ def stage_table(runs: dict[str, dict]) -> list[str]:
         "| start-up and the rest (interpreter, imports of the command's modules, file hash, batch bookkeeping) | "
         + " | ".join(_ms(x) for x in other)
         + " |",
-        "| of which: imports before the command runs | "
-        + " | ".join(_ms(r["imports_cpu_s"]) for r in runs.values())
+        "| of which: before the first stage (interpreter, imports, arguments, configuration) | "
+        + " | ".join(_ms(r["before_cpu_s"]) for r in runs.values())
         + " |",
         "| **whole process, CPU** | " + " | ".join(f"**{r['cpu_s']:.2f}**" for r in runs.values()) + " |",
         "| whole process, wall [s] | " + " | ".join(f"{r['wall_s']:.2f}" for r in runs.values()) + " |",

@@ -386,7 +386,7 @@ def _note_other_dots(result: PipelineResult) -> PipelineResult:
     analysed = 0
     if result.columns is not None and len(result.columns):
         rows, cols = np.clip(np.rint(result.columns.rc).astype(int), 0, np.array(labels.shape) - 1).T
-        analysed = np.count_nonzero(np.bincount(labels[rows, cols], minlength=n_dots + 1)[1:])
+        analysed = int(np.count_nonzero(np.bincount(labels[rows, cols], minlength=n_dots + 1)[1:]))
     note = (
         f"the image holds {n_dots} dots and this analysis read it as one crystal (its columns lie in {analysed} "
         "of them): stem_pipeline.field.analyze_field, as `stem-pipeline analyze` does, reports each dot"

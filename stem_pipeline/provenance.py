@@ -16,10 +16,27 @@ def versions(extra: Iterable[str] = ()) -> dict[str, str]:
     out = {}
     for name in (*VERSIONED, *extra):
         try:
-            out[name] = _metadata.version(name)
+            out[name] = _version(name)
         except _metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def _version(name: str) -> str:
+    """``importlib.metadata.version(name)``, read from the metadata's headers alone.
+
+    ``version()`` parses the whole metadata file as an e-mail message, licence texts and READMEs
+    included: ~0.015 s CPU of an ``analyze`` process for these packages (benchmarks/process.py).
+    """
+    dist = _metadata.distribution(name)
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line:  # the headers end at the first empty line
+            break
+        key, _, value = line.partition(":")
+        if key == "Version":
+            return value.strip()
+    return dist.version
 
 
 def file_hash(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:

@@ -145,6 +145,28 @@ def test_overwrite_redoes_an_image(mixed_folder, tmp_path):
     assert not again[0]["skipped"] and first[0]["fractions"] == again[0]["fractions"]
 
 
+def test_a_quiet_batch_shows_no_bar_and_does_not_import_tqdm(mixed_folder, tmp_path):
+    code = (
+        "import sys; from stem_pipeline import batch; "
+        f"batch.run_batch([{str(mixed_folder / 'carbon.tif')!r}], {str(tmp_path)!r}, workers=1, progress=False); "
+        "print('tqdm' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False" and "image" not in done.stderr
+
+
+def test_recorded_versions_are_the_installed_distributions():
+    from importlib import metadata
+
+    from stem_pipeline.provenance import versions
+
+    found = versions(("jinja2", "no-such-distribution-here"))
+    assert found["no-such-distribution-here"] == "not installed"
+    for name, version in found.items():
+        if version != "not installed":
+            assert version == metadata.version(name), name
+
+
 def test_temporaries_of_a_killed_run_are_removed(mixed_folder, tmp_path):
     inputs = [mixed_folder / "carbon.tif", mixed_folder / "stack.npy"]  # one finished, one to redo
     batch.run_batch(inputs, tmp_path, workers=1, progress=False)

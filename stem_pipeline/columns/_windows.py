@@ -104,9 +104,11 @@ def voronoi_mask(win: Windows, rc: np.ndarray, neighbours: np.ndarray) -> np.nda
 
 #: Bytes of one per-batch (columns, window pixels, parameters) float64 array. The Gaussian fit holds about
 #: a dozen arrays of that size: 7,700 columns in 19x19-pixel windows in one batch took +600 MB
-#: (benchmarks/memory.py); at 32 MB a batch holds ~1,600 such columns and the fit peaks at ~150 MB,
-#: with the same results (every column is fitted on its own).
-BATCH_BYTES = 32 << 20
+#: (benchmarks/memory.py); at 8 MB a batch holds ~400 such columns and the fit peaks at ~40 MB, with the
+#: same results (every column is fitted on its own). 8 rather than 32 MB also took ~0.04 s CPU less to
+#: refine a 1024^2 dot's ~1,950 columns (fewer fresh pages to fault in, arrays nearer the cache size;
+#: benchmarks/process.py).
+BATCH_BYTES = 8 << 20
 
 
 def batches(n: int, size: int, *, half_px: int | None = None, n_params: int = 8):
