@@ -12,7 +12,7 @@ boundary band), ordered called uniform and the reverse.
 Usage::
 
     python benchmarks/labels.py SEED0 SEED1 [--doses 30 100 400] [--cache DIR] [--code TREE] [--out FILE.json]
-        [--set boundary_rounds=10 boundary_beta=2.0]
+        [--set boundary_rounds=10 boundary_beta=2.0 intensity=volume]
 
 ``--code`` re-classifies with the package at another source tree (e.g. a ``git archive`` of main), so two
 versions of the classifier are scored on the same cached columns; the cache is filled on first use.
@@ -115,6 +115,16 @@ def score(item: dict, **changes) -> dict:
     }
 
 
+def _value(text: str) -> int | float | str:
+    """A ``--set`` value: an int, a float, or else the text (e.g. ``intensity=volume``)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first", type=int)
@@ -123,9 +133,7 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/labels_cache"))
     parser.add_argument("--code", type=Path, default=None, help="source tree whose classifier scores the dots")
     parser.add_argument("--out", type=Path, default=None, help="per-dot rows as JSON")
-    parser.add_argument(
-        "--set", nargs="*", default=[], metavar="FIELD=VALUE", help="ClassifyConfig fields changed (numbers)"
-    )
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="ClassifyConfig fields changed")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     logging.getLogger("stem_pipeline").setLevel(logging.ERROR)
@@ -134,7 +142,7 @@ def main(argv=None) -> None:
         for name in [m for m in sys.modules if m == "stem_pipeline" or m.startswith("stem_pipeline.")]:
             del sys.modules[name]
         sys.path.insert(0, str(args.code))
-    changes = {k: float(v) if "." in v else int(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    changes = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     rows = [score(item, **changes) for item in items]
     for dose in args.doses:
         rs = [r for r in rows if r["dose"] == dose and r["err"] is not None]

@@ -6,7 +6,7 @@ gives the ordered columns a ``bright``/``dim`` contrast, maps the phases onto
 the pixels and returns the crystal-area fractions with a 95 % interval.
 """
 
-from ._core import ClassifyConfig, classify_columns
+from ._core import ClassifyConfig, classification_intensity, classify_columns
 from .applicability import TwoPhaseModelConfig, bright_fraction, contrast_pattern_reasons, two_phase_model_reasons
 from .features import (
     ColumnFeatures,
@@ -34,6 +34,7 @@ __all__ = [
     "bright_fraction",
     "contrast_pattern_reasons",
     "boundary_length_px",
+    "classification_intensity",
     "classify_columns",
     "classify_lattice_regions",
     "column_features",

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._stats import WIDTH95_SD, Z95
 from .._types import LABELS, REGION_OUTSIDE, AreaFractions, Columns, Lattice, PhaseLabels
-from ._core import ClassifyConfig, classify_columns
+from ._core import ClassifyConfig, classification_intensity, classify_columns
 from .applicability import TwoPhaseModelConfig, contrast_pattern_reasons
 
 
@@ -73,7 +73,7 @@ def classify_lattice_regions(
             config=config,
         )
         reasons += contrast_pattern_reasons(
-            cols.intensity,
+            classification_intensity(cols, config.intensity),
             cols.rc,
             labels.label == LABELS.index("ordered"),
             spacing_px=lattice.spacing_px,
