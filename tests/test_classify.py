@@ -254,9 +254,9 @@ def test_minority_posterior_finds_a_cluster_not_scattered_outliers():
 
 
 def test_a_small_ordered_domain_in_a_uniform_dot_is_found_or_allowed_for():
-    """89 CsPbI3 columns (5 % of the dot) in a PbI2-like dot: the mixture of the noisier volumes misses them,
-    the cluster search does not; without it the one-phase interval still reaches the truth (undetected-domain
-    term)."""
+    """89 CsPbI3 columns (5 % of the dot) in a PbI2-like dot: the mixture of the column volumes misses them,
+    the cluster search does not; without it the one-phase interval still reaches the
+    truth (undetected-domain term)."""
     from stem_pipeline.pipeline import PipelineConfig, analyze
 
     dot = make_dot(

@@ -106,11 +106,11 @@ def test_classification_intensity_is_the_height_at_the_fitted_width():
     sigma = rng.uniform(1.0, 2.0, (20, 2))
     height = rng.uniform(50.0, 100.0, 20)
     cols = Columns(rc=rng.uniform(0, 100, (20, 2)), sigma=sigma, volume=2 * np.pi * height * sigma[:, 0] * sigma[:, 1])
-    np.testing.assert_allclose(classification_intensity(cols), height)
-    np.testing.assert_allclose(classification_intensity(cols, "volume"), cols.volume)
+    np.testing.assert_allclose(classification_intensity(cols, "height"), height)
+    np.testing.assert_allclose(classification_intensity(cols), cols.volume)
     # Without fitted widths the height cannot be formed: the columns' own intensity.
-    np.testing.assert_allclose(classification_intensity(cols.replace(sigma=None)), cols.volume)
-    np.testing.assert_allclose(classification_intensity(Columns(rc=cols.rc, peak=height)), height)
+    np.testing.assert_allclose(classification_intensity(cols.replace(sigma=None), "height"), cols.volume)
+    np.testing.assert_allclose(classification_intensity(Columns(rc=cols.rc, peak=height), "height"), height)
 
 
 def test_heights_label_boundary_columns_better_than_volumes():
