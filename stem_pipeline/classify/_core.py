@@ -45,8 +45,8 @@ class ClassifyConfig(StrictModel):
     """Options of the contrast classification and the phase fractions."""
 
     intensity: Literal["height", "volume"] = Field(
-        "volume",
-        description="Column intensity the classification compares: ``volume`` (:attr:`~stem_pipeline.Columns.intensity`), or ``height``, the Gaussian height refitted at each column's fitted width (``volume / (2 pi sigma_r sigma_c)``; :func:`classification_intensity`). The volume carries the noise of each column's fitted width squared: on 30 tuning dots at 400 counts (``benchmarks/labels.py``, seeds 30000-30029) its robust relative spread about the true column heights was 0.118 against the height's 0.053, and 210 of the 221 boundary columns whose own-intensity evidence pointed to the wrong phase read right with the true heights. ``height`` lowered the fraction errors' sd and largest error on 420 tuning and 360 held-out dots (``benchmarks/results/labels.md``); it is not yet the default because one field test's 7 nm dot then errs by 0.031 against its 0.03 limit.",
+        "height",
+        description="Column intensity the classification compares: ``volume`` (:attr:`~stem_pipeline.Columns.intensity`), or ``height``, the Gaussian height refitted at each column's fitted width (``volume / (2 pi sigma_r sigma_c)``; :func:`classification_intensity`). The volume carries the noise of each column's fitted width squared: on 30 tuning dots at 400 counts (``benchmarks/labels.py``, seeds 30000-30029) its robust relative spread about the true column heights was 0.118 against the height's 0.053, and 210 of the 221 boundary columns whose own-intensity evidence pointed to the wrong phase read right with the true heights. ``height`` lowered the fraction errors' sd and largest error on 420 tuning and 360 held-out dots (``benchmarks/results/labels.md``); the default since then (``volume`` is the earlier behaviour).",
     )
     radius_spacings: float = Field(
         2.6, gt=1.0, le=6.0, description="Radius of the local superlattice fit, in column spacings."
