@@ -148,6 +148,19 @@ def score(raw: dict, gain_sd: float | None = None, pooled: bool = True, aicc_mar
     return row
 
 
+def _set_rows(scored: list[dict], label: str) -> list[str]:
+    """Table rows of one set of scored series: per number of frames, per counts per frame, and all."""
+    rows = []
+    for n_frames in FRAMES:
+        cell = [r for r in scored if r["n_frames"] == n_frames]
+        rows.append(f"| {n_frames}, {len(cell)} {label} | all | " + " | ".join(_fmt_cell(cell)) + " |")
+    for counts in COUNTS:
+        cell = [r for r in scored if r["counts"] == counts]
+        rows.append(f"| all, {len(cell)} {label} | {counts:g} | " + " | ".join(_fmt_cell(cell)) + " |")
+    rows.append(f"| all, {len(scored)} {label} | all | " + " | ".join(_fmt_cell(scored)) + " |")
+    return rows
+
+
 def _fmt_cell(rows: list[dict]) -> list[str]:
     fitted = [r for r in rows if r["fitted"]]
     if not fitted:
@@ -270,34 +283,14 @@ def main(argv=None) -> None:
     lines.append("| all, each frame's own read | all | " + " | ".join(_fmt_cell(own_grid)) + " |")
     lines.append(f"| 10, {len(more)} other dots (tuning) | 100 | " + " | ".join(_fmt_cell(more)) + " |")
     lines.append(f"| 10, {len(held_out)} fresh dots (held out) | 100 | " + " | ".join(_fmt_cell(held_out)) + " |")
-    for n_frames in FRAMES:
-        cell = [r for r in fresh if r["n_frames"] == n_frames]
-        lines.append(
-            f"| {n_frames}, {len(cell)} fresh dots (issue 19 follow-up) | all | " + " | ".join(_fmt_cell(cell)) + " |"
-        )
-    for counts in COUNTS:
-        cell = [r for r in fresh if r["counts"] == counts]
-        lines.append(
-            f"| all, {len(cell)} fresh dots (issue 19 follow-up) | {counts:g} | " + " | ".join(_fmt_cell(cell)) + " |"
-        )
-    lines.append(f"| all, {len(fresh)} fresh dots (issue 19 follow-up) | all | " + " | ".join(_fmt_cell(fresh)) + " |")
+    lines += _set_rows(fresh, "fresh dots (issue 19 follow-up)")
     own_fresh = [score(r, pooled=False) for r in raws if FRESH <= r["seed"] < FRESH2]
     lines.append(
         f"| all, {len(fresh)} fresh dots (issue 19 follow-up), each frame's own read | all | "
         + " | ".join(_fmt_cell(own_fresh))
         + " |"
     )
-    for n_frames in FRAMES:
-        cell = [r for r in fresh2 if r["n_frames"] == n_frames]
-        lines.append(
-            f"| {n_frames}, {len(cell)} new dots (30-count follow-up) | all | " + " | ".join(_fmt_cell(cell)) + " |"
-        )
-    for counts in COUNTS:
-        cell = [r for r in fresh2 if r["counts"] == counts]
-        lines.append(
-            f"| all, {len(cell)} new dots (30-count follow-up) | {counts:g} | " + " | ".join(_fmt_cell(cell)) + " |"
-        )
-    lines.append(f"| all, {len(fresh2)} new dots (30-count follow-up) | all | " + " | ".join(_fmt_cell(fresh2)) + " |")
+    lines += _set_rows(fresh2, "new dots (30-count follow-up)")
     for name, subset in (("other dots (tuning)", more), ("fresh dots (held out)", held_out)):
         own = [score(r, pooled=False) for r in subset]
         lines.append(f"| 10, {len(subset)} {name}, each frame's own read | 100 | " + " | ".join(_fmt_cell(own)) + " |")
