@@ -91,10 +91,12 @@ def pixel_noise(rest: np.ndarray, columns: Columns, spacing_px: float) -> float 
     if columns.amplitude is None or len(columns) < 3:
         return None
     height = float(np.nanmedian(np.asarray(columns.amplitude, dtype=np.float64)))
-    inside = ndimage.distance_transform_edt(hull_mask(rest.shape, columns.rc)) > INSIDE_DEPTH_SPACINGS * spacing_px
+    box = _columns_box(rest.shape, columns.rc, 1)
+    inside = ndimage.distance_transform_edt(hull_mask(rest.shape, columns.rc)[box]) > INSIDE_DEPTH_SPACINGS * spacing_px
     if not inside.any() or not height > 0:
         return None
-    high = (rest - ndimage.uniform_filter(rest, 3, mode="nearest"))[inside]
+    part = np.asarray(rest[box], dtype=np.float32)
+    high = (part - ndimage.uniform_filter(part, 3, mode="nearest"))[inside]
     return float(1.4826 * np.median(np.abs(high - np.median(high)))) / height
 
 
@@ -140,11 +142,7 @@ def diffuse_outline(
         return None
     hull = hull_mask(shape, rc)
     # On the columns' bounding box grown past the carbon ring and the smoothing: nothing further is read.
-    reach = int(np.ceil((CARBON_RING_SPACINGS[1] + 4 * smoothing_spacings) * spacing_px))
-    r, c = np.round(rc).astype(int).T
-    box = tuple(
-        slice(max(int(v.min()) - reach, 0), min(int(v.max()) + reach + 1, n)) for v, n in ((r, shape[0]), (c, shape[1]))
-    )
+    box = _columns_box(shape, rc, int(np.ceil((CARBON_RING_SPACINGS[1] + 4 * smoothing_spacings) * spacing_px)))
     smooth = ndimage.gaussian_filter(rest[box].astype(np.float32), smoothing_spacings * spacing_px, mode="nearest")
     distance = ndimage.distance_transform_edt(~hull[box])
     depth = ndimage.distance_transform_edt(hull[box])
@@ -165,3 +163,11 @@ def diffuse_outline(
     mask = np.zeros(shape, bool)
     mask[box] = crystal
     return DiffuseOutline(mask=mask, contrast=float(contrast))
+
+
+def _columns_box(shape: tuple[int, ...], rc: np.ndarray, reach: int) -> tuple[slice, slice]:
+    """The columns' bounding box grown by ``reach`` pixels, within the image."""
+    r, c = np.round(np.asarray(rc).reshape(-1, 2)).astype(int).T
+    rows = slice(max(int(r.min()) - reach, 0), min(int(r.max()) + reach + 1, int(shape[0])))
+    cols = slice(max(int(c.min()) - reach, 0), min(int(c.max()) + reach + 1, int(shape[1])))
+    return rows, cols
