@@ -7,7 +7,15 @@ import pytest
 
 from stem_pipeline import Columns
 from stem_pipeline._types import REGION_OUTSIDE
-from stem_pipeline.classify import ClassifyConfig, diffuse_outline, hull_mask, render_columns, without_columns
+from stem_pipeline.classify import (
+    ClassifyConfig,
+    classify_columns,
+    diffuse_outline,
+    hull_mask,
+    pixel_noise,
+    render_columns,
+    without_columns,
+)
 from stem_pipeline.pipeline import PipelineConfig, analyze
 from stem_pipeline.synthetic import make_dot
 
@@ -77,3 +85,30 @@ def test_the_pipeline_places_the_edge_at_the_step(edge):
         assert measured.sum() >= 0.995 * found.crystal_mask.sum()
     else:  # the columns' hull half a spacing out: 0.4 spacing short of the edge
         assert area_ratio(measured, dot) < 0.96
+
+
+def test_pixel_noise_falls_as_the_root_of_the_dose_and_ignores_the_scale():
+    """Pixel noise over the column height: ~1/sqrt(dose) for counts; the same for any scale of the image."""
+    noise = {}
+    for dose in (30.0, 400.0):
+        dot = make_dot((320, 320), dot_size_nm=8.0, dose=dose, rng=16)
+        spacing = float(np.linalg.norm(dot.lattice_vectors_px[0]))
+        cols = true_columns(dot)
+        noise[dose] = pixel_noise(without_columns(dot.image, cols), cols, spacing)
+        scaled = true_columns(dot, 7.0)
+        assert pixel_noise(without_columns(7.0 * dot.image, scaled), scaled, spacing) == pytest.approx(noise[dose])
+    assert 2.5 < noise[30.0] / noise[400.0] < 4.5  # sqrt(400 / 30) = 3.7
+
+
+def test_the_interval_widens_with_the_pixel_noise():
+    dot = make_dot((320, 320), dot_size_nm=8.0, domain_size_nm=3.0, dose=None, rng=17)
+    cols = Columns(rc=dot.rc, peak=dot.amplitude)
+    widths = []
+    for noise in (None, 0.04, 0.15):
+        _, fractions = classify_columns(cols, shape=dot.image.shape, pixel_noise=noise)
+        widths.append(fractions.uniform_ci95[1] - fractions.uniform_ci95[0])
+    assert widths[0] < widths[1] < widths[2]
+    _, quiet = classify_columns(
+        cols, shape=dot.image.shape, pixel_noise=0.15, config=ClassifyConfig(boundary_noise_spacings=0.0)
+    )
+    assert quiet.uniform_ci95[1] - quiet.uniform_ci95[0] == pytest.approx(widths[0])
