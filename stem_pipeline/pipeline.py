@@ -339,8 +339,8 @@ def _crystal_outline(run: _Run, columns: Columns) -> None:
     """The crystal's edge at the step of the diffuse intensity, each lattice's region in it, and the image noise.
 
     Where the step is found (:func:`stem_pipeline.classify.diffuse_outline`), it is the crystal mask;
-    elsewhere the fractions are of the crystal mask within the columns' hull grown by
-    ``ClassifyConfig.hull_margin_spacings``, so that its fringe goes to neither phase.
+    elsewhere the crystal mask is clipped to the columns' hull grown by ``ClassifyConfig.hull_margin_spacings``,
+    so that its fringe goes to neither phase. Either way the result's crystal mask is the area the fractions are of.
     """
     config = run.config.classify
     spacing = min(lat.spacing_px for lat in run.lattices)
@@ -358,10 +358,12 @@ def _crystal_outline(run: _Run, columns: Columns) -> None:
         )
     if outline is not None:
         run.crystal_mask = outline.mask
-        run.regions = nearest_column_regions(run.parts, outline.mask)
     elif run.crystal_mask is not None:
-        hull = hull_mask(run.crystal_mask.shape, columns.rc, margin_px=config.hull_margin_spacings * spacing)
-        run.regions = nearest_column_regions(run.parts, run.crystal_mask & hull)
+        run.crystal_mask = run.crystal_mask & hull_mask(
+            run.crystal_mask.shape, columns.rc, margin_px=config.hull_margin_spacings * spacing
+        )
+    if run.crystal_mask is not None:
+        run.regions = nearest_column_regions(run.parts, run.crystal_mask)
 
 
 def _refine_and_measure(run: _Run) -> Columns:
