@@ -169,19 +169,19 @@ class ClassifyConfig(StrictModel):
         description="A given crystal mask (and the diffuse outline) is clipped to the columns' convex hull grown by this many column spacings: the outermost columns lie less than a spacing inside the crystal's edge.",
     )
     boundary_sd_spacings: float = Field(
-        0.11,
+        0.05,
         ge=0.0,
-        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, without noise (see ``boundary_noise_spacings``), that enters the 95 % interval of the uniform fraction: with ``boundary_noise_spacings`` and ``edge_sd_spacings``, set so that 95 % of 180 mixed tuning dots through ``pipeline.analyze`` at each dose (the draw of ``benchmarks/unbiased.py``, seeds 30000-30059 at 30, 100 and 400 counts; truth the domain area) lie within it (0.95 / 0.98 / 0.95); the coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
+        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, without noise (see ``boundary_noise_spacings``), that enters the 95 % interval of the uniform fraction: with ``boundary_noise_spacings`` and ``edge_sd_spacings``, set so that about 95 % of 140 mixed tuning dots through ``pipeline.analyze`` at each dose lie within it (the draw of ``benchmarks/unbiased.py``, seeds 30000-30139 at 30, 100 and 400 counts, with the column heights and the edge at the diffuse step; truth the domain area): 0.957 / 0.943 / 0.964, mean width 0.063 / 0.039 / 0.027 (0.98 / 0.99 / 0.99 and 0.067 / 0.049 / 0.041 with the values set before the heights: 0.11, 1.5, 0.15). The coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
     )
     boundary_noise_spacings: float = Field(
-        1.5,
+        1.6,
         ge=0.0,
-        description="Growth of the boundary shift with the image noise: its standard deviation is ``hypot(boundary_sd_spacings, boundary_noise_spacings * pixel_noise)`` spacings, where ``pixel_noise`` is the pixel noise over the median column height (:func:`~stem_pipeline.classify.pixel_noise`, given by :func:`stem_pipeline.pipeline.analyze`; median 0.13 / 0.07 / 0.035 at 30 / 100 / 400 counts), so the interval widens at low dose. Set with ``boundary_sd_spacings`` (a noise-free shift alone covered 0.88 of the tuning dots at 30 counts and 0.98 at 400).",
+        description="Growth of the boundary shift with the image noise: its standard deviation is ``hypot(boundary_sd_spacings, boundary_noise_spacings * pixel_noise)`` spacings, where ``pixel_noise`` is the pixel noise over the median column height (:func:`~stem_pipeline.classify.pixel_noise`, given by :func:`stem_pipeline.pipeline.analyze`; median 0.13 / 0.07 / 0.034 at 30 / 100 / 400 counts), so the interval widens at low dose. Set with ``boundary_sd_spacings`` on the same tuning dots: the labels' errors at domain boundaries grow with the noise (error sd inside both outlines 0.009 / 0.005 / 0.003), so a noise-free shift alone cannot cover every dose.",
     )
     edge_sd_spacings: float = Field(
-        0.15,
+        0.06,
         ge=0.0,
-        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction, taken as coherent along each phase's share of the edge: the rms of the edge part of the error (outside both the true and the measured outline) on the tuning dots with the edge at the diffuse step (0.17 / 0.15 / 0.10 at 30 / 100 / 400 counts; 0.29 with the columns' hull grown by half a spacing, whose outermost columns lie 0-1 spacing inside the edge).",
+        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction, taken as coherent along each phase's share of the edge. Set with ``boundary_sd_spacings`` and ``boundary_noise_spacings`` for the coverage (0.05-0.07 cover alike). The edge part of the error (outside both the true and the measured outline) on those tuning dots with the edge at the diffuse step has sd 0.0056 / 0.0042 / 0.0031 at 30 / 100 / 400 counts (0.0094 / 0.0084 / 0.0082 with the columns' hull grown by half a spacing, whose outermost columns lie 0-1 spacing inside the edge): its rms over the rms edge length per area is 0.19 / 0.14 / 0.10 spacing; the rest of it the boundary term's noise part carries.",
     )
     min_columns: int = Field(
         10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`."
