@@ -292,14 +292,17 @@ def table(rows: dict[float, list[dict]]) -> list[str]:
     allrows = [r for rs in rows.values() for r in rs if np.isfinite(r["err"])]
     cover = np.mean([r["lo"] <= r["truth"] <= r["hi"] for r in allrows])
     lines.append(f"\nCoverage over all {len(allrows)} dots with fractions: {cover:.3f}.")
-    lines.append(
-        "\nThe error splits into the labels and domain boundaries (the uniform share over the pixels inside both the "
-        "true and the measured outline: *sd inside both outlines*) and the placement of the crystal edge (the rest: "
-        "*sd of the edge part*). The outermost columns of a phase lie 0-1 spacing inside the generator's outline, "
-        "which is not tied to the lattice; the edge is placed at the step of the image's diffuse intensity beyond "
-        "them (``ClassifyConfig.edge_from_intensity``; ``edge_sd_spacings`` in the interval)."
-    )
     return lines
+
+
+#: How the tables split the error (after the first table of the results page).
+ERROR_PARTS = (
+    "The error splits into the labels and domain boundaries (the uniform share over the pixels inside both the "
+    "true and the measured outline: *sd inside both outlines*) and the placement of the crystal edge (the rest: "
+    "*sd of the edge part*). The outermost columns of a phase lie 0-1 spacing inside the generator's outline, "
+    "which is not tied to the lattice; the edge is placed at the step of the image's diffuse intensity beyond "
+    "them (``ClassifyConfig.edge_from_intensity``; ``edge_sd_spacings`` in the interval)."
+)
 
 
 #: The oracle's estimates (:func:`oracle_no_image`, :func:`oracle_mixed`), and whether each uses the image.
@@ -466,6 +469,8 @@ def result_lines(rows: dict[float, list[dict]], seeds, earlier: dict[float, list
         "and they were scored once. Plot: `results/unbiased.png`.",
         "",
         *table(rows),
+        "",
+        ERROR_PARTS,
         "",
         f"The previous round's held-out dots (seeds {earlier_seeds[0]}-{earlier_seeds[-1]}, {len(earlier_seeds)} "
         "per dose), re-run with the same code:",
