@@ -334,12 +334,65 @@ def load_frozen(modules: tuple[str, ...]) -> None:
     enabled = gc.isenabled()
     gc.disable()
     try:
+        if modules:
+            lean_scipy()
         for name in modules:
             import_module(f".{name}", __package__)
     finally:
         gc.freeze()
         if enabled:
             gc.enable()
+
+
+#: NumPy's lazily loaded submodules outside the array API standard, which :func:`lean_scipy` keeps SciPy's
+#: copy of the NumPy namespace from loading (``f2py`` alone pulls in its Fortran parser and charset_normalizer).
+NOT_ARRAY_API = frozenset({"f2py", "testing", "polynomial", "ctypeslib", "char", "rec", "strings"})
+
+
+def lean_scipy() -> None:
+    """Load SciPy's array-API layer without two import-time costs that the console script never uses.
+
+    Importing ``scipy.ndimage`` (or ``scipy.spatial``, ``scipy.fft``) first loads
+    ``scipy._lib._array_api``, whose copy of the NumPy namespace (array_api_compat's ``clone_module``)
+    touches every name ``dir(numpy)`` lists and so loads NumPy's lazy submodules: ``numpy.f2py`` (with
+    its Fortran parser and charset_normalizer), ``numpy.testing`` (with unittest), ``numpy.polynomial`` and
+    more. Then every SciPy function that states its array-API capabilities (``xp_capabilities``, a few
+    hundred in ndimage, special, spatial, fft and linalg) has its docstring parsed and rewritten with a
+    capability table. Together ~0.15 s CPU of the ~0.5 s start-up of a 1024^2 ``analyze`` process
+    (benchmarks/process.py, results identical). Here :data:`NOT_ARRAY_API` submodules not yet loaded are
+    hidden from ``dir(numpy)`` and ``numpy.__all__`` while that layer loads (restored at once; they
+    still load when used), and the capability decorator leaves docstrings as they are.
+
+    What changes in this process: SciPy's internal NumPy namespace lacks those submodules (SciPy uses
+    them only in its test helpers for CuPy and PyTorch), and SciPy docstrings lack the capability table.
+    Only for the console script's process, as :func:`load_frozen`; a no-op where the layer is already
+    loaded or SciPy's private names differ (then SciPy loads as usual).
+    """
+    if "scipy._lib._array_api" in sys.modules:
+        return
+    import numpy as np
+
+    hidden = {
+        name
+        for name in NOT_ARRAY_API & set(getattr(np, "__numpy_submodules__", ()))
+        if f"numpy.{name}" not in sys.modules
+    }
+    listed, names = np.__all__, np.__dir__
+    np.__all__ = [name for name in listed if name not in hidden]
+    np.__dir__ = lambda: [name for name in names() if name not in hidden]
+    try:
+        from scipy._lib import _array_api
+    except ImportError:  # a SciPy without that layer
+        return
+    finally:
+        np.__all__, np.__dir__ = listed, names
+    if hasattr(_array_api, "xp_capabilities"):
+        _array_api.xp_capabilities = _no_capability_notes
+
+
+def _no_capability_notes(**_capabilities):
+    """SciPy's ``xp_capabilities`` decorator in :func:`lean_scipy`: the function unchanged."""
+    return lambda func: func
 
 
 #: glibc's ``mallopt`` parameters (malloc.h) and the values :func:`keep_freed_memory` sets [bytes].

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
 import subprocess
 import sys
@@ -79,6 +80,30 @@ def test_the_console_script_loads_the_commands_modules_frozen_and_collects_garba
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True"] * 4
+
+
+def test_the_console_script_loads_scipy_without_numpys_non_array_api_submodules_or_docstring_rewrites():
+    """cli.lean_scipy: SciPy loads without numpy.f2py / numpy.testing and keeps its docstrings as written;
+    numpy's namespace is as before (the submodules still load when asked for), SciPy's functions work."""
+    code = (
+        "import sys, numpy as np; from stem_pipeline import cli\n"
+        "if sys.argv[1] == 'lean': cli.lean_scipy()\n"
+        "from scipy import ndimage\n"
+        "loaded = [m for m in ('numpy.f2py', 'numpy.testing') if m in sys.modules]\n"
+        "notes = 'Array API Standard Support' in ndimage.gaussian_filter.__doc__\n"
+        "listed = {'f2py', 'testing'} <= set(dir(np)) and 'f2py' in np.__all__\n"
+        "blurred = ndimage.gaussian_filter(np.eye(5), 1.0).round(12).tolist()\n"
+        "print(repr((loaded, notes, listed, np.testing.__name__, blurred)))"
+    )
+    seen = {
+        how: ast.literal_eval(
+            subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, check=True).stdout
+        )
+        for how in ("default", "lean")
+    }
+    assert seen["default"][:2] == (["numpy.f2py", "numpy.testing"], True)  # what lean_scipy avoids
+    assert seen["lean"][:2] == ([], False)
+    assert seen["lean"][2:] == seen["default"][2:] == (True, "numpy.testing", seen["default"][4])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
