@@ -423,14 +423,49 @@ def keep_freed_memory() -> None:
     libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
 
 
+#: OpenBLAS's thread-count setters: the plain build's and those of NumPy's (64-bit integers) and SciPy's wheels.
+_OPENBLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+
+
+def single_threaded_blas() -> None:
+    """Let the OpenBLAS libraries loaded so far run their calls on the calling thread only.
+
+    NumPy and SciPy each load an OpenBLAS that starts a thread per core. The command's BLAS calls are
+    small (per-column normal equations, 2x2 lattice matrices), so the second thread mostly busy-waits
+    after each call before it sleeps: ~0.04 s CPU of a 1024^2 ``analyze`` process (perf: OpenBLAS's
+    ``blas_thread_server``; benchmarks/process.py, results identical). Left as it is where
+    ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` sets a budget (a batch's worker processes, or the
+    user). Linux only (the libraries are found in ``/proc/self/maps``); only for the console script's
+    process, as :func:`load_frozen`.
+    """
+    if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
+        return
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(maxsplit=5)[5].strip() for line in maps if "openblas" in line.lower()}
+    except OSError:  # not Linux
+        return
+    import ctypes
+
+    for path in sorted(paths):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = next((getattr(library, name) for name in _OPENBLAS_SETTERS if hasattr(library, name)), None)
+        if setter is not None:
+            setter(1)
+
+
 def run() -> NoReturn:
     """The ``stem-pipeline`` console script: :func:`main` with ``sys.argv``, its memory kept for reuse
-    (:func:`keep_freed_memory`) and the command's modules loaded first (:func:`load_frozen`), then
-    :func:`exit_process`."""
+    (:func:`keep_freed_memory`), the command's modules loaded first (:func:`load_frozen`) and their BLAS
+    on one thread (:func:`single_threaded_blas`), then :func:`exit_process`."""
     keep_freed_memory()
     parser = build_parser()
     args = _parse(parser, sys.argv[1:])
     load_frozen(COMMAND_MODULES.get(args.command, ()))
+    single_threaded_blas()
     exit_process(_run_command(parser, args))
 
 
