@@ -70,7 +70,7 @@ STAGES = {
 # The child: the console script (cli.run) as it runs, with the stages' functions wrapped as their modules
 # are imported, where the command imports them (an import hook), so that the process loads them as it would.
 _CHILD = r"""
-import importlib.machinery, json, sys, time
+import atexit, importlib.machinery, json, sys, time
 stages = json.loads(sys.argv[1])
 own = {label: None for label in stages}
 stack, first = [], []
@@ -109,15 +109,15 @@ class WrapOnImport:
         return spec
 sys.meta_path.insert(0, WrapOnImport)
 sys.argv = ["stem-pipeline", *sys.argv[2:]]
-from stem_pipeline import cli
-try:
-    cli.run()
-except SystemExit as exc:
+def report():
     # Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
     hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     before = first[0] if first else time.process_time()
-    print(json.dumps({"status": exc.code, "stages": own, "before_cpu_s": before, "peak_rss_mb": hwm}), flush=True)
-    raise
+    print(json.dumps({"stages": own, "before_cpu_s": before, "peak_rss_mb": hwm}), flush=True)
+# At the exit, however the console script ends the process (sys.exit, or atexit handlers then os._exit).
+atexit.register(report)
+from stem_pipeline import cli
+cli.run()
 """
 
 
