@@ -444,11 +444,12 @@ def single_threaded_blas() -> None:
 
     NumPy and SciPy each load an OpenBLAS that starts a thread per core. The command's BLAS calls are
     small (per-column normal equations, 2x2 lattice matrices), so the second thread mostly busy-waits
-    after each call before it sleeps: ~0.04 s CPU of a 1024^2 ``analyze`` process (perf: OpenBLAS's
+    after each call before it sleeps: ~0.03 s CPU of a 1024^2 ``analyze`` process (perf: OpenBLAS's
     ``blas_thread_server``; benchmarks/process.py, results identical). Left as it is where
     ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` sets a budget (a batch's worker processes, or the
     user). Linux only (the libraries are found in ``/proc/self/maps``); only for the console script's
-    process, as :func:`load_frozen`.
+    process, as :func:`load_frozen`, and only for the commands of :data:`COMMAND_MODULES` (``simulate``'s
+    PRISM multiplies large matrices, where a second thread does work).
     """
     if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
         return
@@ -471,13 +472,15 @@ def single_threaded_blas() -> None:
 
 def run() -> NoReturn:
     """The ``stem-pipeline`` console script: :func:`main` with ``sys.argv``, its memory kept for reuse
-    (:func:`keep_freed_memory`), the command's modules loaded first (:func:`load_frozen`) and their BLAS
-    on one thread (:func:`single_threaded_blas`), then :func:`exit_process`."""
+    (:func:`keep_freed_memory`), the command's modules loaded first (:func:`load_frozen`) and, for the
+    analysis, BLAS on one thread (:func:`single_threaded_blas`), then :func:`exit_process`."""
     keep_freed_memory()
     parser = build_parser()
     args = _parse(parser, sys.argv[1:])
-    load_frozen(COMMAND_MODULES.get(args.command, ()))
-    single_threaded_blas()
+    modules = COMMAND_MODULES.get(args.command, ())
+    load_frozen(modules)
+    if modules:  # the analysis's small BLAS calls; simulate's PRISM multiplies large matrices
+        single_threaded_blas()
     exit_process(_run_command(parser, args))
 
 
