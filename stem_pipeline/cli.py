@@ -389,15 +389,16 @@ def lean_scipy() -> None:
         for name in NOT_ARRAY_API & set(getattr(np, "__numpy_submodules__", ()))
         if f"numpy.{name}" not in sys.modules
     }
-    listed, names = np.__all__, np.__dir__
-    np.__all__ = [name for name in listed if name not in hidden]
-    np.__dir__ = lambda: [name for name in names() if name not in hidden]
+    namespace = vars(np)  # numpy's module globals: its __all__ and its module-level __dir__ (PEP 562)
+    listed, names = namespace["__all__"], namespace["__dir__"]
+    namespace["__all__"] = [name for name in listed if name not in hidden]
+    namespace["__dir__"] = lambda: [name for name in names() if name not in hidden]
     try:
         from scipy._lib import _array_api
     except ImportError:  # a SciPy without that layer
         return
     finally:
-        np.__all__, np.__dir__ = listed, names
+        namespace.update(__all__=listed, __dir__=names)
     if hasattr(_array_api, "xp_capabilities"):
         _array_api.xp_capabilities = _no_capability_notes
 
