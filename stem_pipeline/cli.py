@@ -360,6 +360,11 @@ def load_frozen(modules: tuple[str, ...]) -> None:
 #: copy of the NumPy namespace from loading (``f2py`` alone pulls in its Fortran parser and charset_normalizer).
 NOT_ARRAY_API = frozenset({"f2py", "testing", "polynomial", "ctypeslib", "char", "rec", "strings"})
 
+#: SciPy releases (major.minor) whose ``xp_capabilities`` was read and found to only record the capabilities
+#: (for SciPy's own tests) and rewrite the docstring, returning the function itself: only there does
+#: :func:`lean_scipy` touch SciPy (tests/test_cli_interface.py checks the installed one).
+LEAN_SCIPY_RELEASES = frozenset({"1.17"})
+
 
 def lean_scipy() -> None:
     """Load SciPy's array-API layer without two import-time costs that the console script never uses.
@@ -378,11 +383,16 @@ def lean_scipy() -> None:
     What changes in this process: SciPy's internal NumPy namespace lacks those submodules (SciPy uses
     them only in its test helpers for CuPy and PyTorch), and SciPy docstrings lack the capability table.
     Only for the console script's process, as :func:`load_frozen`; a no-op where the layer is already
-    loaded or SciPy's private names differ (then SciPy loads as usual).
+    loaded, for a SciPy release outside :data:`LEAN_SCIPY_RELEASES`, or where SciPy's private names
+    differ (then SciPy loads as usual).
     """
     if "scipy._lib._array_api" in sys.modules:
         return
     import numpy as np
+    import scipy
+
+    if ".".join(scipy.__version__.split(".")[:2]) not in LEAN_SCIPY_RELEASES:
+        return
 
     hidden = {
         name
@@ -436,39 +446,22 @@ def keep_freed_memory() -> None:
     libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
 
 
-#: OpenBLAS's thread-count setters: the plain build's and those of NumPy's (64-bit integers) and SciPy's wheels.
-_OPENBLAS_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
-
-
 def single_threaded_blas() -> None:
-    """Let the OpenBLAS libraries loaded so far run their calls on the calling thread only.
+    """Run the BLAS libraries loaded so far (NumPy's and SciPy's OpenBLAS) on the calling thread only.
 
-    NumPy and SciPy each load an OpenBLAS that starts a thread per core. The command's BLAS calls are
-    small (per-column normal equations, 2x2 lattice matrices), so the second thread mostly busy-waits
-    after each call before it sleeps: ~0.03 s CPU of a 1024^2 ``analyze`` process (perf: OpenBLAS's
-    ``blas_thread_server``; benchmarks/process.py, results identical). Left as it is where
+    Each OpenBLAS starts a thread per core. The command's BLAS calls are small (per-column normal
+    equations, 2x2 lattice matrices), so the second thread mostly busy-waits after each call before it
+    sleeps: ~0.03 s CPU of a 1024^2 ``analyze`` process (perf: OpenBLAS's ``blas_thread_server``;
+    benchmarks/process.py, results identical). Set through threadpoolctl (~0.006 s). Left as it is where
     ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` sets a budget (a batch's worker processes, or the
-    user). Linux only (the libraries are found in ``/proc/self/maps``); only for the console script's
-    process, as :func:`load_frozen`, and only for the commands of :data:`COMMAND_MODULES` (``simulate``'s
-    PRISM multiplies large matrices, where a second thread does work).
+    user); only for the console script's process, as :func:`load_frozen`, and only for the commands of
+    :data:`COMMAND_MODULES` (``simulate``'s PRISM multiplies large matrices, where a second thread works).
     """
     if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
         return
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split(maxsplit=5)[5].strip() for line in maps if "openblas" in line.lower()}
-    except OSError:  # not Linux
-        return
-    import ctypes
+    from threadpoolctl import threadpool_limits
 
-    for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        setter = next((getattr(library, name) for name in _OPENBLAS_SETTERS if hasattr(library, name)), None)
-        if setter is not None:
-            setter(1)
+    threadpool_limits(1, user_api="blas")
 
 
 def run() -> NoReturn:

@@ -229,19 +229,3 @@ def test_large_image_is_drawn_block_averaged_in_its_own_pixel_coordinates(monkey
     assert grey.get_array().shape == (50, 50) and region.get_array().shape == (50, 50)
     assert grey.get_extent() == [-0.5, 199.5, 199.5, -0.5]
     assert ax.get_xlim() == (-0.5, 199.5)
-
-
-@pytest.mark.parametrize("shape", [(37, 53, 3), (41, 29), (1, 7, 3), (9, 1)])
-def test_save_png_writes_the_pixels_that_pillow_reads_back(tmp_path, shape):
-    """raster.save_png's own encoder (Up-filtered lines, one zlib stream): grey and RGB, any size, every value."""
-    from PIL import Image
-
-    from stem_pipeline.report.raster import save_png
-
-    pixels = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
-    path = save_png(tmp_path / "p.png", pixels)
-    with Image.open(path) as picture:
-        assert picture.mode == ("RGB" if len(shape) == 3 else "L")
-        np.testing.assert_array_equal(np.asarray(picture), pixels)
-    with pytest.raises(ValueError, match="shape"):
-        save_png(tmp_path / "bad.png", np.zeros((4, 4, 4), np.uint8))

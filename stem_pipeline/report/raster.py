@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +21,6 @@ __all__ = ["dashed_line", "font", "rgba", "save_png", "text_size"]
 
 #: zlib level of the PNG files (1: fastest; matplotlib's default, 6, took ~4x the CPU for ~0.75x the bytes).
 PNG_COMPRESS_LEVEL = 1
-#: PNG's file signature and its scanline filter "Up" (each byte minus the byte above it).
-_PNG_SIGNATURE, _PNG_FILTER_UP = b"\x89PNG\r\n\x1a\n", 2
 #: Dash and gap length of a dashed line [px].
 DASH_PX = 6
 
@@ -78,11 +74,6 @@ def dashed_line(draw: ImageDraw.ImageDraw, xy: np.ndarray, *, fill, width: int =
 def save_png(path: str | os.PathLike, pixels: np.ndarray) -> Path:
     """Write ``pixels`` ((M, N) grey or (M, N, 3) RGB, uint8) as a PNG file, atomically.
 
-    Encoded here rather than by Pillow: every scanline with the "Up" filter (a numpy difference of rows),
-    then one zlib stream at :data:`PNG_COMPRESS_LEVEL`. Pillow tries five filters on every line and keeps
-    the best; for the 1024^2 overlay that took 0.054 s CPU against 0.036 s here, for a file ~3 % larger
-    (1.05 MB). The pixels are the same (a test reads them back with Pillow).
-
     Parameters
     ----------
     path : str or PathLike
@@ -95,22 +86,5 @@ def save_png(path: str | os.PathLike, pixels: np.ndarray) -> Path:
     Path
         ``path``.
     """
-    data = np.asarray(pixels)
-    if data.ndim not in (2, 3) or (data.ndim == 3 and data.shape[2] != 3) or data.size == 0:
-        raise ValueError(f"pixels have shape {data.shape}: need (M, N) grey or (M, N, 3) RGB")
-    rows = np.ascontiguousarray(data, dtype=np.uint8).reshape(data.shape[0], -1)
-    lines = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
-    lines[:, 0] = _PNG_FILTER_UP
-    lines[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=lines[1:, 1:])  # modulo 256, as the filter is defined
-    header = struct.pack(">IIBBBBB", data.shape[1], data.shape[0], 8, 2 if data.ndim == 3 else 0, 0, 0, 0)
-    encoded = _PNG_SIGNATURE + b"".join(
-        _png_chunk(kind, body)
-        for kind, body in ((b"IHDR", header), (b"IDAT", zlib.compress(lines.data, PNG_COMPRESS_LEVEL)), (b"IEND", b""))
-    )
-    return atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(encoded))
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    """One PNG chunk: length, type, data and the CRC-32 of type and data."""
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    picture = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
+    return atomic_write(Path(path), lambda tmp: picture.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL))
