@@ -404,16 +404,14 @@ def own_intensity_llr(
     # Spread of each prediction where it predicts its own phase's columns from a full neighbourhood.
     interior_o = ordered & (n_u == 0) & np.isfinite(pred_o)
     interior_u = ~ordered & (n_o == 0) & np.isfinite(pred_u)
-    sd_o, sd_u = (
-        _robust_sd(own[inner] - pred[inner]) if inner.sum() >= MIN_INTERIOR_COLUMNS else None
-        for inner, pred in ((interior_o, pred_o), (interior_u, pred_u))
-    )
-    if sd_o is None and sd_u is None:
+    has_o, has_u = interior_o.sum() >= MIN_INTERIOR_COLUMNS, interior_u.sum() >= MIN_INTERIOR_COLUMNS
+    if not (has_o or has_u):
         return np.full(n, np.nan)
     # A domain too small to have interior columns (each of its columns sees the other phase) takes the other
     # phase's spread: see MIN_INTERIOR_COLUMNS.
-    sd_o = sd_u if sd_o is None else sd_o
-    sd_u = sd_o if sd_u is None else sd_u
+    sd_o = _robust_sd(own[interior_o] - pred_o[interior_o]) if has_o else 0.0
+    sd_u = _robust_sd(own[interior_u] - pred_u[interior_u]) if has_u else sd_o
+    sd_o = sd_o if has_o else sd_u
     return 0.5 * ((own - pred_u) ** 2 / sd_u**2 - (own - pred_o) ** 2 / sd_o**2) + np.log(sd_u / sd_o)
 
 
