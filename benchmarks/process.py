@@ -70,7 +70,7 @@ STAGES = {
 # The child: the console script (cli.run) as it runs, with the stages' functions wrapped as their modules
 # are imported, where the command imports them (an import hook), so that the process loads them as it would.
 _CHILD = r"""
-import importlib.machinery, json, sys, time
+import atexit, importlib.machinery, json, sys, time
 stages = json.loads(sys.argv[1])
 own = {label: None for label in stages}
 stack, first = [], []
@@ -109,15 +109,15 @@ class WrapOnImport:
         return spec
 sys.meta_path.insert(0, WrapOnImport)
 sys.argv = ["stem-pipeline", *sys.argv[2:]]
-from stem_pipeline import cli
-try:
-    cli.run()
-except SystemExit as exc:
+def report():
     # Peak RSS of this process since exec (ru_maxrss would count the parent's RSS at fork).
     hwm = next(int(line.split()[1]) / 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     before = first[0] if first else time.process_time()
-    print(json.dumps({"status": exc.code, "stages": own, "before_cpu_s": before, "peak_rss_mb": hwm}), flush=True)
-    raise
+    print(json.dumps({"stages": own, "before_cpu_s": before, "peak_rss_mb": hwm}), flush=True)
+# At the exit, however the console script ends the process (sys.exit, or atexit handlers then os._exit).
+atexit.register(report)
+from stem_pipeline import cli
+cli.run()
 """
 
 
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *(scaling_table(scaling) if scaling else []),
     ]
-    return _emit(lines, None if args.quick else RESULTS)
+    return _emit(lines, None if args.quick else RESULTS, keep_earlier=True)
 
 
 def _dots_only(baseline: Path | None, repeat: int, *, quick: bool) -> int:
@@ -490,14 +490,32 @@ def _header(title: str, options: str, load: list[float], when: str) -> list[str]
     ]
 
 
-def _emit(lines: list[str], path: Path | None) -> int:
-    """Print the markdown ``lines`` and write them to ``path`` (None: print only)."""
+def _emit(lines: list[str], path: Path | None, *, keep_earlier: bool = False) -> int:
+    """Print the markdown ``lines`` and write them to ``path`` (None: print only); ``keep_earlier``: the
+    page's one-dot records of earlier runs follow, this run's predecessor first (:func:`_earlier_runs`)."""
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if keep_earlier and path.exists():
+            text += _earlier_runs(path.read_text())
         path.write_text(text)
     return 0
+
+
+EARLIER_RUNS = "## Earlier runs"
+
+
+def _earlier_runs(page: str) -> str:
+    """The section of earlier runs for the next page: ``page``'s own run line and one-dot section (headings a
+    level down; its scaling tables left out), then the earlier runs ``page`` kept."""
+    current, _, kept = page.partition(f"\n{EARLIER_RUNS}\n")
+    blocks = current.split("\n## ")
+    run_line = next((b for b in blocks[0].splitlines() if b.startswith("`python benchmarks/process.py")), "")
+    one_dot = next((b for b in blocks[1:] if b.startswith("One 1024")), "")
+    parts = [f"### Run: {run_line}\n\n#### {one_dot.strip()}"] if one_dot else []
+    parts += [kept.strip()] if kept.strip() else []
+    return f"\n{EARLIER_RUNS}\n\n" + "\n\n".join(parts) + "\n" if parts else ""
 
 
 if __name__ == "__main__":

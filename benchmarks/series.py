@@ -35,11 +35,19 @@ FRESH = 11000
 #: A second fresh set (issue 19, 30-count follow-up): run once after seeds 5002, 5003 and 11001 (the 30-count
 #: misses) were diagnosed; two dots per cell of the grid and four per 30-count cell.
 FRESH2 = 12000
+#: Dots all ordered at zero dose (f0 = 0; their first frame is often read as one phase, issue 19 follow-up): the
+#: tuning dots (looked at while choosing how a one-phase read enters the fit) and the held-out ones (run once after).
+ZERO_TUNING, ZERO_HELD = 6500, 13000
 
 
-def simulate(n_frames: int, counts: float, seed: int) -> tuple:
-    """One synthetic series of the benchmark (``TOTAL_DOSE`` in ``n_frames`` frames) and ``analyze_series`` on it:
-    the series, the result and the analysis' wall time [s]."""
+def uniform_probability(seed: int) -> float:
+    """Probability of a uniform domain at zero dose in the benchmark's dot ``seed``: 0 for the f0 = 0 sets."""
+    return 0.0 if ZERO_TUNING <= seed < HELD_OUT or seed >= ZERO_HELD else 0.35
+
+
+def simulate(n_frames: int, counts: float, seed: int, uniform_probability: float = 0.35) -> tuple:
+    """One synthetic series of the benchmark (``TOTAL_DOSE`` in ``n_frames`` frames, each domain uniform at zero dose
+    with ``uniform_probability``) and ``analyze_series`` on it: the series, the result and the analysis' wall time [s]."""
     from stem_pipeline.series import analyze_series
     from stem_pipeline.synthetic_series import make_series
 
@@ -47,6 +55,7 @@ def simulate(n_frames: int, counts: float, seed: int) -> tuple:
         (320, 320),
         n_frames=n_frames,
         counts=counts,
+        zero_dose_uniform_fraction=uniform_probability,
         critical_dose_e_per_A2=DC,
         dose_per_frame_e_per_A2=TOTAL_DOSE / n_frames,
         rng=seed,
@@ -58,7 +67,7 @@ def simulate(n_frames: int, counts: float, seed: int) -> tuple:
 
 def run_one(n_frames: int, counts: float, seed: int) -> dict:
     """One series through the pipeline: the per-frame reads, the truth, the drift error and the time per frame."""
-    return record(n_frames, counts, seed, *simulate(n_frames, counts, seed))
+    return record(n_frames, counts, seed, *simulate(n_frames, counts, seed, uniform_probability(seed)))
 
 
 def record(n_frames: int, counts: float, seed: int, s, r, elapsed: float) -> dict:
@@ -108,27 +117,21 @@ def score(raw: dict, gain_sd: float | None = None, pooled: bool = True, aicc_mar
     ``pooled``: fit the reads pooled over frames, else each frame's own; ``aicc_margin``: the AICc margin
     an alternative model needs (None: the default).
     """
-    from stem_pipeline.series import fit_damage
-    from stem_pipeline.series.fit import AICC_MARGIN, frame_sigma
+    from stem_pipeline.series import fit_reads
+    from stem_pipeline.series.fit import AICC_MARGIN
 
     f0 = raw["f0_true"]
-    keep = np.array(raw["in_fit"], bool)
-    frac_all, ci_all = reads(raw, pooled)
-    dose, frac, ci = np.array(raw["dose"], float)[keep], frac_all[keep], ci_all[keep]
+    frac, ci = reads(raw, pooled)
     config = SeriesConfig()
-    fit, _ = (
-        fit_damage(
-            dose,
-            frac,
-            frame_sigma(ci),
-            common_error_fraction=config.common_error_fraction,
-            gain_sd=config.gain_sd if gain_sd is None else gain_sd,
-            aicc_margin=(AICC_MARGIN if config.choose_model_by_aicc else np.inf)
-            if aicc_margin is None
-            else aicc_margin,
-        )
-        if keep.any()
-        else (None, [])
+    fit, _ = fit_reads(
+        np.array(raw["dose"], float),
+        np.array(raw["fraction"], float),
+        np.array(raw["ci"], float),
+        frac,
+        ci,
+        common_error_fraction=config.common_error_fraction,
+        gain_sd=config.gain_sd if gain_sd is None else gain_sd,
+        aicc_margin=(AICC_MARGIN if config.choose_model_by_aicc else np.inf) if aicc_margin is None else aicc_margin,
     )
     row = {**raw, "fitted": fit is not None, "both_phases": 0.0 < f0 < 1.0}
     if fit is not None:
@@ -256,6 +259,12 @@ def main(argv=None) -> None:
             for cell, (f, c) in enumerate((f, c) for f in FRAMES for c in COUNTS)
             for s in range(n_seeds if c == 30 else n_seeds // 2)
         ]
+        runs += [
+            (f, float(c), start + 10 * cell + s)
+            for start in (ZERO_TUNING, ZERO_HELD)
+            for cell, (f, c) in enumerate((f, c) for f in FRAMES for c in COUNTS)
+            for s in range(n_seeds // 2 if f == 5 else n_seeds // 4)
+        ]
         # Series already in --raw (an interrupted run) are not run again.
         raws = json.loads(args.raw.read_text()) if args.raw is not None and args.raw.exists() else []
         done = {(r["n_frames"], r["counts"], r["seed"]) for r in raws}
@@ -267,10 +276,12 @@ def main(argv=None) -> None:
             if args.raw is not None:  # as it goes: a partial run can be refitted
                 args.raw.write_text(json.dumps(raws))
     scored = [score(r) for r in raws]
-    more = [r for r in scored if 6000 <= r["seed"] < HELD_OUT]
+    more = [r for r in scored if 6000 <= r["seed"] < ZERO_TUNING]
     held_out = [r for r in scored if HELD_OUT <= r["seed"] < FRESH]
     fresh = [r for r in scored if FRESH <= r["seed"] < FRESH2]
-    fresh2 = [r for r in scored if r["seed"] >= FRESH2]
+    fresh2 = [r for r in scored if FRESH2 <= r["seed"] < ZERO_HELD]
+    zero_tuning = [r for r in scored if ZERO_TUNING <= r["seed"] < HELD_OUT]
+    zero_held = [r for r in scored if r["seed"] >= ZERO_HELD]
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     all_rows = []
     for n_frames in FRAMES:
@@ -291,6 +302,8 @@ def main(argv=None) -> None:
         + " |"
     )
     lines += _set_rows(fresh2, "new dots (30-count follow-up)")
+    lines += _set_rows(zero_tuning, "f0 = 0 dots (tuning)")
+    lines += _set_rows(zero_held, "f0 = 0 dots (held out)")
     for name, subset in (("other dots (tuning)", more), ("fresh dots (held out)", held_out)):
         own = [score(r, pooled=False) for r in subset]
         lines.append(f"| 10, {len(subset)} {name}, each frame's own read | 100 | " + " | ".join(_fmt_cell(own)) + " |")
@@ -379,8 +392,8 @@ def main(argv=None) -> None:
             "interval: delta method on log Dc. Dc "
             "statistics are over the fits whose Dc is constrained (interval narrower than a factor 10 and not at "
             "its bound: `DamageFit.critical_dose_constrained`, false e.g. for a dot almost all uniform from the "
-            "start); 'not fitted': fewer than 5 frames left once one-phase reads (fraction 0 or 1, a bound) "
-            "were set aside. Since the joint change points a pooled frame's interval combines the columns' "
+            "start); 'not fitted': fewer than 5 frames (values and one-phase reads, which enter the fit as bounds) "
+            "or fewer than 3 values. Since the joint change points a pooled frame's interval combines the columns' "
             "posterior spread with 0.7 of the frame's own standard error (`pool.FRAME_ERROR_SHARE`, was all of it; "
             "1, 0.7, 0.5, 0.3 gave per-frame coverage 0.98, 0.965, 0.90, 0.74 on the tuning and grid series) and a "
             "frame's standard error in the fit is at least 0.01 (`fit.MIN_FRAME_SD`, was 0.015: the pooled reads' "
@@ -393,18 +406,19 @@ def main(argv=None) -> None:
             f"{np.median(reversals):.0f}, max {max(reversals)} (of ~625 columns)."
         ),
         (
-            "f0 misses (> 0.03) in the grid, on the held-out, the fresh and the new dots, as (seed, frames, counts: "
+            "f0 misses (> 0.03) in the grid, on the held-out, the fresh, the new and the f0 = 0 held-out dots, as "
+            "(seed, frames, counts: "
             "error): "
             + ", ".join(
                 f"({r['seed']}, {r['n_frames']}, {r['counts']:g}: {r['f0_err']:+.3f})"
-                for r in all_rows + held_out + fresh + fresh2
+                for r in all_rows + held_out + fresh + fresh2 + zero_held
                 if r["fitted"] and abs(r["f0_err"]) > 0.03
             )
             + "; Dc misses (> 20 %, constrained): "
             + (
                 ", ".join(
                     f"({r['seed']}, {r['n_frames']}, {r['counts']:g}: {r['dc_err']:+.0%})"
-                    for r in all_rows + held_out + fresh + fresh2
+                    for r in all_rows + held_out + fresh + fresh2 + zero_held
                     if r["fitted"] and r["dc_constrained"] and abs(r["dc_err"]) > 0.2
                 )
                 or "none"
@@ -443,6 +457,22 @@ def main(argv=None) -> None:
             "96 % (median 6.4 %, max 25 %), coverage f0 1.00 (width 0.108), Dc 1.00; the tuning dots 81 % and "
             "100 % (of 15 constrained), the grid 78 % (max 0.133) and 100 %. Seed 8001 of tests/test_series.py "
             "(5 frames, 100 counts): f0 -0.092 and Dc -22 % before, -0.029 and -7 % now."
+        ),
+        (
+            f"Dots all ordered at zero dose (f0 = 0, uniform-domain probability 0): {len(zero_tuning)} tuning dots "
+            f"(seeds {ZERO_TUNING}+, looked at while choosing how a one-phase read enters the fit) and "
+            f"{len(zero_held)} held-out dots (seeds {ZERO_HELD}+, run once after that choice), 2 per 5-frame cell and "
+            "1 per other cell. Their first frame reads all ordered while the beam has already converted a rim at "
+            "the dot's edge (truth 0.04-0.14 at the first frame's dose on the tuning dots); until this follow-up "
+            "a one-phase read was left out of the fit, so a 5-frame series had 4 frames, too few (seed 12011: not "
+            "fitted). A one-phase read now enters the fit as a censored observation: the fraction at most (all "
+            "ordered) or at least (all uniform) the end of the frame's own interval, the classifier's detection "
+            "limit (`fit.fit_model`'s `bound`; bounds do not count in the degrees of freedom). On the tuning dots: "
+            "f0 0.000 on all 12, Dc +0-6 % (the bound, 0.024, is below the truth at that dose, which pulls the "
+            "curve down there); the alternatives, the 4 values alone (5 frames at 30 counts: f0 +0.10, +0.13, Dc "
+            "+21 %) and the frame's pooled read as a value (+0.09, +0.10), were worse; its labels pooled too gave "
+            "f0 0.000 but a frame read 0.000 with an interval [0, 0.008] against a truth of 0.14. The 5-frame fits "
+            "have 2 degrees of freedom: wide Dc intervals, often flagged not constrained."
         ),
         (
             "A dot with no uniform domain at zero dose converts from its edge (the generator's rule); a thin "

@@ -7,6 +7,7 @@ Exit status: 0 when every input was processed (``ok`` or ``no_crystal``),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -300,17 +301,28 @@ def _run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
 
 
 def exit_process(status: int) -> NoReturn:
-    """End the ``stem-pipeline`` process with ``status``, without the interpreter's final garbage collections.
+    """End the ``stem-pipeline`` process with ``status``, without the interpreter's teardown of its modules.
 
     ``gc.freeze()`` first: the objects still alive (every imported module's) move to the permanent
-    generation, so the collections the interpreter runs while it tears the modules down do not
-    traverse them again; that traversal was ~0.15 s CPU of a 1024^2 ``analyze`` process
-    (benchmarks/process.py). The objects are still freed, and nothing else of the exit changes
-    (atexit handlers run, streams are flushed). Only for a process that ends: frozen objects are
-    never collected as cycles, so :func:`main` itself (run in a notebook or a test) does not freeze.
+    generation, so no collection traverses them again (~0.15 s CPU of a 1024^2 ``analyze`` process,
+    benchmarks/process.py, when the interpreter's final collections still ran). Then, where no other
+    Python thread is left to wait for, the atexit handlers run, the standard streams are flushed and the
+    process ends (``os._exit``) without tearing down every module and freeing its objects one by one, which
+    the end of the process does at once (~0.02 s CPU of the same process). With threads still running,
+    ``sys.exit`` as usual. Only for a process that ends: frozen objects are never collected as cycles, so
+    :func:`main` itself (run in a notebook or a test) does neither.
     """
+    import atexit
+    import threading
+
     gc.freeze()
-    sys.exit(status)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # none, closed, or a broken pipe
+            stream.flush()
+    os._exit(status)
 
 
 #: The package's modules that a command imports in any case (the analysis and its outputs), which the
@@ -334,12 +346,76 @@ def load_frozen(modules: tuple[str, ...]) -> None:
     enabled = gc.isenabled()
     gc.disable()
     try:
+        if modules:
+            lean_scipy()
         for name in modules:
             import_module(f".{name}", __package__)
     finally:
         gc.freeze()
         if enabled:
             gc.enable()
+
+
+#: NumPy's lazily loaded submodules outside the array API standard, which :func:`lean_scipy` keeps SciPy's
+#: copy of the NumPy namespace from loading (``f2py`` alone pulls in its Fortran parser and charset_normalizer).
+NOT_ARRAY_API = frozenset({"f2py", "testing", "polynomial", "ctypeslib", "char", "rec", "strings"})
+
+#: SciPy releases (major.minor) whose ``xp_capabilities`` was read and found to only record the capabilities
+#: (for SciPy's own tests) and rewrite the docstring, returning the function itself: only there does
+#: :func:`lean_scipy` touch SciPy (tests/test_cli_interface.py checks the installed one).
+LEAN_SCIPY_RELEASES = frozenset({"1.17"})
+
+
+def lean_scipy() -> None:
+    """Load SciPy's array-API layer without two import-time costs that the console script never uses.
+
+    Importing ``scipy.ndimage`` (or ``scipy.spatial``, ``scipy.fft``) first loads
+    ``scipy._lib._array_api``, whose copy of the NumPy namespace (array_api_compat's ``clone_module``)
+    touches every name ``dir(numpy)`` lists and so loads NumPy's lazy submodules: ``numpy.f2py`` (with
+    its Fortran parser and charset_normalizer), ``numpy.testing`` (with unittest), ``numpy.polynomial`` and
+    more. Then every SciPy function that states its array-API capabilities (``xp_capabilities``, a few
+    hundred in ndimage, special, spatial, fft and linalg) has its docstring parsed and rewritten with a
+    capability table. Together ~0.15 s CPU of the ~0.5 s start-up of a 1024^2 ``analyze`` process
+    (benchmarks/process.py, results identical). Here :data:`NOT_ARRAY_API` submodules not yet loaded are
+    hidden from ``dir(numpy)`` and ``numpy.__all__`` while that layer loads (restored at once; they
+    still load when used), and the capability decorator leaves docstrings as they are.
+
+    What changes in this process: SciPy's internal NumPy namespace lacks those submodules (SciPy uses
+    them only in its test helpers for CuPy and PyTorch), and SciPy docstrings lack the capability table.
+    Only for the console script's process, as :func:`load_frozen`; a no-op where the layer is already
+    loaded, for a SciPy release outside :data:`LEAN_SCIPY_RELEASES`, or where SciPy's private names
+    differ (then SciPy loads as usual).
+    """
+    if "scipy._lib._array_api" in sys.modules:
+        return
+    import numpy as np
+    import scipy
+
+    if ".".join(scipy.__version__.split(".")[:2]) not in LEAN_SCIPY_RELEASES:
+        return
+
+    hidden = {
+        name
+        for name in NOT_ARRAY_API & set(getattr(np, "__numpy_submodules__", ()))
+        if f"numpy.{name}" not in sys.modules
+    }
+    namespace = vars(np)  # numpy's module globals: its __all__ and its module-level __dir__ (PEP 562)
+    listed, names = namespace["__all__"], namespace["__dir__"]
+    namespace["__all__"] = [name for name in listed if name not in hidden]
+    namespace["__dir__"] = lambda: [name for name in names() if name not in hidden]
+    try:
+        from scipy._lib import _array_api
+    except ImportError:  # a SciPy without that layer
+        return
+    finally:
+        namespace.update(__all__=listed, __dir__=names)
+    if hasattr(_array_api, "xp_capabilities"):
+        _array_api.xp_capabilities = _no_capability_notes
+
+
+def _no_capability_notes(**_capabilities):
+    """SciPy's ``xp_capabilities`` decorator in :func:`lean_scipy`: the function unchanged."""
+    return lambda func: func
 
 
 #: glibc's ``mallopt`` parameters (malloc.h) and the values :func:`keep_freed_memory` sets [bytes].
@@ -370,14 +446,35 @@ def keep_freed_memory() -> None:
     libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
 
 
+def single_threaded_blas() -> None:
+    """Run the BLAS libraries loaded so far (NumPy's and SciPy's OpenBLAS) on the calling thread only.
+
+    Each OpenBLAS starts a thread per core. The command's BLAS calls are small (per-column normal
+    equations, 2x2 lattice matrices), so the second thread mostly busy-waits after each call before it
+    sleeps: ~0.03 s CPU of a 1024^2 ``analyze`` process (perf: OpenBLAS's ``blas_thread_server``;
+    benchmarks/process.py, results identical). Set through threadpoolctl (~0.006 s). Left as it is where
+    ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` sets a budget (a batch's worker processes, or the
+    user); only for the console script's process, as :func:`load_frozen`, and only for the commands of
+    :data:`COMMAND_MODULES` (``simulate``'s PRISM multiplies large matrices, where a second thread works).
+    """
+    if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
+
+
 def run() -> NoReturn:
     """The ``stem-pipeline`` console script: :func:`main` with ``sys.argv``, its memory kept for reuse
-    (:func:`keep_freed_memory`) and the command's modules loaded first (:func:`load_frozen`), then
-    :func:`exit_process`."""
+    (:func:`keep_freed_memory`), the command's modules loaded first (:func:`load_frozen`) and, for the
+    analysis, BLAS on one thread (:func:`single_threaded_blas`), then :func:`exit_process`."""
     keep_freed_memory()
     parser = build_parser()
     args = _parse(parser, sys.argv[1:])
-    load_frozen(COMMAND_MODULES.get(args.command, ()))
+    modules = COMMAND_MODULES.get(args.command, ())
+    load_frozen(modules)
+    if modules:  # the analysis's small BLAS calls; simulate's PRISM multiplies large matrices
+        single_threaded_blas()
     exit_process(_run_command(parser, args))
 
 

@@ -400,6 +400,29 @@ def test_own_intensity_evidence_on_either_side_of_an_edge():
     assert np.isnan(own_intensity_llr(rc, peak, np.ones(len(rc), bool), lattice_vectors_px=vectors, radius_px=24)).all()
 
 
+def test_a_small_uniform_domain_without_interior_columns_is_not_grown():
+    """A 32-column uniform domain in an ordered crystal: every one of its columns has ordered neighbours, so
+    the uniform phase has no interior columns to measure its prediction spread on. It takes the ordered
+    phase's spread, and the own-intensity evidence decides its boundary columns. Without it (no evidence at
+    all) the boundary pass fell back to an amplitude level taken from the domain's boundary columns and grew
+    the domain: 49 columns in one of these 8 noise draws, 2-4 columns off in two more."""
+    n = 30
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    rc = 20.0 + 9.0 * np.stack([ii.ravel(), jj.ravel()], axis=1)
+    domain = (np.hypot(ii - 14.5, jj - 14.5) <= 3.5).ravel()
+    bright = ((ii % 2 == 0) & (jj % 2 == 0)).ravel()
+    clean = np.where(domain, 0.8, np.where(bright, 1.0, 0.6))
+    vectors = np.array([[9.0, 0.0], [0.0, 9.0]])
+    llr = own_intensity_llr(rc, clean, ~domain, lattice_vectors_px=vectors, radius_px=2.6 * 9)
+    assert np.isfinite(llr[domain]).any() and (llr[domain][np.isfinite(llr[domain])] < -2).all()
+    for seed in range(8):
+        peak = clean * (1 + np.random.default_rng(seed).normal(0, 0.05, len(rc)))
+        labels, fractions = classify_columns(Columns(rc=rc, peak=peak), shape=(300, 300))
+        uniform = labels.label == LABELS.index("uniform")
+        assert (uniform != domain).sum() <= 1
+        assert fractions.uniform == pytest.approx(domain.mean(), abs=0.002)
+
+
 def test_area_fractions_interval_from_posteriors_and_boundary():
     rr, cc = np.mgrid[4:200:9, 4:200:9]
     rc = np.stack([rr.ravel(), cc.ravel()], axis=1).astype(float)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import logging
+import os
 import subprocess
 import sys
 
@@ -79,6 +81,82 @@ def test_the_console_script_loads_the_commands_modules_frozen_and_collects_garba
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["True"] * 4
+
+
+def _scipy_release() -> str:
+    import scipy
+
+    return ".".join(scipy.__version__.split(".")[:2])
+
+
+@pytest.mark.skipif(_scipy_release() not in cli.LEAN_SCIPY_RELEASES, reason="lean_scipy leaves this SciPy as it is")
+def test_scipys_capability_decorator_returns_the_function_itself_where_lean_scipy_replaces_it():
+    """What cli.lean_scipy relies on in the releases it touches: ``xp_capabilities`` adds no wrapper or
+    behaviour (it records a table for SciPy's tests and rewrites the docstring), so a pass-through changes
+    no result."""
+    from scipy._lib._array_api import xp_capabilities
+
+    def f(x):
+        """A function.
+
+        Parameters
+        ----------
+        x : int
+        """
+        return x + 1
+
+    assert xp_capabilities(np_only=True)(f) is f and f(1) == 2
+
+
+@pytest.mark.skipif(_scipy_release() not in cli.LEAN_SCIPY_RELEASES, reason="lean_scipy leaves this SciPy as it is")
+def test_the_console_script_loads_scipy_without_numpys_non_array_api_submodules_or_docstring_rewrites():
+    """cli.lean_scipy: SciPy loads without numpy.f2py / numpy.testing and keeps its docstrings as written;
+    numpy's namespace is as before (the submodules still load when asked for), SciPy's functions work."""
+    code = (
+        "import sys, numpy as np; from stem_pipeline import cli\n"
+        "if sys.argv[1] == 'lean': cli.lean_scipy()\n"
+        "from scipy import ndimage\n"
+        "loaded = [m for m in ('numpy.f2py', 'numpy.testing') if m in sys.modules]\n"
+        "notes = 'Array API Standard Support' in ndimage.gaussian_filter.__doc__\n"
+        "listed = {'f2py', 'testing'} <= set(dir(np)) and 'f2py' in np.__all__\n"
+        "blurred = ndimage.gaussian_filter(np.eye(5), 1.0).round(12).tolist()\n"
+        "print(repr((loaded, notes, listed, np.testing.__name__, blurred)))"
+    )
+    seen = {
+        how: ast.literal_eval(
+            subprocess.run([sys.executable, "-c", code, how], capture_output=True, text=True, check=True).stdout
+        )
+        for how in ("default", "lean")
+    }
+    assert seen["default"][:2] == (["numpy.f2py", "numpy.testing"], True)  # what lean_scipy avoids
+    assert seen["lean"][:2] == ([], False)
+    assert seen["lean"][2:] == seen["default"][2:] == (True, "numpy.testing", seen["default"][4])
+
+
+def test_the_console_script_runs_blas_on_one_thread_unless_a_budget_is_set():
+    """cli.single_threaded_blas: every loaded OpenBLAS (NumPy's and SciPy's) on one thread; a budget set in the
+    environment (a batch worker's, the user's) is left as it is."""
+    code = (
+        "import threadpoolctl, scipy.linalg; from stem_pipeline import cli\n"
+        "before = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas']\n"
+        "cli.single_threaded_blas()\n"
+        "after = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas']\n"
+        "print(repr((before, after)))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+
+    def threads(**budget):
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**env, **budget}
+        )
+        return ast.literal_eval(done.stdout)
+
+    before, after = threads(OPENBLAS_NUM_THREADS="2")
+    if not before:
+        pytest.skip("no OpenBLAS loaded")
+    assert before == after == [2] * len(before)  # the budget stays
+    before, after = threads()
+    assert after == [1] * len(before)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")

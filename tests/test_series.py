@@ -327,6 +327,47 @@ def test_fit_recovers_a_noiseless_curve_and_prefers_the_true_model():
     assert aicc["two_rates"] < aicc["exponential"] - 10
 
 
+def test_one_phase_reads_enter_the_fit_as_bounds():
+    dose = (np.arange(9) + 0.5) * 300.0
+    sigma = np.full(9, 0.01)
+    noisy = model(dose, 0.2, 2000.0) + 0.01 * np.random.default_rng(3).standard_normal(9)
+    values, _ = fit_damage(dose[1:], noisy[1:], sigma[1:])
+    # A bound on the data's side costs nothing: the values' estimates and intervals stay.
+    kept, _ = fit_damage(dose, np.append(0.5, noisy[1:]), sigma, bound=np.array([1] + [0] * 8))
+    assert kept.n_bounds == 1 and kept.n_points == values.n_points
+    assert kept.f0 == pytest.approx(values.f0, abs=1e-6) and kept.f0_ci95 == pytest.approx(values.f0_ci95, abs=1e-6)
+    # A frame read all ordered (at most 0.024) pulls the curve down at its dose, where the values alone do not.
+    held, _ = fit_damage(dose, np.append(0.024, noisy[1:]), sigma, bound=np.array([1] + [0] * 8))
+    assert held.f0 < values.f0 - 0.03 and held.curve(dose[:1])[0] < values.curve(dose[:1])[0] - 0.03
+    # Four values are too few for the stated model; four values and the bound are a fit.
+    assert fit_damage(dose[[0, 2, 4, 6, 8]][1:], noisy[[2, 4, 6, 8]], sigma[:4])[0] is None
+    five, _ = fit_damage(
+        dose[[0, 2, 4, 6, 8]], np.append(0.5, noisy[[2, 4, 6, 8]]), sigma[:5], bound=np.array([1, 0, 0, 0, 0])
+    )
+    assert five is not None and five.n_bounds == 1
+
+
+def test_dot_all_ordered_before_damage_is_fitted():
+    """f0 = 0 (pure CsPbI3 before damage) in 5 frames: the first frame reads all ordered, a bound, not a value."""
+    series = make_series(
+        (320, 320),
+        n_frames=5,
+        counts=100.0,
+        zero_dose_uniform_fraction=0.0,
+        dose_per_frame_e_per_A2=500.0,
+        rng=9019,
+    )
+    assert series.zero_dose_uniform_fraction == 0.0
+    result = analyze_series(
+        series.frames, pixel_size_nm=series.pixel_size_nm, dose_per_frame_e_per_A2=series.dose_per_frame_e_per_A2
+    )
+    assert result.one_phase[0] and result.frame_uniform_fraction[0] == 0.0 and result.in_fit.sum() == 4
+    fit = result.fit
+    assert fit is not None and fit.n_bounds == 1
+    assert abs(fit.f0) <= F0_TOL and fit.f0_ci95[0] <= 0.0 <= fit.f0_ci95[1]
+    assert abs(fit.critical_dose / series.critical_dose_e_per_A2 - 1) <= DC_RTOL
+
+
 def test_critical_dose_flagged_when_the_data_do_not_pin_it():
     dose = (np.arange(10) + 0.5) * 250.0
     sigma = np.full(10, 0.02)

@@ -28,7 +28,7 @@ from .._types import LABELS, REGION_OUTSIDE
 from .config import PhasesConfig
 from .library import Phase
 from .match import explain_columns
-from .regions import split_by_spacing
+from .regions import local_spacing, split_by_spacing
 
 logger = logging.getLogger("stem_pipeline")
 
@@ -77,11 +77,12 @@ def _groups(parts, regions, lattices, labels, max_scale: float) -> list[tuple[in
 
 
 def _explained_parts(
-    rc, intensity, index, region, lattice, pixel_size_nm, library, config: PhasesConfig, site_intensities
+    rc, intensity, spacing, index, region, lattice, pixel_size_nm, library, config: PhasesConfig, site_intensities
 ):
     """[(column indices, region, fits)] of one group: the group itself, or its two parts of different spacing.
 
-    A group whose local spacings are bimodal is cut in two (:func:`~.regions.split_by_spacing`), each
+    A group whose local spacings (``spacing``, measured among all the columns) are bimodal is cut in two
+    (:func:`~.regions.split_by_spacing`), each
     part fitted on its own lattice vectors; the cut stands when two different phases explain the
     parts, or when the whole is unexplained and a part is explained.
     """
@@ -103,7 +104,7 @@ def _explained_parts(
 
     fits = fit(index, lattice.vectors_px)
     whole = [(index, region, fits)]
-    split = split_by_spacing(rc[index], min_columns=config.min_columns)
+    split = split_by_spacing(spacing[index], min_columns=config.min_columns)
     if split is None:
         return whole
     subs = [index[s] for s in split]
@@ -220,18 +221,19 @@ def assign_phases(
     site = np.full(n, "", dtype=object)
     intensity = np.concatenate([p.intensity for p in parts]) if parts else np.zeros(0)
     rc = np.concatenate([p.rc for p in parts]) if parts else np.zeros((0, 2))
+    spacing = local_spacing(rc)
     records, fits_by_group, group_regions = [], [], []
     for k, label, index, region in _groups(parts, regions, lattices, labels, config.max_spacing_error):
         # Uncalibrated, every phase is tried: fractions then need one phase alone to explain the columns.
         candidates = library if pixel_size_nm is None else _consistent_with(library, label)
         explained = _explained_parts(
-            rc, intensity, index, region, lattices[k], pixel_size_nm, candidates, config, site_intensities
+            rc, intensity, spacing, index, region, lattices[k], pixel_size_nm, candidates, config, site_intensities
         )
         if len(candidates) < len(library) and not any(f and f[0].explains for _, _, f in explained):
             # No phase of the label's kind explains the group (e.g. a few boundary columns the classifier
             # called uniform): every phase is tried before the group is called unexplained.
             explained = _explained_parts(
-                rc, intensity, index, region, lattices[k], pixel_size_nm, library, config, site_intensities
+                rc, intensity, spacing, index, region, lattices[k], pixel_size_nm, library, config, site_intensities
             )
         for sub, sub_region, fits in explained:
             best = fits[0] if fits and fits[0].explains else None

@@ -6,7 +6,7 @@ follows the columns by id (:mod:`.track`) and fits the uniform fraction against
 cumulative dose (:mod:`.fit`); :func:`write_series` writes the outputs.
 """
 
-from ._core import NoDoseWarning, SeriesConfig, SeriesResult, analyze_series
+from ._core import NoDoseWarning, SeriesConfig, SeriesResult, analyze_series, fit_reads
 from .fit import MODELS, DamageFit, fit_damage, fit_model
 from .load import (
     FrameSeries,
@@ -33,6 +33,7 @@ __all__ = [
     "dose_per_frame_from_metadata",
     "fit_damage",
     "fit_model",
+    "fit_reads",
     "linear_drift",
     "link_columns",
     "load_series",

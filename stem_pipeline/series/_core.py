@@ -156,7 +156,9 @@ class SeriesResult:
     fits : list of DamageFit
         Every model fitted.
     in_fit : (F,) ndarray of bool
-        Frames whose fraction went into the fit (measured, and not a one-phase read).
+        Frames whose fraction went into the fit as a value (measured, and not a one-phase read).
+    one_phase : (F,) ndarray of bool
+        Frames read as one phase: they went into the fit as a bound at the classifier's detection limit.
     reference_frame : int
         The frame the drifts are relative to (and the tracked columns' coordinates).
     pooled : bool
@@ -188,6 +190,7 @@ class SeriesResult:
     fit: DamageFit | None
     fits: list
     in_fit: np.ndarray
+    one_phase: np.ndarray
     reference_frame: int
     pooled: bool
 
@@ -329,14 +332,14 @@ def analyze_series(
     label, intensity = _track(reference_rc, reads.results, reg.drift_rc_px, len(frames), config)
     history = column_histories(label)
     _log_reversals(series.source, history)
-    in_fit = _fit_frames(reads.fraction, message)
+    in_fit, one_phase = _fit_frames(reads.fraction, message)
     reach = (pipeline_config.classify if pipeline_config is not None else ClassifyConfig()).edge_reach_spacings
     cell_area = _cell_areas(ref, reference_rc, reference_image.shape, reach)
     # One-phase reads are bounds (see _fit_frames): their labels are not evidence of the columns' states either.
     change, fraction, ci = pooled_reads(history.label, cell_area, reads.ci, use=in_fit, intensity=intensity)
     if not config.pool_frames:
         fraction, ci = reads.fraction, reads.ci
-    chosen, fits = _fit(series.source, reads.dose, fraction, ci, in_fit, config)
+    chosen, fits = _fit(series.source, reads, fraction, ci, in_fit, one_phase, config)
     for k in np.flatnonzero(~np.array([s == "ok" for s in status])):
         logger.warning("%s: frame %d left out (%s): %s", series.source, k, status[k], message[k])
     return SeriesResult(
@@ -365,6 +368,7 @@ def analyze_series(
         fit=chosen,
         fits=fits,
         in_fit=in_fit,
+        one_phase=one_phase,
         reference_frame=reg.reference,
         pooled=config.pool_frames,
     )
@@ -467,19 +471,76 @@ def _cell_areas(ref, reference_rc: np.ndarray, shape: tuple, reach_spacings: flo
     return region_map_from_columns(mask, reference_rc, np.zeros(len(reference_rc), np.int8))[1].astype(float)
 
 
-def _fit(source, dose, fraction, ci, in_fit, config):
-    """The damage fit of the frames ``in_fit`` (see :mod:`.fit`), with warnings when it is weak."""
-    sigma = frame_sigma(ci)
-    chosen, fits = fit_damage(
-        dose[in_fit],
-        fraction[in_fit],
-        sigma[in_fit],
+def fit_reads(
+    dose: np.ndarray,
+    frame_fraction: np.ndarray,
+    frame_ci95: np.ndarray,
+    fraction: np.ndarray,
+    ci95: np.ndarray,
+    *,
+    common_error_fraction: float = 0.25,
+    gain_sd: float = 0.0,
+    aicc_margin: float = AICC_MARGIN,
+) -> tuple[DamageFit | None, list[DamageFit]]:
+    """The damage fit of a series' reads: the frames with a value as values, the one-phase reads as bounds.
+
+    A frame read all ordered enters as "the uniform fraction is at most its interval's upper end" (the
+    classifier's detection limit), one read all uniform as "at least the lower end" (see :func:`_fit_frames`).
+
+    Parameters
+    ----------
+    dose : (F,) ndarray
+        Cumulative dose of each frame.
+    frame_fraction, frame_ci95 : (F,), (F, 2) ndarray
+        Each frame's own read and its 95 % interval (NaN: not read): they decide which frames are one-phase
+        reads, and give their bounds.
+    fraction, ci95 : (F,), (F, 2) ndarray
+        The reads to fit as values (pooled over the series, or the frames' own).
+    common_error_fraction, gain_sd, aicc_margin : float
+        As in :func:`.fit.fit_damage`.
+
+    Returns
+    -------
+    chosen, fits
+        As :func:`.fit.fit_damage`.
+    """
+    frame_fraction, frame_ci95 = np.asarray(frame_fraction, float), np.asarray(frame_ci95, float)
+    in_fit, one_phase = _fit_frames(frame_fraction, [None] * len(frame_fraction))
+    upper = frame_fraction <= 0.5
+    bound = np.where(one_phase, np.where(upper, 1, -1), 0)
+    value = np.where(one_phase, np.where(upper, frame_ci95[:, 1], frame_ci95[:, 0]), fraction)
+    sigma = np.where(one_phase, frame_sigma(np.nan_to_num(frame_ci95)), frame_sigma(np.nan_to_num(ci95)))
+    use = in_fit | one_phase
+    return fit_damage(
+        np.asarray(dose, float)[use],
+        value[use],
+        sigma[use],
+        bound=bound[use],
+        common_error_fraction=common_error_fraction,
+        gain_sd=gain_sd,
+        aicc_margin=aicc_margin,
+    )
+
+
+def _fit(source, reads: _Reads, fraction, ci, in_fit, one_phase, config):
+    """:func:`fit_reads` of the series, with warnings when the fit is weak."""
+    chosen, fits = fit_reads(
+        reads.dose,
+        reads.fraction,
+        reads.ci,
+        fraction,
+        ci,
         common_error_fraction=config.common_error_fraction,
         gain_sd=config.gain_sd,
         aicc_margin=AICC_MARGIN if config.choose_model_by_aicc else math.inf,
     )
     if chosen is None:
-        logger.warning("%s: %d frames to fit; at least 5 are needed", source, int(in_fit.sum()))
+        logger.warning(
+            "%s: %d frames to fit (%d of them one-phase bounds); at least 5 with 3 values are needed",
+            source,
+            int((in_fit | one_phase).sum()),
+            int(one_phase.sum()),
+        )
         return chosen, fits
     best = min(fits, key=lambda f: f.aicc)
     if best.model != chosen.model and best.aicc < chosen.aicc - AICC_MARGIN:
@@ -502,18 +563,31 @@ def _fit(source, dose, fraction, ci, in_fit, config):
     return chosen, fits
 
 
-def _fit_frames(fraction: np.ndarray, message: list) -> np.ndarray:
-    """Frames whose fraction is a measurement: not NaN, and not a one-phase read.
+def _fit_frames(fraction: np.ndarray, message: list) -> tuple[np.ndarray, np.ndarray]:
+    """Frames whose fraction is a value (not NaN, not a one-phase read), and the one-phase reads.
 
     A frame read as all uniform (or all ordered) says that the other phase is below the classifier's
-    detection limit (small minorities of <= ~90 columns are missed: benchmarks/results/classify.md),
-    so its fraction is a bound, not a value; on synthetic series such reads came 0.1-0.15 above the
-    truth once the ordered remnant fell below ~15 %. They are kept in the tables and left out of the fit.
+    detection limit (``ClassifyConfig.undetected_*_columns``: the frame's own interval reaches that far),
+    so its fraction is a bound, not a value: on synthetic series such reads came 0.1-0.15 above the truth
+    once the ordered remnant fell below ~15 %, and a dot all ordered at zero dose (f0 = 0, pure CsPbI3
+    before damage) reads all ordered in its first frame while the beam has already converted a rim at its
+    edge (0.04-0.14 of the dot on the 12 f0 = 0 tuning dots of benchmarks/series.py). A one-phase read
+    enters the fit as a censored observation (:func:`.fit.fit_model`'s ``bound``): the fraction is at most
+    (all ordered) or at least (all uniform) the end of the frame's interval, a term that costs nothing on
+    its side. So a series whose first frame is all ordered is still fitted (5 frames: 4 values and the
+    bound), and since ``f0 <= f(D)`` the bound holds f0 below the detection limit. Chosen on those tuning
+    dots over three alternatives: the 4 values alone (the 5-frame 30-count dots f0 +0.10, +0.13), the
+    frame's read pooled over the series as a value (+0.09, +0.10: frame 0 is the 30-count weak spot of
+    benchmarks/results/series_diagnosis.md), and its labels pooled too (f0 right, but its read 0.000 with
+    an interval [0, 0.008] against a truth of 0.14: a false value). The bound at the classifier's limit
+    (0.024) is below the truth at the first frame's dose there (the rim is read late), which pulls the
+    curve down at that dose: Dc 0-6 % high on those dots. The labels of a one-phase read are not evidence
+    of the columns' states either (:func:`.pool.pooled_reads`' ``use``).
     """
     one_phase = np.isfinite(fraction) & ((fraction >= 1 - _ONE_PHASE) | (fraction <= _ONE_PHASE))
     for k in np.flatnonzero(one_phase):
-        message[k] = "read as one phase: a bound (the other phase below the detection limit), left out of the fit"
-    return np.isfinite(fraction) & ~one_phase
+        message[k] = "read as one phase: a bound (the other phase below the detection limit) in the fit"
+    return np.isfinite(fraction) & ~one_phase, one_phase
 
 
 def _reference_columns(ref, results, drift) -> np.ndarray:

@@ -42,6 +42,13 @@ Fit and intervals
     (the classifier's bias on that dot, the boundary placement), and extrapolation
     cannot average it away: ``common_error_fraction`` of the median per-frame
     variance is added to the variance of ``f0``.
+    A frame read as one phase is a censored observation (``bound``): the fraction is at most (read all
+    ordered) or at least (read all uniform) the classifier's detection limit, a residual that is zero on
+    the bound's side and ``(f(D) - bound) / sigma`` beyond it. Bounds exclude curves but are no measure
+    of the scatter: the reduced chi-square, the autocorrelation and the degrees of freedom
+    are the values' (a fit needs ``p + MIN_DOF`` observations, values and bounds, and more values than
+    parameters). See :func:`stem_pipeline.series._core._fit_frames` for why and what it does on
+    synthetic series.
     Models are compared by the small-sample Akaike criterion (AICc, with the
     error scale as a free parameter); an alternative replaces the stated model
     only when its AICc is lower by more than 10 (very strong evidence: frame-to-frame
@@ -71,6 +78,8 @@ ROBUST_SCALE = 2.0
 #: interval of a near one-phase read can be 0.01 wide. On the 52 tuning and grid series, 0.015 gave f0
 #: intervals 0.096 wide with every error below 0.6 of the half-width; 0.01, 0.074 wide and below 0.8.
 MIN_FRAME_SD = 0.01
+#: Fewest observations (values and bounds, and the gain's prior) beyond the parameters for a fit.
+MIN_DOF = 3
 #: Largest lag-1 autocorrelation of the residuals taken into the intervals.
 MAX_AUTOCORRELATION = 0.9
 #: A critical dose whose 95 % interval spans more than this factor is reported as not constrained.
@@ -140,7 +149,10 @@ class DamageFit:
     chi2, aicc : float
         Weighted residual sum of squares and the small-sample Akaike criterion.
     n_points : int
-        Frames fitted.
+        Values fitted (frames, and the gain's prior when there is one): ``n_points - len(params)`` is the
+        intervals' degrees of freedom.
+    n_bounds : int
+        Frames fitted as bounds (read as one phase: censored observations).
     critical_dose_constrained : bool
         False when the data do not pin the critical dose down: it ran to its upper bound
         (1000x the dose range), or its interval spans more than ``MAX_DC_CI_RATIO`` (e.g. a dot
@@ -159,6 +171,7 @@ class DamageFit:
     chi2: float
     aicc: float
     n_points: int
+    n_bounds: int = 0
     critical_dose_constrained: bool = True
     gain: float | None = None
 
@@ -190,6 +203,7 @@ class DamageFit:
             "chi2": self.chi2,
             "aicc": self.aicc,
             "n_points": self.n_points,
+            "n_bounds": self.n_bounds,
             "critical_dose_constrained": self.critical_dose_constrained,
             "gain": self.gain,
         }
@@ -268,6 +282,7 @@ def fit_model(
     fraction: np.ndarray,
     sigma: np.ndarray,
     *,
+    bound: np.ndarray | None = None,
     common_error_fraction: float = 0.25,
     gain_sd: float = 0.0,
 ) -> DamageFit | None:
@@ -283,6 +298,11 @@ def fit_model(
         Uniform area fraction of each frame.
     sigma : (n,) ndarray
         Standard error of each fraction (> 0).
+    bound : (n,) array_like of int, optional
+        Censored observations (see the module docstring): ``+1`` where the fraction is at most
+        ``fraction`` (a frame read all ordered: the uniform share below the classifier's detection
+        limit), ``-1`` where it is at least ``fraction`` (read all uniform), 0 for a value (the default
+        for every point).
     common_error_fraction : float
         Share of the per-frame variance common to all frames (added to ``f0``'s variance).
     gain_sd : float
@@ -292,24 +312,29 @@ def fit_model(
     Returns
     -------
     DamageFit or None
-        None when there are too few points for the model (``n <= p + 2``) or the fit fails.
+        None when there are too few points for the model (fewer than ``p + MIN_DOF`` observations,
+        values and bounds, or no more values than parameters) or the fit fails.
     """
     model = MODELS[name]
     dose, frac, sigma = (np.asarray(x, float) for x in (dose, fraction, sigma))
+    side = np.zeros(len(dose), int) if bound is None else np.sign(np.asarray(bound, int))
+    value = side == 0
     with_gain = gain_sd > 0
     curve = _measured_curve(name, with_gain)
     names = model.names + (("gain",) if with_gain else ())
     p_count = len(names)
-    n = len(dose)
-    n_obs = n + with_gain  # the gain's prior is one more observation
-    if n_obs <= p_count + 2:
+    n_obs = len(dose) + with_gain  # the gain's prior is one more observation
+    dof = int(value.sum()) + with_gain - p_count  # bounds exclude curves but do not measure the scatter
+    if n_obs - p_count < MIN_DOF or dof < 1:
         return None
-    start, bounds = _start_and_bounds(name, dose, frac)
+    start, bounds = _start_and_bounds(name, dose[value], frac[value])
     if with_gain:
         start, bounds = [*start, 1.0], ([*bounds[0], GAIN_BOUNDS[0]], [*bounds[1], GAIN_BOUNDS[1]])
 
     def residuals(q):
         data = (curve(dose, q) - frac) / sigma
+        # A bound costs nothing on its side: max(r, 0) for "at most", min(r, 0) for "at least".
+        data = np.where(side > 0, np.maximum(data, 0.0), np.where(side < 0, np.minimum(data, 0.0), data))
         return np.append(data, (q[-1] - 1.0) / gain_sd) if with_gain else data
 
     res = optimize.least_squares(
@@ -324,12 +349,16 @@ def fit_model(
         return None
     p = res.x
     chi2 = float(np.sum(res.fun**2))
-    dof = n_obs - p_count
+    # The scatter about the curve is measured by the values (and the gain's prior): a bound is no measure of it.
+    measured = np.append(value, True) if with_gain else value
+    scatter = float(np.sum(res.fun[measured] ** 2))
     jac = _gradient(residuals, p)
-    cov = np.linalg.pinv(jac.T @ jac) * max(1.0, chi2 / dof) * _autocorrelation_inflation(res.fun[:n][np.argsort(dose)])
+    in_order = np.argsort(dose[value])
+    inflation = _autocorrelation_inflation(res.fun[: len(dose)][value][in_order])
+    cov = np.linalg.pinv(jac.T @ jac) * max(1.0, scatter / dof) * inflation
     t = stats.t.ppf(0.975, dof)
     f0 = float(p[0])
-    var_common = common_error_fraction * float(np.median(sigma)) ** 2
+    var_common = common_error_fraction * float(np.median(sigma[value])) ** 2
     sd_f0 = float(np.sqrt(cov[0, 0] + var_common))
     dc = model.critical(p[: len(model.names)])
     g = _gradient(lambda q: np.log(model.critical(q[: len(model.names)])), p)[0]
@@ -350,7 +379,8 @@ def fit_model(
         critical_dose_ci95=(dc / spread, dc * spread),
         chi2=chi2,
         aicc=float(aicc),
-        n_points=n_obs,
+        n_points=dof + p_count,
+        n_bounds=int((~value).sum()),
         critical_dose_constrained=bool(np.isfinite(sd_log_dc) and t * sd_log_dc < np.log(MAX_DC_CI_RATIO) / 2)
         and not at_bound,
     )
@@ -361,6 +391,7 @@ def fit_damage(
     fraction: np.ndarray,
     sigma: np.ndarray,
     *,
+    bound: np.ndarray | None = None,
     common_error_fraction: float = 0.25,
     gain_sd: float = 0.0,
     aicc_margin: float = AICC_MARGIN,
@@ -369,7 +400,7 @@ def fit_damage(
 
     Parameters
     ----------
-    dose, fraction, sigma : (n,) ndarray
+    dose, fraction, sigma, bound : (n,) ndarray
         As in :func:`fit_model`.
     common_error_fraction, gain_sd : float
         As in :func:`fit_model`.
@@ -379,7 +410,7 @@ def fit_damage(
     Returns
     -------
     chosen : DamageFit or None
-        None when not even the stated model could be fitted (fewer than 5 frames). With
+        None when not even the stated model could be fitted (fewer than 5 frames, values and bounds, or 3 values). With
         ``gain_sd > 0`` its intervals allow for a gain (see the module docstring) and ``gain`` is set.
     fits : list of DamageFit
         Every model that could be fitted, the chosen one included.
@@ -387,7 +418,8 @@ def fit_damage(
     fits = [
         f
         for name in MODELS
-        if (f := fit_model(name, dose, fraction, sigma, common_error_fraction=common_error_fraction)) is not None
+        if (f := fit_model(name, dose, fraction, sigma, bound=bound, common_error_fraction=common_error_fraction))
+        is not None
     ]
     stated = next((f for f in fits if f.model == STATED_MODEL), None)
     if stated is None:
@@ -395,7 +427,15 @@ def fit_damage(
     best = min(fits, key=lambda f: f.aicc)
     chosen = best if best.aicc < stated.aicc - aicc_margin else stated
     read = (
-        fit_model(chosen.model, dose, fraction, sigma, common_error_fraction=common_error_fraction, gain_sd=gain_sd)
+        fit_model(
+            chosen.model,
+            dose,
+            fraction,
+            sigma,
+            bound=bound,
+            common_error_fraction=common_error_fraction,
+            gain_sd=gain_sd,
+        )
         if gain_sd > 0
         else None
     )

@@ -41,6 +41,7 @@ def series_table(result: SeriesResult):
             "drift_y_px": result.drift_rc_px[:, 0],
             "status": result.status,
             "in_fit": result.in_fit,
+            "bound_in_fit": result.one_phase,  # a one-phase read: a bound at the detection limit in the fit
             "frame_uniform_fraction": result.frame_uniform_fraction,  # the frame's own read (not pooled)
             "reversals": result.history.reversals_per_frame,
         }
@@ -112,6 +113,7 @@ def series_summary(result: SeriesResult) -> dict:
                 "uniform_fraction": _finite(result.uniform_fraction[k]),
                 "frame_uniform_fraction": _finite(result.frame_uniform_fraction[k]),
                 "in_fit": bool(result.in_fit[k]),
+                "bound_in_fit": bool(result.one_phase[k]),
             }
             for k, (s, m) in enumerate(zip(result.status, result.message))
         ],
@@ -142,9 +144,20 @@ def plot_fraction_vs_dose(result: SeriesResult):
     if result.pooled:
         own = result.frame_uniform_fraction
         ax.plot(dose[ok], own[ok], "x", color="0.55", ms=4, label="each frame's own read")
-    bound = np.isfinite(frac) & ~ok
-    if bound.any():
-        ax.plot(dose[bound], frac[bound], "o", mfc="none", mec="0.5", ms=5, label="one-phase read (not fitted)")
+    own_ci = result.frame_uniform_ci95
+    for side, marker, end, text in ((True, "v", 1, "at most"), (False, "^", 0, "at least")):
+        bound = result.one_phase & ((result.frame_uniform_fraction <= 0.5) == side)
+        if bound.any():
+            ax.plot(
+                dose[bound],
+                own_ci[bound, end],
+                marker,
+                mfc="none",
+                mec="k",
+                ms=6,
+                linestyle="none",
+                label=f"one-phase read: {text} the detection limit (a bound in the fit)",
+            )
     fit = result.fit
     unit = "e/Å²" if result.dose_unit == "e/A^2" else "frames"
     if fit is not None:
@@ -167,7 +180,7 @@ def plot_fraction_vs_dose(result: SeriesResult):
             fontsize=9,
         )
     else:
-        ax.set_title("too few frames with fractions to fit", fontsize=9)
+        ax.set_title("too few frames with fractions to fit (5, with 3 values, are needed)", fontsize=9)
     ax.set_xlabel(f"cumulative dose [{unit}]")
     ax.set_ylabel("uniform (PbI2/FAPbI3-like) area fraction")
     ax.set_ylim(0, 1)
