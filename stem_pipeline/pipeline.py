@@ -26,7 +26,16 @@ from pydantic import Field
 
 from ._tiles import within_distance
 from ._types import AreaFractions, Columns, Micrograph, PhaseLabels, PipelineResult
-from .classify import ClassifyConfig, TwoPhaseModelConfig, classify_lattice_regions, two_phase_model_reasons
+from .classify import (
+    ClassifyConfig,
+    TwoPhaseModelConfig,
+    classify_lattice_regions,
+    diffuse_outline,
+    hull_mask,
+    pixel_noise,
+    two_phase_model_reasons,
+    without_columns,
+)
 from .columns import ColumnsConfig, find_columns, measure_intensities, refine_columns
 from .columns.assign import nearest_column_regions, resolve_shared_columns
 from .config import StrictModel
@@ -223,6 +232,8 @@ def _analyze(run: _Run) -> PipelineResult:
         found = sum(len(c) for c in run.parts)
         return run.stop(f"only {found} columns found (fewer than {run.config.min_columns})")
     columns = _refine_and_measure(run)
+    with run.timed("outline"):
+        _crystal_outline(run, columns)
     labels, fractions, message = _two_phase(run)
     phases: dict = {}
     if run.config.phases.enabled:
@@ -254,6 +265,8 @@ class _Run:
     crystal_mask: np.ndarray | None = None
     #: Per lattice: the pixels nearest to its columns, inside the crystal.
     regions: list[np.ndarray] = dataclasses.field(default_factory=list)
+    #: The image's pixel noise over the median column height (:func:`stem_pipeline.classify.pixel_noise`).
+    pixel_noise: float | None = None
 
     def timed(self, name: str):
         """Context manager timing one stage into :attr:`timings`."""
@@ -310,16 +323,47 @@ def _find_columns(run: _Run) -> None:
 
 
 def _crystal_regions(run: _Run) -> None:
-    """The crystal mask and each lattice's region in it.
+    """The crystal mask from the lattice amplitude.
 
     Fractions are of the crystal's own area, not of the (wider) search mask; the half-spacing cell
-    of every found column is crystal too (small domains of a weak lattice).
+    of every found column is crystal too (small domains of a weak lattice). Each lattice's region in
+    it is drawn once the columns are measured (:func:`_crystal_outline`).
     """
     search = np.logical_or.reduce([m for m, _ in run.masks])
     mask = np.logical_or.reduce([area for _, area in run.masks])
     mask |= search & _near_columns(run.parts, search.shape, 0.5 * min(lat.spacing_px for lat in run.lattices))
     run.crystal_mask = mask
-    run.regions = nearest_column_regions(run.parts, mask)
+
+
+def _crystal_outline(run: _Run, columns: Columns) -> None:
+    """The crystal's edge at the step of the diffuse intensity, each lattice's region in it, and the image noise.
+
+    Where the step is found (:func:`stem_pipeline.classify.diffuse_outline`), it is the crystal mask;
+    elsewhere the crystal mask is clipped to the columns' hull grown by ``ClassifyConfig.hull_margin_spacings``,
+    so that its fringe goes to neither phase. Either way the result's crystal mask is the area the fractions are of.
+    """
+    config = run.config.classify
+    spacing = min(lat.spacing_px for lat in run.lattices)
+    rest = without_columns(run.micrograph.data, columns)
+    run.pixel_noise = pixel_noise(rest, columns, spacing)
+    outline = None
+    if config.edge_from_intensity:
+        outline = diffuse_outline(
+            rest,
+            columns.rc,
+            spacing,
+            smoothing_spacings=config.edge_smoothing_spacings,
+            max_reach_spacings=config.edge_reach_spacings,
+            min_contrast=config.edge_min_contrast,
+        )
+    if outline is not None:
+        run.crystal_mask = outline.mask
+    elif run.crystal_mask is not None:
+        run.crystal_mask = run.crystal_mask & hull_mask(
+            run.crystal_mask.shape, columns.rc, margin_px=config.hull_margin_spacings * spacing
+        )
+    if run.crystal_mask is not None:
+        run.regions = nearest_column_regions(run.parts, run.crystal_mask)
 
 
 def _refine_and_measure(run: _Run) -> Columns:
@@ -363,6 +407,7 @@ def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str
                 config=config.classify,
                 two_phase=config.two_phase_model,
                 boundary_sd_spacings=config.lattice_boundary_sd_spacings,
+                pixel_noise=run.pixel_noise,
             )
     if reasons:
         why = "; ".join(dict.fromkeys(reasons))

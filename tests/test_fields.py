@@ -300,7 +300,9 @@ def test_a_small_lone_dot_is_analysed_on_its_crop_in_the_fields_frame():
     assert np.median(dist) < 0.05 and np.mean(dist < 1.0) > 0.98
     region = result.result.labels.region_map
     assert region.shape == (640, 640)
-    assert np.mean(fld.labels[region > 0] == 1) > 0.97
+    # Its crystal lies in the dot: the outline (the truth of the fractions; the crystal edge is placed at the
+    # diffuse intensity step, issue 14), which reaches past the footprint its columns cover (``fld.labels``).
+    assert np.mean(fld.region_map[region > 0] != 0) > 0.97
     # Its lattice is the image's (summary.json's ``lattice``), as the whole-image analysis reports it.
     assert result.result.lattices[0].spacing_px == pytest.approx(whole.lattices[0].spacing_px, rel=0.01)
     record = result.records()[0]

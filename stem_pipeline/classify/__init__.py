@@ -24,11 +24,13 @@ from .model import (
     regularise_posterior,
     uniform_minority_posterior,
 )
+from .outline import DiffuseOutline, diffuse_outline, pixel_noise, render_columns, without_columns
 from .regions import area_fractions, boundary_length_px, domain_size_px, hull_mask, region_map_from_columns
 
 __all__ = [
     "ClassifyConfig",
     "ColumnFeatures",
+    "DiffuseOutline",
     "TwoPhaseModelConfig",
     "area_fractions",
     "bright_fraction",
@@ -38,6 +40,7 @@ __all__ = [
     "classify_columns",
     "classify_lattice_regions",
     "column_features",
+    "diffuse_outline",
     "domain_size_px",
     "estimate_lattice_vectors",
     "indexed_pairs",
@@ -46,10 +49,13 @@ __all__ = [
     "mixture_posterior",
     "neighbour_pairs",
     "own_intensity_llr",
+    "pixel_noise",
     "region_map_from_columns",
     "refine_boundaries",
     "regularise_posterior",
+    "render_columns",
     "shared_boundary_px",
     "two_phase_model_reasons",
     "uniform_minority_posterior",
+    "without_columns",
 ]

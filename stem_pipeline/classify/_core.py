@@ -148,15 +148,40 @@ class ClassifyConfig(StrictModel):
         ge=0.0,
         description="When no crystal mask is given, the columns' convex hull is grown by this many column spacings.",
     )
-    boundary_sd_spacings: float = Field(
-        0.12,
+    edge_from_intensity: bool = Field(
+        True,
+        description="In :func:`stem_pipeline.pipeline.analyze`, place the crystal's edge at the step of the image's diffuse intensity (:func:`~stem_pipeline.classify.diffuse_outline`), where it is found, instead of the columns' hull grown by ``hull_margin_spacings``.",
+    )
+    edge_smoothing_spacings: float = Field(
+        1.0,
+        gt=0.0,
+        le=4.0,
+        description="Gaussian smoothing of the image without its columns, in column spacings, from which the diffuse step is placed (set on tuning dots, seeds 30000-30059 of ``benchmarks/unbiased.py``: 0.5, 1.0 and 1.5 gave the same fractions within 0.0002 sd; 1.0 the best at every dose).",
+    )
+    edge_min_contrast: float = Field(
+        3.0,
         ge=0.0,
-        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, that enters the 95 % interval of the uniform fraction: with ``edge_sd_spacings``, set so that 95 % of 420 mixed tuning dots through ``pipeline.analyze`` (the draw of ``benchmarks/unbiased.py``, seeds 30000-30139 at 30, 100 and 400 counts; truth the domain area) lie within it; the coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
+        description="Smallest diffuse step, over the noise of the smoothed carbon, that places the crystal's edge (the tuning dots had 5.5 or more at 30 counts); below it the columns' hull grown by ``hull_margin_spacings`` is the crystal.",
+    )
+    edge_reach_spacings: float = Field(
+        1.2,
+        gt=0.0,
+        description="A given crystal mask (and the diffuse outline) is clipped to the columns' convex hull grown by this many column spacings: the outermost columns lie less than a spacing inside the crystal's edge.",
+    )
+    boundary_sd_spacings: float = Field(
+        0.05,
+        ge=0.0,
+        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, without noise (see ``boundary_noise_spacings``), that enters the 95 % interval of the uniform fraction: with ``boundary_noise_spacings`` and ``edge_sd_spacings``, set so that about 95 % of 140 mixed tuning dots through ``pipeline.analyze`` at each dose lie within it (the draw of ``benchmarks/unbiased.py``, seeds 30000-30139 at 30, 100 and 400 counts, with the column heights and the edge at the diffuse step; truth the domain area): 0.957 / 0.943 / 0.964, mean width 0.063 / 0.039 / 0.027 (0.98 / 0.99 / 0.99 and 0.067 / 0.049 / 0.041 with the values set before the heights: 0.11, 1.5, 0.15). The coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
+    )
+    boundary_noise_spacings: float = Field(
+        1.6,
+        ge=0.0,
+        description="Growth of the boundary shift with the image noise: its standard deviation is ``hypot(boundary_sd_spacings, boundary_noise_spacings * pixel_noise)`` spacings, where ``pixel_noise`` is the pixel noise over the median column height (:func:`~stem_pipeline.classify.pixel_noise`, given by :func:`stem_pipeline.pipeline.analyze`; median 0.13 / 0.07 / 0.034 at 30 / 100 / 400 counts), so the interval widens at low dose. Set with ``boundary_sd_spacings`` on the same tuning dots: the labels' errors at domain boundaries grow with the noise (error sd inside both outlines 0.009 / 0.005 / 0.003), so a noise-free shift alone cannot cover every dose.",
     )
     edge_sd_spacings: float = Field(
-        0.29,
+        0.06,
         ge=0.0,
-        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction: the outermost columns of a phase lie anywhere from 0 to 1 spacing inside the true edge (uniformly: sd 1/sqrt(12) = 0.29), taken as coherent along each phase's share of the edge.",
+        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction, taken as coherent along each phase's share of the edge. Set with ``boundary_sd_spacings`` and ``boundary_noise_spacings`` for the coverage (0.05-0.07 cover alike). The edge part of the error (outside both the true and the measured outline) on those tuning dots with the edge at the diffuse step has sd 0.0056 / 0.0042 / 0.0031 at 30 / 100 / 400 counts (0.0094 / 0.0084 / 0.0082 with the columns' hull grown by half a spacing, whose outermost columns lie 0-1 spacing inside the edge): its rms over the rms edge length per area is 0.19 / 0.14 / 0.10 spacing; the rest of it the boundary term's noise part carries.",
     )
     min_columns: int = Field(
         10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`."
@@ -169,6 +194,7 @@ def classify_columns(
     shape: tuple[int, int],
     crystal_mask: np.ndarray | None = None,
     lattice_vectors_px: np.ndarray | None = None,
+    pixel_noise: float | None = None,
     config: ClassifyConfig | None = None,
 ) -> tuple[PhaseLabels, AreaFractions]:
     """Label every column ordered or uniform, map the phases and measure their area fractions.
@@ -182,8 +208,9 @@ def classify_columns(
     shape : tuple of int
         Shape (rows, cols) of the image the columns were found in.
     crystal_mask : (M, K) array_like of bool, optional
-        Crystal pixels; None uses the columns' convex hull grown by half a
-        column spacing.
+        Crystal pixels, used within ``config.edge_reach_spacings`` of the
+        columns' convex hull; None uses the hull grown by
+        ``config.hull_margin_spacings`` (half a column spacing).
     lattice_vectors_px : (2, 2) array_like, optional
         The two primitive vectors (row, col) [px] of the column grid the
         columns were found on (:attr:`stem_pipeline.Lattice.vectors_px`, the
@@ -191,6 +218,11 @@ def classify_columns(
         column's neighbours. :func:`stem_pipeline.pipeline.analyze` passes
         the lattice it found; None estimates the vectors from the columns'
         nearest neighbours (:func:`~stem_pipeline.classify.estimate_lattice_vectors`).
+    pixel_noise : float, optional
+        The image's pixel noise over the median column height
+        (:func:`~stem_pipeline.classify.pixel_noise`): the boundary placement
+        of the interval grows with it (``config.boundary_noise_spacings``);
+        None leaves it at ``config.boundary_sd_spacings``.
     config : ClassifyConfig, optional
         Options; defaults when None. The classification is deterministic.
 
@@ -246,9 +278,9 @@ def classify_columns(
     label = np.where(p_ord >= 0.5, _ORDERED, _UNIFORM).astype(np.int8)
     contrast = np.where(label == _UNIFORM, _UNIFORM_C, np.where(feats.on_bright_site, _BRIGHT, _DIM)).astype(np.int8)
 
-    # The crystal ends half a spacing beyond its outermost columns, whichever phase meets the edge: a given
-    # mask (an amplitude threshold) reaching further is clipped there, so its fringe goes to neither phase.
-    mask = _crystal_area(shape, rc, crystal_mask, margin_px=config.hull_margin_spacings * spacing_px)
+    # The crystal ends where the given mask (the pipeline's outline at the diffuse intensity step) ends, within a
+    # spacing of its outermost columns, whichever phase meets the edge; without a mask, half a spacing beyond them.
+    mask = _crystal_area(shape, rc, crystal_mask, spacing_px=spacing_px, config=config)
     region, cell_area = region_map_from_columns(mask, rc, label)
     px = columns.pixel_size_nm
     fractions = area_fractions(
@@ -256,7 +288,10 @@ def classify_columns(
         1.0 - p_ord,
         cell_area,
         pixel_size_nm=px,
-        boundary_sd_px=config.boundary_sd_spacings * spacing_px,
+        boundary_sd_px=float(
+            np.hypot(config.boundary_sd_spacings, config.boundary_noise_spacings * (pixel_noise or 0.0))
+        )
+        * spacing_px,
         edge_sd_px=config.edge_sd_spacings * spacing_px,
     )
     if np.all(label == label[0]):
@@ -402,16 +437,21 @@ def _boundary_rounds(
 
 
 def _crystal_area(
-    shape: tuple[int, int], rc: np.ndarray, crystal_mask: np.ndarray | None, *, margin_px: float
+    shape: tuple[int, int],
+    rc: np.ndarray,
+    crystal_mask: np.ndarray | None,
+    *,
+    spacing_px: float,
+    config: ClassifyConfig,
 ) -> np.ndarray:
-    """The columns' hull grown by ``margin_px``, within ``crystal_mask`` when one is given."""
-    mask = hull_mask(shape, rc, margin_px=margin_px)
-    if crystal_mask is not None:
-        given = np.asarray(crystal_mask, dtype=bool)
-        if given.shape != shape:
-            raise ValueError(f"crystal_mask has shape {given.shape}, expected the image shape {shape}")
-        mask &= given
-    return mask
+    """The columns' hull grown by ``config.hull_margin_spacings``; or ``crystal_mask`` within the hull grown by
+    ``config.edge_reach_spacings``."""
+    if crystal_mask is None:
+        return hull_mask(shape, rc, margin_px=config.hull_margin_spacings * spacing_px)
+    given = np.asarray(crystal_mask, dtype=bool)
+    if given.shape != shape:
+        raise ValueError(f"crystal_mask has shape {given.shape}, expected the image shape {shape}")
+    return given & hull_mask(shape, rc, margin_px=config.edge_reach_spacings * spacing_px)
 
 
 def _allow_undetected_domains(fractions: AreaFractions, n_columns: int, config: ClassifyConfig) -> AreaFractions:

@@ -29,6 +29,7 @@ def classify_lattice_regions(
     config: ClassifyConfig,
     two_phase: TwoPhaseModelConfig,
     boundary_sd_spacings: float,
+    pixel_noise: float | None = None,
 ) -> tuple[PhaseLabels | None, AreaFractions | None, list[str]]:
     """Classify each lattice's columns in its own region and merge labels, region map and fractions.
 
@@ -50,6 +51,9 @@ def classify_lattice_regions(
         (:func:`~stem_pipeline.classify.contrast_pattern_reasons`).
     boundary_sd_spacings : float
         Uncertainty of the boundary between two lattices' regions [column spacings] (sd).
+    pixel_noise : float, optional
+        The image's pixel noise over the median column height, passed to
+        :func:`~stem_pipeline.classify.classify_columns`.
 
     Returns
     -------
@@ -70,6 +74,7 @@ def classify_lattice_regions(
             shape=(shape[0], shape[1]),
             crystal_mask=region,
             lattice_vectors_px=lattice.vectors_px,
+            pixel_noise=pixel_noise,
             config=config,
         )
         reasons += contrast_pattern_reasons(

@@ -22,7 +22,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .._types import Micrograph
-from ..classify import hull_mask, region_map_from_columns
+from ..classify import ClassifyConfig, hull_mask, region_map_from_columns
 from ..config import StrictModel
 from ..errors import InputError
 from .fit import AICC_MARGIN, DamageFit, fit_damage, frame_sigma
@@ -333,7 +333,8 @@ def analyze_series(
     history = column_histories(label)
     _log_reversals(series.source, history)
     in_fit, one_phase = _fit_frames(reads.fraction, message)
-    cell_area = _cell_areas(ref, reference_rc, reference_image.shape)
+    reach = (pipeline_config.classify if pipeline_config is not None else ClassifyConfig()).edge_reach_spacings
+    cell_area = _cell_areas(ref, reference_rc, reference_image.shape, reach)
     # One-phase reads are bounds (see _fit_frames): their labels are not evidence of the columns' states either.
     change, fraction, ci = pooled_reads(history.label, cell_area, reads.ci, use=in_fit, intensity=intensity)
     if not config.pool_frames:
@@ -453,14 +454,20 @@ def _analyze_frames(
     return _Reads(results, fraction, ci, n_columns, dose)
 
 
-def _cell_areas(ref, reference_rc: np.ndarray, shape: tuple) -> np.ndarray:
-    """Each tracked column's Voronoi cell in the crystal of the registered mean [px]."""
+def _cell_areas(ref, reference_rc: np.ndarray, shape: tuple, reach_spacings: float) -> np.ndarray:
+    """Each tracked column's Voronoi cell in the crystal of the registered mean [px].
+
+    The crystal is the registered mean's crystal mask (the area its fractions are of) within ``reach_spacings``
+    of the tracked columns' hull, as a frame's classification clips it; without a mask, the hull grown by half a
+    spacing.
+    """
     if len(reference_rc) < 3:
         return np.ones(len(reference_rc))
     spacing = float(np.median(cKDTree(reference_rc).query(reference_rc, k=2)[0][:, 1]))
-    mask = hull_mask(shape, reference_rc, margin_px=0.5 * spacing)
-    if ref.crystal_mask is not None:
-        mask &= ref.crystal_mask
+    if ref.crystal_mask is None:
+        mask = hull_mask(shape, reference_rc, margin_px=0.5 * spacing)
+    else:
+        mask = hull_mask(shape, reference_rc, margin_px=reach_spacings * spacing) & ref.crystal_mask
     return region_map_from_columns(mask, reference_rc, np.zeros(len(reference_rc), np.int8))[1].astype(float)
 
 
