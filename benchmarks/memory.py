@@ -71,7 +71,10 @@ def wrap(module, name, label):
             peak = max(state["peak"], proc.memory_info().rss)
             rec["peak_mb"] = max(rec["peak_mb"], (peak - start_rss) / 2**20)
             rec["rss_mb"] = max(rec["rss_mb"], peak / 2**20)
-    setattr(module, name, wrapped)
+    # the modules that imported the function by name (pipeline, field, ...) call it through their own binding
+    for mod in [m for n, m in sys.modules.items() if n.startswith("stem_pipeline") and m is not None]:
+        if getattr(mod, name, None) is func:
+            setattr(mod, name, wrapped)
 import stem_pipeline.columns.assign as assign
 for module, name, label in [
     (stem_pipeline.io, "load", "load"),
