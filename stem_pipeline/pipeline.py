@@ -267,6 +267,8 @@ class _Run:
     regions: list[np.ndarray] = dataclasses.field(default_factory=list)
     #: The image's pixel noise over the median column height (:func:`stem_pipeline.classify.pixel_noise`).
     pixel_noise: float | None = None
+    #: Whether the crystal edge is at the diffuse intensity step (else the columns' hull grown by a margin).
+    edge_at_step: bool = False
 
     def timed(self, name: str):
         """Context manager timing one stage into :attr:`timings`."""
@@ -340,7 +342,9 @@ def _crystal_outline(run: _Run, columns: Columns) -> None:
 
     Where the step is found (:func:`stem_pipeline.classify.diffuse_outline`), it is the crystal mask;
     elsewhere the crystal mask is clipped to the columns' hull grown by ``ClassifyConfig.hull_margin_spacings``,
-    so that its fringe goes to neither phase. Either way the result's crystal mask is the area the fractions are of.
+    so that its fringe goes to neither phase, and the interval takes that edge's placement error
+    (``ClassifyConfig.hull_edge_sd_spacings``, :func:`_two_phase`). Either way the result's crystal mask is the
+    area the fractions are of.
     """
     config = run.config.classify
     spacing = min(lat.spacing_px for lat in run.lattices)
@@ -356,6 +360,7 @@ def _crystal_outline(run: _Run, columns: Columns) -> None:
             max_reach_spacings=config.edge_reach_spacings,
             min_contrast=config.edge_min_contrast,
         )
+    run.edge_at_step = outline is not None
     if outline is not None:
         run.crystal_mask = outline.mask
     elif run.crystal_mask is not None:
@@ -398,13 +403,16 @@ def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str
         )
     ]
     if not reasons:
+        classify = config.classify
+        if not run.edge_at_step:  # the edge is the columns' hull grown by a margin, placed less well
+            classify = classify.model_copy(update={"edge_sd_spacings": classify.hull_edge_sd_spacings})
         with run.timed("classify"):
             labels, fractions, reasons = classify_lattice_regions(
                 run.parts,
                 run.regions,
                 run.lattices,
                 run.micrograph.data.shape,
-                config=config.classify,
+                config=classify,
                 two_phase=config.two_phase_model,
                 boundary_sd_spacings=config.lattice_boundary_sd_spacings,
                 pixel_noise=run.pixel_noise,

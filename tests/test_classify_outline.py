@@ -112,3 +112,21 @@ def test_the_interval_widens_with_the_pixel_noise():
         cols, shape=dot.image.shape, pixel_noise=0.15, config=ClassifyConfig(boundary_noise_spacings=0.0)
     )
     assert quiet.uniform_ci95[1] - quiet.uniform_ci95[0] == pytest.approx(widths[0])
+
+
+def test_an_edge_at_the_columns_hull_carries_its_larger_placement_error_in_the_interval():
+    """Where the edge is the columns' hull grown by half a spacing (no diffuse step, or the step not used), the
+    interval takes that edge's error (``hull_edge_sd_spacings``); at the step, ``edge_sd_spacings`` alone."""
+    dot = make_dot((320, 320), dot_size_nm=8.0, domain_size_nm=3.0, dose=100.0, rng=18)
+
+    def interval(edge: bool, hull_sd: float) -> tuple[float, tuple[float, float]]:
+        classify = ClassifyConfig(edge_from_intensity=edge, hull_edge_sd_spacings=hull_sd)
+        found = analyze(dot.micrograph(), PipelineConfig(classify=classify))
+        assert found.fractions is not None
+        return found.fractions.uniform, found.fractions.uniform_ci95
+
+    default = ClassifyConfig()
+    hull, hull_as_step = interval(False, default.hull_edge_sd_spacings), interval(False, default.edge_sd_spacings)
+    assert hull[0] == hull_as_step[0]
+    assert hull[1][1] - hull[1][0] > hull_as_step[1][1] - hull_as_step[1][0]
+    assert interval(True, default.hull_edge_sd_spacings) == interval(True, default.edge_sd_spacings)

@@ -183,6 +183,11 @@ class ClassifyConfig(StrictModel):
         ge=0.0,
         description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction, taken as coherent along each phase's share of the edge. Set with ``boundary_sd_spacings`` and ``boundary_noise_spacings`` for the coverage (0.05-0.07 cover alike). The edge part of the error (outside both the true and the measured outline) on those tuning dots with the edge at the diffuse step has sd 0.0056 / 0.0042 / 0.0031 at 30 / 100 / 400 counts (0.0094 / 0.0084 / 0.0082 with the columns' hull grown by half a spacing, whose outermost columns lie 0-1 spacing inside the edge): its rms over the rms edge length per area is 0.19 / 0.14 / 0.10 spacing; the rest of it the boundary term's noise part carries.",
     )
+    hull_edge_sd_spacings: float = Field(
+        0.2,
+        ge=0.0,
+        description="``edge_sd_spacings`` where the crystal edge is the columns' hull grown by ``hull_margin_spacings`` (no crystal mask given; :func:`stem_pipeline.pipeline.analyze` where no diffuse step is found or ``edge_from_intensity`` is off): the outermost columns lie anywhere from 0 to 1 spacing inside the edge, so that edge is misplaced by up to half a spacing either way. Set for the coverage on 50 tuning dots per dose of ``benchmarks/unbiased.py``'s draw (seeds 30000-30049, the edge from the hull, widths interpolated between runs at 0.06 and 0.29): 1.00 / 0.96 / 0.96 at 30 / 100 / 400 counts, mean width 0.070 / 0.046 / 0.035 (with ``edge_sd_spacings``' 0.06: 0.96 / 0.86 / 0.64).",
+    )
     min_columns: int = Field(
         10, ge=1, description="Fewer columns than this raise :class:`~stem_pipeline.errors.NoCrystalError`."
     )
@@ -209,8 +214,9 @@ def classify_columns(
         Shape (rows, cols) of the image the columns were found in.
     crystal_mask : (M, K) array_like of bool, optional
         Crystal pixels, used within ``config.edge_reach_spacings`` of the
-        columns' convex hull; None uses the hull grown by
-        ``config.hull_margin_spacings`` (half a column spacing).
+        columns' convex hull (its edge placed within ``config.edge_sd_spacings``);
+        None uses the hull grown by ``config.hull_margin_spacings`` (half a
+        column spacing; its edge placed within ``config.hull_edge_sd_spacings``).
     lattice_vectors_px : (2, 2) array_like, optional
         The two primitive vectors (row, col) [px] of the column grid the
         columns were found on (:attr:`stem_pipeline.Lattice.vectors_px`, the
@@ -292,7 +298,7 @@ def classify_columns(
             np.hypot(config.boundary_sd_spacings, config.boundary_noise_spacings * (pixel_noise or 0.0))
         )
         * spacing_px,
-        edge_sd_px=config.edge_sd_spacings * spacing_px,
+        edge_sd_px=(config.hull_edge_sd_spacings if crystal_mask is None else config.edge_sd_spacings) * spacing_px,
     )
     if np.all(label == label[0]):
         fractions = _allow_undetected_domains(fractions, len(rc), config)
