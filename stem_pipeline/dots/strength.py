@@ -215,7 +215,8 @@ def gaussian_smooth(data: np.ndarray, sigma: float, *, truncate: float = 4.0) ->
     # The mirror-padded image written into the zero-padded transform buffer (no padded copy beside it),
     # and the inverse as irfft2's two passes with the second on the kept rows only (irfft2 holds an
     # intermediate spectrum beside its input and output): the same numbers (a test checks them against
-    # ndimage) at ~2/3 of the peak (unresolved_regions of a 4096^2 image 427 -> 285 MB, benchmarks/memory.py).
+    # ndimage) at ~2/3 of the peak (unresolved_regions of a 4096^2 noise image 427 -> 285 MB above its start;
+    # benchmarks/results/memory.md).
     rows, cols = data.shape
     buffer = np.zeros(size)
     buffer[radius : radius + rows, radius : radius + cols] = data
