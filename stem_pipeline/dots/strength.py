@@ -212,10 +212,30 @@ def gaussian_smooth(data: np.ndarray, sigma: float, *, truncate: float = 4.0) ->
         k[: radius + 1] = phi[radius:]
         k[n - radius :] = phi[:radius]
         kernels.append(transform(k).real)  # real: the kernel is even
-    spectrum = sfft.rfft2(np.pad(data.astype(np.float64), radius, mode="symmetric"), s=size, workers=FFT_WORKERS)
+    # The mirror-padded image written into the zero-padded transform buffer (no padded copy beside it),
+    # and the inverse as irfft2's two passes with the second on the kept rows only (irfft2 holds an
+    # intermediate spectrum beside its input and output): the same numbers (a test checks them against
+    # ndimage) at ~2/3 of the peak (unresolved_regions of a 4096^2 noise image 427 -> 285 MB above its start;
+    # benchmarks/results/memory.md).
+    rows, cols = data.shape
+    buffer = np.zeros(size)
+    buffer[radius : radius + rows, radius : radius + cols] = data
+    buffer[:radius, radius : radius + cols] = buffer[2 * radius - 1 : radius - 1 : -1, radius : radius + cols]
+    buffer[radius + rows : 2 * radius + rows, radius : radius + cols] = buffer[
+        radius + rows - 1 : rows - 1 : -1, radius : radius + cols
+    ]
+    padded_rows = slice(0, 2 * radius + rows)
+    buffer[padded_rows, :radius] = buffer[padded_rows, 2 * radius - 1 : radius - 1 : -1]
+    buffer[padded_rows, radius + cols : 2 * radius + cols] = buffer[padded_rows, radius + cols - 1 : cols - 1 : -1]
+    spectrum = sfft.rfft2(buffer, workers=FFT_WORKERS)
+    del buffer
     spectrum *= kernels[0][:, None] * kernels[1][None, :]
-    smooth = sfft.irfft2(spectrum, s=size, workers=FFT_WORKERS)
-    return smooth[radius : radius + data.shape[0], radius : radius + data.shape[1]].astype(dtype)
+    # irfft2: the complex pass over axis 0 unscaled, then the real pass over axis 1 with 1 / (N0 N1) applied once.
+    spectrum = sfft.ifft(spectrum, axis=0, norm="forward", overwrite_x=True, workers=FFT_WORKERS)
+    smooth = sfft.irfft(spectrum[radius : radius + rows], n=size[1], axis=1, norm="forward", workers=FFT_WORKERS)
+    del spectrum
+    smooth *= np.float64(np.longdouble(1) / np.longdouble(size[0] * size[1]))
+    return smooth[:, radius : radius + cols].astype(dtype)
 
 
 def _band_energies(padded: np.ndarray, f_lo: float, f_hi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
