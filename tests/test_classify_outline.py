@@ -104,10 +104,12 @@ def test_the_interval_widens_with_the_pixel_noise():
     dot = make_dot((320, 320), dot_size_nm=8.0, domain_size_nm=3.0, dose=None, rng=17)
     cols = Columns(rc=dot.rc, peak=dot.amplitude)
     widths = []
-    for noise in (None, 0.04, 0.15):
+    for noise in (0.0, 0.04, 0.15, None):
         _, fractions = classify_columns(cols, shape=dot.image.shape, pixel_noise=noise)
         widths.append(fractions.uniform_ci95[1] - fractions.uniform_ci95[0])
     assert widths[0] < widths[1] < widths[2]
+    # An unknown noise is taken as a 30-count image's (ClassifyConfig.unknown_pixel_noise, 0.13): wide, not narrow.
+    assert widths[1] < widths[3] < widths[2]
     _, quiet = classify_columns(
         cols, shape=dot.image.shape, pixel_noise=0.15, config=ClassifyConfig(boundary_noise_spacings=0.0)
     )

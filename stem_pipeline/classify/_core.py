@@ -178,6 +178,11 @@ class ClassifyConfig(StrictModel):
         ge=0.0,
         description="Growth of the boundary shift with the image noise: its standard deviation is ``hypot(boundary_sd_spacings, boundary_noise_spacings * pixel_noise)`` spacings, where ``pixel_noise`` is the pixel noise over the median column height (:func:`~stem_pipeline.classify.pixel_noise`, given by :func:`stem_pipeline.pipeline.analyze`; median 0.13 / 0.07 / 0.034 at 30 / 100 / 400 counts), so the interval widens at low dose. Set with ``boundary_sd_spacings`` on the same tuning dots: the labels' errors at domain boundaries grow with the noise (error sd inside both outlines 0.009 / 0.005 / 0.003), so a noise-free shift alone cannot cover every dose.",
     )
+    unknown_pixel_noise: float = Field(
+        0.13,
+        ge=0.0,
+        description="The pixel noise over the median column height assumed where it is not known (``classify_columns`` without ``pixel_noise``; :func:`stem_pipeline.pipeline.analyze` where the crystal has no interior deep enough to read it): the median at 30 counts on the tuning dots, the lowest dose the interval terms were set at, so that an interval without a noise measurement errs wide rather than narrow (with no noise part, intervals on true column positions covered 0.35-0.85 of dots at 15-400 counts, ``benchmarks/results/classify.md``).",
+    )
     edge_sd_spacings: float = Field(
         0.06,
         ge=0.0,
@@ -228,7 +233,7 @@ def classify_columns(
         The image's pixel noise over the median column height
         (:func:`~stem_pipeline.classify.pixel_noise`): the boundary placement
         of the interval grows with it (``config.boundary_noise_spacings``);
-        None leaves it at ``config.boundary_sd_spacings``.
+        None assumes ``config.unknown_pixel_noise`` (that of a 30-count image).
     config : ClassifyConfig, optional
         Options; defaults when None. The classification is deterministic.
 
@@ -295,7 +300,10 @@ def classify_columns(
         cell_area,
         pixel_size_nm=px,
         boundary_sd_px=float(
-            np.hypot(config.boundary_sd_spacings, config.boundary_noise_spacings * (pixel_noise or 0.0))
+            np.hypot(
+                config.boundary_sd_spacings,
+                config.boundary_noise_spacings * (config.unknown_pixel_noise if pixel_noise is None else pixel_noise),
+            )
         )
         * spacing_px,
         edge_sd_px=(config.hull_edge_sd_spacings if crystal_mask is None else config.edge_sd_spacings) * spacing_px,
