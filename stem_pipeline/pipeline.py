@@ -349,7 +349,8 @@ def _crystal_outline(run: _Run, columns: Columns) -> None:
     config = run.config.classify
     spacing = min(lat.spacing_px for lat in run.lattices)
     rest = without_columns(run.micrograph.data, columns)
-    run.pixel_noise = pixel_noise(rest, columns, spacing)
+    hull = hull_mask(rest.shape, columns.rc)  # drawn once for the noise and the outline
+    run.pixel_noise = pixel_noise(rest, columns, spacing, hull=hull)
     outline = None
     if config.edge_from_intensity:
         outline = diffuse_outline(
@@ -359,6 +360,7 @@ def _crystal_outline(run: _Run, columns: Columns) -> None:
             smoothing_spacings=config.edge_smoothing_spacings,
             max_reach_spacings=config.edge_reach_spacings,
             min_contrast=config.edge_min_contrast,
+            hull=hull,
         )
     run.edge_at_step = outline is not None
     if outline is not None:

@@ -79,20 +79,25 @@ def without_columns(image: np.ndarray, columns: Columns) -> np.ndarray:
     return data.astype(np.float32) - render_columns((int(data.shape[0]), int(data.shape[1])), columns)
 
 
-def pixel_noise(rest: np.ndarray, columns: Columns, spacing_px: float) -> float | None:
+def pixel_noise(
+    rest: np.ndarray, columns: Columns, spacing_px: float, *, hull: np.ndarray | None = None
+) -> float | None:
     """The image's pixel noise over the median column height (scale-free; about 1/sqrt(dose) for counts).
 
     The robust standard deviation of ``rest`` (the image less its columns,
     :func:`without_columns`) less its 3x3 mean, over the crystal at least
     :data:`INSIDE_DEPTH_SPACINGS` inside the columns' hull, divided by the
     median fitted column ``amplitude``. None without amplitudes or such a
-    crystal.
+    crystal. ``hull``: the columns' convex hull on the image
+    (:func:`~stem_pipeline.classify.hull_mask`), when the caller has it.
     """
     if columns.amplitude is None or len(columns) < 3:
         return None
     height = float(np.nanmedian(np.asarray(columns.amplitude, dtype=np.float64)))
     box = _columns_box(rest.shape, columns.rc, 1)
-    inside = ndimage.distance_transform_edt(hull_mask(rest.shape, columns.rc)[box]) > INSIDE_DEPTH_SPACINGS * spacing_px
+    if hull is None:
+        hull = hull_mask(rest.shape, columns.rc)
+    inside = ndimage.distance_transform_edt(hull[box]) > INSIDE_DEPTH_SPACINGS * spacing_px
     if not inside.any() or not height > 0:
         return None
     part = np.asarray(rest[box], dtype=np.float32)
@@ -108,6 +113,7 @@ def diffuse_outline(
     smoothing_spacings: float = 1.0,
     max_reach_spacings: float = 1.2,
     min_contrast: float = 3.0,
+    hull: np.ndarray | None = None,
 ) -> DiffuseOutline | None:
     """The crystal outline at the step of the image's diffuse intensity.
 
@@ -127,6 +133,9 @@ def diffuse_outline(
     min_contrast : float
         Smallest step over the noise of the smoothed carbon at which the
         step is used.
+    hull : (M, N) ndarray of bool, optional
+        The columns' convex hull (:func:`~stem_pipeline.classify.hull_mask`
+        of ``rc``), when the caller has it; drawn here otherwise.
 
     Returns
     -------
@@ -140,7 +149,8 @@ def diffuse_outline(
     rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
     if len(rc) < 3:
         return None
-    hull = hull_mask(shape, rc)
+    if hull is None:
+        hull = hull_mask(shape, rc)
     # On the columns' bounding box grown past the carbon ring and the smoothing: nothing further is read.
     box = _columns_box(shape, rc, int(np.ceil((CARBON_RING_SPACINGS[1] + 4 * smoothing_spacings) * spacing_px)))
     smooth = ndimage.gaussian_filter(rest[box].astype(np.float32), smoothing_spacings * spacing_px, mode="nearest")
