@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         *_header(
             "The `analyze` process: per stage, against atomap, and its scaling",
             f"{' --quick' if args.quick else ''}{' --baseline ' + str(args.baseline) if args.baseline else ''}"
-            f"{' --repeat ' + str(args.repeat) if args.repeat else ''}",
+            f"{' --repeat ' + str(args.repeat) if args.repeat else ''}{' --no-scaling' if args.no_scaling else ''}",
             load,
             "start / after the process runs / after scaling",
         ),
