@@ -9,9 +9,10 @@ spacing, which moves whichever phase meets the edge. Here the columns (their
 fitted Gaussians) are taken out of the image, the rest is smoothed over about
 a column spacing, and the edge is where it crosses half-way between its level
 inside the crystal and on the carbon around it. The smoothing runs on block
-means and the distances to the hull come from its rows' runs, so the outline
-costs ~1/4 of the CPU of a full-resolution smoothing and distance transforms
-(0.23 -> 0.06 s for a 1024^2 dot) and moves its edge by at most a pixel.
+means and the distances to the hull come from its rows' runs: with the pixel
+noise and the hull, 0.25 -> 0.07 s CPU for a 1024^2 dot against a
+full-resolution smoothing and distance transforms (benchmarks/process.py),
+its edge within a pixel of theirs.
 """
 
 from __future__ import annotations
