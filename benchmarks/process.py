@@ -58,6 +58,8 @@ STAGES = {
     # Called per lattice region by classify_lattice_regions, which holds its own reference to it.
     "classify": ("stem_pipeline.classify.lattices", "classify_columns"),
     "phase library (assign phases)": ("stem_pipeline.phases", "assign_phases"),
+    # The crystal's edge at the diffuse intensity step and the pixel noise (issue 14), called by analyze.
+    "crystal outline + pixel noise": ("stem_pipeline.pipeline", "_crystal_outline"),
     "analysis, rest (regions, fractions)": ("stem_pipeline.pipeline", "analyze"),
     "dot segmentation": ("stem_pipeline.dots", "segment_field"),
     "field, rest (crops, dots.csv records)": ("stem_pipeline.field", "analyze_field"),
@@ -448,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         *_header(
             "The `analyze` process: per stage, against atomap, and its scaling",
             f"{' --quick' if args.quick else ''}{' --baseline ' + str(args.baseline) if args.baseline else ''}"
-            f"{' --repeat ' + str(args.repeat) if args.repeat else ''}",
+            f"{' --repeat ' + str(args.repeat) if args.repeat else ''}{' --no-scaling' if args.no_scaling else ''}",
             load,
             "start / after the process runs / after scaling",
         ),

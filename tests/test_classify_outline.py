@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from stem_pipeline import Columns
 from stem_pipeline._types import REGION_OUTSIDE
@@ -12,10 +13,12 @@ from stem_pipeline.classify import (
     classify_columns,
     diffuse_outline,
     hull_mask,
+    outline,
     pixel_noise,
     render_columns,
     without_columns,
 )
+from stem_pipeline.classify.outline import deeper_than, grown_by
 from stem_pipeline.pipeline import PipelineConfig, analyze
 from stem_pipeline.synthetic import make_dot
 
@@ -132,3 +135,37 @@ def test_an_edge_at_the_columns_hull_carries_its_larger_placement_error_in_the_i
     assert hull[0] == hull_as_step[0]
     assert hull[1][1] - hull[1][0] > hull_as_step[1][1] - hull_as_step[1][0]
     assert interval(True, default.hull_edge_sd_spacings) == interval(True, default.edge_sd_spacings)
+
+
+@pytest.mark.parametrize("seed", [19, 20, 21])
+def test_depth_and_reach_from_row_runs_match_the_distance_transform(seed):
+    """The hull's interior and its grown band from each row's run are the distance transform's, pixel for pixel,
+    for hulls inside the image and cut by its edge."""
+    rng = np.random.default_rng(seed)
+    for trial in range(20):
+        shape = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+        spread = 20.0 if trial % 2 else 0.0  # columns beyond the image: the hull cut by its edge
+        rc = rng.uniform(-spread, np.array(shape) + spread, (int(rng.integers(6, 30)), 2))
+        hull = hull_mask(shape, rc)
+        radius = float(rng.uniform(0.5, 20.0)) if trial % 5 else float(rng.integers(1, 8))  # integer radii too
+        assert np.array_equal(deeper_than(hull, radius), ndimage.distance_transform_edt(hull) > radius)
+        assert np.array_equal(grown_by(hull, radius), ndimage.distance_transform_edt(~hull) <= radius)
+
+
+@pytest.mark.parametrize("pixel_nm", [0.035, 0.02])
+def test_the_outline_on_block_means_is_the_full_resolution_one_within_a_pixel(monkeypatch, pixel_nm):
+    """The smoothing on block means (2 and 3 px here) moves the edge by at most a pixel from the smoothing at full
+    resolution, and the area by < 0.2 %."""
+    dot = make_dot((320, 320), pixel_size_nm=pixel_nm, dot_size_nm=120 * pixel_nm, dose=100.0, rng=22)
+    spacing = float(np.linalg.norm(dot.lattice_vectors_px[0]))
+    rest = without_columns(dot.image, true_columns(dot))
+    coarse = diffuse_outline(rest, dot.rc, spacing)
+    monkeypatch.setattr(outline, "BLOCKS_PER_SIGMA", np.inf)  # blocks of 1 px: the smoothing at full resolution
+    full = diffuse_outline(rest, dot.rc, spacing)
+    assert coarse is not None and full is not None
+    assert spacing // outline.BLOCKS_PER_SIGMA == 0 and spacing // 4 >= 2
+    moved = coarse.mask ^ full.mask
+    assert moved.any()  # the two differ, but only at the edge
+    edge = full.mask & ~ndimage.binary_erosion(full.mask) | ndimage.binary_dilation(full.mask) & ~full.mask
+    assert not (moved & ~edge).any()
+    assert abs(int(coarse.mask.sum()) - int(full.mask.sum())) < 0.002 * full.mask.sum()
