@@ -30,6 +30,7 @@ from stem_pipeline.series.pool import (
     CLEAR_STEP,
     ChangePoints,
     change_points,
+    frame_scale,
     intensity_log_likelihood,
     level_log_likelihood,
     pooled_fractions,
@@ -354,6 +355,23 @@ def test_state_levels_and_their_likelihood():
     median = [np.median(ll[:, kinds == k], axis=1) for k in range(4)]
     assert median[0][n_frames] > 2 and median[1][n_frames] > 2 and median[2][n_frames] < -2
     assert np.argmax(median[3]) == 1
+
+
+def test_frame_scale_follows_the_drift_of_the_mean_column():
+    """The frames' mean column drifts as the dot converts: every column's intensity is scaled by its frame's
+    factor, which the scale recovers from both states' columns (known or posterior states)."""
+    rng = np.random.default_rng(4)
+    n_frames, n_cols = 5, 800
+    truth, state, intensity, _ = _level_series(rng, n_frames, n_cols)
+    drift = np.linspace(1.12, 0.98, n_frames)
+    scaled = intensity * drift[:, None]
+    scaled[2, :10] = np.nan
+    known = ChangePoints(truth, state.astype(float), 0.0, 0.0)
+    scale = frame_scale(scaled, known)
+    assert np.allclose(scale / scale.mean(), drift / drift.mean(), atol=0.02)
+    assert np.allclose(frame_scale(intensity, known), 1.0, atol=0.01)
+    scaled[3] = np.nan  # a frame without intensities keeps its scale
+    assert frame_scale(scaled, known)[3] == 1.0
 
 
 def test_levels_read_the_first_frame_closer_than_the_steps_alone(monkeypatch):
