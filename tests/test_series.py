@@ -24,13 +24,18 @@ from stem_pipeline.series import (
     fit_damage,
     link_columns,
     load_series,
+    pool,
 )
 from stem_pipeline.series.pool import (
     CLEAR_STEP,
+    ChangePoints,
     change_points,
+    frame_scale,
     intensity_log_likelihood,
+    level_log_likelihood,
     pooled_fractions,
     pooled_reads,
+    state_levels,
     step_evidence,
     typical_step,
 )
@@ -310,6 +315,81 @@ def test_flat_intensity_puts_end_misreads_in_one_state():
     # states (c = 0 or c = F: the labels do).
     flat = intensity_log_likelihood(np.ones((n_frames, n_cols)) + rng.normal(0, 0.06, (n_frames, n_cols)), 0.25)
     assert np.all(flat[[0, -1]] == 0) and np.mean(flat[1:-1] < 0) > 0.95
+
+
+def _level_series(rng, n_frames, n_cols):
+    """Columns converting at ``truth``: ordered dim (0.75) or bright (1.35), uniform at 1.0, each column's level
+    spread about its state's, frame noise 0.12 (a 30-count series); labels right but for a converting column
+    read uniform a frame early (its neighbours did), some first-frame uniform columns read ordered, and 3 %
+    random misreads."""
+    truth = rng.choice(np.arange(n_frames + 1), n_cols, p=[0.4, 0.15, 0.1, 0.1, 0.05, 0.2])
+    before = np.where(rng.random(n_cols) < 0.35, 1.35, 0.75) + rng.normal(0, 0.04, n_cols)
+    after = 1.0 + rng.normal(0, 0.08, n_cols)
+    state = np.arange(n_frames)[:, None] >= truth[None, :]
+    intensity = np.where(state, after, before) + rng.normal(0, 0.12, state.shape)
+    labels = state.astype(np.int8)
+    early = (truth >= 1) & (truth < n_frames) & (rng.random(n_cols) < 0.25)
+    labels[truth[early] - 1, np.flatnonzero(early)] = 1
+    labels[0, (truth == 0) & (rng.random(n_cols) < 0.15)] = 0
+    labels = np.where(rng.random(state.shape) < 0.03, 1 - labels, labels).astype(np.int8)
+    return truth, state, intensity, labels
+
+
+def test_state_levels_and_their_likelihood():
+    rng = np.random.default_rng(2)
+    n_frames, n_cols = 5, 800
+    truth, state, intensity, _ = _level_series(rng, n_frames, n_cols)
+    known = ChangePoints(truth, state.astype(float), 0.0, 0.0)
+    uniform, ordered = state_levels(intensity, known)
+    assert len(uniform) == 1 and abs(uniform[0].mean - 1.0) < 0.02 and 0.05 < np.sqrt(uniform[0].var) < 0.11
+    assert len(ordered) == 2 and abs(ordered[0].mean - 0.75) < 0.05 and abs(ordered[1].mean - 1.35) < 0.05
+    assert abs(ordered[0].weight - 0.65) < 0.05 and abs(sum(c.weight for c in ordered) - 1) < 1e-9
+    assert state_levels(intensity, ChangePoints(truth, np.zeros_like(intensity), 0.0, 0.0)) == ([], [])
+    # Flat columns: dim or bright all along is ordered (c = F), at the uniform level all along uniform (c = 0);
+    # a column at the uniform level from frame 1 on converted there.
+    kinds = np.repeat(np.arange(4), 50)
+    flat = np.array([0.75, 1.35, 1.0, 0.75])[kinds] + rng.normal(0, 0.12, (n_frames, len(kinds)))
+    flat[1:, kinds == 3] += 0.25
+    ll = level_log_likelihood(flat, uniform, ordered)
+    assert ll.shape == (n_frames + 1, len(kinds)) and np.all(ll[0] == 0)
+    median = [np.median(ll[:, kinds == k], axis=1) for k in range(4)]
+    assert median[0][n_frames] > 2 and median[1][n_frames] > 2 and median[2][n_frames] < -2
+    assert np.argmax(median[3]) == 1
+
+
+def test_frame_scale_follows_the_drift_of_the_mean_column():
+    """The frames' mean column drifts as the dot converts: every column's intensity is scaled by its frame's
+    factor, which the scale recovers from both states' columns (known or posterior states)."""
+    rng = np.random.default_rng(4)
+    n_frames, n_cols = 5, 800
+    truth, state, intensity, _ = _level_series(rng, n_frames, n_cols)
+    drift = np.linspace(1.12, 0.98, n_frames)
+    scaled = intensity * drift[:, None]
+    scaled[2, :10] = np.nan
+    known = ChangePoints(truth, state.astype(float), 0.0, 0.0)
+    scale = frame_scale(scaled, known)
+    assert np.allclose(scale / scale.mean(), drift / drift.mean(), atol=0.02)
+    assert np.allclose(frame_scale(intensity, known), 1.0, atol=0.01)
+    scaled[3] = np.nan  # a frame without intensities keeps its scale
+    assert frame_scale(scaled, known)[3] == 1.0
+
+
+def test_levels_read_the_first_frame_closer_than_the_steps_alone(monkeypatch):
+    """The first frame of a short noisy series is decided on one label and one intensity difference: the
+    columns' levels (a converted column sits at the uniform level) add evidence there (issue 19: the 5-frame
+    30-count series' misses)."""
+    n_frames, n_cols = 5, 800
+    errors, right = {}, {}
+    for rounds in (0, pool.LEVEL_ROUNDS):
+        monkeypatch.setattr(pool, "LEVEL_ROUNDS", rounds)
+        errors[rounds], right[rounds] = [], []
+        for seed in range(3):
+            truth, state, intensity, labels = _level_series(np.random.default_rng(seed), n_frames, n_cols)
+            joint, fraction, _ = _pooled(labels, intensity)
+            errors[rounds].append(abs(fraction[0] - state[0].mean()))
+            right[rounds].append(np.mean(joint.frame == truth))
+    assert np.mean(errors[pool.LEVEL_ROUNDS]) < 0.85 * np.mean(errors[0])
+    assert np.mean(right[pool.LEVEL_ROUNDS]) > np.mean(right[0]) + 0.01
 
 
 def test_fit_recovers_a_noiseless_curve_and_prefers_the_true_model():
