@@ -8,7 +8,9 @@ Per dose and minority size: the share of dots whose minority is detected (some c
 minority phase), the recall of the minority's true columns, the fraction error; on pure dots, the share with
 any column of the other phase.
 
-Usage: ``python benchmarks/minority.py SEED0 N [--doses 30 100 400] [--set field=value ...]``.
+Usage: ``python benchmarks/minority.py SEED0 N [--doses 30 100 400] [--set field=value ...]``. Results (seeds
+51000-51079, before and after the small-domain change of ``classify._core._ordered_posterior``):
+``benchmarks/results/fields.md``, paragraph (i).
 """
 
 from __future__ import annotations
