@@ -40,14 +40,10 @@ _ORDERED = 0
 _UNIFORM = 1
 
 
-def cached_inputs(seed: int, dose: float, cache: Path) -> dict:
-    """The classification inputs of one dot through the default run, and its truth (cached)."""
-    path = cache / f"{seed}_{dose:g}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
+def analyze_capturing(micrograph) -> tuple:
+    """``pipeline.analyze`` with its defaults, and the arguments of its classification call (empty when none)."""
     import stem_pipeline.pipeline as pipeline
 
-    dot, domain_nm = draw(seed, dose)
     captured: dict = {}
     original = pipeline.classify_lattice_regions
 
@@ -57,9 +53,18 @@ def cached_inputs(seed: int, dose: float, cache: Path) -> dict:
 
     pipeline.classify_lattice_regions = capture
     try:
-        res = pipeline.analyze(dot.micrograph())
+        return pipeline.analyze(micrograph), captured
     finally:
         pipeline.classify_lattice_regions = original
+
+
+def cached_inputs(seed: int, dose: float, cache: Path) -> dict:
+    """The classification inputs of one dot through the default run, and its truth (cached)."""
+    path = cache / f"{seed}_{dose:g}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    dot, domain_nm = draw(seed, dose)
+    res, captured = analyze_capturing(dot.micrograph())
     item = dict(
         seed=seed,
         dose=dose,
