@@ -94,7 +94,13 @@ def test_simulate_command_on_a_dask_scheduler_and_local_threads(tmp_path):
     base = ["-q", "simulate", str(path), "--no-cache"]
     assert cli.main([*base, "--out", str(local), "--workers", "2"]) == 0
     with LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=None
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # not port 8787, which another job may hold
     ) as cluster:
         before = cluster.scheduler.transition_counter
         assert cli.main([*base, "--out", str(remote), "--scheduler", cluster.scheduler_address]) == 0
