@@ -140,8 +140,8 @@ the found ones within 0.35 spacing). Two causes:
    columns not found) and 30058 +0.021 (29). Traced per stage on 30033: the mixture calls 20 of the domain's
    columns uniform (with 79 uniform columns called ordered), the random field 26, the first boundary round 11,
    the second (the default stop) 22, a third 7: the rounds swing with period 2, and on this dot the stop falls
-   on the bad phase; over all tuning dots at 30 counts 3 rounds gave mean -0.0027, largest 0.036 (worse), 1
-   round largest 0.058. No change of the label passes was found in the time; this is where the 30-count tail
+   on the bad phase; over all tuning dots at 30 counts (with the faint maxima) 3 rounds gave mean -0.0027,
+   largest 0.036 (worse), 1 round largest 0.058. No change of the label passes was found in the time; this is where the 30-count tail
    (held out: 0.043 before this round) comes from."""
 
 #: The previous round's held-out runs (seeds 42000-42119 and 32000-32059), kept as they came out.
