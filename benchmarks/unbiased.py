@@ -11,11 +11,12 @@ not reported here): seeds 9000-9059 of a similar draw (12-16 nm dots, a third of
 2.5-6 nm; uniform share 0.2-0.8; gradients 0-30 %). The crystal edge at the diffuse intensity step
 (``ClassifyConfig.edge_from_intensity``) was judged, and the interval's terms (``boundary_sd_spacings``,
 ``boundary_noise_spacings``, ``edge_sd_spacings``) set, on seeds 30000-30139 of this draw (``TUNING_SEEDS``, 420
-dots at the three doses; :data:`TUNING`). Held out: ``HELD_OUT_SEEDS`` (42000-42119 per dose), run once with the
-final defaults, and the previous round's held-out seeds ``EARLIER_HELD_OUT_SEEDS`` (32000-32059) re-run with the
-same code. The earlier held-out runs (seeds 14000-14035, 16000-16035, 32000-32059 with older code, 36000-36059
-of the unmerged ``edge`` branch) are recorded in the results as they came out. ``tests/test_unbiased.py`` uses
-seeds 15000-15005. The oracle page (``--oracle``) was recorded on seeds 32000-32059.
+dots at the three doses; :data:`TUNING`); the faint maxima beyond the crystal's edge were found, and the interval
+re-set after dropping them, on the same tuning dots (:data:`FAINT`). Held out: ``HELD_OUT_SEEDS`` (52000-52119 per
+dose), run once with the final defaults. The earlier held-out runs (seeds 42000-42119 and 32000-32059 of the
+previous round, 14000-14035, 16000-16035, 32000-32059 with older code, 36000-36059 of the unmerged ``edge``
+branch) are recorded in the results as they came out. ``tests/test_unbiased.py`` uses seeds 15000-15005. The
+oracle page (``--oracle``) was recorded on seeds 32000-32059 (``ORACLE_SEEDS``).
 
 Usage: ``python benchmarks/unbiased.py [--quick]``; writes ``benchmarks/results/unbiased.md`` and
 ``benchmarks/results/unbiased.png`` (signed error against dose, domain size and boundary
@@ -40,9 +41,9 @@ from stem_pipeline.pipeline import analyze
 from stem_pipeline.synthetic import make_dot, region_uniform_fraction
 
 DOSES = (30.0, 100.0, 400.0)
-HELD_OUT_SEEDS = range(42000, 42120)
-#: The held-out seeds of the previous round (column heights, edge from the columns' hull), re-run with this code.
-EARLIER_HELD_OUT_SEEDS = range(32000, 32060)
+HELD_OUT_SEEDS = range(52000, 52120)
+#: The held-out seeds the oracle page (``--oracle``) was recorded on.
+ORACLE_SEEDS = range(32000, 32060)
 #: Seeds the defaults were re-set on (not reported in the results table); the oracle's no-image estimates run on them.
 TUNING_SEEDS = range(30000, 30140)
 #: Largest error allowed (issue 14): 0.02 at >= 100 counts, 0.04 at 30.
@@ -97,6 +98,74 @@ SMALL_DOMAINS = """Small uniform domains in ordered dots (``ClassifyConfig.unifo
 uniform shares 0.15-0.85: the mixture already finds two classes) nor any of 204 pure dots; it found the one
 missed 23-column domain at a dot's edge among the field tuning dots (0 -> 0.027 of 0.041 at 100 and 400 counts).
 The table above is the run with it."""
+
+#: The interval terms of this code (``boundary_sd_spacings``, ``boundary_noise_spacings``, ``edge_sd_spacings``).
+INTERVAL_TERMS = "0.02 / 1.0 / 0.12"
+
+#: What this round found on the tuning dots and changed (faint maxima beyond the crystal's edge).
+FAINT = """This round (2026-11-29, evening): the largest errors. Diagnosed on the tuning dots only (seeds 30000-30139, all
+140 per dose re-run and compared with the generator's truth per dot: its region map, and its columns matched to
+the found ones within 0.35 spacing). Two causes:
+
+1. **Faint maxima beyond the crystal's edge** (fixed). The detector kept noise maxima on grid sites 0.6-1.1
+   spacing past the dot's edge (its minimum-filter background there is the carbon's): 1,118 columns on the 140
+   dots at 30 counts (8 per dot), 291 at 100; 64-69 % of them labelled uniform (no alternation). Their fitted
+   heights are noise (median 0.13 of the median column height, 90 % below 0.22; the lowest true column 0.35).
+   They widened the crystal (the diffuse outline contains the columns' hull) by a band along the edges they sit
+   on, mostly uniform, and pulled the edge columns next to them towards uniform: dot 30057 (pure ordered, truth
+   0.000) read +0.029 with an interval [0.020, 0.039] that missed the truth (23 ordered edge columns called
+   uniform beside 11 such maxima); 30025 +0.019 (a 7,485-pixel band, 6,214 of it uniform); 30015 at 100 counts
+   +0.019 (2,626 pixels, 2,120 uniform). Now (``pipeline._crystal_outline``,
+   ``columns.fitted_above_threshold``): a column whose fitted height is below the detector's own threshold
+   (``ColumnsConfig.threshold_fraction``, 0.2 of its lattice's 90th percentile; no new constant) is left out of
+   the hull the diffuse edge is searched from, and dropped where it lies beyond that edge. On the tuning dots:
+   columns beyond the dot 1,118 -> 340 at 30 counts, 291 -> 92 at 100, 41 left at 400; true columns found the
+   same (217,814 / 217,740 at 30 / 100); 30057 +0.029 -> +0.014, 30025 +0.019 -> +0.006, 30015 +0.019 ->
+   +0.002. Error over the 140 dots per dose (30 / 100 / 400 counts): mean -0.0013 / -0.0014 / -0.0011 ->
+   -0.0024 / -0.0018 / -0.0013; sd 0.0112 / 0.0063 / 0.0043 -> 0.0092 / 0.0057 / 0.0040; largest 0.0324 /
+   0.0251 / 0.0185 -> 0.0288 / 0.0251 / 0.0172; dots over 0.02: 14 / 2 / 0 -> 9 / 2 / 0. With the edge error
+   smaller the interval terms set before (0.05, 1.6, 0.06) covered 0.986 / 0.971 / 0.979: re-set on these dots
+   to 0.02 / 1.0 / 0.12 (``ClassifyConfig.boundary_sd_spacings``, ``boundary_noise_spacings``,
+   ``edge_sd_spacings``): 0.950 / 0.964 / 0.964, mean width 0.044 / 0.030 / 0.024 (a grid of boundary 0-0.2,
+   noise 0-2, edge 0-0.2 spacing; chosen for 0.95-0.96 at every dose, not the narrowest, 0.943 / 0.950 / 0.943
+   at 0.02 / 0.9 / 0.10). On the robustness set's real images (``shared/realdata``): none dropped in the CsPbBr3
+   image nor the Au particle; 8 of 178 in the Pb particle, 7 of them on StatSTEM's reference columns of its
+   faint rim, which lies beyond the diffuse edge the pipeline draws (recall against the reference 177 -> 170 of
+   219 there); a height rule alone (without the edge) would have dropped 2 of the CsPbBr3 image's too.
+2. **Labels at small domains** (not fixed; what the tail is now). The largest errors left are the majority
+   phase taking a small minority domain's columns, inside the true outline: at 30 counts 30033 +0.029 (89 %
+   uniform, 2.9 nm domains: 22 of the ordered minority's columns called uniform, +0.030 inside the true
+   outline), 30130 +0.028 (38 ordered called uniform), 30003 -0.026 (29 uniform called ordered), 30058 +0.024;
+   at 100 counts 30116 -0.025 (31 columns of a small uniform domain at the dot's corner called ordered, 14 true
+   columns not found) and 30058 +0.021 (29). Traced per stage on 30033: the mixture calls 20 of the domain's
+   columns uniform (with 79 uniform columns called ordered), the random field 26, the first boundary round 11,
+   the second (the default stop) 22, a third 7: the rounds swing with period 2, and on this dot the stop falls
+   on the bad phase; over all tuning dots at 30 counts (with the faint maxima) 3 rounds gave mean -0.0027,
+   largest 0.036 (worse), 1 round largest 0.058. No change of the label passes was found in the time; this is where the 30-count tail
+   (held out: 0.043 before this round) comes from."""
+
+#: The previous round's held-out runs (seeds 42000-42119 and 32000-32059), kept as they came out.
+PREVIOUS_ROUND = """Previous round (before faint columns beyond the edge were dropped; main 00d305f): uniform fraction through `pipeline.analyze` (defaults) on 120 held-out mixed dots per dose (seeds 42000-42119; a third 8-11 nm, the others 12-16 nm; rotation 0-90 deg; domains 2-7 nm; uniform share 0.15-0.85; thickness gradient 0-40 %), against the truth of issue 14: the area of each phase's domains inside the dot outline. The code: column heights as the classification intensity, the crystal edge at the diffuse intensity step, interval terms 0.05 / 1.6 / 0.06 (boundary, its growth with the noise, edge) set on tuning seeds 30000-30139 (below); none of these seeds was looked at before, and they were scored once. Plot: `results/unbiased.png`.
+
+| dose [counts] | dots | with fractions | mean signed error | sd | largest error | limit | coverage of the truth | mean width | median width | sd inside both outlines | sd of the edge part |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| 30 | 120 | 120 | -0.0017 | 0.0108 | 0.0429 | 0.04 | 0.97 | 0.056 | 0.049 | 0.0092 | 0.0052 |
+| 100 | 120 | 120 | -0.0015 | 0.0055 | 0.0176 | 0.02 | 0.97 | 0.036 | 0.030 | 0.0044 | 0.0031 |
+| 400 | 120 | 120 | -0.0002 | 0.0051 | 0.0175 | 0.02 | 0.93 | 0.025 | 0.020 | 0.0039 | 0.0029 |
+
+Coverage over all 360 dots with fractions: 0.956.
+
+The same held-out dots through the final code of 2026-11-29 (main 3b4fe29: with `MIN_INTERIOR_COLUMNS` and `hull_edge_sd_spacings` merged after the run above; a confirmation, nothing chosen on it): the table is the same to the printed digits.
+
+The previous round's held-out dots (seeds 32000-32059, 60 per dose), re-run with the same code:
+
+| dose [counts] | dots | with fractions | mean signed error | sd | largest error | limit | coverage of the truth | mean width | median width | sd inside both outlines | sd of the edge part |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| 30 | 60 | 60 | -0.0023 | 0.0103 | 0.0391 | 0.04 | 0.98 | 0.051 | 0.044 | 0.0096 | 0.0049 |
+| 100 | 60 | 60 | -0.0017 | 0.0071 | 0.0251 | 0.02 | 0.93 | 0.030 | 0.026 | 0.0058 | 0.0037 |
+| 400 | 60 | 60 | -0.0011 | 0.0049 | 0.0161 | 0.02 | 0.95 | 0.020 | 0.017 | 0.0040 | 0.0028 |
+
+Coverage over all 180 dots with fractions: 0.956."""
 
 #: The earlier held-out runs (same draw), kept as they came out.
 EARLIER_RUNS = """Fourth held-out run (seeds 32000-32059, 60 dots per dose), column heights, crystal edge from the columns'
@@ -455,8 +524,22 @@ def no_image_table(seeds) -> list[str]:
     return lines
 
 
-def result_lines(rows: dict[float, list[dict]], seeds, earlier: dict[float, list[dict]], earlier_seeds) -> list[str]:
-    """The default run's results page (``results/unbiased.md``): the held-out ``rows`` and the ``earlier`` round's."""
+def verdict(rows: dict[float, list[dict]]) -> str:
+    """Issue 14's largest-error limit per dose: the dots over it and the largest error, from the rows."""
+    parts = []
+    for dose, rs in rows.items():
+        err = np.abs([r["err"] for r in rs if np.isfinite(r["err"])])
+        over = int((err > LIMITS[dose]).sum())
+        parts.append(f"{dose:g} counts {over} of {len(err)} over {LIMITS[dose]:g} (largest {err.max():.4f})")
+    return (
+        "Largest error against issue 14's limits: "
+        + "; ".join(parts)
+        + ". The dots over a limit were not looked at (the seeds stay held out)."
+    )
+
+
+def result_lines(rows: dict[float, list[dict]], seeds) -> list[str]:
+    """The default run's results page (``results/unbiased.md``): the held-out ``rows``, then the earlier rounds'."""
     return [
         "# Unbiased phase fractions (issue 14)",
         "",
@@ -464,18 +547,20 @@ def result_lines(rows: dict[float, list[dict]], seeds, earlier: dict[float, list
         f"(seeds {seeds[0]}-{seeds[-1]}; a third 8-11 nm, the others 12-16 nm; rotation 0-90 deg; domains "
         "2-7 nm; uniform share 0.15-0.85; thickness gradient 0-40 %), against the truth of issue 14: the area of "
         "each phase's domains inside the dot outline. The code: column heights as the classification intensity, "
-        "the crystal edge at the diffuse intensity step, interval terms 0.05 / 1.6 / 0.06 (boundary, its growth "
-        "with the noise, edge) set on tuning seeds 30000-30139 (below); none of these seeds was looked at before, "
-        "and they were scored once. Plot: `results/unbiased.png`.",
+        "the crystal edge at the diffuse intensity step, faint maxima beyond that edge dropped (below), interval "
+        f"terms {INTERVAL_TERMS} (boundary, its growth with the noise, edge) set on tuning seeds 30000-30139 "
+        "(below); none of these seeds was looked at before, and they were scored once. Plot: "
+        "`results/unbiased.png`.",
         "",
         *table(rows),
         "",
+        verdict(rows),
+        "",
         ERROR_PARTS,
         "",
-        f"The previous round's held-out dots (seeds {earlier_seeds[0]}-{earlier_seeds[-1]}, {len(earlier_seeds)} "
-        "per dose), re-run with the same code:",
+        FAINT,
         "",
-        *table(earlier),
+        PREVIOUS_ROUND,
         "",
         TUNING,
         "",
@@ -524,14 +609,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     logging.getLogger("stem_pipeline").setLevel(logging.ERROR)
-    seeds = HELD_OUT_SEEDS[:4] if args.quick else HELD_OUT_SEEDS
+    seeds = ORACLE_SEEDS if args.oracle else HELD_OUT_SEEDS
+    seeds = seeds[:4] if args.quick else seeds
     rows = run(seeds, oracle=args.oracle)
     tuning = TUNING_SEEDS[:4] if args.quick else TUNING_SEEDS
-    if args.oracle:
-        lines = oracle_lines(rows, seeds, tuning)
-    else:
-        earlier_seeds = EARLIER_HELD_OUT_SEEDS[:4] if args.quick else EARLIER_HELD_OUT_SEEDS
-        lines = result_lines(rows, seeds, run(earlier_seeds), earlier_seeds)
+    lines = oracle_lines(rows, seeds, tuning) if args.oracle else result_lines(rows, seeds)
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.quick:

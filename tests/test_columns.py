@@ -6,7 +6,13 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from stem_pipeline import Columns, Micrograph
-from stem_pipeline.columns import ColumnsConfig, find_columns, measure_intensities, refine_columns
+from stem_pipeline.columns import (
+    ColumnsConfig,
+    find_columns,
+    fitted_above_threshold,
+    measure_intensities,
+    refine_columns,
+)
 from stem_pipeline.io import to_atomap, to_dataframe
 from stem_pipeline.lattice import Lattice, crystal_mask, find_lattice
 from stem_pipeline.synthetic import make_carbon, make_dot, render_gaussians
@@ -238,3 +244,20 @@ def test_demodulation_by_strips_equals_one_pass(monkeypatch):
         re = ndimage.gaussian_filter(z.real, 2.0, mode="nearest")
         im = ndimage.gaussian_filter(z.imag, 2.0, mode="nearest")
         np.testing.assert_array_equal(lat_mod._demodulate(image, g, block, 2.0), re * re + im * im)
+
+
+def test_fitted_heights_below_the_detection_threshold_are_flagged_per_lattice():
+    """Noise maxima on grid sites past a crystal's edge fit near-zero heights: below the detection threshold of
+    the lattice's own 90th percentile they are flagged, dim columns (0.3 of the bright ones, as abTEM gives)
+    and columns without a finite height are kept, and a second, fainter lattice is judged on its own heights."""
+    bright, dim = np.full(40, 100.0), np.full(40, 30.0)
+    noise = np.array([5.0, 12.0, -3.0])
+    second = np.full(30, 25.0)  # a fainter grid: its own reference
+    amplitude = np.concatenate([bright, dim, noise, [np.nan], second, [2.0]])
+    lattice = np.concatenate([np.zeros(84, np.int8), np.ones(31, np.int8)])
+    cols = Columns(rc=np.zeros((len(amplitude), 2)), amplitude=amplitude, lattice=lattice)
+    keep = fitted_above_threshold(cols, 0.2)
+    assert keep[:80].all() and not keep[80:83].any() and keep[83]
+    assert keep[84:114].all() and not keep[114]
+    # Without fitted heights nothing is judged.
+    assert fitted_above_threshold(Columns(rc=np.zeros((3, 2))), 0.2).all()

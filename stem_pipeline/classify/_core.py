@@ -169,14 +169,14 @@ class ClassifyConfig(StrictModel):
         description="A given crystal mask (and the diffuse outline) is clipped to the columns' convex hull grown by this many column spacings: the outermost columns lie less than a spacing inside the crystal's edge.",
     )
     boundary_sd_spacings: float = Field(
-        0.05,
+        0.02,
         ge=0.0,
-        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, without noise (see ``boundary_noise_spacings``), that enters the 95 % interval of the uniform fraction: with ``boundary_noise_spacings`` and ``edge_sd_spacings``, set so that about 95 % of 140 mixed tuning dots through ``pipeline.analyze`` at each dose lie within it (the draw of ``benchmarks/unbiased.py``, seeds 30000-30139 at 30, 100 and 400 counts, with the column heights and the edge at the diffuse step; truth the domain area): 0.957 / 0.943 / 0.964, mean width 0.063 / 0.039 / 0.027 (0.98 / 0.99 / 0.99 and 0.067 / 0.049 / 0.041 with the values set before the heights: 0.11, 1.5, 0.15). The coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
+        description="Standard deviation of the residual shift of the domain boundaries, in column spacings, without noise (see ``boundary_noise_spacings``), that enters the 95 % interval of the uniform fraction: with ``boundary_noise_spacings`` and ``edge_sd_spacings``, set so that about 95 % of 140 mixed tuning dots through ``pipeline.analyze`` at each dose lie within it (the draw of ``benchmarks/unbiased.py``, seeds 30000-30139 at 30, 100 and 400 counts, with the column heights, the edge at the diffuse step and faint maxima beyond it dropped; truth the domain area): 0.950 / 0.964 / 0.964, mean width 0.044 / 0.030 / 0.024, chosen on a grid (boundary 0-0.2, noise 0-2, edge 0-0.2 spacing) for 0.95-0.96 at every dose, the middle of issue 14's 0.93-0.97, rather than the narrowest (0.02 / 0.9 / 0.10: 0.943 / 0.950 / 0.943). The terms set before the faint maxima were dropped (0.05, 1.6, 0.06) covered 0.986 / 0.971 / 0.979 of these dots, mean width 0.062 / 0.039 / 0.027. The coverage on held-out dots is in ``benchmarks/results/unbiased.md``.",
     )
     boundary_noise_spacings: float = Field(
-        1.6,
+        1.0,
         ge=0.0,
-        description="Growth of the boundary shift with the image noise: its standard deviation is ``hypot(boundary_sd_spacings, boundary_noise_spacings * pixel_noise)`` spacings, where ``pixel_noise`` is the pixel noise over the median column height (:func:`~stem_pipeline.classify.pixel_noise`, given by :func:`stem_pipeline.pipeline.analyze`; median 0.13 / 0.07 / 0.034 at 30 / 100 / 400 counts), so the interval widens at low dose. Set with ``boundary_sd_spacings`` on the same tuning dots: the labels' errors at domain boundaries grow with the noise (error sd inside both outlines 0.009 / 0.005 / 0.003), so a noise-free shift alone cannot cover every dose.",
+        description="Growth of the boundary shift with the image noise: its standard deviation is ``hypot(boundary_sd_spacings, boundary_noise_spacings * pixel_noise)`` spacings, where ``pixel_noise`` is the pixel noise over the median column height (:func:`~stem_pipeline.classify.pixel_noise`, given by :func:`stem_pipeline.pipeline.analyze`; median 0.13 / 0.07 / 0.034 at 30 / 100 / 400 counts), so the interval widens at low dose. Set with ``boundary_sd_spacings`` on the same tuning dots: the labels' errors at domain boundaries grow with the noise (error sd inside both outlines 0.009 / 0.005 / 0.003), so a noise-free shift alone cannot cover every dose (1.6 before the faint maxima beyond the crystal's edge were dropped).",
     )
     unknown_pixel_noise: float = Field(
         0.13,
@@ -184,9 +184,9 @@ class ClassifyConfig(StrictModel):
         description="The pixel noise over the median column height assumed where it is not known (``classify_columns`` without ``pixel_noise``; :func:`stem_pipeline.pipeline.analyze` where the crystal has no interior deep enough to read it): the median at 30 counts on the tuning dots, the lowest dose the interval terms were set at, so that an interval without a noise measurement errs wide rather than narrow (with no noise part, intervals on true column positions covered 0.35-0.85 of dots at 15-400 counts, ``benchmarks/results/classify.md``).",
     )
     edge_sd_spacings: float = Field(
-        0.06,
+        0.12,
         ge=0.0,
-        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction, taken as coherent along each phase's share of the edge. Set with ``boundary_sd_spacings`` and ``boundary_noise_spacings`` for the coverage (0.05-0.07 cover alike). The edge part of the error (outside both the true and the measured outline) on those tuning dots with the edge at the diffuse step has sd 0.0056 / 0.0042 / 0.0031 at 30 / 100 / 400 counts (0.0094 / 0.0084 / 0.0082 with the columns' hull grown by half a spacing, whose outermost columns lie 0-1 spacing inside the edge): its rms over the rms edge length per area is 0.19 / 0.14 / 0.10 spacing; the rest of it the boundary term's noise part carries.",
+        description="Standard deviation of the placement of the crystal edge, in column spacings, that enters the 95 % interval of the uniform fraction, taken as coherent along each phase's share of the edge. Set with ``boundary_sd_spacings`` and ``boundary_noise_spacings`` for the coverage (0.06 before the faint maxima beyond the edge were dropped: with them the boundary term's noise part carried more of the edge's error). The edge part of the error (outside both the true and the measured outline) on those tuning dots with the edge at the diffuse step has sd 0.0056 / 0.0042 / 0.0031 at 30 / 100 / 400 counts (0.0094 / 0.0084 / 0.0082 with the columns' hull grown by half a spacing, whose outermost columns lie 0-1 spacing inside the edge): its rms over the rms edge length per area is 0.19 / 0.14 / 0.10 spacing; the rest of it the boundary term's noise part carries.",
     )
     hull_edge_sd_spacings: float = Field(
         0.2,

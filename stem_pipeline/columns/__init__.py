@@ -10,8 +10,8 @@ Typical use (the pipeline does this)::
 """
 
 from .config import ColumnsConfig
-from .find import find_columns
+from .find import find_columns, fitted_above_threshold
 from .intensity import measure_intensities
 from .refine import refine_columns
 
-__all__ = ["ColumnsConfig", "find_columns", "measure_intensities", "refine_columns"]
+__all__ = ["ColumnsConfig", "find_columns", "fitted_above_threshold", "measure_intensities", "refine_columns"]
