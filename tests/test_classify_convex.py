@@ -8,6 +8,7 @@ from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
 from stem_pipeline.classify import hull_mask
+from stem_pipeline.classify.convex import hull_area_px
 
 
 def _reference(shape: tuple[int, int], rc: np.ndarray, margin_px: float) -> np.ndarray:
@@ -38,3 +39,17 @@ def test_hull_mask_is_skimages_hull_grown_by_the_distance_transform(seed):
             rc = np.array(shape) / 2 + rng.uniform(0, 1, n)[:, None] * rng.uniform(-30, 30, 2)
         margin = [0.0, float(rng.uniform(0.1, 12.0)), float(rng.integers(1, 6)), 0.5][trial % 4]
         assert np.array_equal(hull_mask(shape, rc, margin_px=margin), _reference(shape, rc, margin))
+
+
+def test_hull_area_is_skimages_convex_hull_image_area():
+    """Scattered pixels, single pixels and single rows: the hull's pixel count is skimage's, which the dots'
+    solidity (``dots.segment.split_by_shape``) was read from."""
+    rng = np.random.default_rng(42)
+    for trial in range(120):
+        shape = (int(rng.integers(1, 50)), int(rng.integers(1, 50)))
+        image = rng.uniform(size=shape) < rng.uniform(0.01, 0.5)
+        image[tuple(rng.integers(0, shape))] = True
+        if trial % 4 == 0:
+            image[:] = False
+            image[tuple(rng.integers(0, shape))] = True
+        assert hull_area_px(image) == int(convex_hull_image(image).sum())

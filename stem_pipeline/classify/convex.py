@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["deeper_than", "grown_by", "grown_runs", "hull_runs", "runs_mask"]
+__all__ = ["deeper_than", "grown_by", "grown_runs", "hull_area_px", "hull_runs", "runs_mask"]
 
 
 def hull_runs(r: np.ndarray, c: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +45,13 @@ def hull_runs(r: np.ndarray, c: np.ndarray, shape: tuple[int, int]) -> tuple[np.
     hi = np.minimum(upper, n - 1)
     empty = ~held | (lo > hi)
     return np.where(empty, n, lo), np.where(empty, -1, hi)
+
+
+def hull_area_px(image: np.ndarray) -> int:
+    """Pixels of the convex hull of the pixels of ``image`` ((M, N) bool, not all False), as
+    ``skimage.morphology.convex_hull_image(image).sum()`` (:func:`hull_runs`)."""
+    first, last = hull_runs(*np.nonzero(image), (int(image.shape[0]), int(image.shape[1])))
+    return int(np.maximum(last - first + 1, 0).sum())
 
 
 def _convex_polygon(points: np.ndarray) -> np.ndarray:
