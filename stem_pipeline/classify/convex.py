@@ -50,7 +50,8 @@ def hull_runs(r: np.ndarray, c: np.ndarray, shape: tuple[int, int]) -> tuple[np.
 def hull_area_px(image: np.ndarray) -> int:
     """Pixels of the convex hull of the pixels of ``image`` ((M, N) bool, not all False), as
     ``skimage.morphology.convex_hull_image(image).sum()`` (:func:`hull_runs`)."""
-    first, last = hull_runs(*np.nonzero(image), (int(image.shape[0]), int(image.shape[1])))
+    r, c = np.nonzero(image)
+    first, last = hull_runs(r, c, (int(image.shape[0]), int(image.shape[1])))
     return int(np.maximum(last - first + 1, 0).sum())
 
 
