@@ -19,7 +19,8 @@ def hull_runs(r: np.ndarray, c: np.ndarray, shape: tuple[int, int]) -> tuple[np.
     """Each row's first and last column in the convex hull of the pixels (``r``, ``c``) of an image of ``shape``,
     each taken as a diamond (an empty row's first N, last -1), in integer arithmetic."""
     # In doubled coordinates the diamonds' corners are integers; only each row's outermost pixels can hold
-    # corners of the hull.
+    # corners of the hull, and of those only the corners above, below and outward (the inward ones lie between
+    # the row's outward corners).
     m, n = shape
     rows = np.arange(m)
     first = np.full(m, n)
@@ -27,9 +28,11 @@ def hull_runs(r: np.ndarray, c: np.ndarray, shape: tuple[int, int]) -> tuple[np.
     np.minimum.at(first, r, c)
     np.maximum.at(last, r, c)
     some = last >= 0
-    ends = np.concatenate([np.stack([rows[some], first[some]], 1), np.stack([rows[some], last[some]], 1)])
-    corners = (2 * ends[:, None, :] + np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])).reshape(-1, 2)
-    poly = _convex_polygon(corners)
+    corners = [
+        2 * np.stack([rows[some], end[some]], 1)[:, None, :] + np.array([[-1, 0], [1, 0], [0, out]])
+        for end, out in ((first, -1), (last, 1))
+    ]
+    poly = _convex_polygon(np.concatenate(corners).reshape(-1, 2))
     # Each edge (counter-clockwise in (Y, X) = (2 row, 2 col)) bounds the hull by a Y + b X <= k on its side.
     nxt = np.roll(poly, -1, axis=0)
     a, b = nxt[:, 1] - poly[:, 1], poly[:, 0] - nxt[:, 0]
@@ -50,8 +53,10 @@ def hull_runs(r: np.ndarray, c: np.ndarray, shape: tuple[int, int]) -> tuple[np.
 def hull_area_px(image: np.ndarray) -> int:
     """Pixels of the convex hull of the pixels of ``image`` ((M, N) bool, not all False), as
     ``skimage.morphology.convex_hull_image(image).sum()`` (:func:`hull_runs`)."""
-    r, c = np.nonzero(image)
-    first, last = hull_runs(r, c, (int(image.shape[0]), int(image.shape[1])))
+    first, last = _row_runs(image)  # only each row's outermost pixels can hold corners of the hull
+    rows = np.flatnonzero(last >= 0)
+    ends = np.concatenate([rows, rows]), np.concatenate([first[rows], last[rows]])
+    first, last = hull_runs(*ends, (int(image.shape[0]), int(image.shape[1])))
     return int(np.maximum(last - first + 1, 0).sum())
 
 
