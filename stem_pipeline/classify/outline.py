@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from .._tiles import fill_holes
 from .._types import Columns
+from .convex import deeper_than, grown_by
 from .regions import hull_mask
 
 __all__ = [
@@ -231,71 +232,6 @@ def diffuse_outline(
     mask = np.zeros(shape, bool)
     mask[near] = crystal
     return DiffuseOutline(mask=mask, contrast=float(contrast))
-
-
-def deeper_than(convex: np.ndarray, depth_px: float) -> np.ndarray:
-    """The pixels of ``convex`` further than ``depth_px`` from every pixel of the array outside it.
-
-    ``ndimage.distance_transform_edt(convex) > depth_px``, from each row's first and last pixel: exact where
-    every row of ``convex`` is one run of pixels (a convex region's are), at ~1/10 of the transform's CPU.
-
-    Parameters
-    ----------
-    convex : (M, N) ndarray of bool
-        A region whose rows are each one run of pixels (or none).
-    depth_px : float
-        The depth [px].
-
-    Returns
-    -------
-    (M, N) ndarray of bool
-    """
-    f, e, held, dx = _neighbour_runs(convex, depth_px)
-    n = convex.shape[1]
-    # Each row within the depth bounds the columns from the left unless its run starts at the array's edge
-    # (nothing of the array lies outside it there), and from the right likewise; an empty row bounds all.
-    return _between(
-        np.where(held & (f > 0), f + dx, -1).max(axis=1), np.where(held & (e < n - 1), e - dx, n).min(axis=1), n
-    )
-
-
-def grown_by(convex: np.ndarray, radius_px: float) -> np.ndarray:
-    """The pixels within ``radius_px`` [px] of a pixel of ``convex`` ((M, N) bool, each row one run of pixels or
-    none), as an (M, N) bool mask.
-
-    ``ndimage.distance_transform_edt(~convex) <= radius_px``, from each row's first and last pixel, as
-    :func:`deeper_than`: exact where each row of the result is one run too (a convex region's are; otherwise
-    the gaps of a result's row are filled).
-    """
-    f, e, held, dx = _neighbour_runs(convex, radius_px)
-    held &= e >= 0  # rows with a run
-    n = convex.shape[1]
-    return _between(np.where(held, f - dx, n).min(axis=1), np.where(held, e + dx, -1).max(axis=1), n)
-
-
-def _neighbour_runs(convex: np.ndarray, radius_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each row of ``convex`` and each row offset ``dy`` within ``radius_px`` (M, K): the first and last
-    pixel of the row ``dy`` away (an empty row's first N, last -1) and whether that row is in the array; per
-    offset (K,), the largest column offset within ``radius_px`` (as the distance transform measures it,
-    ``sqrt(dx^2 + dy^2)``)."""
-    m, n = convex.shape
-    some = convex.any(axis=1)
-    first = np.where(some, convex.argmax(axis=1), n)
-    last = np.where(some, n - 1 - convex[:, ::-1].argmax(axis=1), -1)
-    dy = np.arange(-int(radius_px), int(radius_px) + 1)
-    dx = np.floor(np.sqrt(np.maximum(radius_px**2 - dy**2, 0.0))).astype(int)
-    dx += np.sqrt((dx + 1.0) ** 2 + dy**2) <= radius_px
-    dx -= np.sqrt(dx**2 + dy**2.0) > radius_px
-    rows = np.arange(m)[:, None] + dy
-    held = (rows >= 0) & (rows < m)
-    rows = np.clip(rows, 0, m - 1)
-    return first[rows], last[rows], held, dx
-
-
-def _between(lo: np.ndarray, hi: np.ndarray, n: int) -> np.ndarray:
-    """(M, ``n``) mask of the columns ``lo`` to ``hi`` (M,) of each row."""
-    cols = np.arange(n)
-    return (cols >= lo[:, None]) & (cols <= hi[:, None])
 
 
 def _block_means(image: np.ndarray, factor: int) -> np.ndarray:
