@@ -543,6 +543,20 @@ def test_lattice_field_by_strips_matches_the_whole_image(field, monkeypatch):
     np.testing.assert_allclose(np.abs(strips.orientation - whole.orientation), 0, atol=1e-3 * scale)
 
 
+def test_band_energies_on_the_kept_pixels_are_those_of_the_whole_strip(field):
+    """The filter bank's second pass and sums on the strip less its padding only: the same numbers, bit for bit."""
+    from stem_pipeline.dots import strength
+
+    strip = np.pad(field.image[100:300, 50:420].astype(np.float32), ((40, 40), (40, 40)))
+    f_lo, f_hi = (PX / s for s in strength.SPACING_BAND_NM[::-1])
+    whole = strength._band_energies(strip, f_lo, f_hi, keep=(slice(0, strip.shape[0]), slice(0, strip.shape[1])))
+    keep = (slice(40, 240), slice(40, 410))
+    kept = strength._band_energies(strip, f_lo, f_hi, keep=keep)
+    for a, b in zip(kept, whole):
+        assert a.shape == (200, 370)
+        np.testing.assert_array_equal(a, b[keep])
+
+
 def test_a_large_image_is_segmented_on_a_coarser_grid_into_the_same_dots(field, monkeypatch):
     """Above MAX_MAP_SIDE_PX the maps are block means: the same dots, outlines within a block."""
     from stem_pipeline.dots import strength
