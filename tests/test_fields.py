@@ -648,3 +648,18 @@ def test_label_medians_equal_ndimage_median_to_the_bit():
             got = label_medians(values, labels, n)
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
+
+
+def test_edge_pixels_are_the_mask_less_its_erosion():
+    """A dot's outline pixels (its rectangle's corners): ndimage's cross erosion with the array edge outside,
+    on random masks of every density and on masks one pixel thin."""
+    from scipy import ndimage
+
+    from stem_pipeline.dots.shape import edge_pixels
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        m, n = rng.integers(1, 30, 2)
+        mask = rng.random((m, n)) < rng.uniform(0.0, 1.0)
+        np.testing.assert_array_equal(edge_pixels(mask), mask & ~ndimage.binary_erosion(mask))
+    assert edge_pixels(np.ones((5, 6), bool)).sum() == 5 * 6 - 3 * 4  # the interior 3 x 4 is not edge

@@ -21,6 +21,7 @@ __all__ = [
     "DotShape",
     "dot_record",
     "dot_shapes",
+    "edge_pixels",
     "has_phase_fractions",
     "min_area_rectangle",
     "one_dot_records",
@@ -95,6 +96,18 @@ def min_area_rectangle(points: np.ndarray) -> tuple[float, float, float]:
     return float(a[best]), float(b[best]), float(np.rad2deg(angles[best]) % 90.0)
 
 
+def edge_pixels(mask: np.ndarray) -> np.ndarray:
+    """``mask & ~ndimage.binary_erosion(mask)``: the pixels of ``mask`` with a 4-neighbour outside it or off the array.
+
+    Four shifted ANDs where ndimage visits each pixel's cross: the same pixels (a test checks them),
+    ~3.6 -> ~0.2 ms CPU for a 1024^2 dot's 700^2-pixel crop, three per ``analyze`` process.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    inner = np.zeros_like(mask)
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    return mask & ~inner
+
+
 def dot_shapes(labels: np.ndarray) -> list[DotShape]:
     """Size and shape of every labelled dot.
 
@@ -117,7 +130,7 @@ def dot_shapes(labels: np.ndarray) -> list[DotShape]:
         rr, cc = np.nonzero(mask)
         rr, cc = rr + sl[0].start, cc + sl[1].start
         # Corners of the outline pixels, so that the rectangle bounds the pixels, not their centres.
-        outline = (mask & ~ndimage.binary_erosion(mask))[mask]
+        outline = edge_pixels(mask)[mask]
         er, ec = rr[outline], cc[outline]
         corners = np.concatenate([np.stack([er + dr, ec + dc], axis=1) for dr in (-0.5, 0.5) for dc in (-0.5, 0.5)])
         a, b, angle = min_area_rectangle(corners)
