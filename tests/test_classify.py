@@ -556,6 +556,25 @@ def test_nearest_column_from_square_corners_equals_the_tree_query_per_pixel():
         np.testing.assert_array_equal(regions._nearest(tree, pix), tree.query(pix)[1])
 
 
+def test_corner_owners_from_coarse_squares_equal_the_tree_query_per_corner():
+    """The corners' nearest columns, those inside a coarse square of shared corners filled without a query,
+    are every corner's own query's: even and odd line counts, spans with a last line off the step, few columns."""
+    from scipy.spatial import cKDTree
+
+    from stem_pipeline.classify import regions
+
+    rng = np.random.default_rng(12)
+    for _ in range(40):
+        span = rng.integers(2, 120, 2)
+        lines = [np.unique(np.append(np.arange(0, d + 1, regions.CORNER_STEP), d)) for d in span]
+        lo = rng.integers(-3, 20, 2)
+        rc = rng.uniform(-5, span + 25, size=(int(rng.integers(1, 80)), 2))
+        tree = cKDTree(rc)
+        grid = np.stack(np.meshgrid(lines[0] + lo[0], lines[1] + lo[1], indexing="ij"), axis=-1)
+        expected = tree.query(grid.reshape(-1, 2))[1].reshape(grid.shape[:2])
+        np.testing.assert_array_equal(regions._corner_owners(tree, lines, lo), expected)
+
+
 def test_boundary_rounds_stop_when_the_labels_repeat():
     """On a small dot whose boundary rounds alternate, the result no longer depends on the round cap."""
     rng = np.random.default_rng(13)

@@ -648,3 +648,36 @@ def test_label_medians_equal_ndimage_median_to_the_bit():
             got = label_medians(values, labels, n)
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
+
+
+def test_edge_pixels_are_the_mask_less_its_erosion():
+    """A dot's outline pixels (its rectangle's corners): ndimage's cross erosion with the array edge outside,
+    on random masks of every density and on masks one pixel thin."""
+    from scipy import ndimage
+
+    from stem_pipeline.dots.shape import edge_pixels
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        m, n = rng.integers(1, 30, 2)
+        mask = rng.random((m, n)) < rng.uniform(0.0, 1.0)
+        np.testing.assert_array_equal(edge_pixels(mask), mask & ~ndimage.binary_erosion(mask))
+    assert edge_pixels(np.ones((5, 6), bool)).sum() == 5 * 6 - 3 * 4  # the interior 3 x 4 is not edge
+
+
+def test_dot_shapes_centroid_area_and_border_are_those_of_the_pixels():
+    """dot_shapes' centroid (from the counts per row and column) is the mean of each dot's pixel coordinates to
+    the bit, its area their count, and a dot touches the border when one of its pixels is on the frame."""
+    from scipy import ndimage
+
+    from stem_pipeline.dots import dot_shapes
+
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        m, n = rng.integers(2, 70, 2)
+        labels = ndimage.label(rng.random((m, n)) < rng.uniform(0.2, 0.9))[0].astype(np.int32)
+        for s in dot_shapes(labels):
+            rr, cc = np.nonzero(labels == s.label)
+            assert (s.y_px, s.x_px, s.area_px) == (float(rr.mean()), float(cc.mean()), len(rr))
+            on_frame = rr.min() == 0 or cc.min() == 0 or rr.max() == m - 1 or cc.max() == n - 1
+            assert s.touches_border == on_frame

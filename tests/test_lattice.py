@@ -5,7 +5,7 @@ import pytest
 from helpers import same_lattice
 from scipy import ndimage
 
-from stem_pipeline.lattice import Lattice, crystal_mask, find_lattice, reduce_basis
+from stem_pipeline.lattice import Lattice, block_mean_complex, crystal_mask, find_lattice, reduce_basis
 from stem_pipeline.synthetic import make_carbon, make_dot
 
 
@@ -202,3 +202,16 @@ def test_fill_holes_equals_ndimage_binary_fill_holes():
     ring[5:20, 5:20] = True
     ring[8:12, 8:12] = False  # a hole
     assert fill_holes(ring)[8:12, 8:12].all() and not fill_holes(ring)[0].any()
+
+
+@pytest.mark.parametrize("block", [1, 3, 4, 5, 7, 9, 70])
+def test_block_mean_complex_is_numpys_block_mean_to_the_bit(block):
+    """The demodulation's block means: numpy's reshape-and-mean, the same float32 bits, at line lengths on both
+    sides of the pairwise sum's four running sums (and past the longest line it reproduces)."""
+    rng = np.random.default_rng(block)
+    shape = (block * 6, block * 11)
+    part = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64) * np.float32(37.5)
+    expected = part.reshape(-1, block, shape[1] // block, block).mean(axis=(1, 3))
+    got = block_mean_complex(part, block)
+    assert got.dtype == np.complex64
+    np.testing.assert_array_equal(got.view(np.float32), expected.view(np.float32))

@@ -53,3 +53,18 @@ def test_a_change_to_the_cores_noise_floor_reaches_both_users(dot, monkeypatch):
     monkeypatch.setattr(spectrum, "EULER_GAMMA", spectrum.EULER_GAMMA + np.log(1e5))
     assert find_lattice(dot.image) is None
     assert len(find_bragg_peaks(dot.image)) == 0
+
+
+def test_a_spectrum_of_one_row_block_has_the_floor_and_white_level_of_many(monkeypatch):
+    """One row block keeps its bins and logs for the capped pass; many blocks compute them again: the same sums."""
+    from stem_pipeline import _tiles
+    from stem_pipeline.denoise import fourier
+
+    shape = (96, 130)
+    power = (np.random.default_rng(3).random((shape[0], shape[1] // 2 + 1)) ** 4).astype(np.float32)
+    power[5, 7] = 1e6  # a peak the winsorising caps
+    one = spectrum.half_log_floor(power, shape), fourier._half_white_level(power, shape)
+    monkeypatch.setattr(_tiles, "BLOCK_PIXELS", 300)  # many row blocks
+    many = spectrum.half_log_floor(power, shape), fourier._half_white_level(power, shape)
+    np.testing.assert_allclose(one[0], many[0], rtol=1e-12)
+    assert one[1] == pytest.approx(many[1], rel=1e-12)

@@ -122,9 +122,7 @@ def _nearest(tree: cKDTree, pix: np.ndarray) -> np.ndarray:
         return tree.query(pix)[1]
     # Corner lines every CORNER_STEP pixels from the first pixel, and the last line; square k spans lines k, k+1.
     lines = [np.unique(np.append(np.arange(0, d + 1, CORNER_STEP), d)) for d in span]
-    corners = np.stack(np.meshgrid(lines[0] + lo[0], lines[1] + lo[1], indexing="ij"), axis=-1)
-    _, at = tree.query(corners.reshape(-1, 2))
-    at = at.reshape(corners.shape[:2])
+    at = _corner_owners(tree, lines, lo)
     shared = (at[:-1, :-1] == at[1:, :-1]) & (at[:-1, :-1] == at[:-1, 1:]) & (at[:-1, :-1] == at[1:, 1:])
     square = [np.minimum((pix[:, k] - lo[k]) // CORNER_STEP, len(lines[k]) - 2) for k in (0, 1)]
     inside = shared[square[0], square[1]]
@@ -132,6 +130,29 @@ def _nearest(tree: cKDTree, pix: np.ndarray) -> np.ndarray:
     ask = np.flatnonzero(~inside)
     owner[ask] = tree.query(pix[ask])[1]
     return owner
+
+
+def _corner_owners(tree: cKDTree, lines: list[np.ndarray], lo: np.ndarray) -> np.ndarray:
+    """The nearest column (tree index) of every corner ``(lines[0][i], lines[1][j]) + lo``, as ``tree.query``.
+
+    Every other line (and the last) first: a corner inside (or on the edge of) a square of those whose
+    four corners share their nearest column has it too (the Voronoi cell is convex), and only the other
+    corners are queried: ~40 % of :func:`_nearest`'s corners for a 1024^2 dot, its CPU ~0.078 -> ~0.065 s
+    (benchmarks/process.py). The same owners but where a corner is exactly as near two columns.
+    """
+    picks = [np.flatnonzero((np.arange(len(v)) % 2 == 0) | (np.arange(len(v)) == len(v) - 1)) for v in lines]
+    coarse = [v[k] for v, k in zip(lines, picks)]
+    grid = np.stack(np.meshgrid(coarse[0] + lo[0], coarse[1] + lo[1], indexing="ij"), axis=-1)
+    at_coarse = tree.query(grid.reshape(-1, 2))[1].reshape(grid.shape[:2])
+    first = at_coarse[:-1, :-1]
+    shared = (first == at_coarse[1:, :-1]) & (first == at_coarse[:-1, 1:]) & (first == at_coarse[1:, 1:])
+    square = [np.minimum(np.searchsorted(c, v, side="right") - 1, len(c) - 2) for c, v in zip(coarse, lines)]
+    inside = shared[np.ix_(square[0], square[1])]
+    at = np.where(inside, first[np.ix_(square[0], square[1])], -1)
+    at[np.ix_(picks[0], picks[1])] = at_coarse
+    ask = np.nonzero(at < 0)
+    at[ask] = tree.query(np.column_stack([lines[0][ask[0]] + lo[0], lines[1][ask[1]] + lo[1]]))[1]
+    return at
 
 
 def domain_size_px(region_map: np.ndarray) -> float | None:

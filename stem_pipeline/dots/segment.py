@@ -278,9 +278,7 @@ def split_by_shape(labels: np.ndarray, *, min_size_px: float) -> np.ndarray:
     -------
     (M, N) ndarray of int32
     """
-    from skimage.feature import peak_local_max
     from skimage.measure import regionprops
-    from skimage.segmentation import watershed
 
     from .shape import dot_shapes
 
@@ -294,6 +292,11 @@ def split_by_shape(labels: np.ndarray, *, min_size_px: float) -> np.ndarray:
             shape.aspect <= MAX_ASPECT or shape.touches_border
         ):
             continue
+        # Imported for a region to split only: the watershed's import (skimage.morphology with it) took
+        # ~0.02 s CPU of every process, most of whose dots are convex (benchmarks/process.py).
+        from skimage.feature import peak_local_max
+        from skimage.segmentation import watershed
+
         sl = prop.slice
         region = np.pad(prop.image, 1)
         distance = ndimage.distance_transform_edt(region)
