@@ -282,7 +282,7 @@ def block_mean_complex(part: np.ndarray, block: int) -> np.ndarray:
     running sums of every fourth pixel from the first four, added pairwise, then the rest one by one), adds the
     lines one after another and divides in complex128; its loop per line cost ~4.7 ms CPU per call for a
     1024^2 image in 5-pixel blocks, this ~1.1 ms: ~0.02 s of a 1024^2 ``analyze`` process's six
-    demodulations (benchmarks/process.py; a test checks the bits against numpy's). Lines longer than
+    demodulations (benchmarks/process.py; the same bits as numpy 2.x's mean on the benchmark's images). Lines longer than
     :data:`PAIRWISE_COMPLEX_LINE` pixels (numpy splits them recursively) take numpy's mean itself.
     """
     x = part.reshape(-1, block, part.shape[1] // block, block)
