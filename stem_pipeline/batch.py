@@ -136,7 +136,9 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 
 
 @contextlib.contextmanager
-def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
+def local_cluster(
+    n_workers: int | None = None, *, scratch: str | os.PathLike | None = None, **kwargs: Any
+) -> Iterator[Any]:
     """A ``dask.distributed.LocalCluster`` configured as :func:`run_batch` uses it.
 
     One single-threaded worker process per core (the pipeline stages are
@@ -152,6 +154,10 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
     ----------
     n_workers : int, optional
         Worker processes; the number of cores when None.
+    scratch : str or PathLike, optional
+        Folder for the scheduler's and workers' scratch space and lock files
+        (Dask's ``temporary-directory``; Dask's default, the system's temporary
+        folder, when None). :func:`run_batch` gives one inside its ``out``.
     **kwargs
         Passed to ``LocalCluster`` (override the defaults above).
 
@@ -185,6 +191,7 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Iterator[Any]:
         # Each worker's share of the cores for its BLAS and FFT threads (Dask's default is 1 each; the
         # FFTs used 2 regardless, 2N threads on N cores): see stem_pipeline._threads.
         **{f"distributed.nanny.pre-spawn-environ.{name}": threads for name in _THREAD_VARIABLES},
+        **({"temporary-directory": os.fspath(scratch)} if scratch is not None else {}),
     }
     with dask.config.set(settings), LocalCluster(**options) as cluster:
         yield cluster
@@ -356,7 +363,7 @@ def run_batch(
 
         # A cluster costs seconds to start: not worth it for one image or one worker.
         in_process = scheduler is None and (workers == 1 or len(todo) <= 1 or not _has_distributed())
-        client = None if in_process or not todo else stack.enter_context(_dask_client(workers, scheduler))
+        client = None if in_process or not todo else stack.enter_context(_dask_client(workers, scheduler, out))
         bar = stack.enter_context(_progress_bar(len(files), initial=len(files) - len(todo), enabled=progress))
         tasks = [(i, files[i], out / names[i]) for i in todo]
         try:
@@ -490,14 +497,22 @@ def _quiet_dask() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _dask_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
-    """A client of a new local cluster, or of the scheduler at ``scheduler`` (a UsageError says why not)."""
+def _dask_client(workers: int | None, scheduler: str | None, out: Path) -> Iterator[Any]:
+    """A client of a new local cluster, or of the scheduler at ``scheduler`` (a UsageError says why not).
+
+    A local cluster keeps its scratch space and lock files in a temporary folder inside ``out``, removed
+    when it closes: nothing is written outside the output folder (Dask's default is the system's
+    temporary folder).
+    """
+    import tempfile
+
     from distributed import Client
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_dask())
         if scheduler is None:
-            client = stack.enter_context(Client(stack.enter_context(local_cluster(workers))))
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".dask-scratch-", dir=out))
+            client = stack.enter_context(Client(stack.enter_context(local_cluster(workers, scratch=scratch))))
         else:
             try:
                 client = stack.enter_context(Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT_S))

@@ -308,6 +308,20 @@ def test_ctrl_c_on_a_local_cluster_prints_one_line_and_resumes(tmp_path):
     assert sum(r["skipped"] for r in _report(out)["images"]) >= 1
 
 
+def test_a_local_cluster_writes_nothing_outside_out(tmp_path):
+    """Dask's scratch space and lock files (in the system's temporary folder by default) go to a temporary
+    folder inside ``--out``, removed with the cluster."""
+    folder = _folder_of_dots(tmp_path / "in", range(50, 52))
+    tmp, out = tmp_path / "tmp", tmp_path / "o"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    done = subprocess.run(_cli("-q", "analyze", str(folder), "--out", str(out), "--workers", "2"), env=env, timeout=300)
+    assert done.returncode == 0
+    assert list(tmp.iterdir()) == []
+    assert not list(out.glob(".dask-scratch-*"))
+    assert {r["status"] for r in _report(out)["images"]} == {"ok"}
+
+
 # --- 2 and 8. a real dask.distributed scheduler and worker on 127.0.0.1 -------------------------
 
 
