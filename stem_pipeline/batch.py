@@ -497,11 +497,11 @@ def _quiet_dask() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _dask_client(workers: int | None, scheduler: str | None, out: Path) -> Iterator[Any]:
+def _dask_client(workers: int | None, scheduler: str | None, out: Path | None = None) -> Iterator[Any]:
     """A client of a new local cluster, or of the scheduler at ``scheduler`` (a UsageError says why not).
 
-    A local cluster keeps its scratch space and lock files in a temporary folder inside ``out``, removed
-    when it closes: nothing is written outside the output folder (Dask's default is the system's
+    Given ``out``, a local cluster keeps its scratch space and lock files in a temporary folder inside it,
+    removed when it closes: nothing is written outside the output folder (Dask's default is the system's
     temporary folder).
     """
     import tempfile
@@ -511,7 +511,11 @@ def _dask_client(workers: int | None, scheduler: str | None, out: Path) -> Itera
     with contextlib.ExitStack() as stack:
         stack.enter_context(_quiet_dask())
         if scheduler is None:
-            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".dask-scratch-", dir=out))
+            scratch = (
+                None
+                if out is None
+                else stack.enter_context(tempfile.TemporaryDirectory(prefix=".dask-scratch-", dir=out))
+            )
             client = stack.enter_context(Client(stack.enter_context(local_cluster(workers, scratch=scratch))))
         else:
             try:
