@@ -384,7 +384,7 @@ def _crystal_outline(run: _Run, columns: Columns) -> Columns:
                 run.config.columns.threshold_fraction,
             )
             columns = columns.subset(~beyond)
-            run.parts = [columns.subset(np.asarray(columns.lattice == k)) for k in range(len(run.parts))]
+            run.parts = _lattice_parts(columns, len(run.parts))
     elif run.crystal_mask is not None:
         run.crystal_mask = run.crystal_mask & hull_mask(
             run.crystal_mask.shape, columns.rc, margin_px=config.hull_margin_spacings * spacing
@@ -408,8 +408,13 @@ def _refine_and_measure(run: _Run) -> Columns:
         pooled = refine_columns(run.denoised, pooled, lattice=finest, config=run.config.columns)
     with run.timed("intensities"):
         columns = measure_intensities(run.micrograph.data, pooled, config=run.config.columns)
-    run.parts = [columns.subset(np.asarray(columns.lattice == k)) for k in range(len(run.parts))]
+    run.parts = _lattice_parts(columns, len(run.parts))
     return columns
+
+
+def _lattice_parts(columns: Columns, n_lattices: int) -> list[Columns]:
+    """``columns`` split by their ``lattice`` index, one part per lattice."""
+    return [columns.subset(np.asarray(columns.lattice == k)) for k in range(n_lattices)]
 
 
 def _two_phase(run: _Run) -> tuple[PhaseLabels | None, AreaFractions | None, str | None]:

@@ -18,7 +18,7 @@ from stem_pipeline.classify import (
     render_columns,
     without_columns,
 )
-from stem_pipeline.classify.outline import deeper_than, grown_by
+from stem_pipeline.classify.convex import deeper_than, grown_by
 from stem_pipeline.pipeline import PipelineConfig, analyze
 from stem_pipeline.synthetic import make_dot
 

@@ -294,17 +294,13 @@ def classify_columns(
     mask = _crystal_area(shape, rc, crystal_mask, spacing_px=spacing_px, config=config)
     region, cell_area = region_map_from_columns(mask, rc, label)
     px = columns.pixel_size_nm
+    noise = config.unknown_pixel_noise if pixel_noise is None else pixel_noise
     fractions = area_fractions(
         region,
         1.0 - p_ord,
         cell_area,
         pixel_size_nm=px,
-        boundary_sd_px=float(
-            np.hypot(
-                config.boundary_sd_spacings,
-                config.boundary_noise_spacings * (config.unknown_pixel_noise if pixel_noise is None else pixel_noise),
-            )
-        )
+        boundary_sd_px=float(np.hypot(config.boundary_sd_spacings, config.boundary_noise_spacings * noise))
         * spacing_px,
         edge_sd_px=(config.hull_edge_sd_spacings if crystal_mask is None else config.edge_sd_spacings) * spacing_px,
     )

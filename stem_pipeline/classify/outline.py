@@ -29,9 +29,7 @@ from .regions import hull_mask
 
 __all__ = [
     "DiffuseOutline",
-    "deeper_than",
     "diffuse_outline",
-    "grown_by",
     "pixel_noise",
     "render_columns",
     "without_columns",
@@ -91,8 +89,9 @@ def render_columns(shape: tuple[int, int], columns: Columns) -> np.ndarray:
     # ~0.04 s CPU of a 1024^2 dot's 1,953, benchmarks/process.py), in chunks that bound the memory.
     for h in np.unique(half):
         same = np.flatnonzero(half == h)
-        for start in range(0, len(same), max(1, RENDER_CHUNK_PX // (2 * h + 1) ** 2)):
-            part = same[start : start + max(1, RENDER_CHUNK_PX // (2 * h + 1) ** 2)]
+        step = max(1, RENDER_CHUNK_PX // (2 * h + 1) ** 2)
+        for start in range(0, len(same), step):
+            part = same[start : start + step]
             _add_gaussians(out, rc[part], amp[part], sigma[part], int(h))
     return out
 
@@ -214,8 +213,9 @@ def diffuse_outline(
     if ring.sum() * factor**2 < MIN_RING_CELLS * spacing_px**2 or not inside.any():
         return None
     smooth = _interpolated(coarse, factor, [k.ravel() for k in sample])
-    level_in, level_out = float(np.median(smooth[inside])), float(np.median(smooth[ring]))
-    noise = 1.4826 * float(np.median(np.abs(smooth[ring] - level_out)))
+    carbon = smooth[ring]
+    level_in, level_out = float(np.median(smooth[inside])), float(np.median(carbon))
+    noise = 1.4826 * float(np.median(np.abs(carbon - level_out)))
     contrast = (level_in - level_out) / max(noise, 1e-12)
     if not contrast >= min_contrast:
         return None

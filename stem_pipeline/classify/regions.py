@@ -123,7 +123,7 @@ def _nearest(tree: cKDTree, pix: np.ndarray) -> np.ndarray:
     # Corner lines every CORNER_STEP pixels from the first pixel, and the last line; square k spans lines k, k+1.
     lines = [np.unique(np.append(np.arange(0, d + 1, CORNER_STEP), d)) for d in span]
     at = _corner_owners(tree, lines, lo)
-    shared = (at[:-1, :-1] == at[1:, :-1]) & (at[:-1, :-1] == at[:-1, 1:]) & (at[:-1, :-1] == at[1:, 1:])
+    shared = _shared_owner(at)
     square = [np.minimum((pix[:, k] - lo[k]) // CORNER_STEP, len(lines[k]) - 2) for k in (0, 1)]
     inside = shared[square[0], square[1]]
     owner = np.where(inside, at[square[0], square[1]], 0)
@@ -144,8 +144,7 @@ def _corner_owners(tree: cKDTree, lines: list[np.ndarray], lo: np.ndarray) -> np
     coarse = [v[k] for v, k in zip(lines, picks)]
     grid = np.stack(np.meshgrid(coarse[0] + lo[0], coarse[1] + lo[1], indexing="ij"), axis=-1)
     at_coarse = tree.query(grid.reshape(-1, 2))[1].reshape(grid.shape[:2])
-    first = at_coarse[:-1, :-1]
-    shared = (first == at_coarse[1:, :-1]) & (first == at_coarse[:-1, 1:]) & (first == at_coarse[1:, 1:])
+    first, shared = at_coarse[:-1, :-1], _shared_owner(at_coarse)
     square = [np.minimum(np.searchsorted(c, v, side="right") - 1, len(c) - 2) for c, v in zip(coarse, lines)]
     inside = shared[np.ix_(square[0], square[1])]
     at = np.where(inside, first[np.ix_(square[0], square[1])], -1)
@@ -153,6 +152,12 @@ def _corner_owners(tree: cKDTree, lines: list[np.ndarray], lo: np.ndarray) -> np
     ask = np.nonzero(at < 0)
     at[ask] = tree.query(np.column_stack([lines[0][ask[0]] + lo[0], lines[1][ask[1]] + lo[1]]))[1]
     return at
+
+
+def _shared_owner(at: np.ndarray) -> np.ndarray:
+    """Which squares of the corner grid ``at`` (the corners' nearest columns) have one owner at all four corners."""
+    first = at[:-1, :-1]
+    return (first == at[1:, :-1]) & (first == at[:-1, 1:]) & (first == at[1:, 1:])
 
 
 def domain_size_px(region_map: np.ndarray) -> float | None:
