@@ -34,7 +34,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from ._threads import FFT_WORKERS
-from ._tiles import row_blocks
+from ._tiles import block_passes, row_blocks
 
 __all__ = [
     "Peaks",
@@ -214,24 +214,18 @@ def half_log_floor(power: np.ndarray, shape: tuple[int, int], *, smooth_bins: fl
     fr_max = np.abs(sfft.fftfreq(m)).max()
     n_bins = int(np.rint(np.hypot(fr_max, sfft.rfftfreq(n)[-1]) * max(shape))) + 1
     tiny = np.finfo(np.float32).tiny
-    blocks = list(row_blocks(*power.shape))
-    # A spectrum of one row block (images up to ~1448^2) keeps its bins and logs for the second pass,
-    # which only caps them, and the bins' weights are counted once: the same sums, ~0.01 s CPU less
-    # of a 1024^2 ``analyze`` process (two calls; benchmarks/process.py). A larger one computes them
-    # again per block, as its temporaries are one block's.
-    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def bins_and_logs(rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        b = np.rint(half_radius(shape, rows) * max(shape)).astype(np.intp)
+        return b, np.log(np.maximum(power[rows].astype(np.float64), tiny))
+
+    # The second pass only caps the first's logs; the bins' weights are counted once.
+    blocks = block_passes(power.shape[0], power.shape[1], bins_and_logs)
     counts = np.zeros(n_bins)
 
     def radial_mean(cap: np.ndarray | None) -> np.ndarray:
         total = np.zeros(n_bins)
-        for rows in blocks:
-            if rows.start in kept:
-                b, logp = kept.pop(rows.start)
-            else:
-                b = np.rint(half_radius(shape, rows) * max(shape)).astype(np.intp)
-                logp = np.log(np.maximum(power[rows].astype(np.float64), tiny))
-                if cap is None and len(blocks) == 1:
-                    kept[rows.start] = b, logp
+        for b, logp in blocks():
             if cap is not None:
                 logp = np.minimum(logp, cap[b])
             total += np.bincount(b.ravel(), (logp * w).ravel(), minlength=n_bins)

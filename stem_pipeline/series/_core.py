@@ -332,7 +332,9 @@ def analyze_series(
     label, intensity = _track(reference_rc, reads.results, reg.drift_rc_px, len(frames), config)
     history = column_histories(label)
     _log_reversals(series.source, history)
-    in_fit, one_phase = _fit_frames(reads.fraction, message)
+    in_fit, one_phase = _fit_frames(reads.fraction)
+    for k in np.flatnonzero(one_phase):
+        message[k] = "read as one phase: a bound (the other phase below the detection limit) in the fit"
     reach = (pipeline_config.classify if pipeline_config is not None else ClassifyConfig()).edge_reach_spacings
     cell_area = _cell_areas(ref, reference_rc, reference_image.shape, reach)
     # One-phase reads are bounds (see _fit_frames): their labels are not evidence of the columns' states either.
@@ -505,10 +507,9 @@ def fit_reads(
         As :func:`.fit.fit_damage`.
     """
     frame_fraction, frame_ci95 = np.asarray(frame_fraction, float), np.asarray(frame_ci95, float)
-    in_fit, one_phase = _fit_frames(frame_fraction, [None] * len(frame_fraction))
-    upper = frame_fraction <= 0.5
-    bound = np.where(one_phase, np.where(upper, 1, -1), 0)
-    value = np.where(one_phase, np.where(upper, frame_ci95[:, 1], frame_ci95[:, 0]), fraction)
+    in_fit, one_phase = _fit_frames(frame_fraction)
+    bound = one_phase_side(frame_fraction, one_phase)
+    value = np.where(bound > 0, frame_ci95[:, 1], np.where(bound < 0, frame_ci95[:, 0], fraction))
     sigma = np.where(one_phase, frame_sigma(np.nan_to_num(frame_ci95)), frame_sigma(np.nan_to_num(ci95)))
     use = in_fit | one_phase
     return fit_damage(
@@ -563,7 +564,13 @@ def _fit(source, reads: _Reads, fraction, ci, in_fit, one_phase, config):
     return chosen, fits
 
 
-def _fit_frames(fraction: np.ndarray, message: list) -> tuple[np.ndarray, np.ndarray]:
+def one_phase_side(frame_fraction: np.ndarray, one_phase: np.ndarray) -> np.ndarray:
+    """The side of each frame's bound in the fit: +1 for a one-phase read all ordered (the fraction at most its
+    interval's upper end), -1 for one all uniform (at least its lower end), 0 for every other frame."""
+    return np.where(one_phase, np.where(np.asarray(frame_fraction) <= 0.5, 1, -1), 0)
+
+
+def _fit_frames(fraction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Frames whose fraction is a value (not NaN, not a one-phase read), and the one-phase reads.
 
     A frame read as all uniform (or all ordered) says that the other phase is below the classifier's
@@ -585,8 +592,6 @@ def _fit_frames(fraction: np.ndarray, message: list) -> tuple[np.ndarray, np.nda
     of the columns' states either (:func:`.pool.pooled_reads`' ``use``).
     """
     one_phase = np.isfinite(fraction) & ((fraction >= 1 - _ONE_PHASE) | (fraction <= _ONE_PHASE))
-    for k in np.flatnonzero(one_phase):
-        message[k] = "read as one phase: a bound (the other phase below the detection limit) in the fit"
     return np.isfinite(fraction) & ~one_phase, one_phase
 
 

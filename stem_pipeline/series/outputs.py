@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write, atomic_write_text
-from ._core import SeriesResult
+from ._core import SeriesResult, one_phase_side
 from .track import NOT_SEEN
 
 SERIES_CSV, SERIES_JSON, COLUMNS_CSV = "series.csv", "series.json", "columns.csv"
@@ -144,13 +144,13 @@ def plot_fraction_vs_dose(result: SeriesResult):
     if result.pooled:
         own = result.frame_uniform_fraction
         ax.plot(dose[ok], own[ok], "x", color="0.55", ms=4, label="each frame's own read")
-    own_ci = result.frame_uniform_ci95
-    for side, marker, end, text in ((True, "v", 1, "at most"), (False, "^", 0, "at least")):
-        bound = result.one_phase & ((result.frame_uniform_fraction <= 0.5) == side)
+    sides = one_phase_side(result.frame_uniform_fraction, result.one_phase)
+    for side, marker, end, text in ((1, "v", 1, "at most"), (-1, "^", 0, "at least")):
+        bound = sides == side
         if bound.any():
             ax.plot(
                 dose[bound],
-                own_ci[bound, end],
+                result.frame_uniform_ci95[bound, end],
                 marker,
                 mfc="none",
                 mec="k",

@@ -217,6 +217,11 @@ def pooled_fractions(
     return fraction, sd
 
 
+def _before_split(values: np.ndarray) -> np.ndarray:
+    """(F + 1, K) sums of an (F, K) array over the frames before every split ``c = 0 .. F`` of each column."""
+    return np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values, axis=0)])
+
+
 def _segment_differences(intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """For every split ``c`` of each column's intensity series: the difference of the segments' means
     (after minus before) and its variance, ``sd^2 (1 / n1 + 1 / n2)`` (NaN where one segment is empty);
@@ -224,8 +229,7 @@ def _segment_differences(intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     absolute deviation)."""
     intensity = np.asarray(intensity, float)
     seen = np.isfinite(intensity)
-    count = np.vstack([np.zeros((1, intensity.shape[1])), np.cumsum(seen, axis=0)])
-    total = np.vstack([np.zeros((1, intensity.shape[1])), np.cumsum(np.where(seen, intensity, 0.0), axis=0)])
+    count, total = _before_split(seen), _before_split(np.where(seen, intensity, 0.0))
     n1, n2 = count, count[-1] - count
     with np.errstate(invalid="ignore", divide="ignore"):
         diff = np.where((n1 > 0) & (n2 > 0), (total[-1] - total) / n2 - total / n1, np.nan)
@@ -418,10 +422,7 @@ def level_log_likelihood(intensity: np.ndarray, uniform: list[Level], ordered: l
         return np.zeros((len(intensity) + 1, intensity.shape[1]))
     seen = np.isfinite(intensity)
     x = np.where(seen, intensity, 0.0)
-    zero = np.zeros((1, intensity.shape[1]))
-    n1 = np.vstack([zero, np.cumsum(seen, axis=0)])
-    s1 = np.vstack([zero, np.cumsum(x, axis=0)])
-    q1 = np.vstack([zero, np.cumsum(x**2, axis=0)])
+    n1, s1, q1 = _before_split(seen), _before_split(x), _before_split(x**2)
     n2, s2, q2 = n1[-1] - n1, s1[-1] - s1, q1[-1] - q1
     out = np.zeros_like(n1)
     for n, s, q, levels in ((n1, s1, q1, ordered), (n2, s2, q2, uniform)):
