@@ -57,11 +57,6 @@ UNCALIBRATED = ("uncalibrated_implied", "uncalibrated_ambiguous")
 _EXTRA_VERSIONS = ("dask", "distributed", "matplotlib", "jinja2")
 
 
-#: Images with an edge of twice this or more are block-averaged to about this edge before the thumbnail's
-#: anti-aliased resize (scikit-image smooths the whole image in float64 first: 2+ float32 image copies).
-_THUMBNAIL_PRE_REDUCE_PX = 1024
-
-
 def save_thumbnail(
     path: str | os.PathLike,
     image: np.ndarray,
@@ -94,7 +89,10 @@ def save_thumbnail(
     data = np.asarray(getattr(image, "data", image), dtype=np.float32)
     if data.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {data.shape}")
-    factor = max(data.shape) // _THUMBNAIL_PRE_REDUCE_PX
+    # Images with an edge of twice the thumbnail's or more are block-averaged to about the thumbnail's edge
+    # before the anti-aliased resize, which scikit-image does by smoothing the whole image in float64 (2+ float32
+    # image copies; 0.024 s CPU of benchmarks/process.py's 1024^2 dot, 0.008 s so).
+    factor = min(max(data.shape) // max_size_px, min(data.shape))  # a strip keeps a row of blocks
     if factor > 1:
         from .overlay import _block_mean
 
