@@ -65,7 +65,8 @@ def test_analyze_and_the_demo_do_not_import_the_extras(tmp_path):
 
 def test_analyzing_a_tiff_imports_neither_hyperspy_nor_scipy_signal_or_stats(tmp_path):
     """The one-file command reads a plain TIFF without HyperSpy (or the zarr, scikit-learn and pandas it
-    brings) and never needs scipy.signal or scipy.stats: ~1 s CPU of start-up (benchmarks/process.py)."""
+    brings) and never needs scipy.signal or scipy.stats: ~1 s CPU of start-up (benchmarks/process.py); its
+    report.html is written without jinja2 (~0.03 s)."""
     from stem_pipeline import io
     from stem_pipeline.synthetic import make_dot
 
@@ -74,10 +75,10 @@ def test_analyzing_a_tiff_imports_neither_hyperspy_nor_scipy_signal_or_stats(tmp
         "import sys, json\n"
         "from stem_pipeline import cli\n"
         f"assert cli.main(['-q', 'analyze', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}]) == 0\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('hyperspy', 'scipy', 'zarr'))))"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('hyperspy', 'scipy', 'zarr', 'jinja2'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout.splitlines()[-1]))
     assert "scipy.ndimage" in loaded  # it did analyse
-    assert (tmp_path / "out" / "dot" / "summary.json").is_file()
-    assert not loaded & {"hyperspy", "zarr", "scipy.signal", "scipy.stats"}
+    assert (tmp_path / "out" / "dot" / "summary.json").is_file() and (tmp_path / "out" / "report.html").is_file()
+    assert not loaded & {"hyperspy", "zarr", "scipy.signal", "scipy.stats", "jinja2"}

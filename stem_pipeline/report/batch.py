@@ -1,6 +1,6 @@
 """The batch report: ``report.csv``, ``report.json`` and ``report.html`` over many images.
 
-Every file is written atomically. The HTML report (a jinja2 template) links
+Every file is written atomically. The HTML report (:mod:`~stem_pipeline.report.html`) links
 each image's thumbnail and overlay by relative paths, so the output folder can
 be moved or shared as a whole.
 """
@@ -54,7 +54,7 @@ CSV_COLUMNS = (
 )
 #: Calibration statuses of the phase-library stage whose pixel size is not the file's (left out of batch means).
 UNCALIBRATED = ("uncalibrated_implied", "uncalibrated_ambiguous")
-_EXTRA_VERSIONS = ("dask", "distributed", "matplotlib", "jinja2")
+_EXTRA_VERSIONS = ("dask", "distributed", "matplotlib")
 
 
 def save_thumbnail(
@@ -434,7 +434,7 @@ def render_html(
     skipped_inputs: Sequence[dict[str, str]] = (),
     dot_histogram: str | os.PathLike | None = None,
 ) -> str:
-    """The HTML batch report (jinja2 template ``templates/report.html.j2``).
+    """The HTML batch report (:func:`stem_pipeline.report.html.report_html`).
 
     Parameters
     ----------
@@ -460,16 +460,11 @@ def render_html(
     str
         The HTML document.
     """
-    import jinja2
     import yaml
 
+    from .html import report_html
+
     out = Path(out)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["fmt"] = _fmt
     stats = stats or batch_statistics(rows)
     images = []
     for row in rows:
@@ -490,11 +485,10 @@ def render_html(
                 "left_out": str(row.get("file")) in stats["uncalibrated_left_out"],
             }
         )
-    return env.get_template("report.html.j2").render(
+    return report_html(
         title=f"stem_pipeline batch report: {out.name}",
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         images=images,
-        failed=[i for i in images if i["status"] == "error"],
         stats=stats,
         histogram=_link(out, Path(histogram)) if histogram else None,
         dot_histogram=_link(out, Path(dot_histogram)) if dot_histogram else None,
@@ -511,11 +505,3 @@ def _link(out: Path, target: Path) -> str | None:
     if not target.is_file():
         return None
     return quote(target.relative_to(out).as_posix())
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
