@@ -137,7 +137,7 @@ def png_bytes(pixels: np.ndarray) -> bytes:
         [
             _PNG_SIGNATURE,
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(filtered, PNG_COMPRESS_LEVEL)),
+            _png_chunk(b"IDAT", zlib.compress(filtered.data, PNG_COMPRESS_LEVEL)),
             _png_chunk(b"IEND", b""),
         ]
     )
