@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 #: Public names loaded on first access: name -> (module, attribute). The result types too, so that
 #: ``import stem_pipeline`` leaves numpy unloaded: the console script (:func:`stem_pipeline.cli.run`) sets
-#: OpenBLAS's thread count before numpy loads it (:func:`stem_pipeline.cli.one_blas_thread_at_load`).
+#: OpenBLAS's thread count before numpy loads it (:func:`stem_pipeline.cli.single_threaded_blas`).
 _LAZY = {
     "AreaFractions": ("_types", "AreaFractions"),
     "Columns": ("_types", "Columns"),
