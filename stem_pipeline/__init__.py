@@ -5,12 +5,13 @@ From a raw micrograph to atom columns, a phase map of CsPbI3-like
 regions, phase fractions with confidence intervals, and a quantitative
 comparison with abTEM simulations.
 
-``import stem_pipeline`` only imports numpy; the heavy libraries (HyperSpy,
-abTEM, atomap, scikit-learn) load inside the functions that need them.
-:func:`analyze`, :func:`load`, :class:`PipelineConfig` and the conversions of
-:mod:`stem_pipeline.io` (:func:`to_signal`, :func:`result_signal`,
-:func:`to_dataframe`, :func:`to_atomap`) are imported on first use (module
-``__getattr__``), so they cost nothing until then::
+``import stem_pipeline`` imports no third-party library (numpy loads with the first
+result type or function used); the heavy libraries (HyperSpy, abTEM, atomap,
+scikit-learn) load inside the functions that need them. The result types
+(:class:`Columns`, :class:`PipelineResult`, ...), :func:`analyze`, :func:`load`,
+:class:`PipelineConfig` and the conversions of :mod:`stem_pipeline.io`
+(:func:`to_signal`, :func:`result_signal`, :func:`to_dataframe`, :func:`to_atomap`)
+are imported on first use (module ``__getattr__``), so they cost nothing until then::
 
     import stem_pipeline as sp
     result = sp.analyze(sp.load("dot.dm4"))   # or sp.analyze(hs.load("dot.dm4"))
@@ -18,23 +19,26 @@ abTEM, atomap, scikit-learn) load inside the functions that need them.
     region_map = sp.result_signal(result, "region_map")
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._types import (
-    AreaFractions,
-    Columns,
-    Comparison,
-    Lattice,
-    Micrograph,
-    PhaseLabels,
-    PipelineResult,
-)
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from ._types import AreaFractions, Columns, Comparison, Lattice, Micrograph, PhaseLabels, PipelineResult
 
 __version__ = "0.1.0"
 
-#: Public names loaded on first access: name -> (module, attribute).
+#: Public names loaded on first access: name -> (module, attribute). The result types too, so that
+#: ``import stem_pipeline`` leaves numpy unloaded: the console script (:func:`stem_pipeline.cli.run`) sets
+#: OpenBLAS's thread count before numpy loads it (:func:`stem_pipeline.cli.single_threaded_blas`).
 _LAZY = {
+    "AreaFractions": ("_types", "AreaFractions"),
+    "Columns": ("_types", "Columns"),
+    "Comparison": ("_types", "Comparison"),
+    "Lattice": ("_types", "Lattice"),
+    "Micrograph": ("_types", "Micrograph"),
+    "PhaseLabels": ("_types", "PhaseLabels"),
+    "PipelineResult": ("_types", "PipelineResult"),
     "analyze": ("pipeline", "analyze"),
     "PipelineConfig": ("pipeline", "PipelineConfig"),
     "load": ("io", "load"),

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -446,35 +447,52 @@ def keep_freed_memory() -> None:
     libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
 
 
-def single_threaded_blas() -> None:
-    """Run the BLAS libraries loaded so far (NumPy's and SciPy's OpenBLAS) on the calling thread only.
+#: The variable OpenBLAS reads, as it loads, for the number of threads it starts.
+_OPENBLAS_THREADS = "OPENBLAS_NUM_THREADS"
 
-    Each OpenBLAS starts a thread per core. The command's BLAS calls are small (per-column normal
-    equations, 2x2 lattice matrices), so the second thread mostly busy-waits after each call before it
-    sleeps: ~0.03 s CPU of a 1024^2 ``analyze`` process (perf: OpenBLAS's ``blas_thread_server``;
-    benchmarks/process.py, results identical). Set through threadpoolctl (~0.006 s). Left as it is where
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Load the BLAS libraries that the enclosed block imports (NumPy's and SciPy's OpenBLAS) on one thread.
+
+    Each OpenBLAS starts a thread per core as it loads. The command's BLAS calls are small (per-column
+    normal equations, 2x2 lattice matrices), so the second thread mostly busy-waits, as it starts and
+    after each call, before it sleeps. Here ``OPENBLAS_NUM_THREADS=1`` is set while the block runs, so
+    that no thread starts (the environment is restored after it: a batch's Dask workers, started later,
+    get their own budget): ~0.07 s CPU and ~0.1 s wall of a 1024^2 ``analyze`` process less than limiting
+    the started threads afterwards (benchmarks/process.py, results identical), which is still done,
+    through threadpoolctl, where numpy was loaded before the block. Nothing changes where
     ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS`` sets a budget (a batch's worker processes, or the
     user); only for the console script's process, as :func:`load_frozen`, and only for the commands of
     :data:`COMMAND_MODULES` (``simulate``'s PRISM multiplies large matrices, where a second thread works).
+    ``import stem_pipeline`` leaves numpy unloaded for this.
     """
-    if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
+    if any(name in os.environ for name in (_OPENBLAS_THREADS, "OMP_NUM_THREADS")):
+        yield
         return
-    from threadpoolctl import threadpool_limits
+    loaded = "numpy" in sys.modules
+    os.environ[_OPENBLAS_THREADS] = "1"
+    try:
+        yield
+    finally:
+        del os.environ[_OPENBLAS_THREADS]
+    if loaded:
+        from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1, user_api="blas")
+        threadpool_limits(1, user_api="blas")
 
 
 def run() -> NoReturn:
     """The ``stem-pipeline`` console script: :func:`main` with ``sys.argv``, its memory kept for reuse
-    (:func:`keep_freed_memory`), the command's modules loaded first (:func:`load_frozen`) and, for the
-    analysis, BLAS on one thread (:func:`single_threaded_blas`), then :func:`exit_process`."""
+    (:func:`keep_freed_memory`), the command's modules loaded first (:func:`load_frozen`), for the analysis
+    with BLAS on one thread (:func:`single_threaded_blas`), then :func:`exit_process`."""
     keep_freed_memory()
     parser = build_parser()
     args = _parse(parser, sys.argv[1:])
     modules = COMMAND_MODULES.get(args.command, ())
-    load_frozen(modules)
-    if modules:  # the analysis's small BLAS calls; simulate's PRISM multiplies large matrices
-        single_threaded_blas()
+    # BLAS on one thread for the analysis's small calls; simulate's PRISM multiplies large matrices.
+    with single_threaded_blas() if modules else contextlib.nullcontext():
+        load_frozen(modules)
     exit_process(_run_command(parser, args))
 
 

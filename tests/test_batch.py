@@ -160,7 +160,7 @@ def test_recorded_versions_are_the_installed_distributions():
 
     from stem_pipeline.provenance import versions
 
-    found = versions(("jinja2", "no-such-distribution-here"))
+    found = versions(("pydantic", "no-such-distribution-here"))
     assert found["no-such-distribution-here"] == "not installed"
     for name, version in found.items():
         if version != "not installed":

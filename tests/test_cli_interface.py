@@ -134,29 +134,35 @@ def test_the_console_script_loads_scipy_without_numpys_non_array_api_submodules_
 
 
 def test_the_console_script_runs_blas_on_one_thread_unless_a_budget_is_set():
-    """cli.single_threaded_blas: every loaded OpenBLAS (NumPy's and SciPy's) on one thread; a budget set in the
-    environment (a batch worker's, the user's) is left as it is."""
+    """cli.single_threaded_blas: every OpenBLAS (NumPy's and SciPy's) on one thread, loaded so (numpy not yet
+    loaded, as in the console script) or limited after (numpy loaded before); the environment as before after
+    it; a budget set in the environment (a batch worker's, the user's) is left as it is."""
     code = (
-        "import threadpoolctl, scipy.linalg; from stem_pipeline import cli\n"
-        "before = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas']\n"
-        "cli.single_threaded_blas()\n"
-        "after = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas']\n"
-        "print(repr((before, after)))"
+        "import os, sys\n"
+        "if sys.argv[1] == 'numpy first': import numpy\n"
+        "from stem_pipeline import cli\n"
+        "budget = os.environ.get('OPENBLAS_NUM_THREADS')\n"
+        "with cli.single_threaded_blas(): cli.load_frozen(cli.COMMAND_MODULES['analyze'])\n"
+        "same_env = os.environ.get('OPENBLAS_NUM_THREADS') == budget\n"
+        "limited_after = 'threadpoolctl' in sys.modules\n"
+        "import threadpoolctl\n"
+        "threads = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas']\n"
+        "print(repr((threads, same_env, limited_after)))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
 
-    def threads(**budget):
+    def threads(how, **budget):
         done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**env, **budget}
+            [sys.executable, "-c", code, how], capture_output=True, text=True, check=True, env={**env, **budget}
         )
         return ast.literal_eval(done.stdout)
 
-    before, after = threads(OPENBLAS_NUM_THREADS="2")
-    if not before:
+    budgeted, same_env, _ = threads("", OPENBLAS_NUM_THREADS="2")
+    if not budgeted:
         pytest.skip("no OpenBLAS loaded")
-    assert before == after == [2] * len(before)  # the budget stays
-    before, after = threads()
-    assert after == [1] * len(before)
+    assert budgeted == [2] * len(budgeted) and same_env  # the budget stays
+    assert threads("") == ([1] * len(budgeted), True, False)  # loaded on one thread: no second one started
+    assert threads("numpy first") == ([1] * len(budgeted), True, True)  # numpy's started: limited after
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")

@@ -156,6 +156,43 @@ def test_write_reports_files_and_html(tmp_path):
     assert not _temporaries(tmp_path)
 
 
+def test_html_report_shows_phases_calibration_skipped_inputs_and_config_escaped(tmp_path):
+    """report.html (report.html.report_html): the phase means and each image's phases with their intervals, an
+    uncalibrated image left out of the means, the skipped inputs, the configuration and the versions, every value
+    escaped; a folder's files linked only where they exist."""
+    from stem_pipeline.report.batch import render_html
+
+    rows = [_row(i, v) for i, v in enumerate([0.2, 0.4, 0.6])]
+    for row, u in zip(rows, [0.2, 0.4, 0.6]):
+        row["phase_fractions"] = {
+            "CsPbI3 [001]": {"fraction": 1 - u, "ci95": [0.01, 0.99]},
+            "<u> & co": {"fraction": u, "ci95": [0.1, 0.9]},
+        }
+        row["calibration"] = {"status": "ok"}
+    rows[2]["calibration"] = {"status": "uncalibrated_implied"}
+    (tmp_path / "img1").mkdir()
+    (tmp_path / "img1" / "columns.csv").write_text("x")
+    html = render_html(
+        rows,
+        out=tmp_path,
+        config={"name": "<cfg> & 'q'"},
+        versions={"numpy": "2<3"},
+        skipped_inputs=[{"path": "/in/notes.txt", "reason": "not an image file (.txt)"}],
+    )
+    path = tmp_path / "report.html"
+    path.write_text(html)
+    parser = parse_html(path)
+    text = "".join(parser.text)
+    assert "<u> & co 0.200 [0.100 – 0.900]" in text and "CsPbI3 [001] 0.800 [0.010 – 0.990]" in text
+    assert "Left out of the means, uncalibrated (1):\n/data/img2.tif." in text
+    assert "uncalibrated_implied (left out of the means)" in text
+    assert "/in/notes.txt: not an image file (.txt)" in text
+    assert "name: <cfg> & 'q'" in text and "numpy2<3" in text
+    assert "Mean uniform fraction 0.400\n[95% CI 0.000 – 0.897]" in text
+    assert parser.links.count("img1/columns.csv") == 1 and not parser.images  # no thumbnails, overlays written
+    assert "<u>" not in html and "<cfg>" not in html
+
+
 def test_incremental_reports_skip_the_html(tmp_path):
     written = write_reports([_row(0, 0.4)], tmp_path, html=False)
     assert set(written) == {"csv", "dots", "json"} and not (tmp_path / "report.html").exists()

@@ -1,6 +1,6 @@
 """Figures and reports: the colour-coded overlay, per-image and batch reports.
 
-matplotlib and jinja2 are imported inside the functions that use them.
+matplotlib is imported inside the functions that use it; the HTML report is written without a template engine.
 """
 
 from .overlay import plot_overlay, save_overlay

@@ -1,6 +1,6 @@
 """The batch report: ``report.csv``, ``report.json`` and ``report.html`` over many images.
 
-Every file is written atomically. The HTML report (a jinja2 template) links
+Every file is written atomically. The HTML report (:mod:`~stem_pipeline.report.html`) links
 each image's thumbnail and overlay by relative paths, so the output folder can
 be moved or shared as a whole.
 """
@@ -54,12 +54,7 @@ CSV_COLUMNS = (
 )
 #: Calibration statuses of the phase-library stage whose pixel size is not the file's (left out of batch means).
 UNCALIBRATED = ("uncalibrated_implied", "uncalibrated_ambiguous")
-_EXTRA_VERSIONS = ("dask", "distributed", "matplotlib", "jinja2")
-
-
-#: Images with an edge of twice this or more are block-averaged to about this edge before the thumbnail's
-#: anti-aliased resize (scikit-image smooths the whole image in float64 first: 2+ float32 image copies).
-_THUMBNAIL_PRE_REDUCE_PX = 1024
+_EXTRA_VERSIONS = ("dask", "distributed", "matplotlib")
 
 
 def save_thumbnail(
@@ -94,7 +89,10 @@ def save_thumbnail(
     data = np.asarray(getattr(image, "data", image), dtype=np.float32)
     if data.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {data.shape}")
-    factor = max(data.shape) // _THUMBNAIL_PRE_REDUCE_PX
+    # Images with an edge of twice the thumbnail's or more are block-averaged to about the thumbnail's edge
+    # before the anti-aliased resize, which scikit-image does by smoothing the whole image in float64 (2+ float32
+    # image copies; 0.024 s CPU of benchmarks/process.py's 1024^2 dot, 0.008 s so).
+    factor = min(max(data.shape) // max_size_px, min(data.shape))  # a strip keeps a row of blocks
     if factor > 1:
         from .overlay import _block_mean
 
@@ -436,7 +434,7 @@ def render_html(
     skipped_inputs: Sequence[dict[str, str]] = (),
     dot_histogram: str | os.PathLike | None = None,
 ) -> str:
-    """The HTML batch report (jinja2 template ``templates/report.html.j2``).
+    """The HTML batch report (:func:`stem_pipeline.report.html.report_html`).
 
     Parameters
     ----------
@@ -462,16 +460,11 @@ def render_html(
     str
         The HTML document.
     """
-    import jinja2
     import yaml
 
+    from .html import report_html
+
     out = Path(out)
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["fmt"] = _fmt
     stats = stats or batch_statistics(rows)
     images = []
     for row in rows:
@@ -492,11 +485,10 @@ def render_html(
                 "left_out": str(row.get("file")) in stats["uncalibrated_left_out"],
             }
         )
-    return env.get_template("report.html.j2").render(
+    return report_html(
         title=f"stem_pipeline batch report: {out.name}",
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         images=images,
-        failed=[i for i in images if i["status"] == "error"],
         stats=stats,
         histogram=_link(out, Path(histogram)) if histogram else None,
         dot_histogram=_link(out, Path(dot_histogram)) if dot_histogram else None,
@@ -513,11 +505,3 @@ def _link(out: Path, target: Path) -> str | None:
     if not target.is_file():
         return None
     return quote(target.relative_to(out).as_posix())
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
