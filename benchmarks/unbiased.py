@@ -12,7 +12,9 @@ not reported here): seeds 9000-9059 of a similar draw (12-16 nm dots, a third of
 (``ClassifyConfig.edge_from_intensity``) was judged, and the interval's terms (``boundary_sd_spacings``,
 ``boundary_noise_spacings``, ``edge_sd_spacings``) set, on seeds 30000-30139 of this draw (``TUNING_SEEDS``, 420
 dots at the three doses; :data:`TUNING`); the faint maxima beyond the crystal's edge were found, and the interval
-re-set after dropping them, on the same tuning dots (:data:`FAINT`). Held out: ``HELD_OUT_SEEDS`` (52000-52119 per
+re-set after dropping them, on the same tuning dots (:data:`FAINT`); the mixture's small domains kept through the
+random field and the interval's noise term re-set on them and on 60 more tuning dots, seeds 57000-57059
+(:data:`SMALL_DOMAINS_KEPT`; not scored on held-out dots). Held out: ``HELD_OUT_SEEDS`` (52000-52119 per
 dose), run once with the final defaults. The earlier held-out runs (seeds 42000-42119 and 32000-32059 of the
 previous round, 14000-14035, 16000-16035, 32000-32059 with older code, 36000-36059 of the unmerged ``edge``
 branch) are recorded in the results as they came out. ``tests/test_unbiased.py`` uses seeds 15000-15005. The
@@ -99,7 +101,9 @@ uniform shares 0.15-0.85: the mixture already finds two classes) nor any of 204 
 missed 23-column domain at a dot's edge among the field tuning dots (0 -> 0.027 of 0.041 at 100 and 400 counts).
 The table above is the run with it."""
 
-#: The interval terms of this code (``boundary_sd_spacings``, ``boundary_noise_spacings``, ``edge_sd_spacings``).
+#: The interval terms of the code the held-out table was measured with (``boundary_sd_spacings``,
+#: ``boundary_noise_spacings``, ``edge_sd_spacings``); since :data:`SMALL_DOMAINS_KEPT` (not held-out scored) they are
+#: 0.02 / 7.5 with ``boundary_noise_power`` 2 / 0.12.
 INTERVAL_TERMS = "0.02 / 1.0 / 0.12"
 
 #: What this round found on the tuning dots and changed (faint maxima beyond the crystal's edge).
@@ -170,6 +174,61 @@ it would need a noise-dependent group size (or an edge test) and the interval te
 held-out run; and one set of terms does not fit both doses then: with the groups kept, the noise term
 (``boundary_noise_spacings``) 1.0 -> 0.7 / 0.5 brings 100 counts to coverage 0.986 / 0.964 (width 0.026 /
 0.024), while 30 counts (its labels as before, the groups switched off there by the noise) falls to 0.907 / 0.871. Not done in the time."""
+
+#: This round (issue 14, sixth): the mixture's small domains kept, the interval's noise term re-set; tuning dots only.
+SMALL_DOMAINS_KEPT = """After the table above (2026-11-30, branch h14; tuning dots only, NOT scored on held-out dots): the largest
+error at 100 counts. Diagnosed on the tuning dots 30000-30139 (classification inputs of a default run cached and the
+classifier re-run; the unchanged classifier reproduces the run on every dot): the dots beyond 0.013 at 100 counts
+(30001 +0.017, 30040 +0.015, 30058 +0.021, 30097 +0.014, 30116 -0.025) are each a whole small minority domain of
+16-26 columns lost inside the true outline (e.g. 30058: 25 of a 26-column ordered domain's columns called uniform;
+30001: 17 of 19); not the crystal edge (edge part within 0.006), not faint columns. The mixture of the order
+parameter sees them; the random field's ~20-column neighbourhood erases them. The earlier test (above: keep every
+10-40-column domain of the mixture) also kept false domains: of the mixture's 10-40-column domains at 100 counts, 24
+of 70 were mostly wrong, and the ordered ones among them had a high R^2 (0.5-0.7, uniform columns beside ordered ones) but
+a low superlattice amplitude (0.13-0.30 of the ordered interior level; the right ones 0.76-1.40), the uniform ones
+(edge columns of ordered domains, like 30090's at 30 counts) 0.53-0.79 (the right ones 0.09-0.47). Changed
+(``classify.small_domains``, ``ClassifyConfig.small_domain_min_columns`` 10 / ``small_domain_max_columns`` 40): a
+10-40-column domain of the mixture keeps the mixture's posterior through the random field only where its mean
+amplitude lies on its label's side of ``uniform_minority_threshold`` (0.5) times the ordered level, the split the
+small-uniform-domain search already used; no new threshold. Then the interval: with the tail gone at 100 counts the
+terms before covered 0.950 / 0.993 / 0.971 at 30 / 100 / 400 counts, and no linear noise term fitted all three
+doses (best 0.95 +- 0.03 on a grid); the boundary shift now grows with the square of the pipeline's own noise
+measurement (``boundary_noise_power`` 2, ``boundary_noise_spacings`` 1.0 -> 7.5; ``boundary_sd_spacings`` 0.02 and
+``edge_sd_spacings`` 0.12 kept), the middle of the plateau 7-8 of terms within 0.935-0.965 at every dose.
+
+| tuning dots | code | dose [counts] | dots | mean signed error | sd | largest error | over the limit | coverage | mean width | sd inside both outlines | sd of the edge part |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+| 30000-30139 | before | 30 | 140 | -0.0024 | 0.0092 | 0.0288 | 0 | 0.950 | 0.044 | - | - |
+| 30000-30139 | before | 100 | 140 | -0.0018 | 0.0057 | 0.0251 | 2 | 0.964 | 0.030 | - | - |
+| 30000-30139 | before | 400 | 140 | -0.0013 | 0.0041 | 0.0171 | 0 | 0.964 | 0.024 | - | - |
+| 30000-30139 | now | 30 | 140 | -0.0028 | 0.0090 | 0.0287 | 0 | 0.943 | 0.043 | 0.0082 | 0.0033 |
+| 30000-30139 | now | 100 | 140 | -0.0025 | 0.0042 | 0.0140 | 0 | 0.964 | 0.025 | 0.0034 | 0.0029 |
+| 30000-30139 | now | 400 | 140 | -0.0014 | 0.0039 | 0.0171 | 0 | 0.943 | 0.021 | 0.0026 | 0.0028 |
+| 57000-57059 | before | 30 | 60 | +0.0016 | 0.0120 | 0.0608 | 2 | 0.950 | 0.039 | 0.0112 | 0.0038 |
+| 57000-57059 | before | 100 | 60 | +0.0005 | 0.0077 | 0.0379 | 2 | 0.967 | 0.026 | 0.0072 | 0.0029 |
+| 57000-57059 | before | 400 | 60 | +0.0011 | 0.0070 | 0.0347 | 2 | 0.933 | 0.021 | 0.0065 | 0.0030 |
+| 57000-57059 | now | 30 | 60 | +0.0002 | 0.0074 | 0.0243 | 0 | 0.983 | 0.038 | 0.0065 | 0.0037 |
+| 57000-57059 | now | 100 | 60 | +0.0001 | 0.0067 | 0.0304 | 2 | 0.950 | 0.022 | 0.0061 | 0.0029 |
+| 57000-57059 | now | 400 | 60 | +0.0002 | 0.0051 | 0.0218 | 1 | 0.933 | 0.019 | 0.0040 | 0.0030 |
+
+The seeds 57000-57059 were drawn after the change was chosen on 30000-30139 (the interval's noise term was set on
+30000-30139 alone); on them the tail at 100 and 400 counts is not cleared: 57048 (+0.030 at 100 counts, 729
+columns, 89 % uniform) has a 24-column ordered domain of which the mixture itself calls 6 columns (R^2 0.21,
+amplitude 0.59 of the ordered level), the random field none; 57007 (+0.025 / +0.022 at 100 / 400 counts, 88 %
+uniform, 2.3 nm domains) loses ordered domains of 11 and 13 columns the same way (mixture 2-6 of their columns). That
+is the local fit's detection limit (its 2.6-spacing neighbourhood sees mostly uniform columns), not the random
+field. So issue 14's largest error (0.02 at 100 counts and above) is not met on these tuning dots, and the held-out
+seeds were not run for this round. Tried and not adopted: uniform-labelled clusters of 10-40 columns with an
+amplitude above the split and no ordered column within 1.5 (or 2.3) spacings, started as weakly ordered for the
+boundary rounds: 57048 cleared (57000-57059 at 100 counts largest 0.025, sd 0.0053), 57007 not (0.023-0.025); with
+10 columns the 30-count tuning dots 30000-30139 got worse (largest 0.029 -> 0.036-0.039, false domains), with 14
+unchanged there, but on issue 13's ordered-minority dots (``benchmarks/minority.py``, seeds 51000-51079) it grew the
+true domains (sum of errors at 100 counts 0.899 -> 0.945-0.953; 51068 +0.002 -> -0.024). Issue 13's minority dots
+with the change adopted: no pure dot changed (60 uniform, 20 ordered per dose); ordered minorities sum of errors
+1.601 / 0.908 / 0.692 -> 1.606 / 0.899 / 0.694 at 30 / 100 / 400 counts, largest the same (0.064 / 0.054 / 0.035);
+uniform minorities 0.289 / 0.185 / 0.160 -> 0.277 / 0.179 / 0.143; their interval coverage (not in 0.93-0.97 before
+either: a single small domain is the interval's hardest case) 0.84 / 0.88 / 0.84 -> 0.82 / 0.85 / 0.75 for ordered
+minorities, 0.72 / 0.85 / 0.80 -> 0.75 / 0.82 / 0.72 for uniform ones: the narrower interval at 400 counts."""
 
 #: The previous round's held-out runs (seeds 42000-42119 and 32000-32059), kept as they came out.
 PREVIOUS_ROUND = """Previous round (before faint columns beyond the edge were dropped; main 00d305f): uniform fraction through `pipeline.analyze` (defaults) on 120 held-out mixed dots per dose (seeds 42000-42119; a third 8-11 nm, the others 12-16 nm; rotation 0-90 deg; domains 2-7 nm; uniform share 0.15-0.85; thickness gradient 0-40 %), against the truth of issue 14: the area of each phase's domains inside the dot outline. The code: column heights as the classification intensity, the crystal edge at the diffuse intensity step, interval terms 0.05 / 1.6 / 0.06 (boundary, its growth with the noise, edge) set on tuning seeds 30000-30139 (below); none of these seeds was looked at before, and they were scored once. Plot: `results/unbiased.png`.
@@ -593,6 +652,8 @@ def result_lines(rows: dict[float, list[dict]], seeds) -> list[str]:
         verdict(rows),
         "",
         CONFIRMED,
+        "",
+        SMALL_DOMAINS_KEPT,
         "",
         ERROR_PARTS,
         "",

@@ -28,6 +28,7 @@ from stem_pipeline.classify import (
     refine_boundaries,
     region_map_from_columns,
     regularise_posterior,
+    small_domains,
     uniform_minority_posterior,
 )
 from stem_pipeline.errors import NoCrystalError
@@ -600,3 +601,47 @@ def test_boundary_rounds_stop_when_the_labels_repeat():
     settled = labels(8)
     assert np.array_equal(settled, labels(9))
     assert np.array_equal(settled, labels(30))
+
+
+def test_small_domains_keep_only_clusters_whose_amplitude_agrees_with_their_label():
+    rc = _square_grid(20)
+    n1, n2 = (rc / 9.0).astype(int).T
+    ordered = n2 >= 10  # two halves, each one large domain
+    island = (n1 >= 8) & (n1 < 12) & (n2 >= 2) & (n2 < 7)  # 20 ordered columns in the uniform half
+    amplitude = np.where(ordered | island, 1.0, 0.1)
+    kw = dict(spacing_px=9.0, amplitude_split=0.5, min_columns=10, max_columns=40)
+    kept = small_domains(rc, ordered | island, amplitude, **kw)
+    assert np.array_equal(kept, island)  # the halves (200 columns) are too large to be small domains
+    # An island whose amplitude is the uniform one's is a false domain of the labelling (a high R^2 beside
+    # ordered columns): not kept; nor one smaller than min_columns.
+    assert not small_domains(rc, ordered | island, np.where(ordered, 1.0, 0.1), **kw).any()
+    assert not small_domains(rc, ordered | island, amplitude, **{**kw, "min_columns": 21}).any()
+    # A small uniform domain in the ordered half is kept when its amplitude is low.
+    hole = (n1 >= 8) & (n1 < 12) & (n2 >= 13) & (n2 < 18)
+    low = np.where(ordered & ~hole, 1.0, 0.1)
+    assert np.array_equal(small_domains(rc, ordered & ~hole, low, **kw), hole)
+
+
+def test_small_domains_of_the_mixture_survive_the_random_field():
+    """Mixed 10 nm dots with 2.2 nm domains at 100 counts (seeds 70000-70005, not used to choose defaults;
+    true columns, disc intensities): keeping the mixture's small domains through the random field
+    (``small_domain_min_columns``) labels more columns right and errs less. Measured: 2 of the 6 dots change,
+    both nearer the truth (+0.049 -> +0.033, +0.035 -> +0.025)."""
+    errors, right = {10: [], 0: []}, {10: [], 0: []}
+    for seed in range(70000, 70006):
+        rng = np.random.default_rng(seed)
+        dot = make_dot(
+            (384, 384),
+            dot_size_nm=10.0,
+            domain_size_nm=2.2,
+            uniform_fraction=0.75,
+            rotation_deg=float(rng.uniform(0, 90)),
+            dose=100.0,
+            rng=rng,
+        )
+        for n in errors:
+            labels, fractions = classify_dot(dot, small_domain_min_columns=n)
+            errors[n].append(abs(fractions.uniform - dot.uniform_fraction))
+            right[n].append(np.sum(labels.label == dot.label))
+    assert sum(errors[10]) < sum(errors[0]) - 0.01
+    assert sum(right[10]) > sum(right[0])

@@ -22,6 +22,7 @@ from .model import (
     mixture_posterior,
     refine_boundaries,
     regularise_posterior,
+    small_domains,
     uniform_minority_posterior,
 )
 from .outline import DiffuseOutline, diffuse_outline, pixel_noise, render_columns, without_columns
@@ -55,6 +56,7 @@ __all__ = [
     "regularise_posterior",
     "render_columns",
     "shared_boundary_px",
+    "small_domains",
     "two_phase_model_reasons",
     "uniform_minority_posterior",
     "without_columns",

@@ -29,6 +29,7 @@ __all__ = [
     "mixture_posterior",
     "refine_boundaries",
     "regularise_posterior",
+    "small_domains",
     "uniform_minority_posterior",
 ]
 
@@ -138,18 +139,13 @@ def minority_posterior(
         variance, the ordered one estimated on the clusters' columns and the
         uniform one on the others; None when there is no such cluster.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
     x = np.asarray(feature, dtype=np.float64).ravel()
     high = np.nonzero(x >= threshold)[0]
     if len(high) < min_columns:
         return None
-    i, j = neighbour_pairs(rc[high], 1.5 * spacing_px)
-    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(high), len(high)))
-    _, component = connected_components(graph, directed=False)
-    big = np.bincount(component)[component] >= min_columns
+    group = _clusters(rc[high], spacing_px)
+    big = np.bincount(group)[group] >= min_columns
     if not big.any():
         return None
     seed = np.zeros(len(x), bool)
@@ -162,6 +158,85 @@ def minority_posterior(
     var = (1.4826 * max(max(mad), 1e-3)) ** 2
     weights = np.array([seed.sum(), rest.sum()], dtype=float) / (seed.sum() + rest.sum())
     return _responsibilities(x[:, None], mu, np.array([[var]]), weights)[0][:, 0]
+
+
+def _clusters(rc: np.ndarray, spacing_px: float, label: np.ndarray | None = None) -> np.ndarray:
+    """The cluster of every column: columns within 1.5 spacings of each other (and of one label) are joined.
+
+    Parameters
+    ----------
+    rc : (N, 2) array_like
+        Column positions (row, col) [px].
+    spacing_px : float
+        Column spacing [px].
+    label : (N,) array_like, optional
+        Per-column labels: only columns of one label are joined (a cluster is then a domain of that label).
+
+    Returns
+    -------
+    (N,) ndarray of int
+        Cluster index of each column (0 .. number of clusters - 1).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
+    pairs = cKDTree(rc).query_pairs(1.5 * spacing_px, output_type="ndarray").reshape(-1, 2)
+    if label is not None:
+        lab = np.asarray(label).ravel()
+        pairs = pairs[lab[pairs[:, 0]] == lab[pairs[:, 1]]]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(rc), len(rc)))
+    return connected_components(graph, directed=False)[1]
+
+
+def small_domains(
+    rc: np.ndarray,
+    ordered: np.ndarray,
+    amplitude: np.ndarray,
+    *,
+    spacing_px: float,
+    amplitude_split: float,
+    min_columns: int,
+    max_columns: int,
+) -> np.ndarray:
+    """Columns of the small domains of a labelling whose superlattice amplitude agrees with their label.
+
+    A small domain is a cluster (columns within 1.5 spacings joined) of ``min_columns`` to ``max_columns`` columns of one label.
+    Its label is confirmed when the mean superlattice amplitude of its columns lies on that label's side of
+    ``amplitude_split``: an ordered domain's above it, a uniform one's at or below. The order parameter
+    (R^2) that labels them is scale-free and reads high on uniform columns beside ordered ones; the amplitude
+    falls with the share of ordered columns instead.
+
+    Parameters
+    ----------
+    rc : (N, 2) array_like
+        Column positions (row, col) [px].
+    ordered : (N,) array_like of bool
+        The labelling (True: ordered).
+    amplitude : (N,) array_like
+        Superlattice amplitude (``ColumnFeatures.alternation``).
+    spacing_px : float
+        Column spacing [px].
+    amplitude_split : float
+        Amplitude between the two phases' levels.
+    min_columns, max_columns : int
+        Smallest and largest cluster that is a small domain.
+
+    Returns
+    -------
+    (N,) ndarray of bool
+        The columns of such domains (of either label).
+    """
+    rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
+    hard = np.asarray(ordered, dtype=bool).ravel()
+    a = np.asarray(amplitude, dtype=np.float64).ravel()
+    group = _clusters(rc, spacing_px, hard)
+    size = np.bincount(group)
+    mean = np.bincount(group, weights=a) / size
+    ordered_group = np.bincount(group, weights=hard) > 0
+    agrees = np.where(ordered_group, mean > amplitude_split, mean <= amplitude_split)
+    return ((size >= min_columns) & (size <= max_columns) & agrees)[group]
 
 
 def uniform_minority_posterior(
