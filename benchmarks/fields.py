@@ -57,18 +57,18 @@ def detection(doses, pixel_sizes, n_fields, seed0):
         for dose in doses:
             found = inside = pairs = split = spurious = 0
             errors, times = [], []
-            for i in range(n_fields):
-                n = 4 if side * px >= 28 else 3
-                fld = make_field(
-                    (side, side),
-                    n_dots=n,
-                    n_touching_pairs=1,
-                    n_cut=1,
-                    dot_sizes_nm=(8.0, 12.0) if n == 4 else (7.0, 9.0),
-                    dose=dose,
-                    pixel_size_nm=px,
-                    rng=seed0 + i,
-                )
+            n = 4 if side * px >= 28 else 3
+            for fld in _drawn_fields(
+                n_fields,
+                seed0,
+                shape=(side, side),
+                n_dots=n,
+                n_touching_pairs=1,
+                n_cut=1,
+                dot_sizes_nm=(8.0, 12.0) if n == 4 else (7.0, 9.0),
+                dose=dose,
+                pixel_size_nm=px,
+            ):
                 t0 = time.perf_counter()
                 labels, _, _ = segment_field(fld.image, pixel_size_nm=px)
                 times.append(time.perf_counter() - t0)
@@ -95,6 +95,23 @@ def detection(doses, pixel_sizes, n_fields, seed0):
         "| pixel [nm] | dose [counts] | field [px] | dots inside found | touching pairs split | spurious dots | "
         "mean edge error [nm] | max abs edge error [nm] | segmentation time per field [s] |\n|---|---|---|---|---|---|---|---|---|"
     )
+
+
+def _drawn_fields(n_fields: int, seed0: int, *, shape, **kwargs):
+    """``make_field`` at seeds ``seed0``, ``seed0 + 1``, ... until ``n_fields`` are drawn: a seed whose layout finds
+    no room (``make_field`` raises ValueError) is passed over (and printed), the next one taken."""
+    seed = seed0
+    for _ in range(n_fields):
+        while True:
+            try:
+                fld = make_field(shape, rng=seed, **kwargs)
+            except ValueError as err:
+                print(f"seed {seed} passed over: {err}", flush=True)
+                seed += 1
+                continue
+            seed += 1
+            yield fld
+            break
 
 
 def same_rotation(doses, n_pairs, px=0.035, seed0=SAME_ROTATION_SEED):
