@@ -9,8 +9,11 @@ Touching dots are split first where the lattice rotation changes (peaks of the
 region's histogram of local rotations, mod 90 degrees), then, for dots of
 the same rotation, by a watershed of the distance transform when the region
 is not convex (as ParticleSpy and scikit-image's watershed example do); a
-region so split in two has its boundary moved onto the common edge of two
-projected squares in its lattice's frame (:func:`square_boundaries`).
+watershed piece that is not one projected cube joins the neighbour it makes
+one with (:func:`merge_fragments`), and a region of one seed is cut in
+:func:`halves` when they are two cubes; a region so split in two has its
+boundary moved onto the common edge of two projected squares in its
+lattice's frame (:func:`square_boundaries`).
 Outlines carried onto the frame by the smoothing are taken back to the crystal
 (:func:`trim_at_frame`), so that only dots the frame cuts touch it.
 
