@@ -122,6 +122,61 @@ def test_touching_dots_1_4_deg_apart_are_split_on_their_common_edge():
         assert abs(found[match[k][0]].edge_px - truth[k].edge_px) * px <= 0.3
 
 
+@pytest.mark.parametrize(
+    ("rotations", "dose", "seed"),
+    [((62.34, 63.11), 400, 46208), ((39.25, 40.47), 100, 46109)],
+    ids=["cut-in-three", "one-seed"],
+)
+def test_touching_dots_placed_flush_are_split_in_two(rotations, dose, seed):
+    """Two touching dots ~1 deg apart placed flush along their common edge (tuning layouts): their outline is
+    nearly a rectangle, whose distance transform has one ridge. Its maxima gave the watershed three seeds
+    (the pair cut in three, one dot into a sliver and the rest: IoU 0.61) or one (the pair merged into one
+    dot: IoU 0.45 / 0.53). The sliver now joins the piece it makes one projected cube with; a region of one
+    seed is cut in two halves when they are two cubes; the boundary then goes onto the squares' common edge."""
+    fld = _touching_pair((640, 640), rotations, dot_sizes_nm=(8.0, 10.0), dose=dose, rng=seed)
+    labels, _, _ = segment_field(fld.image, pixel_size_nm=PX)
+    assert labels.max() == 2
+    match = match_labels(labels, fld.labels)
+    assert match[0][0] != match[1][0] and min(match[0][1], match[1][1]) > 0.9
+
+
+def test_a_convex_region_is_cut_in_halves_only_when_they_are_two_cubes():
+    """``halves``: a 2:1 rectangle (rotated 30 deg) is cut across its long axis into two squares; a 3:1 one
+    (three dots, or a dot cut by the frame) is not cut."""
+    from skimage.transform import rotate
+
+    from stem_pipeline.dots import halves
+
+    for long, cut in ((120, True), (180, False)):
+        rect = np.zeros((300, 300))
+        rect[120:180, 150 - long // 2 : 150 + long // 2] = 1
+        region = rotate(rect, 30, order=0) > 0.5
+        parts = halves(region, np.zeros(region.shape, bool))
+        assert (parts is not None) == cut
+        if cut:
+            assert abs(int((parts == 1).sum()) - int((parts == 2).sum())) <= 1
+            assert ((parts > 0) == region).all()
+            assert max(s.aspect for s in dot_shapes(parts)) < 1.1
+
+
+def test_a_watershed_sliver_joins_the_piece_it_makes_one_cube_with():
+    """``merge_fragments`` on three pieces of a 2:1 rectangle cut across at 1/2 and 3/4: the quarter-sliver joins
+    the quarter beside it (a square), not the half (a 3:2 rectangle); a sliver between two squares, with which
+    it makes no cube, stays; three squares stay apart."""
+    from stem_pipeline.dots import merge_fragments
+
+    parts = np.zeros((60, 120), np.int32)
+    parts[10:50, 10:50], parts[10:50, 50:70], parts[10:50, 70:90] = 1, 2, 3
+    frame = np.zeros(parts.shape, bool)
+    merged = merge_fragments(parts, frame)
+    assert set(np.unique(merged)) == {0, 1, 2} and (merged[10:50, 50:90] == 2).all()
+    parts[10:50, 90:110] = 3  # the sliver between two squares
+    np.testing.assert_array_equal(merge_fragments(parts, frame), parts)
+    squares = np.zeros((40, 120), np.int32)
+    squares[:, :40], squares[:, 40:80], squares[:, 80:] = 1, 2, 3
+    np.testing.assert_array_equal(merge_fragments(squares, np.zeros(squares.shape, bool)), squares)
+
+
 def test_min_area_rectangle_of_a_rotated_square():
     theta = np.deg2rad(30.0)
     u, w = np.array([np.cos(theta), np.sin(theta)]), np.array([-np.sin(theta), np.cos(theta)])

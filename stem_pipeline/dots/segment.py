@@ -9,8 +9,11 @@ Touching dots are split first where the lattice rotation changes (peaks of the
 region's histogram of local rotations, mod 90 degrees), then, for dots of
 the same rotation, by a watershed of the distance transform when the region
 is not convex (as ParticleSpy and scikit-image's watershed example do); a
-region so split in two has its boundary moved onto the common edge of two
-projected squares in its lattice's frame (:func:`square_boundaries`).
+watershed piece that is not one projected cube joins the neighbour it makes
+one with (:func:`merge_fragments`), and a region of one seed is cut in
+:func:`halves` when they are two cubes; a region so split in two has its
+boundary moved onto the common edge of two projected squares in its
+lattice's frame (:func:`square_boundaries`).
 Outlines carried onto the frame by the smoothing are taken back to the crystal
 (:func:`trim_at_frame`), so that only dots the frame cuts touch it.
 
@@ -34,6 +37,8 @@ logger = logging.getLogger("stem_pipeline")
 
 __all__ = [
     "crystal_labels",
+    "halves",
+    "merge_fragments",
     "segment_field",
     "segment_overview",
     "split_by_orientation",
@@ -287,10 +292,7 @@ def split_by_shape(labels: np.ndarray, *, min_size_px: float) -> np.ndarray:
     shapes = {s.label: s for s in dot_shapes(labels)}
     for prop in regionprops(labels):
         shape = shapes[prop.label]
-        # skimage's solidity (area over its convex hull image's), with the hull from its rows (~0.02 s CPU less).
-        if prop.area / hull_area_px(prop.image) >= MIN_SOLIDITY and (
-            shape.aspect <= MAX_ASPECT or shape.touches_border
-        ):
+        if _one_cube(prop.area, prop.image, shape.aspect, shape.touches_border):
             continue
         # Imported for a region to split only: the watershed's import (skimage.morphology with it) took
         # ~0.02 s CPU of every process, most of whose dots are convex (benchmarks/process.py).
@@ -307,16 +309,123 @@ def split_by_shape(labels: np.ndarray, *, min_size_px: float) -> np.ndarray:
             labels=region.astype(int),
             exclude_border=False,
         )
+        frame = _frame_sides(sl, labels.shape)
         if len(seeds) < 2:
-            continue
-        markers = np.zeros(region.shape, np.int32)
-        markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
-        parts = watershed(-distance, markers, mask=region)[1:-1, 1:-1]
+            parts = halves(prop.image, frame)
+            if parts is None:
+                continue
+        else:
+            markers = np.zeros(region.shape, np.int32)
+            markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
+            parts = merge_fragments(watershed(-distance, markers, mask=region)[1:-1, 1:-1], frame)
         view = out[sl]
-        for p in range(2, len(seeds) + 1):
+        for p in np.unique(parts[parts > 1]):
             view[parts == p] = next_label
             next_label += 1
     return _relabel(out)
+
+
+def _one_cube(area_px: int, image: np.ndarray, aspect: float, touches_border: bool) -> bool:
+    """Whether a footprint is one projected cube: convex (solidity) and square (aspect; not tested when the
+    frame cuts it)."""
+    # skimage's solidity (area over its convex hull image's), with the hull from its rows (~0.02 s CPU less).
+    return area_px / hull_area_px(image) >= MIN_SOLIDITY and (aspect <= MAX_ASPECT or touches_border)
+
+
+def halves(region: np.ndarray, frame: np.ndarray) -> np.ndarray | None:
+    """A region the watershed gave one seed, cut across its long axis into two projected cubes, if it is two.
+
+    Two touching dots placed flush along their common edge make a convex rectangle-like region without a
+    neck: its distance transform has one ridge, whose maxima along it can be fewer than two seeds (tuning
+    pairs of 0-1.5 deg apart: 4 of 180 merged into one dot so). The region is cut at the median of its
+    pixels along its principal (long) axis; the cut stands when both halves are each one cube
+    (:func:`_one_cube`), and :func:`square_boundaries` then moves it onto the squares' common edge.
+
+    Parameters
+    ----------
+    region : (M, N) ndarray of bool
+        The region's pixels in its bounding box.
+    frame : (M, N) ndarray of bool
+        The pixels on the image's frame.
+
+    Returns
+    -------
+    (M, N) ndarray of int32 or None
+        1 and 2 on the halves (0 outside), or None when they are not two cubes.
+    """
+    rows, cols = np.nonzero(region)
+    coords = np.stack([rows, cols]).astype(float)
+    coords -= coords.mean(axis=1, keepdims=True)
+    axis = np.linalg.eigh(coords @ coords.T)[1][:, -1]  # the direction of the largest spread
+    along = axis @ coords
+    parts = np.zeros(region.shape, np.int32)
+    parts[rows, cols] = np.where(along > np.median(along), 2, 1)
+    if all(_cube_test(parts == p, frame)[0] for p in (1, 2)):
+        return parts
+    return None
+
+
+def _cube_test(mask: np.ndarray, frame: np.ndarray) -> tuple[bool, float]:
+    """Whether a piece is one projected cube (:func:`_one_cube`; ``frame``: the pixels on the image's frame),
+    and its aspect."""
+    from .shape import dot_shapes
+
+    (shape,) = dot_shapes(mask.astype(np.int32))
+    return _one_cube(shape.area_px, mask, shape.aspect, bool((mask & frame).any())), shape.aspect
+
+
+def _frame_sides(sl: tuple[slice, slice], shape: tuple[int, ...]) -> np.ndarray:
+    """Which pixels of the crop ``sl`` lie on the frame of an image of ``shape`` (its outer rows and columns)."""
+    rows, cols = (s.stop - s.start for s in sl)
+    sides = np.zeros((rows, cols), bool)
+    sides[0, :] |= sl[0].start == 0
+    sides[-1, :] |= sl[0].stop == shape[0]
+    sides[:, 0] |= sl[1].start == 0
+    sides[:, -1] |= sl[1].stop == shape[1]
+    return sides
+
+
+def merge_fragments(parts: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """Watershed pieces of one region that are not a projected cube, joined to the neighbour they make one with.
+
+    The distance transform of two touching dots placed flush along a common edge (nearly a rectangle, no
+    neck) has a ridge along its long axis whose noise gives more seeds than dots: the watershed cut the pair
+    in three, one dot into a sliver and the rest (issue 13, a 400-count field: that dot's parts read 0.565
+    and 1.000, the dot alone 0.840). A piece that is not one cube (:func:`_one_cube`) joins the adjacent
+    piece with which it makes one, the squarest such union first, until none does. The pieces all hold one
+    lattice rotation (regions of several are split by :func:`split_by_orientation` before), so the outline is
+    what tells them apart. A region cut in two is left as it is: its union, the region, failed that test.
+
+    Parameters
+    ----------
+    parts : (M, N) ndarray of int
+        The watershed's pieces 1..n of one region (0: outside it).
+    frame : (M, N) ndarray of bool
+        The pixels on the image's frame (a piece there is not tested for its aspect).
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        The pieces, merged (a merged piece keeps the smaller value; values need not be consecutive).
+    """
+    parts = parts.astype(np.int32, copy=True)
+    while True:
+        pieces = ndimage.find_objects(parts)
+        values = [v for v, sl in enumerate(pieces, start=1) if sl is not None]
+        if len(values) < 3:
+            return parts
+        best: tuple[float, int, int] | None = None
+        for v in values:
+            mine = parts == v
+            if _cube_test(mine, frame)[0]:
+                continue
+            for w in np.unique(parts[ndimage.binary_dilation(mine) & (parts > 0) & ~mine]):
+                ok, aspect = _cube_test(mine | (parts == w), frame)
+                if ok and (best is None or aspect < best[0]):
+                    best = (aspect, min(v, int(w)), max(v, int(w)))
+        if best is None:
+            return parts
+        parts[parts == best[2]] = best[1]
 
 
 def square_boundaries(pieces: np.ndarray, regions: np.ndarray, field: LatticeField) -> np.ndarray:
