@@ -9,6 +9,8 @@ import argparse
 import contextlib
 import logging
 import math
+import tempfile
+from pathlib import Path
 
 from .errors import InputError, UsageError
 
@@ -181,6 +183,20 @@ def run_demo(args: argparse.Namespace) -> int:
     return status
 
 
+def _check_writable(path: Path) -> None:
+    """Raise a :class:`UsageError` naming ``path`` when its folder cannot be made or written, before a long run.
+
+    A simulation can take hours; its image is written at the end (:func:`stem_pipeline.io.save`), so an
+    output that cannot be written is found first, with a file made and removed where it will go.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot write there ({exc.strerror or exc})") from None
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     """``stem-pipeline simulate CONFIG.yaml --out FILE [...]``: a calibrated simulated image."""
     from . import io
@@ -189,6 +205,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() not in io.WRITE_EXTENSIONS:
         raise UsageError(f"--out must end in one of {', '.join(sorted(io.WRITE_EXTENSIONS))}")
+    _check_writable(args.out)
     if args.thickness_nm is not None and args.thickness_nm <= 0:
         raise UsageError("--thickness-nm must be positive")
     if args.workers is not None and args.workers < 1:

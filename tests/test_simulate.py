@@ -367,3 +367,21 @@ def test_simulate_command_writes_a_calibrated_image(tmp_path):
     assert cell.max() > 2 * cell.min()  # columns, not a flat image
     # bad usage: an extension the command cannot write
     assert cli.main(["-q", "simulate", str(path), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_simulate_command_refuses_an_output_it_cannot_write_before_simulating(tmp_path, monkeypatch, capsys):
+    from stem_pipeline import cli, simulate
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny(phonons={"num_configs": 0})))
+    (tmp_path / "a_file").write_text("")  # a file where the output's folder would be: mkdir fails, even for root
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("simulated before the output was checked")
+
+    monkeypatch.setattr(simulate, "simulate", must_not_run)
+    out = tmp_path / "a_file" / "cell.tif"
+    assert cli.main(["-q", "simulate", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out}: cannot write there" in err
+    assert sorted(tmp_path.iterdir()) == sorted([path, tmp_path / "a_file"])  # nothing left behind
