@@ -386,11 +386,11 @@ def superlattice_scan(
     vectors = np.asarray(lattice_vectors_px, dtype=np.float64).reshape(2, 2)
     spacing = float(np.mean(np.linalg.norm(vectors, axis=1)))
     n = len(rc)
+    if null.sum() < 2:
+        return np.zeros(n)
     log_i = np.log(np.maximum(inten, 1e-9 * max(float(inten.max(initial=0.0)), 1e-300)))
     i, j, _, _ = indexed_pairs(rc, vectors, 1.6 * spacing, max_index_residual=max_index_residual)
     x = log_i - np.bincount(i, weights=log_i[j], minlength=n) / np.maximum(np.bincount(i, minlength=n), 1)
-    if null.sum() < 2:
-        return np.zeros(n)
     z = np.clip(x / _robust_sd(x[null]), -clip_sd, clip_sd)
     i, j, nint, _ = indexed_pairs(rc, vectors, radius_spacings * spacing, max_index_residual=max_index_residual)
     pattern = superlattice_design(nint)[:, 1:] @ _PARITY_SIGNS.T  # (P, 4): 3 on the bright site, -1 elsewhere

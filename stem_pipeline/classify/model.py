@@ -179,14 +179,13 @@ def _clusters(rc: np.ndarray, spacing_px: float, label: np.ndarray | None = None
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
 
     rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
-    pairs = cKDTree(rc).query_pairs(1.5 * spacing_px, output_type="ndarray").reshape(-1, 2)
+    i, j = neighbour_pairs(rc, 1.5 * spacing_px)
     if label is not None:
         lab = np.asarray(label).ravel()
-        pairs = pairs[lab[pairs[:, 0]] == lab[pairs[:, 1]]]
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(rc), len(rc)))
+        i, j = i[lab[i] == lab[j]], j[lab[i] == lab[j]]
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(len(rc), len(rc)))
     return connected_components(graph, directed=False)[1]
 
 
