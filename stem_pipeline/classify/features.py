@@ -347,6 +347,8 @@ def superlattice_scan(
     null_mask: np.ndarray,
     max_index_residual: float = 0.3,
     clip_sd: float = 4.0,
+    min_neighbourhood: int = 7,
+    min_window_columns: int = 8,
 ) -> np.ndarray:
     """Pooled evidence of the ordered superlattice over a domain-sized window around every column.
 
@@ -357,6 +359,13 @@ def superlattice_scan(
     sums pattern times contrast over the columns within ``radius_spacings`` and divides by the pattern's norm:
     a z-score that pools the evidence of all the window's columns, so a domain of ~10-30 columns reaches
     significance when each column alone does not.
+
+    Only columns with at least ``min_neighbourhood`` of the 9 sites of their 3x3 neighbourhood (a straight
+    crystal edge leaves 6) carry contrast and enter their neighbours' means: at a crystal edge the outer row is
+    dimmer (no neighbours' tails overlap it) and the next row brighter than its neighbours' mean, a row
+    alternation that the matched filter read as the superlattice (on uniform regions of cell-mosaic dots,
+    :mod:`stem_pipeline.synthetic_mosaic`, and at the edges of the generator's dots: the whole tail of the
+    score's null distribution). A window with fewer than ``min_window_columns`` such columns scores 0.
 
     Parameters
     ----------
@@ -374,11 +383,16 @@ def superlattice_scan(
         See :func:`indexed_pairs`.
     clip_sd : float
         Contrast clip, in noise sds.
+    min_neighbourhood : int
+        Fewest columns (itself included) of a column's 3x3 neighbourhood for it to carry contrast.
+    min_window_columns : int
+        Fewest contrast-carrying columns in a window for it to score.
 
     Returns
     -------
     (N,) ndarray of float64
-        The largest z-score over the four hypotheses (0 everywhere with fewer than two ``null_mask`` columns).
+        The largest z-score over the four hypotheses (0 everywhere with fewer than two contrast-carrying
+        ``null_mask`` columns).
     """
     rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
     inten = np.asarray(intensity, dtype=np.float64).ravel()
@@ -386,20 +400,28 @@ def superlattice_scan(
     vectors = np.asarray(lattice_vectors_px, dtype=np.float64).reshape(2, 2)
     spacing = float(np.mean(np.linalg.norm(vectors, axis=1)))
     n = len(rc)
-    if null.sum() < 2:
-        return np.zeros(n)
     log_i = np.log(np.maximum(inten, 1e-9 * max(float(inten.max(initial=0.0)), 1e-300)))
     i, j, _, _ = indexed_pairs(rc, vectors, 1.6 * spacing, max_index_residual=max_index_residual)
-    x = log_i - np.bincount(i, weights=log_i[j], minlength=n) / np.maximum(np.bincount(i, minlength=n), 1)
-    z = np.clip(x / _robust_sd(x[null]), -clip_sd, clip_sd)
+    inner = np.bincount(i, minlength=n) >= min_neighbourhood
+    if np.count_nonzero(null & inner) < 2:
+        return np.zeros(n)
+    weight = inner[j].astype(np.float64)
+    x = log_i - np.bincount(i, weights=weight * log_i[j], minlength=n) / np.maximum(
+        np.bincount(i, weights=weight, minlength=n), 1.0
+    )
+    z = np.where(inner, np.clip(x / _robust_sd(x[null & inner]), -clip_sd, clip_sd), 0.0)
     i, j, nint, _ = indexed_pairs(rc, vectors, radius_spacings * spacing, max_index_residual=max_index_residual)
     pattern = superlattice_design(nint)[:, 1:] @ _PARITY_SIGNS.T  # (P, 4): 3 on the bright site, -1 elsewhere
-    score = [
-        np.bincount(i, weights=pattern[:, h] * z[j], minlength=n)
-        / np.sqrt(np.maximum(np.bincount(i, weights=pattern[:, h] ** 2, minlength=n), 1e-12))
-        for h in range(4)
-    ]
-    return np.max(score, axis=0)
+    weight = inner[j].astype(np.float64)
+    score = np.max(
+        [
+            np.bincount(i, weights=pattern[:, h] * z[j], minlength=n)
+            / np.sqrt(np.maximum(np.bincount(i, weights=weight * pattern[:, h] ** 2, minlength=n), 1e-12))
+            for h in range(4)
+        ],
+        axis=0,
+    )
+    return np.where(np.bincount(i, weights=weight, minlength=n) >= min_window_columns, score, 0.0)
 
 
 def own_intensity_llr(
