@@ -401,16 +401,21 @@ def superlattice_scan(
     spacing = float(np.mean(np.linalg.norm(vectors, axis=1)))
     n = len(rc)
     log_i = np.log(np.maximum(inten, 1e-9 * max(float(inten.max(initial=0.0)), 1e-300)))
-    i, j, _, _ = indexed_pairs(rc, vectors, 1.6 * spacing, max_index_residual=max_index_residual)
-    inner = np.bincount(i, minlength=n) >= min_neighbourhood
+    # One pair query for both neighbourhoods: the 3x3 one (1.6 spacings) and the window.
+    pi, pj, pn, d2 = indexed_pairs(
+        rc, vectors, max(radius_spacings, 1.6) * spacing, max_index_residual=max_index_residual
+    )
+    ni, nj = pi[d2 <= 1.6**2], pj[d2 <= 1.6**2]
+    inner = np.bincount(ni, minlength=n) >= min_neighbourhood
     if np.count_nonzero(null & inner) < 2:
         return np.zeros(n)
-    weight = inner[j].astype(np.float64)
-    x = log_i - np.bincount(i, weights=weight * log_i[j], minlength=n) / np.maximum(
-        np.bincount(i, weights=weight, minlength=n), 1.0
+    weight = inner[nj].astype(np.float64)
+    x = log_i - np.bincount(ni, weights=weight * log_i[nj], minlength=n) / np.maximum(
+        np.bincount(ni, weights=weight, minlength=n), 1.0
     )
     z = np.where(inner, np.clip(x / _robust_sd(x[null & inner]), -clip_sd, clip_sd), 0.0)
-    i, j, nint, _ = indexed_pairs(rc, vectors, radius_spacings * spacing, max_index_residual=max_index_residual)
+    window = d2 <= radius_spacings**2
+    i, j, nint = pi[window], pj[window], pn[window]
     pattern = superlattice_design(nint)[:, 1:] @ _PARITY_SIGNS.T  # (P, 4): 3 on the bright site, -1 elsewhere
     weight = inner[j].astype(np.float64)
     score = np.max(
